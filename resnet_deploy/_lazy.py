@@ -1,0 +1,60 @@
+"""Lazy imports of heavy optional dependencies (the pattern of Polygraphy's ``mod/importer.py``).
+
+``tensorrt = lazy_import("tensorrt", extra="tensorrt")`` costs nothing until an attribute is used;
+then it imports the module or raises :class:`MissingDependencyError` saying how to install it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from types import ModuleType
+from typing import Any
+
+from resnet_deploy.errors import MissingDependencyError
+
+# How to get each optional module; the pip extra is named where one exists.
+INSTALL_HINTS = {
+    "tensorrt": 'NVIDIA TensorRT: JetPack on Jetson, or `pip install "resnet-deploy[tensorrt]"` '
+    "with NVIDIA's package index reachable",
+    "tensorrt_rtx": 'TensorRT-RTX: `pip install "resnet-deploy[rtx]"`',
+    "cuda": 'cuda-python: `pip install "resnet-deploy[cuda]"`',
+    "pycuda": "pycuda: `pip install pycuda` (needs the CUDA toolkit)",
+    "onnxslim": "onnxslim: `pip install onnxslim`",
+}
+
+
+def is_available(name: str) -> bool:
+    """True when ``name`` can be imported, without importing it."""
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+class _LazyModule(ModuleType):
+    def __init__(self, name: str, hint: str) -> None:
+        super().__init__(name)
+        self._lazy_hint = hint
+        self._lazy_module: ModuleType | None = None
+
+    def _load(self) -> ModuleType:
+        if self._lazy_module is None:
+            try:
+                self._lazy_module = importlib.import_module(self.__name__)
+            except ImportError as exc:
+                raise MissingDependencyError(
+                    f"{self.__name__} is not installed ({exc}); install {self._lazy_hint}"
+                ) from exc
+        return self._lazy_module
+
+    def __getattr__(self, attr: str) -> Any:
+        if attr.startswith("_lazy"):
+            raise AttributeError(attr)
+        return getattr(self._load(), attr)
+
+
+def lazy_import(name: str, extra: str | None = None) -> Any:
+    """A stand-in for module ``name`` that imports it on first attribute access."""
+    hint = INSTALL_HINTS.get(name) or (f'`pip install "resnet-deploy[{extra}]"`' if extra else f"`pip install {name}`")
+    return _LazyModule(name, hint)

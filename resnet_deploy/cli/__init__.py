@@ -1,0 +1,47 @@
+"""The ``resnet-deploy`` command line. Commands import torch/onnx lazily, so --help is instant."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+
+from resnet_deploy import __version__
+from resnet_deploy.errors import ResnetDeployError
+
+
+class _Group(click.Group):
+    """Turns ResnetDeployError into one line on stderr (and JSON under --json) and an exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ResnetDeployError as exc:
+            message = " ".join(str(exc).split())
+            if ctx.meta.get("resnet_deploy.json"):  # meta is shared with every sub-context
+                click.echo(json.dumps({"ok": False, "error": message}))
+            click.secho(f"error: {message}", err=True, fg="red")
+            sys.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("interrupted; no partial output was kept", err=True)
+            sys.exit(130)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="resnet-deploy")
+def main() -> None:
+    """ResNets from definition to validated ONNX and NVIDIA engines."""
+
+
+def _register() -> None:
+    from resnet_deploy.cli.demo import demo
+    from resnet_deploy.cli.export import export
+    from resnet_deploy.cli.info import info
+
+    for command in (info, export, demo):
+        main.add_command(command)
+
+
+_register()

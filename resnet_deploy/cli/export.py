@@ -1,0 +1,125 @@
+"""``resnet-deploy export``: PyTorch -> verified, self-contained ONNX with metadata."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from resnet_deploy.cli.options import json_option, model_kwargs, model_options
+from resnet_deploy.cli.output import Reporter, human_bytes
+
+
+def describe_verification(report: Any) -> str:
+    parts = [
+        f"batch {c.batch}: max |err| {c.max_abs_error:.2e} (allowed {c.allowed:.1e}), "
+        f"top-1 agreement {c.top1_agreement:.0%}"
+        for c in report.checks
+    ]
+    return "verified against PyTorch in ONNX Runtime: " + "; ".join(parts)
+
+
+def run_export(
+    out: Reporter,
+    checkpoint: str | None,
+    output: str | None,
+    *,
+    opset: int | None,
+    static_batch: int | None,
+    simplify: bool,
+    verify: bool,
+    tolerance: float | None,
+    **model_opts: Any,
+) -> Any:
+    """Shared by `export` and `demo`: open the model, warn on random weights, export, report."""
+    from resnet_deploy._io import check_writable
+    from resnet_deploy.export import export_onnx
+    from resnet_deploy.model_source import open_model
+    from resnet_deploy.verify import DEFAULT_RTOL
+
+    if checkpoint is None and model_opts.get("depth") is None:
+        raise click.UsageError("give --depth or --checkpoint")
+    if output is not None:
+        check_writable(output)  # before minutes of work, not after
+    source = open_model(checkpoint, **model_opts)
+    name = source.metadata.config.name
+    if source.random_init:
+        out.warn(
+            f"no --checkpoint: exporting a randomly initialised {name}; its predictions are meaningless "
+            "(pass --checkpoint PATH to export trained weights)"
+        )
+    path = Path(output) if output else Path(f"{name}.onnx")
+    result = export_onnx(
+        source.model,
+        path,
+        source.metadata,
+        opset=opset,
+        static_batch=static_batch,
+        simplify=simplify,
+        verify=verify,
+        rtol=tolerance or DEFAULT_RTOL,
+    )
+    batch = "dynamic batch" if result.batch == "dynamic" else f"static batch {result.batch}"
+    out.say(
+        f"exported {name} -> {result.path} ({human_bytes(result.size_bytes)}, opset {result.opset}, "
+        f"{batch}, {result.exporter} exporter) in {result.export_seconds:.1f} s"
+    )
+    if result.verification:
+        out.say(describe_verification(result.verification) + f" ({result.verification.seconds:.1f} s)")
+    return result
+
+
+@click.command()
+@model_options
+@click.option(
+    "--checkpoint",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Our checkpoint (with its .json) or a torchvision-style .pth state dict.",
+)
+@click.option(
+    "-o", "--output", type=click.Path(dir_okay=False), default=None, help="Output .onnx (default: <arch>.onnx)."
+)
+@click.option(
+    "--opset", type=int, default=None, help="ONNX opset (default 18; 17 or lower for TensorRT 8.x / JetPack 5)."
+)
+@click.option("--static-batch", type=int, default=None, help="Fix the batch size (default: dynamic batch).")
+@click.option("--simplify", is_flag=True, help="Simplify the graph with onnxslim.")
+@click.option("--no-verify", "no_verify", is_flag=True, help="Skip the ONNX Runtime vs PyTorch check.")
+@click.option(
+    "--tolerance", type=float, default=None, help="Allowed max |error| relative to the logit scale (default 1e-4)."
+)
+@json_option
+def export(
+    checkpoint: str | None,
+    output: str | None,
+    opset: int | None,
+    static_batch: int | None,
+    simplify: bool,
+    no_verify: bool,
+    tolerance: float | None,
+    as_json: bool,
+    **kwargs: Any,
+) -> None:
+    """Export a model to one self-contained ONNX file and verify it against PyTorch.
+
+    \b
+    Examples:
+      resnet-deploy export --depth 50 -o r50.onnx
+      resnet-deploy export --checkpoint resnet18-f37072fd.pth -o r18.onnx
+      resnet-deploy export --checkpoint runs/r20/model.pt --opset 17 --static-batch 8
+    """
+    out = Reporter(as_json)
+    result = run_export(
+        out,
+        checkpoint,
+        output,
+        opset=opset,
+        static_batch=static_batch,
+        simplify=simplify,
+        verify=not no_verify,
+        tolerance=tolerance,
+        **model_kwargs(kwargs),
+    )
+    out.result({"ok": True, **result.to_dict()})

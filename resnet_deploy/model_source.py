@@ -1,0 +1,78 @@
+"""The model a command works on: a checkpoint's (weights + metadata) or a randomly initialised one."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from resnet_deploy import __version__
+from resnet_deploy.checkpoint import Checkpoint, load_checkpoint, model_from_checkpoint
+from resnet_deploy.metadata import ArtifactMetadata
+from resnet_deploy.models.registry import build_model
+from resnet_deploy.models.resnet import ResNet
+
+
+@dataclass
+class ModelSource:
+    model: ResNet
+    metadata: ArtifactMetadata
+    checkpoint: Checkpoint | None
+
+    @property
+    def random_init(self) -> bool:
+        return self.checkpoint is None
+
+
+def _imagenet_categories() -> tuple[str, ...] | None:
+    try:  # torchvision ships the 1000 ImageNet class names with its weight enums: no download.
+        from torchvision.models import ResNet50_Weights
+
+        return tuple(ResNet50_Weights.IMAGENET1K_V1.meta["categories"])
+    except Exception:
+        return None
+
+
+def open_model(
+    checkpoint: str | Path | None = None,
+    *,
+    depth: int | None = None,
+    variant: str | None = None,
+    plain: bool = False,
+    shortcut: str | None = None,
+    num_classes: int | None = None,
+    input_size: int | None = None,
+) -> ModelSource:
+    """Load ``checkpoint`` (our format or a foreign state dict) or build a random model from the options."""
+    if checkpoint is None:
+        model = build_model(
+            depth, variant=variant, plain=plain, shortcut=shortcut, num_classes=num_classes, input_size=input_size
+        ).eval()
+        mean, std = model.config.default_mean_std
+        meta = ArtifactMetadata(config=model.config, mean=mean, std=std, producer_version=__version__)
+        return ModelSource(model=model, metadata=meta, checkpoint=None)
+
+    ckpt = load_checkpoint(checkpoint)
+    model = model_from_checkpoint(
+        ckpt,
+        depth=depth,
+        variant=variant,
+        plain=plain,
+        shortcut=shortcut,
+        num_classes=num_classes,
+        input_size=input_size,
+    )
+    config = model.config
+    default_mean, default_std = config.default_mean_std
+    class_names = ckpt.metadata.get("class_names")
+    if class_names is None and ckpt.config is None and config.family == "imagenet" and config.num_classes == 1000:
+        class_names = _imagenet_categories()  # a torchvision ImageNet-1k checkpoint
+    meta = ArtifactMetadata(
+        config=config,
+        mean=tuple(ckpt.metadata.get("mean", default_mean)),
+        std=tuple(ckpt.metadata.get("std", default_std)),
+        class_names=tuple(class_names) if class_names else None,
+        checkpoint_sha256=ckpt.sha256,
+        dataset=ckpt.metadata.get("dataset"),
+        producer_version=__version__,
+    )
+    return ModelSource(model=model, metadata=meta, checkpoint=ckpt)

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# The test suite. Sets itself up on a fresh machine (.venv with the [dev] extra).
+#   scripts/test.sh [pytest options]   e.g. scripts/test.sh -k export
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/_venv.sh" "dev"
+cd "$ROOT"
+ruff check resnet_deploy tests scripts
+mypy
+exec python -m pytest "$@"

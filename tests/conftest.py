@@ -1,0 +1,51 @@
+"""Markers that skip themselves where the hardware or package is absent, and shared fixtures."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from resnet_deploy._lazy import is_available
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--runslow", action="store_true", help="also run tests marked slow")
+
+
+def _has_cuda() -> bool:
+    try:
+        import torch
+
+        return torch.cuda.is_available()
+    except Exception:
+        return False
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    run_slow = config.getoption("--runslow") or os.environ.get("RESNET_DEPLOY_SLOW") == "1"
+    reasons = {
+        "gpu": None if _has_cuda() else "needs an NVIDIA GPU",
+        "tensorrt": None if is_available("tensorrt") else "needs full TensorRT (pip install 'resnet-deploy[tensorrt]')",
+        "rtx": None if is_available("tensorrt_rtx") else "needs tensorrt-rtx (pip install 'resnet-deploy[rtx]')",
+        "slow": None if run_slow else "slow: run with --runslow",
+    }
+    for item in items:
+        for marker, reason in reasons.items():
+            if reason and marker in item.keywords:
+                item.add_marker(pytest.mark.skip(reason=reason))
+
+
+@pytest.fixture(scope="session")
+def resnet20_export(tmp_path_factory: pytest.TempPathFactory):
+    """One ResNet-20 built, exported and verified once for the whole session."""
+    import torch
+
+    from resnet_deploy.export import export_onnx
+    from resnet_deploy.model_source import open_model
+
+    torch.manual_seed(0)
+    source = open_model(depth=20)
+    path = tmp_path_factory.mktemp("export") / "resnet20.onnx"
+    result = export_onnx(source.model, path, source.metadata)
+    return source, result
