@@ -230,6 +230,11 @@ def model_from_checkpoint(
         for flag, (value, recorded) in given.items():
             if value is not None and value != recorded:
                 raise CheckpointError(f"{source} records {flag} {recorded}, not {value}; drop {flag}")
+        if cfg.pixel_mean and input_size is not None and int(input_size) != cfg.input_size:
+            raise CheckpointError(
+                f"{source} subtracts a {cfg.input_size}x{cfg.input_size} per-pixel mean image, so it takes only "
+                f"{cfg.input_size}x{cfg.input_size} inputs; drop --input-size"
+            )
         config = cfg if input_size is None else replace(cfg, input_size=int(input_size))
         config = ResNetConfig.from_dict(config.to_dict())  # re-validates input_size
     else:

@@ -31,6 +31,14 @@ class VerificationError(ResnetDeployError):
     exit_code = 3
 
 
+class DatasetError(ResnetDeployError):
+    """A dataset spec, directory or file that cannot be read as the format it claims."""
+
+
+class TrainingError(ResnetDeployError):
+    """A training run that cannot start or continue as asked (resume mismatch, diverged loss...)."""
+
+
 class OutputPathError(ResnetDeployError):
     """An output path that cannot be written."""
 

@@ -24,7 +24,8 @@ OUTPUT_NAME = "logits"
 class ArtifactMetadata:
     """Everything later stages need to use a model file correctly.
 
-    Inputs are NCHW float32 RGB, scaled to [0, 1], then ``(x - mean) / std`` per channel.
+    Inputs are NCHW float32 RGB, scaled to [0, 1], then ``(x - mean) / std`` per channel. A model
+    whose config has ``pixel_mean`` subtracts its per-pixel mean image itself (mean 0, std 1 here).
     """
 
     config: ResNetConfig
@@ -49,6 +50,7 @@ class ArtifactMetadata:
             "num_classes": str(cfg.num_classes),
             "input_size": str(cfg.input_size),
             "in_chans": str(cfg.in_chans),
+            "pixel_mean": str(cfg.pixel_mean).lower(),
             "layout": "NCHW",
             "input_name": INPUT_NAME,
             "output_name": OUTPUT_NAME,
@@ -82,6 +84,7 @@ class ArtifactMetadata:
                     "num_classes": int(props["num_classes"]),
                     "input_size": int(props["input_size"]),
                     "in_chans": int(props.get("in_chans", 3)),
+                    "pixel_mean": props.get("pixel_mean") == "true",
                 }
             )
             names = props.get("class_names")

@@ -39,8 +39,9 @@ def _register() -> None:
     from resnet_deploy.cli.demo import demo
     from resnet_deploy.cli.export import export
     from resnet_deploy.cli.info import info
+    from resnet_deploy.cli.train import train
 
-    for command in (info, export, demo):
+    for command in (info, train, export, demo):
         main.add_command(command)
 
 

@@ -71,6 +71,9 @@ class ResNetConfig:
         num_classes: classifier outputs.
         input_size: square input side the model is deployed at (any size >= total stride works).
         in_chans: input channels.
+        pixel_mean: the model subtracts a per-pixel mean image (buffer ``pixel_mean``, shape
+            ``(in_chans, input_size, input_size)``) from its input, as the paper's CIFAR recipe does;
+            such a model then takes only ``input_size`` inputs, scaled to [0, 1].
     """
 
     depth: int
@@ -84,6 +87,7 @@ class ResNetConfig:
     num_classes: int
     input_size: int
     in_chans: int = 3
+    pixel_mean: bool = False
 
     @property
     def name(self) -> str:
@@ -127,6 +131,7 @@ class ResNetConfig:
                 num_classes=data.get("num_classes"),
                 input_size=data.get("input_size"),
                 in_chans=int(data.get("in_chans", 3)),
+                pixel_mean=bool(data.get("pixel_mean", False)),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise UnknownModelError(f"model config {data!r} is malformed ({exc})") from exc
@@ -142,6 +147,7 @@ def model_config(
     num_classes: int | None = None,
     input_size: int | None = None,
     in_chans: int = 3,
+    pixel_mean: bool = False,
 ) -> ResNetConfig:
     """Validate the options and fill the family's defaults; None means default."""
     if depth not in ARCHITECTURES:
@@ -175,6 +181,7 @@ def model_config(
         num_classes=num_classes,
         input_size=defaults["input_size"] if input_size is None else int(input_size),
         in_chans=in_chans,
+        pixel_mean=pixel_mean,
     )
     if config.input_size < config.total_stride:
         raise UnknownModelError(

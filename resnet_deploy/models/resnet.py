@@ -18,6 +18,12 @@ class ResNet(nn.Module):
     def __init__(self, config: ResNetConfig) -> None:
         super().__init__()
         self.config = config
+        self.pixel_mean: torch.Tensor | None
+        if config.pixel_mean:  # set from the training data; see ResNetConfig.pixel_mean
+            size = config.input_size
+            self.register_buffer("pixel_mean", torch.zeros(config.in_chans, size, size))
+        else:
+            self.register_buffer("pixel_mean", None)
         stem_width = config.widths[0]
         if config.family == "imagenet":
             self.conv1 = nn.Conv2d(config.in_chans, stem_width, 7, stride=2, padding=3, bias=False)
@@ -63,6 +69,8 @@ class ResNet(nn.Module):
                 nn.init.zeros_(module.bias)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        if self.pixel_mean is not None:
+            x = x - self.pixel_mean  # (N, C, S, S) - (C, S, S)
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))  # (N, C0, H/4, W/4) or (N, 16, H, W)
         for name in self.stage_names:
             x = getattr(self, name)(x)

@@ -1,0 +1,62 @@
+"""What every dataset provides: labelled splits that yield [0, 1] float batches at a chosen size."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+
+
+@dataclass
+class Batch:
+    images: torch.Tensor  # (N, C, S, S) float32 in [0, 1]
+    labels: torch.Tensor  # (N,) int64
+    skipped: int = 0  # images in this batch that failed to decode and were left out
+
+
+class Split(Protocol):
+    """One split (train or test) of a dataset."""
+
+    def __len__(self) -> int: ...
+
+    def batches(
+        self,
+        batch_size: int,
+        *,
+        size: int,
+        train: bool = False,
+        seed: int = 0,
+        device: torch.device | None = None,
+        limit: int | None = None,
+    ) -> Iterator[Batch]:
+        """Batches at ``size`` x ``size``; ``train`` shuffles and augments, reproducibly from ``seed``.
+
+        ``limit`` takes only the first ``limit`` images (after the seeded shuffle when ``train``).
+        """
+        ...
+
+    def pixel_mean(self, size: int) -> torch.Tensor:
+        """The per-pixel mean image (C, size, size) over this split, un-augmented."""
+        ...
+
+    def channel_stats(self, size: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """Per-channel mean and std over this split, un-augmented."""
+        ...
+
+
+@dataclass
+class Dataset:
+    spec: str  # canonical spec string, recorded in checkpoints ("digits", "cifar10:/data/cifar-10-batches-py")
+    name: str  # short display name
+    train: Split
+    test: Split
+    class_names: tuple[str, ...]
+    native_size: int | None  # side of the stored images, None when they vary (ImageFolder)
+    hflip: bool  # whether horizontal flips preserve the label (False for digits)
+    default_mean_std: tuple[tuple[float, ...], tuple[float, ...]] | None = None  # None: compute from train
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)

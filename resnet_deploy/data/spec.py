@@ -1,0 +1,41 @@
+"""Dataset spec strings: ``digits``, ``cifar10:PATH``, ``cifar100:PATH``, ``imagefolder:PATH``."""
+
+from __future__ import annotations
+
+from resnet_deploy.data.base import Dataset
+from resnet_deploy.errors import DatasetError
+
+DATASET_SPECS_HELP = "digits (embedded, default), cifar10:PATH, cifar100:PATH or imagefolder:PATH"
+KINDS = ("digits", "cifar10", "cifar100", "imagefolder")
+
+
+def parse_spec(spec: str) -> tuple[str, str | None]:
+    """Split a spec into (kind, path); path is None for the embedded digits."""
+    kind, sep, path = spec.partition(":")
+    kind = kind.strip().lower()
+    if kind not in KINDS:
+        raise DatasetError(f"unknown dataset {spec!r}; use {DATASET_SPECS_HELP}")
+    if kind == "digits":
+        if sep and path:
+            raise DatasetError("the digits dataset is embedded and takes no path; use --data digits")
+        return kind, None
+    if not path:
+        raise DatasetError(f"dataset {kind} needs a path: --data {kind}:PATH")
+    return kind, path
+
+
+def open_dataset(spec: str = "digits", *, workers: int = 0) -> Dataset:
+    """Open a dataset by spec; ``workers`` decoding processes for ImageFolder data."""
+    kind, path = parse_spec(spec)
+    if kind == "digits":
+        from resnet_deploy.data.digits import load_digits_dataset
+
+        return load_digits_dataset()
+    assert path is not None
+    if kind in ("cifar10", "cifar100"):
+        from resnet_deploy.data.cifar import load_cifar
+
+        return load_cifar(kind, path)
+    from resnet_deploy.data.imagefolder import load_imagefolder
+
+    return load_imagefolder(path, workers=workers)

@@ -1,0 +1,108 @@
+"""A split held in memory as a uint8 tensor: batched augmentation on the training device.
+
+Augmentation runs on whole batches with tensor ops (no per-image Python), so on a GPU the data
+never leaves the device. Randomness comes from a generator seeded per call, so an epoch's batches
+are a pure function of (seed, data): the basis of bit-for-bit ``--resume``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+import torch.nn.functional as F
+
+from resnet_deploy.data.base import Batch
+
+
+def _resize(images: torch.Tensor, size: int) -> torch.Tensor:
+    if images.shape[-1] == size and images.shape[-2] == size:
+        return images
+    return F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False, antialias=True).clamp_(0, 1)
+
+
+def pad_and_crop(images: torch.Tensor, pad: int, generator: torch.Generator) -> torch.Tensor:
+    """Zero-pad every image by ``pad`` and take a random same-size crop of each (the paper's CIFAR aug)."""
+    n, c, h, w = images.shape
+    padded = F.pad(images, (pad, pad, pad, pad))
+    dy = torch.randint(0, 2 * pad + 1, (n,), generator=generator).to(images.device)
+    dx = torch.randint(0, 2 * pad + 1, (n,), generator=generator).to(images.device)
+    rows = (dy[:, None] + torch.arange(h, device=images.device))[:, None, :, None]  # (N, 1, H, 1)
+    cols = (dx[:, None] + torch.arange(w, device=images.device))[:, None, None, :]  # (N, 1, 1, W)
+    batch = torch.arange(n, device=images.device)[:, None, None, None]
+    chans = torch.arange(c, device=images.device)[None, :, None, None]
+    return padded[batch, chans, rows, cols]
+
+
+def random_hflip(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    flip = (torch.rand(images.shape[0], generator=generator) < 0.5).to(images.device)
+    return torch.where(flip[:, None, None, None], images.flip(-1), images)
+
+
+class TensorSplit:
+    """Images (N, C, H, W) uint8 and labels (N,) int64, augmented per batch when training."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, *, hflip: bool = True, pad: int = 4) -> None:
+        if images.dtype != torch.uint8 or images.ndim != 4:
+            raise ValueError(f"expected (N, C, H, W) uint8 images, got {tuple(images.shape)} {images.dtype}")
+        if len(images) != len(labels):
+            raise ValueError(f"{len(images)} images but {len(labels)} labels")
+        self.images = images
+        self.labels = labels.to(torch.int64)
+        self.hflip = hflip
+        self.pad = pad
+        self._cache: dict[tuple[str, int], torch.Tensor] = {}  # (device, size) -> resident images
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def _resident(self, device: torch.device) -> torch.Tensor:
+        key = (str(device), 0)
+        if key not in self._cache:
+            self._cache[key] = self.images.to(device)
+        return self._cache[key]
+
+    def batches(
+        self,
+        batch_size: int,
+        *,
+        size: int,
+        train: bool = False,
+        seed: int = 0,
+        device: torch.device | None = None,
+        limit: int | None = None,
+    ) -> Iterator[Batch]:
+        device = device or torch.device("cpu")
+        generator = torch.Generator().manual_seed(seed)
+        count = len(self) if limit is None else min(limit, len(self))
+        order = torch.randperm(len(self), generator=generator)[:count] if train else torch.arange(count)
+        images, labels = self._resident(device), self.labels.to(device)
+        pad = max(1, round(self.pad * size / self.images.shape[-1]))
+        for start in range(0, count, batch_size):
+            index = order[start : start + batch_size].to(device)
+            x = _resize(images[index].float().div_(255), size)
+            if train:
+                x = pad_and_crop(x, pad, generator)
+                if self.hflip:
+                    x = random_hflip(x, generator)
+            yield Batch(x, labels[index])
+
+    def pixel_mean(self, size: int) -> torch.Tensor:
+        total = torch.zeros(self.images.shape[1], size, size, dtype=torch.float64)
+        for start in range(0, len(self), 4096):
+            chunk = _resize(self.images[start : start + 4096].float().div_(255), size)
+            total += chunk.double().sum(0)
+        return (total / len(self)).float()
+
+    def channel_stats(self, size: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        total = torch.zeros(self.images.shape[1], dtype=torch.float64)
+        squares = torch.zeros_like(total)
+        pixels = 0
+        for start in range(0, len(self), 4096):
+            chunk = _resize(self.images[start : start + 4096].float().div_(255), size).double()
+            total += chunk.sum((0, 2, 3))
+            squares += chunk.square().sum((0, 2, 3))
+            pixels += chunk.shape[0] * size * size
+        mean = total / pixels
+        std = (squares / pixels - mean.square()).clamp_min(1e-12).sqrt()
+        return tuple(round(float(v), 6) for v in mean), tuple(round(float(v), 6) for v in std)

@@ -1,0 +1,55 @@
+"""Top-k error and an evaluation pass over a labelled split."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from resnet_deploy.data.base import Split
+
+
+@dataclass
+class EvalResult:
+    images: int
+    loss: float
+    top1_error: float  # percent
+    top5_error: float  # percent (top-k with k = min(5, classes))
+    skipped: int = 0
+
+
+def topk_correct(logits: torch.Tensor, labels: torch.Tensor, k: int) -> int:
+    k = min(k, logits.shape[1])
+    return int((logits.topk(k, dim=1).indices == labels[:, None]).any(dim=1).sum())
+
+
+@torch.no_grad()
+def evaluate(
+    model: torch.nn.Module,
+    split: Split,
+    *,
+    size: int,
+    normalize: Callable[[torch.Tensor], torch.Tensor],
+    device: torch.device,
+    batch_size: int = 256,
+    autocast: bool = False,
+) -> EvalResult:
+    model.eval()
+    seen = top1 = top5 = skipped = 0
+    loss = 0.0
+    for batch in split.batches(batch_size, size=size, device=device):
+        skipped += batch.skipped
+        if not len(batch.labels):
+            continue
+        x = normalize(batch.images).contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+            logits = model(x).float()
+        loss += float(F.cross_entropy(logits, batch.labels, reduction="sum"))
+        top1 += topk_correct(logits, batch.labels, 1)
+        top5 += topk_correct(logits, batch.labels, 5)
+        seen += len(batch.labels)
+    if seen == 0:
+        return EvalResult(0, float("nan"), float("nan"), float("nan"), skipped)
+    return EvalResult(seen, loss / seen, 100 * (1 - top1 / seen), 100 * (1 - top5 / seen), skipped)

@@ -1,0 +1,164 @@
+"""Training runs on tiny real-format data: checkpoints, logs, resume bit for bit, clear refusals."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+import torch
+
+from resnet_deploy.checkpoint import load_checkpoint
+from resnet_deploy.errors import CheckpointError, TrainingError
+from resnet_deploy.training.trainer import Trainer, TrainOptions
+from tests.factories import write_tiny_cifar
+
+
+@pytest.fixture(scope="module")
+def cifar_dir(tmp_path_factory):
+    return write_tiny_cifar(tmp_path_factory.mktemp("cifar"), train=70, test=30)
+
+
+def options(cifar_dir, **kw) -> TrainOptions:
+    return TrainOptions(**{"depth": 20, "data": f"cifar10:{cifar_dir}", "epochs": 2, "batch_size": 32, **kw})
+
+
+def run(opts: TrainOptions, run_dir, **kw):
+    return Trainer(opts, run_dir, progress=False, **kw).run()
+
+
+def test_run_writes_checkpoint_metadata_and_logs(cifar_dir, tmp_path) -> None:
+    result = run(options(cifar_dir), tmp_path / "r")
+    assert result.epochs == 2 and len(result.history) == 2
+    ckpt = load_checkpoint(tmp_path / "r" / "model.pt")
+    meta = ckpt.metadata
+    assert meta["dataset"] == f"cifar10:{cifar_dir.resolve()}"
+    assert meta["class_names"] == [f"class{i}" for i in range(10)]
+    assert meta["epochs"] == 2 and meta["recipe"] == "paper-cifar" and meta["normalize"] == "pixel-mean"
+    assert (meta["mean"], meta["std"]) == ([0.0] * 3, [1.0] * 3)  # the model subtracts its mean image itself
+    assert meta["test_top1_error"] == pytest.approx(result.final["test_top1_error"], abs=1e-3)
+    assert ckpt.config is not None and ckpt.config.pixel_mean and ckpt.config.num_classes == 10
+    # the pixel mean is the training set's mean image, stored in the checkpoint
+    from resnet_deploy.data import open_dataset
+
+    expected = open_dataset(f"cifar10:{cifar_dir}").train.pixel_mean(32)
+    assert torch.allclose(ckpt.state_dict["pixel_mean"], expected)
+    rows = list(csv.DictReader(open(tmp_path / "r" / "log.csv")))
+    assert [r["epoch"] for r in rows] == ["1", "2"]
+    assert set(rows[0]) >= {"train_loss", "train_top1_error", "test_top1_error", "test_top5_error", "lr"}
+    assert json.loads((tmp_path / "r" / "log.json").read_text())[1]["epoch"] == 2
+    # lr: 3 steps/epoch of 32 on 70 images, 6 steps, drops at 3 and 4 (50%, 75%)
+    assert [r["lr"] for r in result.history] == pytest.approx([0.025, 0.00025])
+
+
+def test_same_seed_same_weights_other_seed_other_weights(cifar_dir, tmp_path) -> None:
+    a = run(options(cifar_dir, epochs=1), tmp_path / "a")
+    b = run(options(cifar_dir, epochs=1), tmp_path / "b")
+    c = run(options(cifar_dir, epochs=1, seed=1), tmp_path / "c")
+    sa, sb, sc = (load_checkpoint(r.checkpoint).state_dict for r in (a, b, c))
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert not torch.equal(sa["fc.weight"], sc["fc.weight"])
+
+
+def test_resume_after_interrupt_is_bit_for_bit(cifar_dir, tmp_path) -> None:
+    straight = run(options(cifar_dir, epochs=3), tmp_path / "straight")
+
+    def interrupt(row):
+        if row["epoch"] == 2:
+            raise KeyboardInterrupt
+
+    trainer = Trainer(options(cifar_dir, epochs=3), tmp_path / "cut", progress=False, on_epoch=interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.run()
+    assert trainer.epochs_done == 2
+    assert load_checkpoint(tmp_path / "cut" / "model.pt").metadata["epochs"] == 2  # last good epoch intact
+    assert not [p for p in (tmp_path / "cut").iterdir() if p.name.startswith(".")]  # no temp files left
+    resumed = Trainer(TrainOptions(), tmp_path / "cut", resume=tmp_path / "cut", progress=False).run()
+    assert resumed.resumed_from == 2 and len(resumed.history) == 3
+    a = load_checkpoint(straight.checkpoint).state_dict
+    b = load_checkpoint(resumed.checkpoint).state_dict
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert resumed.history[-1]["test_loss"] == straight.history[-1]["test_loss"]
+
+
+def test_resume_of_a_finished_run_does_nothing(cifar_dir, tmp_path) -> None:
+    run(options(cifar_dir, epochs=1), tmp_path / "r")
+    again = Trainer(TrainOptions(), tmp_path / "r", resume=tmp_path / "r", progress=False).run()
+    assert again.resumed_from == 1 and len(again.history) == 1
+
+
+@pytest.mark.parametrize(
+    ("kw", "message"),
+    [
+        ({"depth": 56}, r"trains resnet20 with --depth 20, not 56; drop --depth"),
+        ({"plain": True}, r"trains resnet20, not plain network; drop --plain"),
+        ({"epochs": 9}, r"with --epochs 1, not 9"),
+        ({"shortcut": "B"}, r"with --shortcut A, not B"),
+    ],
+)
+def test_resume_refuses_another_architecture_or_plan(cifar_dir, tmp_path, kw, message) -> None:
+    run(options(cifar_dir, epochs=1), tmp_path / "r")
+    with pytest.raises(TrainingError, match=message):
+        Trainer(TrainOptions(**kw), tmp_path / "r", resume=tmp_path / "r")
+
+
+def test_resume_needs_a_run(tmp_path) -> None:
+    with pytest.raises(TrainingError, match="nothing to resume"):
+        Trainer(TrainOptions(), tmp_path, resume=tmp_path)
+
+
+def test_existing_run_is_not_overwritten(cifar_dir, tmp_path) -> None:
+    run(options(cifar_dir, epochs=1), tmp_path / "r")
+    with pytest.raises(TrainingError, match="already holds a training run; continue it with --resume"):
+        Trainer(options(cifar_dir), tmp_path / "r")
+
+
+def test_class_count_disagreeing_with_the_data(cifar_dir, tmp_path) -> None:
+    with pytest.raises(TrainingError, match="has 10 classes, not 7; drop --num-classes"):
+        run(options(cifar_dir, num_classes=7), tmp_path / "r")
+
+
+def test_fine_tune_needs_new_head_for_other_classes(cifar_dir, tmp_path) -> None:
+    from resnet_deploy import build_model, save_checkpoint
+
+    save_checkpoint(build_model(20, num_classes=100), tmp_path / "c100.pt")
+    with pytest.raises(TrainingError, match="has 100 classes but dataset cifar10 has 10; pass --new-head"):
+        run(options(cifar_dir, depth=None, checkpoint=str(tmp_path / "c100.pt")), tmp_path / "r")
+    result = run(
+        options(cifar_dir, depth=None, epochs=1, checkpoint=str(tmp_path / "c100.pt"), new_head=True), tmp_path / "r2"
+    )
+    assert result.config.num_classes == 10 and not result.config.pixel_mean
+
+
+def test_divergence_is_a_clear_error(cifar_dir, tmp_path) -> None:
+    with pytest.raises(TrainingError, match="training diverged: loss nan"):
+        run(options(cifar_dir, lr=1e12), tmp_path / "r")
+
+
+def test_channel_normalisation_records_mean_and_std(cifar_dir, tmp_path) -> None:
+    result = run(options(cifar_dir, epochs=1, normalize="channel"), tmp_path / "r")
+    meta = load_checkpoint(result.checkpoint).metadata
+    assert meta["normalize"] == "channel" and meta["std"][0] > 0.05 and not result.config.pixel_mean
+
+
+def test_pixel_mean_checkpoint_refuses_other_input_sizes(cifar_dir, tmp_path) -> None:
+    from resnet_deploy.model_source import open_model
+
+    result = run(options(cifar_dir, epochs=1), tmp_path / "r")
+    with pytest.raises(CheckpointError, match="takes only 32x32 inputs; drop --input-size"):
+        open_model(result.checkpoint, input_size=64)
+
+
+def test_imagefolder_training_with_a_broken_image(tmp_path) -> None:
+    from tests.factories import write_image_folder
+
+    write_image_folder(tmp_path / "d" / "train", per_class=6)
+    write_image_folder(tmp_path / "d" / "val", per_class=2)
+    (tmp_path / "d" / "train" / "cat" / "bad.png").write_bytes(b"\x89PNG broken")
+    opts = TrainOptions(depth=20, data=f"imagefolder:{tmp_path / 'd'}", epochs=1, batch_size=8, input_size=32)
+    with pytest.raises(Exception, match=r"1 of 19 training images failed to decode"):
+        run(opts, tmp_path / "r")
+    opts.max_bad_fraction = 0.1
+    result = run(opts, tmp_path / "r2")
+    assert result.history[0]["skipped_images"] == 1 and result.config.input_size == 32
+    assert load_checkpoint(result.checkpoint).metadata["class_names"] == ["cat", "dog", "fox"]
