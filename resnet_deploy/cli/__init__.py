@@ -36,12 +36,13 @@ def main() -> None:
 
 
 def _register() -> None:
+    from resnet_deploy.cli.calibrate import calibrate
     from resnet_deploy.cli.demo import demo
     from resnet_deploy.cli.export import export
     from resnet_deploy.cli.info import info
     from resnet_deploy.cli.train import train
 
-    for command in (info, train, export, demo):
+    for command in (info, train, export, calibrate, demo):
         main.add_command(command)
 
 

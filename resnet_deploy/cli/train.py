@@ -42,13 +42,13 @@ def describe_epoch(row: dict[str, Any], epochs: int) -> str:
     help="pixel-mean: subtract the training set's mean image, inside the model (paper, CIFAR); "
     "channel: per-channel mean/std.",
 )
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed for init, shuffling, augmentation.")
+@click.option("--seed", type=int, default=None, help="Seed for init, shuffling, augmentation (default 0).")
 @click.option(
     "--device", default="auto", show_default=True, help="auto (CUDA when present, else CPU), cpu, cuda or cuda:N."
 )
 @click.option(
     "--workers",
-    type=int,
+    type=click.IntRange(min=0),
     default=None,
     help="Image decoding processes for ImageFolder data (default: min(8, CPU cores)).",
 )
@@ -77,7 +77,7 @@ def train(
     batch_size: int | None,
     lr: float | None,
     normalize: str | None,
-    seed: int,
+    seed: int | None,
     device: str,
     workers: int | None,
     checkpoint: str | None,

@@ -27,11 +27,13 @@ class Split(Protocol):
         *,
         size: int,
         train: bool = False,
+        shuffle: bool | None = None,
         seed: int = 0,
         device: torch.device | None = None,
         limit: int | None = None,
     ) -> Iterator[Batch]:
-        """Batches at ``size`` x ``size``; ``train`` shuffles and augments, reproducibly from ``seed``.
+        """Batches at ``size`` x ``size``; ``train`` shuffles and augments, reproducibly from ``seed``;
+        ``shuffle`` (default: ``train``) shuffles without augmenting, e.g. to sample calibration images.
 
         ``limit`` takes only the first ``limit`` images (after the seeded shuffle when ``train``).
         """

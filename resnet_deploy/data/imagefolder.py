@@ -105,12 +105,13 @@ class FolderSplit:
         *,
         size: int,
         train: bool = False,
+        shuffle: bool | None = None,
         seed: int = 0,
         device: torch.device | None = None,
         limit: int | None = None,
     ) -> Iterator[Batch]:
         samples = list(self.samples)
-        if train:
+        if train if shuffle is None else shuffle:
             random.Random(seed).shuffle(samples)
         if limit is not None:
             samples = samples[:limit]

@@ -68,6 +68,7 @@ class TensorSplit:
         *,
         size: int,
         train: bool = False,
+        shuffle: bool | None = None,
         seed: int = 0,
         device: torch.device | None = None,
         limit: int | None = None,
@@ -75,7 +76,8 @@ class TensorSplit:
         device = device or torch.device("cpu")
         generator = torch.Generator().manual_seed(seed)
         count = len(self) if limit is None else min(limit, len(self))
-        order = torch.randperm(len(self), generator=generator)[:count] if train else torch.arange(count)
+        shuffle = train if shuffle is None else shuffle
+        order = torch.randperm(len(self), generator=generator)[:count] if shuffle else torch.arange(count)
         images, labels = self._resident(device), self.labels.to(device)
         pad = max(1, round(self.pad * size / self.images.shape[-1]))
         for start in range(0, count, batch_size):

@@ -131,8 +131,10 @@ def make_plan(
     if epochs < 1:
         raise TrainingError(f"--epochs must be at least 1, got {epochs}")
     batch = recipe.batch_size if batch_size is None else batch_size
-    if batch < 1:
-        raise TrainingError(f"--batch-size must be at least 1, got {batch}")
+    if batch < 2:
+        raise TrainingError(f"--batch-size must be at least 2 (BatchNorm trains on batch statistics), got {batch}")
+    if lr is not None and not (math.isfinite(lr) and lr > 0):
+        raise TrainingError(f"--lr must be a positive number, got {lr}")
     base_lr = lr if lr is not None else recipe.lr * batch / recipe.batch_size
     steps = math.ceil(train_images / batch)
     total = epochs * steps

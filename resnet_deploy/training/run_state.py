@@ -11,8 +11,6 @@ run therefore always leaves a consistent last good epoch behind.
 
 from __future__ import annotations
 
-import pickle
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,8 +60,9 @@ def load_state(resume: str | Path) -> TrainState:
     path = state_path(resume)
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, OSError) as exc:
-        raise TrainingError(f"{path} is not a readable training state ({str(exc).splitlines()[0]})") from None
+    except Exception as exc:  # torch raises many kinds for foreign or damaged files
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise TrainingError(f"{path} is not a readable training state ({first}); resume from a run directory") from None
     if not isinstance(payload, dict) or payload.get("format") != STATE_FORMAT:
         raise TrainingError(f"{path} is not a resnet-deploy training state; resume from a run directory")
     payload.pop("format")

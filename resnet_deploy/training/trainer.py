@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from resnet_deploy import __version__
 from resnet_deploy.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from resnet_deploy.data import Dataset, open_dataset
-from resnet_deploy.errors import DatasetError, TrainingError
+from resnet_deploy.errors import DatasetError, OutputPathError, TrainingError
 from resnet_deploy.models.config import ResNetConfig, model_config
 from resnet_deploy.models.resnet import ResNet
 from resnet_deploy.training.log import write_log
@@ -48,7 +48,7 @@ class TrainOptions:
     epochs: int | None = None
     batch_size: int | None = None
     lr: float | None = None
-    seed: int = 0
+    seed: int | None = None  # None: 0 for a new run, the run's own seed on --resume
     device: str = "auto"
     workers: int = 0
     normalize: str | None = None
@@ -95,7 +95,10 @@ class TrainResult:
 def pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise TrainingError(f"unknown --device {name!r}; use auto, cpu, cuda or cuda:N") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise TrainingError("--device cuda asked for, but PyTorch sees no CUDA GPU; use --device cpu")
     return device
@@ -139,7 +142,8 @@ def _fresh_model(options: TrainOptions, dataset: Dataset) -> tuple[ResNet, _Setu
             f"dataset {dataset.name} has {classes} classes, not {options.num_classes}; drop --num-classes"
         )
     size = options.input_size or dataset.native_size
-    torch.manual_seed(options.seed)
+    seed = options.seed or 0
+    torch.manual_seed(seed)
     if options.checkpoint:
         ckpt = load_checkpoint(options.checkpoint)
         model = model_from_checkpoint(
@@ -168,7 +172,7 @@ def _fresh_model(options: TrainOptions, dataset: Dataset) -> tuple[ResNet, _Setu
             raise TrainingError(
                 f"checkpoint {options.checkpoint} was trained with {normalize} normalisation; drop --normalize"
             )
-        return model, _Setup(options.data, options.seed, normalize, mean, std, dataset.class_names, str(ckpt.path))
+        return model, _Setup(dataset.spec, seed, normalize, mean, std, dataset.class_names, str(ckpt.path))
 
     if options.depth is None:
         raise TrainingError("give --depth (e.g. --depth 20) or --checkpoint")
@@ -199,7 +203,7 @@ def _fresh_model(options: TrainOptions, dataset: Dataset) -> tuple[ResNet, _Setu
         mean, std = (0.0,) * config.in_chans, (1.0,) * config.in_chans
     else:
         mean, std = dataset.default_mean_std or dataset.train.channel_stats(config.input_size)
-    return model, _Setup(options.data, options.seed, normalize, tuple(mean), tuple(std), dataset.class_names, None)
+    return model, _Setup(dataset.spec, seed, normalize, tuple(mean), tuple(std), dataset.class_names, None)
 
 
 def _check_resume(options: TrainOptions, state: TrainState, source: str) -> None:
@@ -217,19 +221,22 @@ def _check_resume(options: TrainOptions, state: TrainState, source: str) -> None
         "--lr": (options.lr, plan["lr"]),
         "--recipe": (options.recipe, plan["recipe"]["name"]),
         "--normalize": (options.normalize, state.setup["normalize"]),
+        "--seed": (options.seed, state.setup["seed"]),
     }
-    if options.plain != config.plain:
+    if options.plain and not config.plain:
         raise TrainingError(
-            f"{source} trains {config.name}, {'not' if options.plain else 'a'} plain network; "
-            f"{'drop' if options.plain else 'add'} --plain, or start a new run with another -o"
+            f"{source} trains {config.name}, not a plain network; drop --plain, or start a new run with another -o"
         )
+    if options.checkpoint:
+        raise TrainingError(f"{source} continues from its own state; drop --checkpoint")
     for flag, (value, recorded) in given.items():
         if value is not None and value != recorded:
             raise TrainingError(
                 f"{source} trains {config.name} with {flag} {recorded}, not {value}; "
                 f"drop {flag} to resume it, or start a new run with another -o"
             )
-    if options.data != "digits" and options.data != state.setup["data"]:
+    saved_kind = state.setup["data"].partition(":")[0]
+    if options.data != "digits" and options.data.partition(":")[0] != saved_kind:
         raise TrainingError(f"{source} was trained on {state.setup['data']}, not {options.data}; drop --data")
 
 
@@ -254,12 +261,19 @@ class Trainer:
         self.device = pick_device(options.device)
         self.state: TrainState | None = None
         self.plan: Plan | None = None  # set once run() has opened the data
+        self.seed = 0  # the run's seed, fixed by run()
         self.epochs_done = 0  # epochs saved to run_dir so far (for the Ctrl-C message)
         if resume is not None:
             self.state = load_state(resume)
             _check_resume(options, self.state, f"the run in {resume}")
-            options.data = self.state.setup["data"]
-        elif (self.run_dir / STATE_FILE).exists():
+            if options.data == "digits" or self.state.setup["data"] == "digits":
+                options.data = self.state.setup["data"]  # else: the same kind of data, moved (classes are checked)
+        if self.run_dir.exists() and not self.run_dir.is_dir():
+            raise OutputPathError(f"run directory {self.run_dir} is a file; choose another -o")
+        if (self.run_dir / STATE_FILE).exists() and (
+            resume is None
+            or Path(resume).resolve() not in (self.run_dir.resolve(), (self.run_dir / STATE_FILE).resolve())
+        ):
             raise TrainingError(
                 f"{self.run_dir} already holds a training run; continue it with --resume {self.run_dir} "
                 "or choose another -o"
@@ -313,8 +327,14 @@ class Trainer:
             plan = Plan.from_dict(self.state.plan)
             history = list(self.state.history)
             first_epoch, step = self.state.epoch + 1, self.state.step
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputPathError(
+                f"cannot create run directory {self.run_dir} ({exc.strerror}); choose another -o"
+            ) from None
         self.plan = plan
+        self.seed = setup.seed
         self.epochs_done = first_epoch - 1
 
         model = model.to(self.device).to(memory_format=torch.channels_last)
@@ -388,7 +408,7 @@ class Trainer:
             plan.batch_size,
             size=model.config.input_size,
             train=True,
-            seed=_epoch_seed(self.options.seed, epoch),
+            seed=_epoch_seed(self.seed, epoch),
             device=self.device,
         )
         for batch in batches:

@@ -60,19 +60,21 @@ def test_same_seed_same_weights_other_seed_other_weights(cifar_dir, tmp_path) ->
     assert not torch.equal(sa["fc.weight"], sc["fc.weight"])
 
 
-def test_resume_after_interrupt_is_bit_for_bit(cifar_dir, tmp_path) -> None:
-    straight = run(options(cifar_dir, epochs=3), tmp_path / "straight")
+@pytest.mark.parametrize("kw", [{}, {"seed": 7, "plain": True}], ids=["resnet", "plain-seed7"])
+def test_resume_after_interrupt_is_bit_for_bit(cifar_dir, tmp_path, kw) -> None:
+    straight = run(options(cifar_dir, epochs=3, **kw), tmp_path / "straight")
 
     def interrupt(row):
         if row["epoch"] == 2:
             raise KeyboardInterrupt
 
-    trainer = Trainer(options(cifar_dir, epochs=3), tmp_path / "cut", progress=False, on_epoch=interrupt)
+    trainer = Trainer(options(cifar_dir, epochs=3, **kw), tmp_path / "cut", progress=False, on_epoch=interrupt)
     with pytest.raises(KeyboardInterrupt):
         trainer.run()
     assert trainer.epochs_done == 2
     assert load_checkpoint(tmp_path / "cut" / "model.pt").metadata["epochs"] == 2  # last good epoch intact
     assert not [p for p in (tmp_path / "cut").iterdir() if p.name.startswith(".")]  # no temp files left
+    # resumed with no options at all: seed, plain, data and plan all come from the saved state
     resumed = Trainer(TrainOptions(), tmp_path / "cut", resume=tmp_path / "cut", progress=False).run()
     assert resumed.resumed_from == 2 and len(resumed.history) == 3
     a = load_checkpoint(straight.checkpoint).state_dict
@@ -91,7 +93,8 @@ def test_resume_of_a_finished_run_does_nothing(cifar_dir, tmp_path) -> None:
     ("kw", "message"),
     [
         ({"depth": 56}, r"trains resnet20 with --depth 20, not 56; drop --depth"),
-        ({"plain": True}, r"trains resnet20, not plain network; drop --plain"),
+        ({"plain": True}, r"trains resnet20, not a plain network; drop --plain"),
+        ({"seed": 3}, r"with --seed 0, not 3"),
         ({"epochs": 9}, r"with --epochs 1, not 9"),
         ({"shortcut": "B"}, r"with --shortcut A, not B"),
     ],
@@ -111,6 +114,27 @@ def test_existing_run_is_not_overwritten(cifar_dir, tmp_path) -> None:
     run(options(cifar_dir, epochs=1), tmp_path / "r")
     with pytest.raises(TrainingError, match="already holds a training run; continue it with --resume"):
         Trainer(options(cifar_dir), tmp_path / "r")
+
+
+@pytest.mark.parametrize(
+    ("kw", "message"),
+    [({"batch_size": 1}, "at least 2"), ({"lr": -1.0}, "positive number"), ({"lr": float("nan")}, "positive")],
+)
+def test_bad_hyperparameters(cifar_dir, tmp_path, kw, message) -> None:
+    with pytest.raises(TrainingError, match=message):
+        run(options(cifar_dir, **kw), tmp_path / "r")
+
+
+def test_bad_run_directory_and_device(cifar_dir, tmp_path) -> None:
+    from resnet_deploy.errors import OutputPathError
+
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(OutputPathError, match="is a file"):
+        Trainer(options(cifar_dir), tmp_path / "afile")
+    with pytest.raises(OutputPathError, match="cannot create run directory"):
+        run(options(cifar_dir), tmp_path / "afile" / "sub")
+    with pytest.raises(TrainingError, match="unknown --device 'gpu0'"):
+        Trainer(options(cifar_dir, device="gpu0"), tmp_path / "r")
 
 
 def test_class_count_disagreeing_with_the_data(cifar_dir, tmp_path) -> None:

@@ -1,0 +1,87 @@
+"""``resnet-deploy calibrate``: INT8 Q/DQ ONNX for TensorRT (symmetric s8) or ONNX Runtime CPU (u8s8)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from resnet_deploy.cli.options import json_option
+from resnet_deploy.cli.output import Reporter, human_bytes
+
+
+@click.command()
+@click.argument("onnx_path", metavar="MODEL.onnx", type=click.Path(dir_okay=False))
+@click.option(
+    "--target",
+    type=click.Choice(["tensorrt", "cpu"]),
+    default="tensorrt",
+    show_default=True,
+    help="tensorrt: symmetric int8 Q/DQ placed for TensorRT (also TensorRT-RTX, ONNX Runtime); "
+    "cpu: ONNX Runtime's fast uint8-activation form.",
+)
+@click.option("--method", type=click.Choice(["entropy", "percentile", "minmax"]), default="entropy", show_default=True)
+@click.option("--percentile", type=float, default=99.99, show_default=True, help="For --method percentile.")
+@click.option("--data", default=None, help="Calibration dataset spec (default: the model's training dataset).")
+@click.option("--calib-images", type=int, default=512, show_default=True, help="Images to calibrate on.")
+@click.option(
+    "--cache-dir",
+    type=click.Path(file_okay=False),
+    default="calibration",
+    show_default=True,
+    help="Content-addressed calibration cache (ranges JSON + TensorRT calibration cache).",
+)
+@click.option("--no-cache", is_flag=True, help="Neither read nor write the calibration cache.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None, help="Default: MODEL.int8.onnx.")
+@json_option
+def calibrate(
+    onnx_path: str,
+    target: str,
+    method: str,
+    percentile: float,
+    data: str | None,
+    calib_images: int,
+    cache_dir: str,
+    no_cache: bool,
+    output: str | None,
+    as_json: bool,
+) -> None:
+    """Calibrate an exported FP32 ONNX and write its INT8 Q/DQ twin.
+
+    \b
+    Examples:
+      resnet-deploy calibrate resnet20.onnx                       # digits, entropy, TensorRT placement
+      resnet-deploy calibrate r50.onnx --data imagefolder:/data/imagenet --calib-images 512
+      resnet-deploy calibrate r50.onnx --target cpu -o r50.cpu.int8.onnx
+    """
+    from resnet_deploy.quantize.calibrate import calibrate_onnx
+
+    out = Reporter(as_json)
+    if not Path(onnx_path).is_file():
+        raise click.BadParameter(f"{onnx_path} not found", param_hint="MODEL.onnx")
+    suffix = ".int8.onnx" if target == "tensorrt" else ".cpu.int8.onnx"
+    output = output or str(Path(onnx_path).with_suffix("")) + suffix
+    result = calibrate_onnx(
+        onnx_path,
+        output,
+        target=target,
+        method=method,
+        percentile=percentile,
+        data=data,
+        count=calib_images,
+        cache_dir=None if no_cache else cache_dir,
+        warn=out.warn,
+    )
+    how = "from cache" if result.cache_hit else f"in {result.calibrate_seconds:.1f} s"
+    out.say(
+        f"calibrated {result.images} images of {result.dataset} ({result.method}, {how}; id {result.calibration_id})"
+    )
+    placed = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in result.placement.items())
+    out.say(
+        f"wrote {result.path} ({human_bytes(result.path.stat().st_size)}, target {result.target}"
+        + (f": {placed}" if placed else "")
+        + f") in {result.total_seconds:.1f} s"
+    )
+    for path in result.cache_files:
+        out.say(f"cache: {path}")
+    out.result({"ok": True, **result.to_dict()})

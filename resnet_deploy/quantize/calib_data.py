@@ -1,0 +1,58 @@
+"""Calibration images: N images of a dataset's training split, preprocessed as the model expects."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+
+from resnet_deploy.metadata import ArtifactMetadata
+
+DEFAULT_SPEC = "digits"
+
+
+@dataclass
+class CalibrationSet:
+    spec: str  # dataset spec the images came from
+    batches: list[np.ndarray]  # float32 NCHW, normalised with the model's mean/std
+    sha256: str  # of the preprocessed pixels: the data part of the cache key
+    fallback: bool  # True when the model named no dataset and the embedded default was used
+
+    @property
+    def count(self) -> int:
+        return sum(len(b) for b in self.batches)
+
+
+def load_calibration_set(
+    metadata: ArtifactMetadata, spec: str | None, count: int, *, batch_size: int = 32, seed: int = 0
+) -> CalibrationSet:
+    """``count`` images of the training split of ``spec`` (default: the dataset the model records).
+
+    Images are a seeded random subset (un-augmented), resized to the model's input size and
+    normalised with its mean/std, exactly as the deployed model will see them.
+    """
+    import torch
+
+    from resnet_deploy.data import open_dataset
+    from resnet_deploy.errors import DatasetError
+
+    if count < 1:
+        raise DatasetError(f"--calib-images must be at least 1, got {count}")
+    fallback = spec is None and not metadata.dataset
+    spec = spec or metadata.dataset or DEFAULT_SPEC
+    dataset = open_dataset(spec)
+    size = metadata.config.input_size
+    mean = torch.tensor(metadata.mean).view(1, -1, 1, 1)
+    std = torch.tensor(metadata.std).view(1, -1, 1, 1)
+    digest = hashlib.sha256(f"{spec}|{size}|{count}|{seed}".encode())
+    batches = []
+    for batch in dataset.train.batches(batch_size, size=size, shuffle=True, seed=seed, limit=count):
+        if batch.images.shape[1] != metadata.config.in_chans:
+            raise DatasetError(
+                f"{spec} has {batch.images.shape[1]}-channel images but the model takes {metadata.config.in_chans}"
+            )
+        array = ((batch.images - mean) / std).numpy().astype(np.float32)
+        digest.update(array.tobytes())
+        batches.append(array)
+    return CalibrationSet(spec=spec, batches=batches, sha256=digest.hexdigest(), fallback=fallback)

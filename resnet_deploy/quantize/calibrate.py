@@ -1,0 +1,145 @@
+"""``calibrate``: FP32 ONNX + calibration images -> INT8 Q/DQ ONNX for TensorRT or ONNX Runtime CPU."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from resnet_deploy._io import atomic_output, check_writable, sha256_file
+from resnet_deploy.errors import ResnetDeployError
+
+TARGETS = ("tensorrt", "cpu")
+
+
+@dataclass
+class CalibrateResult:
+    path: Path
+    target: str
+    method: str
+    calibration_id: str
+    images: int
+    dataset: str
+    cache_hit: bool
+    cache_files: list[Path]
+    calibrate_seconds: float
+    total_seconds: float
+    placement: dict[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dict(self.__dict__)
+        out["path"] = str(self.path)
+        out["cache_files"] = [str(p) for p in self.cache_files]
+        return out
+
+
+def calibrate_onnx(
+    onnx_path: str | Path,
+    output: str | Path,
+    *,
+    target: str = "tensorrt",
+    method: str = "entropy",
+    percentile: float = 99.99,
+    data: str | None = None,
+    count: int = 512,
+    cache_dir: str | Path | None = "calibration",
+    warn: Callable[[str], None] = lambda message: None,
+) -> CalibrateResult:
+    import onnx
+
+    from resnet_deploy.metadata import read_onnx_metadata
+    from resnet_deploy.quantize.cache import calibration_id, read_cached, write_cache
+    from resnet_deploy.quantize.calib_data import load_calibration_set
+    from resnet_deploy.quantize.ranges import METHODS, compute_ranges
+
+    start = time.perf_counter()
+    if target not in TARGETS:
+        raise ResnetDeployError(f"unknown target {target!r}; choose tensorrt or cpu")
+    if method not in METHODS:
+        raise ResnetDeployError(f"unknown calibration method {method!r}; choose one of {', '.join(METHODS)}")
+    output = check_writable(output)
+    metadata = read_onnx_metadata(str(onnx_path))
+    model = onnx.load(str(onnx_path))
+    if any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in model.graph.node):
+        raise ResnetDeployError(f"{onnx_path} is already quantized; calibrate the FP32 export instead")
+    calib = load_calibration_set(metadata, data, count)
+    if calib.fallback:
+        warn(
+            f"{onnx_path} records no training dataset (random weights?): calibrating on the embedded {calib.spec} "
+            "images; calibration data should match what the model will see in deployment (--data SPEC)"
+        )
+    if calib.count < count:
+        warn(f"{calib.spec} has only {calib.count} training images; calibrating on all of them")
+    symmetric = target == "tensorrt"
+    params = {"symmetric": symmetric, **({"percentile": percentile} if method == "percentile" else {})}
+    cal_id = calibration_id(sha256_file(onnx_path), calib.sha256, method, params)
+    directory = Path(cache_dir) if cache_dir is not None else None
+    ranges = read_cached(directory, cal_id) if directory is not None else None
+    cache_hit = ranges is not None
+    cal_start = time.perf_counter()
+    if ranges is None:
+        ranges = compute_ranges(onnx_path, calib.batches, method=method, symmetric=symmetric, percentile=percentile)
+    cal_seconds = time.perf_counter() - cal_start
+    cache_files: list[Path] = []
+    if directory is not None:
+        description = {
+            "model_sha256": sha256_file(onnx_path),
+            "model": Path(onnx_path).name,
+            "data_sha256": calib.sha256,
+            "dataset": calib.spec,
+            "images": calib.count,
+            "method": method,
+            **params,
+        }
+        if not cache_hit:
+            write_cache(directory, cal_id, ranges, description, symmetric=symmetric, method=method)
+        cache_files = [p for p in (directory / f"{cal_id}.json", directory / f"{cal_id}.calib.cache") if p.exists()]
+
+    placement: dict[str, int] = {}
+    if target == "tensorrt":
+        from resnet_deploy.quantize.qdq_tensorrt import insert_tensorrt_qdq
+
+        amax = {name: max(abs(low), abs(high)) for name, (low, high) in ranges.items()}
+        placement = insert_tensorrt_qdq(model, amax).to_dict()
+        quantized = model
+    else:
+        from resnet_deploy.quantize.cpu_qdq import quantize_for_cpu
+
+        quantized = quantize_for_cpu(onnx_path, ranges)
+    props = {p.key: p.value for p in model.metadata_props}
+    props.update(
+        {
+            "precision": "int8",
+            "quantization": "qdq-tensorrt" if target == "tensorrt" else "qdq-onnxruntime-cpu",
+            "calibration_id": cal_id,
+            "calibration_method": method,
+            "calibration_images": str(calib.count),
+            "calibration_dataset": calib.spec,
+            "source_onnx_sha256": sha256_file(onnx_path),
+        }
+    )
+    del quantized.metadata_props[:]
+    for key, value in props.items():
+        entry = quantized.metadata_props.add()
+        entry.key, entry.value = key, value
+    try:
+        onnx.checker.check_model(quantized, full_check=True)
+    except onnx.checker.ValidationError as exc:
+        raise ResnetDeployError(f"the quantized graph failed onnx.checker ({str(exc).splitlines()[0]})") from exc
+    with atomic_output(output) as tmp:
+        onnx.save(quantized, str(tmp))
+    return CalibrateResult(
+        path=output,
+        target=target,
+        method=method,
+        calibration_id=cal_id,
+        images=calib.count,
+        dataset=calib.spec,
+        cache_hit=cache_hit,
+        cache_files=cache_files,
+        calibrate_seconds=cal_seconds,
+        total_seconds=time.perf_counter() - start,
+        placement=placement,
+    )

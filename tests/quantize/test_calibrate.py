@@ -1,0 +1,153 @@
+"""INT8 Q/DQ: TensorRT placement rules on the real graph, accuracy in ONNX Runtime, the cache."""
+
+from __future__ import annotations
+
+import json
+import struct
+from collections import Counter
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+
+from resnet_deploy.errors import ResnetDeployError
+from resnet_deploy.quantize.cache import trt_version_tag
+from resnet_deploy.quantize.calibrate import calibrate_onnx
+from tests.cli_helpers import assert_one_line_error, invoke
+
+
+@pytest.fixture(scope="module")
+def trained_onnx(tmp_path_factory):
+    """A ResNet-20 trained 3 epochs on digits (~15 s), exported with its metadata."""
+    from resnet_deploy.export import export_onnx
+    from resnet_deploy.model_source import open_model
+    from resnet_deploy.training.trainer import Trainer, TrainOptions
+
+    root = tmp_path_factory.mktemp("q")
+    result = Trainer(TrainOptions(depth=20, epochs=3), root / "run", progress=False).run()
+    source = open_model(result.checkpoint)
+    path = root / "r20.onnx"
+    export_onnx(source.model, path, source.metadata)
+    return path
+
+
+def digits_accuracy(path, limit=None):
+    from resnet_deploy.data import open_dataset
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    predictions, labels = [], []
+    for batch in open_dataset("digits").test.batches(128, size=32, limit=limit):
+        (logits,) = session.run(None, {"input": batch.images.numpy()})
+        predictions.append(logits.argmax(1))
+        labels.append(batch.labels.numpy())
+    return np.concatenate(predictions), np.concatenate(labels)
+
+
+def test_tensorrt_placement_follows_the_rules(trained_onnx, tmp_path) -> None:
+    result = calibrate_onnx(trained_onnx, tmp_path / "q.onnx", method="minmax", count=128, cache_dir=None)
+    model = onnx.load(str(result.path))
+    nodes = model.graph.node
+    inits = {i.name: i for i in model.graph.initializer}
+    producers = {o: n for n in nodes for o in n.output}
+    ops = Counter(n.op_type for n in nodes)
+    assert ops["Conv"] == 19 and ops["Relu"] == 19  # nothing fused away, nothing between Conv and ReLU
+    for node in nodes:
+        if node.op_type in ("QuantizeLinear", "DequantizeLinear"):
+            zero_point = onnx.numpy_helper.to_array(inits[node.input[2]])
+            assert zero_point.dtype == np.int8 and not zero_point.any()  # symmetric int8
+        if node.op_type in ("Conv", "Gemm"):
+            data, weight = producers[node.input[0]], producers[node.input[1]]
+            assert data.op_type == "DequantizeLinear"  # activation Q/DQ on every Conv/Gemm input
+            assert weight.op_type == "DequantizeLinear" and inits[weight.input[0]].data_type == onnx.TensorProto.INT8
+            assert onnx.numpy_helper.to_array(inits[weight.input[1]]).ndim == 1  # per-channel
+            if len(node.input) > 2:
+                assert node.input[2] in inits  # bias stays float: no int32 DequantizeLinear
+                assert inits[node.input[2]].data_type == onnx.TensorProto.FLOAT
+        if node.op_type == "Add":
+            kinds = sorted(producers[i].op_type for i in node.input)
+            assert kinds == ["Conv", "DequantizeLinear"]  # shortcut quantized, main branch straight from Conv
+    assert result.placement == {"activation_qdq": 22, "weight_dq": 20, "residual_add_inputs": 9}
+    props = {p.key: p.value for p in model.metadata_props}
+    assert (
+        props["precision"] == "int8" and props["quantization"] == "qdq-tensorrt" and props["architecture"] == "resnet20"
+    )
+
+
+@pytest.mark.parametrize("target", ["tensorrt", "cpu"], ids=["trt-target", "cpu-target"])
+def test_int8_accuracy_matches_fp32(trained_onnx, tmp_path, target) -> None:
+    fp32, labels = digits_accuracy(trained_onnx)
+    result = calibrate_onnx(
+        trained_onnx, tmp_path / f"{target}.onnx", target=target, method="minmax", count=128, cache_dir=None
+    )
+    int8, _ = digits_accuracy(result.path)
+    drop = 100 * ((fp32 == labels).mean() - (int8 == labels).mean())
+    assert drop <= 1.0 and (fp32 == int8).mean() >= 0.95  # a 3-epoch model; trained ones: see README
+
+
+def test_cache_is_content_addressed_and_reused(trained_onnx, tmp_path) -> None:
+    first = calibrate_onnx(trained_onnx, tmp_path / "a.onnx", method="minmax", count=64, cache_dir=tmp_path / "c")
+    again = calibrate_onnx(trained_onnx, tmp_path / "b.onnx", method="minmax", count=64, cache_dir=tmp_path / "c")
+    other = calibrate_onnx(trained_onnx, tmp_path / "d.onnx", method="minmax", count=32, cache_dir=tmp_path / "c")
+    assert not first.cache_hit and again.cache_hit and not other.cache_hit
+    assert first.calibration_id == again.calibration_id != other.calibration_id
+    assert (tmp_path / "a.onnx").read_bytes() == (tmp_path / "b.onnx").read_bytes()
+    entry = json.loads((tmp_path / "c" / f"{first.calibration_id}.json").read_text())
+    assert entry["images"] == 64 and entry["dataset"] == "digits" and entry["symmetric"] is True
+    lines = (tmp_path / "c" / f"{first.calibration_id}.calib.cache").read_text().splitlines()
+    assert lines[0] == "TRT-100300-MinMaxCalibration"
+    name, hex_scale = lines[1].split(": ")
+    low, high = entry["ranges"][name]
+    assert struct.unpack(">f", bytes.fromhex(hex_scale))[0] == pytest.approx(max(abs(low), abs(high)) / 127)
+
+
+def test_trt_version_tags() -> None:
+    assert trt_version_tag("8.6.1") == 8601 and trt_version_tag("10.3.0") == 100300
+
+
+def test_fast_entropy_equals_onnxruntime() -> None:
+    from onnxruntime.quantization.calibrate import HistogramCollector
+
+    from resnet_deploy.quantize.fast_entropy import entropy_threshold
+
+    reference = HistogramCollector("entropy", False, 512, 128, 99.99, "same")
+    rng = np.random.default_rng(0)
+    for values in (rng.standard_normal(20000), np.maximum(rng.standard_normal(20000), 0), rng.laplace(size=5000)):
+        values = values.astype(np.float32)
+        hist, edges = np.histogram(values, bins=512)
+        histogram = (hist, edges.astype(np.float32), values.min(), values.max())
+        assert entropy_threshold(histogram, 128) == reference.get_entropy_threshold(histogram, 128)
+
+
+def test_refusals(trained_onnx, tmp_path) -> None:
+    calibrate_onnx(trained_onnx, tmp_path / "q.onnx", method="minmax", count=16, cache_dir=None)
+    with pytest.raises(ResnetDeployError, match="already quantized"):
+        calibrate_onnx(tmp_path / "q.onnx", tmp_path / "qq.onnx", method="minmax", count=16, cache_dir=None)
+    assert_one_line_error(
+        invoke("calibrate", str(trained_onnx), "--data", "mnist", "-o", str(tmp_path / "x.onnx")),
+        "unknown dataset 'mnist'",
+    )
+    assert_one_line_error(
+        invoke("calibrate", str(trained_onnx), "--calib-images", "0", "-o", str(tmp_path / "x.onnx")),
+        "--calib-images must be at least 1",
+    )
+    assert not (tmp_path / "x.onnx").exists()
+
+
+def test_random_init_export_warns_and_falls_back_to_digits(resnet20_export, tmp_path) -> None:
+    _, exported = resnet20_export
+    result = invoke(
+        "calibrate",
+        str(exported.path),
+        "--method",
+        "minmax",
+        "--calib-images",
+        "32",
+        "--no-cache",
+        "-o",
+        str(tmp_path / "r.onnx"),
+        "--json",
+    )
+    assert result.exit_code == 0, result.output
+    assert "calibration data should match" in result.stderr
+    assert json.loads(result.stdout)["dataset"] == "digits"
