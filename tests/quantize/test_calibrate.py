@@ -82,7 +82,25 @@ def test_int8_accuracy_matches_fp32(trained_onnx, tmp_path, target) -> None:
     )
     int8, _ = digits_accuracy(result.path)
     drop = 100 * ((fp32 == labels).mean() - (int8 == labels).mean())
-    assert drop <= 1.0 and (fp32 == int8).mean() >= 0.95  # a 3-epoch model; trained ones: see README
+    # A 3-epoch model (~20% error) has many near-tied logits, so only the accuracy is a stable measure
+    # here; the fully trained model's numbers (drop <= 0.3 pp, >= 99% agreement) are the slow test below.
+    assert drop <= 2.0 and (fp32 == int8).mean() >= 0.7
+
+
+@pytest.mark.slow
+def test_fully_trained_digits_resnet20_int8_meets_the_issue_numbers(tmp_path) -> None:
+    from resnet_deploy.export import export_onnx
+    from resnet_deploy.model_source import open_model
+    from resnet_deploy.training.trainer import Trainer, TrainOptions
+
+    result = Trainer(TrainOptions(depth=20), tmp_path / "run", progress=False).run()
+    source = open_model(result.checkpoint)
+    export_onnx(source.model, tmp_path / "r20.onnx", source.metadata)
+    fp32, labels = digits_accuracy(tmp_path / "r20.onnx")
+    quantized = calibrate_onnx(tmp_path / "r20.onnx", tmp_path / "q.onnx", count=256, cache_dir=None)
+    int8, _ = digits_accuracy(quantized.path)
+    assert 100 * ((fp32 == labels).mean() - (int8 == labels).mean()) <= 0.3
+    assert (fp32 == int8).mean() >= 0.99
 
 
 def test_cache_is_content_addressed_and_reused(trained_onnx, tmp_path) -> None:
