@@ -49,3 +49,20 @@ def resnet20_export(tmp_path_factory: pytest.TempPathFactory):
     path = tmp_path_factory.mktemp("export") / "resnet20.onnx"
     result = export_onnx(source.model, path, source.metadata)
     return source, result
+
+
+@pytest.fixture(scope="session")
+def trained_resnet20(tmp_path_factory: pytest.TempPathFactory):
+    """A ResNet-20 trained 3 epochs on the embedded digits (~15 s) and its verified FP32 ONNX.
+
+    Returns (checkpoint path, onnx path); shared by the quantization, validation and engine tests.
+    """
+    from resnet_deploy.export import export_onnx
+    from resnet_deploy.model_source import open_model
+    from resnet_deploy.training.trainer import Trainer, TrainOptions
+
+    root = tmp_path_factory.mktemp("trained")
+    result = Trainer(TrainOptions(depth=20, epochs=3), root / "run", progress=False).run()
+    source = open_model(result.checkpoint)
+    export_onnx(source.model, root / "resnet20.onnx", source.metadata)
+    return result.checkpoint, root / "resnet20.onnx"

@@ -37,12 +37,14 @@ def main() -> None:
 
 def _register() -> None:
     from resnet_deploy.cli.calibrate import calibrate
+    from resnet_deploy.cli.convert import convert
     from resnet_deploy.cli.demo import demo
     from resnet_deploy.cli.export import export
     from resnet_deploy.cli.info import info
     from resnet_deploy.cli.train import train
+    from resnet_deploy.cli.validate import validate
 
-    for command in (info, train, export, calibrate, demo):
+    for command in (info, train, export, convert, calibrate, validate, demo):
         main.add_command(command)
 
 

@@ -73,14 +73,26 @@ def calibrate_onnx(
     if calib.count < count:
         warn(f"{calib.spec} has only {calib.count} training images; calibrating on all of them")
     symmetric = target == "tensorrt"
-    params = {"symmetric": symmetric, **({"percentile": percentile} if method == "percentile" else {})}
+    if target == "tensorrt":
+        from resnet_deploy.quantize.qdq_tensorrt import qdq_tensors
+
+        tensors: list[str] | None = qdq_tensors(model)  # only what gets a Q/DQ pair
+    else:
+        tensors = None  # ORT's quantizer places its own Q/DQ: measure every activation
+    params = {
+        "symmetric": symmetric,
+        "tensors": "qdq" if tensors is not None else "all",
+        **({"percentile": percentile} if method == "percentile" else {}),
+    }
     cal_id = calibration_id(sha256_file(onnx_path), calib.sha256, method, params)
     directory = Path(cache_dir) if cache_dir is not None else None
     ranges = read_cached(directory, cal_id) if directory is not None else None
     cache_hit = ranges is not None
     cal_start = time.perf_counter()
     if ranges is None:
-        ranges = compute_ranges(onnx_path, calib.batches, method=method, symmetric=symmetric, percentile=percentile)
+        ranges = compute_ranges(
+            onnx_path, calib.batches, method=method, symmetric=symmetric, percentile=percentile, tensors=tensors
+        )
     cal_seconds = time.perf_counter() - cal_start
     cache_files: list[Path] = []
     if directory is not None:

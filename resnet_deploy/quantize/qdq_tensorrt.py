@@ -63,6 +63,33 @@ def residual_input(add, producers, consumers) -> str | None:  # type: ignore[no-
     return b
 
 
+def _plan(model) -> tuple[dict[str, list[tuple[object, int]]], list[str]]:  # type: ignore[no-untyped-def]
+    """Which activation tensors get a Q/DQ pair, and which (node, input index) read them."""
+    graph = model.graph
+    inits = {i.name for i in graph.initializer}
+    producers = {o: n for n in graph.node for o in n.output}
+    consumers: dict[str, list] = {}  # type: ignore[type-arg]
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    wanted: dict[str, list[tuple[object, int]]] = {}  # tensor -> [(node, input index)] to rewire
+    residuals = []
+    for node in graph.node:
+        if node.op_type in ("Conv", "Gemm") and node.input[0] not in inits:
+            wanted.setdefault(node.input[0], []).append((node, 0))
+        elif node.op_type == "Add" and len(node.input) == 2:
+            chosen = residual_input(node, producers, consumers)
+            if chosen is not None:
+                wanted.setdefault(chosen, []).append((node, list(node.input).index(chosen)))
+                residuals.append(chosen)
+    return wanted, residuals
+
+
+def qdq_tensors(model) -> list[str]:  # type: ignore[no-untyped-def]
+    """The activation tensors TensorRT placement quantizes: the only ones calibration must measure."""
+    return list(_plan(model)[0])
+
+
 def insert_tensorrt_qdq(model, amax: dict[str, float]) -> PlacementReport:  # type: ignore[no-untyped-def]
     """Rewrite ``model`` (an onnx.ModelProto, in place) with TensorRT-style Q/DQ nodes."""
     from onnx import helper, numpy_helper
@@ -75,22 +102,8 @@ def insert_tensorrt_qdq(model, amax: dict[str, float]) -> PlacementReport:  # ty
     graph = model.graph
     inits = {i.name: i for i in graph.initializer}
     producers = {o: n for n in graph.node for o in n.output}
-    consumers: dict[str, list] = {}  # type: ignore[type-arg]
-    for node in graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
-
-    report = PlacementReport()
-    wanted: dict[str, list[tuple[object, int]]] = {}  # tensor -> [(node, input index)] to rewire
-    for node in graph.node:
-        if node.op_type in ("Conv", "Gemm") and node.input[0] not in inits:
-            wanted.setdefault(node.input[0], []).append((node, 0))
-        elif node.op_type == "Add" and len(node.input) == 2:
-            chosen = residual_input(node, producers, consumers)
-            if chosen is not None:
-                wanted.setdefault(chosen, []).append((node, list(node.input).index(chosen)))
-                report.residual_inputs.append(chosen)
-
+    wanted, residuals = _plan(model)
+    report = PlacementReport(residual_inputs=residuals)
     after: dict[int, list] = {}  # type: ignore[type-arg]  # node index -> Q/DQ to insert after it (-1: at the top)
     before: dict[int, list] = {}  # type: ignore[type-arg]  # node index -> weight DQ to insert before it
     order = {id(n): i for i, n in enumerate(graph.node)}

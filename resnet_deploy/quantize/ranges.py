@@ -1,17 +1,18 @@
-"""Activation ranges from ONNX Runtime's calibrators (entropy, percentile, minmax).
+"""Activation ranges with ONNX Runtime's calibration collectors (entropy, percentile, minmax).
 
-The model runs in ONNX Runtime on the CPU with every float tensor made an output; ORT's collectors
-accumulate histograms (entropy, percentile) or extrema (minmax) chunk by chunk, so memory stays at
-one chunk of activations whatever the image count. Symmetric mode (TensorRT) histograms |x| and
-returns +-amax; asymmetric mode (ONNX Runtime CPU, uint8 activations) returns (min, max).
+The FP32 model runs in ONNX Runtime on the CPU with the tensors to calibrate added as graph
+outputs; each chunk's values go to ORT's ``HistogramCollector`` (entropy, percentile), or into
+running extrema (minmax, what ORT's MinMaxCalibrater computes without moving averages). Unlike
+ORT's own calibrator classes, nothing is kept between chunks, so memory is one chunk's
+activations (ResNet-50: ~1 GB at 8 images instead of 8 GB), and only the tensors that get a Q/DQ
+pair are measured when the caller names them. Symmetric mode (TensorRT) returns +-amax.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
-import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -21,16 +22,39 @@ from resnet_deploy.errors import ResnetDeployError
 METHODS = ("entropy", "percentile", "minmax")
 TENSORRT_HISTOGRAM_BINS = 2048  # what TensorRT's EntropyCalibration2 uses
 QUANTIZED_BINS = 128  # int8 magnitudes 0..127
+CHUNK = 8  # images per ORT run: bounds memory (all requested activations of a chunk are alive at once)
 
 
-class _OneChunk:
-    """An ORT CalibrationDataReader over a single chunk (ORT keeps a whole reader's outputs in memory)."""
+def float_activations(model) -> list[str]:  # type: ignore[no-untyped-def]
+    """Every float tensor a node produces or reads that is not a weight (ORT's default selection)."""
+    inits = {i.name for i in model.graph.initializer}
+    consts = {o for n in model.graph.node if n.op_type == "Constant" for o in n.output}
+    names: dict[str, None] = {}
+    for node in model.graph.node:
+        if node.op_type in ("Constant", "Shape"):
+            continue
+        for name in [*node.input, *node.output]:
+            if name and name not in inits and name not in consts:
+                names[name] = None
+    return list(names)
 
-    def __init__(self, input_name: str, chunk: np.ndarray) -> None:
-        self._items: Iterator[dict[str, np.ndarray]] = iter([{input_name: chunk}])
 
-    def get_next(self) -> dict[str, np.ndarray] | None:
-        return next(self._items, None)
+def _augmented_session(onnx_path: str | Path, tensors: Iterable[str]):  # type: ignore[no-untyped-def]
+    import onnx
+    import onnxruntime as ort
+    from onnx import helper
+
+    model = onnx.load(str(onnx_path))
+    inferred = onnx.shape_inference.infer_shapes(model)
+    types = {vi.name: vi.type.tensor_type.elem_type for vi in [*inferred.graph.value_info, *inferred.graph.input]}
+    existing = {o.name for o in model.graph.output}
+    wanted = [t for t in tensors if types.get(t, onnx.TensorProto.FLOAT) == onnx.TensorProto.FLOAT]
+    for name in wanted:
+        if name not in existing:
+            model.graph.output.append(helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
+    options = ort.SessionOptions()
+    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    return session, wanted
 
 
 def compute_ranges(
@@ -41,48 +65,57 @@ def compute_ranges(
     symmetric: bool = True,
     percentile: float = 99.99,
     input_name: str = "input",
+    tensors: Iterable[str] | None = None,
 ) -> dict[str, tuple[float, float]]:
-    """Calibrate every float activation of the model: tensor name -> (low, high)."""
-    from onnxruntime.quantization.calibrate import CalibrationMethod, create_calibrator
+    """Calibrate ``tensors`` (default: every float activation): tensor name -> (low, high)."""
+    import onnx
 
     if method not in METHODS:
         raise ResnetDeployError(f"unknown calibration method {method!r}; choose one of {', '.join(METHODS)}")
     if not 0 < percentile <= 100:
         raise ResnetDeployError(f"--percentile must be in (0, 100], got {percentile}")
-    ort_method = {
-        "entropy": CalibrationMethod.Entropy,
-        "percentile": CalibrationMethod.Percentile,
-        "minmax": CalibrationMethod.MinMax,
-    }[method]
-    options: dict[str, object] = {"symmetric": symmetric}
-    if method in ("entropy", "percentile"):
-        options.update(num_bins=TENSORRT_HISTOGRAM_BINS, num_quantized_bins=QUANTIZED_BINS, percentile=percentile)
-    with tempfile.TemporaryDirectory(prefix="resnet-deploy-calib.") as tmp:
-        calibrator = create_calibrator(
-            Path(onnx_path),
-            None,  # all float tensors: the TensorRT cache wants every activation's scale
-            augmented_model_path=str(Path(tmp) / "augmented.onnx"),
-            calibrate_method=ort_method,
-            providers=["CPUExecutionProvider"],
-            extra_options=options,
-        )
-        if method == "entropy":  # same thresholds as ORT's, computed ~5x faster (see fast_entropy.py)
-            from resnet_deploy.quantize.fast_entropy import FastEntropyCollector
+    if tensors is None:
+        tensors = float_activations(onnx.load(str(onnx_path), load_external_data=False))
+    session, names = _augmented_session(onnx_path, tensors)
+    outputs = [o.name for o in session.get_outputs()]
+    index = {name: outputs.index(name) for name in names}
 
-            calibrator.collector = FastEntropyCollector(
-                method="entropy",
-                symmetric=symmetric,
-                num_bins=TENSORRT_HISTOGRAM_BINS,
-                num_quantized_bins=QUANTIZED_BINS,
-                percentile=percentile,
-                scenario="same",
-            )
-        with contextlib.redirect_stdout(io.StringIO()):  # ORT prints progress lines per tensor
-            for chunk in batches:
-                calibrator.collect_data(_OneChunk(input_name, chunk))
-            data = calibrator.compute_data()
+    collector = None
+    if method in ("entropy", "percentile"):
+        from resnet_deploy.quantize.fast_entropy import FastEntropyCollector
+
+        collector = FastEntropyCollector(
+            method=method,
+            symmetric=symmetric,
+            num_bins=TENSORRT_HISTOGRAM_BINS,
+            num_quantized_bins=QUANTIZED_BINS,
+            percentile=percentile,
+            scenario="same",
+        )
+    low = {n: np.inf for n in names}
+    high = {n: -np.inf for n in names}
+    with contextlib.redirect_stdout(io.StringIO()):  # ORT's collectors print a line per call
+        for batch in batches:
+            for start in range(0, len(batch), CHUNK):
+                values = session.run(None, {input_name: batch[start : start + CHUNK]})
+                chunk = {n: values[i] for n, i in index.items()}
+                if collector is not None:
+                    collector.collect(chunk)
+                else:
+                    for n, v in chunk.items():
+                        low[n] = min(low[n], float(v.min()))
+                        high[n] = max(high[n], float(v.max()))
+        if collector is not None:
+            result = collector.compute_collection_result()
+            for n, values in result.items():
+                low[n], high[n] = float(values[0]), float(values[1])
+    if not names or not batches:
+        raise ResnetDeployError("nothing to calibrate: no images or no float activations")
     ranges = {}
-    for name, tensor in data.data.items():
-        low, high = (float(np.asarray(v).reshape(-1)[0]) for v in tensor.range_value)
-        ranges[name] = (low, high)
+    for n in names:
+        lo, hi = min(low[n], 0.0), max(high[n], 0.0)  # the range must contain 0 for int8 with zero point
+        if symmetric:
+            amax = max(abs(lo), abs(hi))
+            lo, hi = -amax, amax
+        ranges[n] = (lo, hi)
     return ranges

@@ -18,18 +18,8 @@ from tests.cli_helpers import assert_one_line_error, invoke
 
 
 @pytest.fixture(scope="module")
-def trained_onnx(tmp_path_factory):
-    """A ResNet-20 trained 3 epochs on digits (~15 s), exported with its metadata."""
-    from resnet_deploy.export import export_onnx
-    from resnet_deploy.model_source import open_model
-    from resnet_deploy.training.trainer import Trainer, TrainOptions
-
-    root = tmp_path_factory.mktemp("q")
-    result = Trainer(TrainOptions(depth=20, epochs=3), root / "run", progress=False).run()
-    source = open_model(result.checkpoint)
-    path = root / "r20.onnx"
-    export_onnx(source.model, path, source.metadata)
-    return path
+def trained_onnx(trained_resnet20):
+    return trained_resnet20[1]
 
 
 def digits_accuracy(path, limit=None):

@@ -1,0 +1,61 @@
+"""The backend interface: normalised NCHW float32 batch in, float32 logits out."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import numpy as np
+
+from resnet_deploy.errors import ResnetDeployError
+from resnet_deploy.metadata import ArtifactMetadata
+
+
+class Backend(ABC):
+    """An opened artifact. Use as a context manager, or call ``close()``."""
+
+    kind: str = "backend"  # "onnxruntime", "pytorch", "tensorrt"
+
+    def __init__(self, path: str | Path, metadata: ArtifactMetadata, precision: str = "fp32") -> None:
+        self.path = Path(path)
+        self.metadata = metadata
+        self.precision = precision
+        self._closed = False
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        cfg = self.metadata.config
+        return (cfg.in_chans, cfg.input_size, cfg.input_size)
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        """Logits (N, num_classes) float32 for a normalised (N, C, H, W) float32 batch."""
+        if self._closed:
+            raise ResnetDeployError(f"{self.path} was closed; open it again to run it")
+        batch = np.asarray(batch)
+        if batch.ndim != 4 or tuple(batch.shape[1:]) != self.input_shape:
+            raise ResnetDeployError(
+                f"{self.path.name} expects input (N, {', '.join(map(str, self.input_shape))}) float32, "
+                f"got {tuple(batch.shape)} {batch.dtype}"
+            )
+        if batch.dtype != np.float32:
+            raise ResnetDeployError(f"{self.path.name} expects float32 input, got {batch.dtype}")
+        return self._infer(np.ascontiguousarray(batch))
+
+    @abstractmethod
+    def _infer(self, batch: np.ndarray) -> np.ndarray: ...
+
+    def close(self) -> None:
+        self._closed = True
+
+    def __enter__(self) -> Backend:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def describe(self) -> dict[str, Any]:
+        return {"path": str(self.path), "backend": self.kind, "precision": self.precision}
