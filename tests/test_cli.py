@@ -8,7 +8,7 @@ import torch
 
 from tests.cli_helpers import assert_one_line_error, invoke
 
-COMMANDS = ["info", "train", "export", "demo"]
+COMMANDS = ["info", "train", "export", "convert", "calibrate", "validate", "demo"]
 
 
 def test_info_prints_the_published_figures():
@@ -68,15 +68,23 @@ def test_errors_under_json_are_json_too():
     }
 
 
-def test_demo_trains_exports_and_verifies(tmp_path):
-    result = invoke("demo", "--epochs", "2", "--out", str(tmp_path), "--json", "--no-progress")
+def test_demo_runs_the_pipeline_and_validates_every_artifact(tmp_path):
+    args = ["demo", "--epochs", "2", "--calib-images", "64", "--out", str(tmp_path), "--no-progress"]
+    result = invoke(*args, "--json")
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["model"] == "resnet20" and data["epochs"] == 2
-    torch_row, onnx_row = data["artifacts"]
-    assert 0 <= torch_row["test_top1_error"] < 90 and onnx_row["max_abs_error"] < 1e-3
-    assert (tmp_path / "resnet20.onnx").is_file() and (tmp_path / "train" / "model.pt.json").is_file()
-    again = invoke("demo", "--epochs", "1", "--out", str(tmp_path), "--no-progress")  # reruns start fresh
+    validation = data["validation"]
+    assert validation["dataset"] == "digits" and validation["images"] == 360
+    rows = {a["artifact"]: a for a in validation["artifacts"]}
+    assert sorted(rows) == sorted(
+        ["resnet20.onnx", "resnet20.int8.onnx", "resnet20.cpu.int8.onnx", "resnet20.fp16.onnx"]
+    )
+    assert rows["resnet20.onnx"]["top1_agreement"] == 1.0 and rows["resnet20.onnx"]["max_abs_logit_error"] < 1e-3
+    assert rows["resnet20.int8.onnx"]["precision"] == "int8" and rows["resnet20.fp16.onnx"]["precision"] == "fp16"
+    assert (tmp_path / "validation.md").is_file() and (tmp_path / "train" / "model.pt.json").is_file()
+    assert list((tmp_path / "calibration").glob("*.calib.cache"))
+    again = invoke(*args[:2], "1", *args[3:])  # reruns start fresh
     assert again.exit_code == 0, again.output
 
 

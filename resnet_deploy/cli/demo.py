@@ -1,16 +1,17 @@
 """``resnet-deploy demo``: the main job end to end on the embedded default, offline.
 
 Today: train a CIFAR-style ResNet on the embedded digits with the paper's recipe, export the trained
-checkpoint to ONNX and verify it in ONNX Runtime. INT8, engines, validation and benchmarks join as
-those stages land.
+checkpoint to ONNX (verified against PyTorch), calibrate INT8 for TensorRT and for the CPU, convert
+to FP16, and validate every artifact against the original on the digits test split. Engines and
+benchmarks join as those stages land.
 """
 
 from __future__ import annotations
 
 import shutil
 import time
+from contextlib import ExitStack
 from pathlib import Path
-from typing import Any
 
 import click
 
@@ -31,12 +32,17 @@ from resnet_deploy.cli.train import describe_epoch
 )
 @click.option("--depth", type=int, default=20, show_default=True, help="CIFAR-family depth to train.")
 @click.option("--epochs", type=int, default=None, help="Training epochs (default: the recipe's 20 on digits).")
+@click.option("--calib-images", type=click.IntRange(min=1), default=512, show_default=True)
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
 @json_option
-def demo(out_dir: str, depth: int, epochs: int | None, no_progress: bool, as_json: bool) -> None:
-    """Run the pipeline end to end on the embedded digits: train, export, verify."""
+def demo(out_dir: str, depth: int, epochs: int | None, calib_images: int, no_progress: bool, as_json: bool) -> None:
+    """Run the pipeline end to end on the embedded digits: train, export, INT8, FP16, validate."""
+    from resnet_deploy.fp16 import convert_to_fp16
+    from resnet_deploy.quantize.calibrate import calibrate_onnx
+    from resnet_deploy.runtime import open_backend
     from resnet_deploy.training.run_state import STATE_FILE
     from resnet_deploy.training.trainer import Trainer, TrainOptions
+    from resnet_deploy.validate import validate
 
     out = Reporter(as_json)
     directory = Path(out_dir)
@@ -55,7 +61,6 @@ def demo(out_dir: str, depth: int, epochs: int | None, no_progress: bool, as_jso
         progress=not no_progress,
     )
     trained = trainer.run()
-    final = trained.final
 
     out.say("== 2. export to ONNX and verify against PyTorch")
     exported = run_export(
@@ -68,37 +73,44 @@ def demo(out_dir: str, depth: int, epochs: int | None, no_progress: bool, as_jso
         verify=True,
         tolerance=None,
     )
+    onnx_path = exported.path
+    stem = str(onnx_path.with_suffix(""))
+
+    out.say("== 3. calibrate INT8 (TensorRT Q/DQ placement, and ONNX Runtime's CPU form)")
+    artifacts = [onnx_path]
+    for target, suffix in (("tensorrt", ".int8.onnx"), ("cpu", ".cpu.int8.onnx")):
+        q = calibrate_onnx(
+            onnx_path,
+            stem + suffix,
+            target=target,
+            count=calib_images,
+            cache_dir=directory / "calibration",
+            warn=out.warn,
+        )
+        out.say(f"{target}: {q.path} ({q.method}, {q.images} images, {q.calibrate_seconds:.1f} s)")
+        artifacts.append(q.path)
+
+    out.say("== 4. convert to FP16 (float32 I/O), verify against FP32")
+    half = convert_to_fp16(onnx_path, stem + ".fp16.onnx")
+    out.say(f"{half.path}: max |err| {half.max_abs_error:.1e} vs FP32, top-1 agreement {half.top1_agreement:.0%}")
+    artifacts.append(half.path)
+
+    out.say("== 5. validate every artifact against the original on the digits test split")
+    with ExitStack() as stack:
+        reference = stack.enter_context(open_backend(trained.checkpoint))
+        opened = [stack.enter_context(open_backend(path)) for path in artifacts]
+        report = validate(reference, opened)
+    (directory / "validation.md").write_text(report.markdown())
+    out.say(report.table())
     total = time.perf_counter() - start
-    rows: list[dict[str, Any]] = [
-        {
-            "artifact": "PyTorch checkpoint",
-            "path": str(trained.checkpoint),
-            "test_top1_error": final["test_top1_error"],
-            "test_top5_error": final["test_top5_error"],
-            "max_abs_error": None,
-        },
-        {
-            "artifact": "ONNX FP32",
-            "path": str(exported.path),
-            "test_top1_error": None,
-            "test_top5_error": None,
-            "max_abs_error": exported.verification.max_abs_error,
-        },
-    ]
-    out.say("")
-    out.say(f"{'artifact':<20} {'top-1 err':>9} {'top-5 err':>9} {'max |err|':>10}  path")
-    for row in rows:
-        t1 = f"{row['test_top1_error']:.2f}%" if row["test_top1_error"] is not None else "-"
-        t5 = f"{row['test_top5_error']:.2f}%" if row["test_top5_error"] is not None else "-"
-        err = f"{row['max_abs_error']:.1e}" if row["max_abs_error"] is not None else "-"
-        out.say(f"{row['artifact']:<20} {t1:>9} {t5:>9} {err:>10}  {row['path']}")
-    out.say(f"demo finished in {total:.0f} s; artifacts in {directory}/")
+    out.say(f"demo finished in {total:.0f} s; artifacts and validation.md in {directory}/")
     out.result(
         {
             "ok": True,
             "model": trained.config.name,
             "epochs": trained.epochs,
-            "artifacts": rows,
+            "checkpoint": str(trained.checkpoint),
+            "validation": report.to_dict(),
             "out_dir": str(directory),
             "train_seconds": round(trained.seconds, 2),
             "seconds": round(total, 2),

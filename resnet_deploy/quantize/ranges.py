@@ -2,7 +2,9 @@
 
 The FP32 model runs in ONNX Runtime on the CPU with the tensors to calibrate added as graph
 outputs; each chunk's values go to ORT's ``HistogramCollector`` (entropy, percentile), or into
-running extrema (minmax, what ORT's MinMaxCalibrater computes without moving averages). Unlike
+running extrema (minmax, what ORT's MinMaxCalibrater computes without moving averages). Entropy
+for TensorRT (symmetric) is TensorRT's own algorithm on |x| histograms (``trt_entropy.py``);
+for the CPU target it is ORT's signed variant (``fast_entropy.py``). Unlike
 ORT's own calibrator classes, nothing is kept between chunks, so memory is one chunk's
 activations (ResNet-50: ~1 GB at 8 images instead of 8 GB), and only the tensors that get a Q/DQ
 pair are measured when the caller names them. Symmetric mode (TensorRT) returns +-amax.
@@ -81,11 +83,12 @@ def compute_ranges(
     index = {name: outputs.index(name) for name in names}
 
     collector = None
+    trt_entropy = method == "entropy" and symmetric  # TensorRT's algorithm on |x| (see trt_entropy.py)
     if method in ("entropy", "percentile"):
         from resnet_deploy.quantize.fast_entropy import FastEntropyCollector
 
         collector = FastEntropyCollector(
-            method=method,
+            method="percentile" if trt_entropy else method,  # "percentile" + symmetric: |x| histograms
             symmetric=symmetric,
             num_bins=TENSORRT_HISTOGRAM_BINS,
             num_quantized_bins=QUANTIZED_BINS,
@@ -105,7 +108,13 @@ def compute_ranges(
                     for n, v in chunk.items():
                         low[n] = min(low[n], float(v.min()))
                         high[n] = max(high[n], float(v.max()))
-        if collector is not None:
+        if collector is not None and trt_entropy:
+            from resnet_deploy.quantize.trt_entropy import entropy_amax
+
+            for n, histogram in collector.histogram_dict.items():
+                amax = entropy_amax(histogram[0], histogram[1])
+                low[n], high[n] = -amax, amax
+        elif collector is not None:
             result = collector.compute_collection_result()
             for n, values in result.items():
                 low[n], high[n] = float(values[0]), float(values[1])
