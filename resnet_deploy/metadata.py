@@ -129,3 +129,34 @@ def read_onnx_metadata(path: str) -> ArtifactMetadata:
     except Exception as exc:  # onnx raises DecodeError and others for foreign files
         raise ResnetDeployError(f"{path} is not a readable ONNX model ({exc})") from exc
     return ArtifactMetadata.from_props({p.key: p.value for p in model.metadata_props}, source=str(path))
+
+
+def check_classifier_io(model_proto: Any, metadata: ArtifactMetadata, source: str) -> None:
+    """Refuse a graph whose inputs/outputs are not the (N, C, S, S) -> (N, classes) its metadata promises."""
+    initializers = {i.name for i in model_proto.graph.initializer}
+    inputs = [i for i in model_proto.graph.input if i.name not in initializers]
+    outputs = list(model_proto.graph.output)
+    cfg = metadata.config
+    expected_in = ("N", cfg.in_chans, cfg.input_size, cfg.input_size)
+    expected_out = ("N", cfg.num_classes)
+
+    def dims(value: Any) -> tuple[int | str, ...]:
+        shape = value.type.tensor_type.shape
+        return tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in shape.dim)
+
+    def matches(got: tuple[int | str, ...], want: tuple[int | str, ...]) -> bool:
+        return len(got) == len(want) and all(g == w for g, w in zip(got[1:], want[1:], strict=True))
+
+    if len(inputs) != 1 or len(outputs) != 1:
+        raise ResnetDeployError(
+            f"{source} has {len(inputs)} inputs and {len(outputs)} outputs; "
+            "an image classifier has one of each (re-export it with `resnet-deploy export`)"
+        )
+    for kind, value, want in (("input", inputs[0], expected_in), ("output", outputs[0], expected_out)):
+        got = dims(value)
+        if not matches(got, want):
+            shown = ", ".join(str(d) for d in got)
+            raise ResnetDeployError(
+                f"{source} {kind} {value.name!r} has shape ({shown}) but its metadata promises "
+                f"({', '.join(str(d) for d in want)}); it is not the classifier it claims to be, re-export it"
+            )

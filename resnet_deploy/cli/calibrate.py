@@ -11,7 +11,7 @@ from resnet_deploy.cli.output import Reporter, human_bytes
 
 
 @click.command()
-@click.argument("onnx_path", metavar="MODEL.onnx", type=click.Path(dir_okay=False))
+@click.argument("model_path", metavar="MODEL", type=click.Path(dir_okay=False))
 @click.option(
     "--target",
     type=click.Choice(["tensorrt", "cpu"]),
@@ -32,10 +32,16 @@ from resnet_deploy.cli.output import Reporter, human_bytes
     help="Content-addressed calibration cache (ranges JSON + TensorRT calibration cache).",
 )
 @click.option("--no-cache", is_flag=True, help="Neither read nor write the calibration cache.")
-@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None, help="Default: MODEL.int8.onnx.")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Default: MODEL.int8.onnx (MODEL.cpu.int8.onnx for --target cpu).",
+)
 @json_option
 def calibrate(
-    onnx_path: str,
+    model_path: str,
     target: str,
     method: str,
     percentile: float,
@@ -46,21 +52,27 @@ def calibrate(
     output: str | None,
     as_json: bool,
 ) -> None:
-    """Calibrate an exported FP32 ONNX and write its INT8 Q/DQ twin.
+    """Calibrate an FP32 model and write its INT8 Q/DQ ONNX.
+
+    MODEL is an ONNX from `export`, or a checkpoint: it is then exported (and verified) to
+    MODEL.onnx beside the output first.
 
     \b
     Examples:
       resnet-deploy calibrate resnet20.onnx                       # digits, entropy, TensorRT placement
       resnet-deploy calibrate r50.onnx --data imagefolder:/data/imagenet --calib-images 512
       resnet-deploy calibrate r50.onnx --target cpu -o r50.cpu.int8.onnx
+      resnet-deploy calibrate runs/resnet20/model.pt               # exports runs/resnet20/model.onnx first
     """
+    from resnet_deploy._io import check_writable
+    from resnet_deploy.cli.export import onnx_from_model_arg
     from resnet_deploy.quantize.calibrate import calibrate_onnx
 
     out = Reporter(as_json)
-    if not Path(onnx_path).is_file():
-        raise click.BadParameter(f"{onnx_path} not found", param_hint="MODEL.onnx")
     suffix = ".int8.onnx" if target == "tensorrt" else ".cpu.int8.onnx"
-    output = output or str(Path(onnx_path).with_suffix("")) + suffix
+    output = output or str(Path(model_path).with_suffix("")) + suffix
+    check_writable(output)  # before an export and minutes of calibration
+    onnx_path = onnx_from_model_arg(out, model_path, Path(output).with_name(Path(model_path).stem + ".onnx"))
     result = calibrate_onnx(
         onnx_path,
         output,

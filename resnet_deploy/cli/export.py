@@ -9,6 +9,7 @@ import click
 
 from resnet_deploy.cli.options import json_option, model_kwargs, model_options
 from resnet_deploy.cli.output import Reporter, human_bytes
+from resnet_deploy.errors import OutputPathError, ResnetDeployError
 
 
 def describe_verification(report: Any) -> str:
@@ -68,6 +69,37 @@ def run_export(
     if result.verification:
         out.say(describe_verification(result.verification) + f" ({result.verification.seconds:.1f} s)")
     return result
+
+
+def onnx_from_model_arg(out: Reporter, model_path: str, onnx_path: Path) -> Path:
+    """``model_path`` as an ONNX: itself when it is one, else the checkpoint exported (and verified) to ``onnx_path``.
+
+    An existing ``onnx_path`` exported from the same checkpoint is reused; one from anything else is
+    never overwritten.
+    """
+    from resnet_deploy._io import sha256_file
+    from resnet_deploy.metadata import read_onnx_metadata
+
+    path = Path(model_path)
+    if not path.is_file():
+        raise click.BadParameter(f"{model_path} not found", param_hint="MODEL")
+    if path.suffix == ".onnx":
+        return path
+    if onnx_path.exists():
+        try:
+            recorded = read_onnx_metadata(str(onnx_path)).checkpoint_sha256
+        except ResnetDeployError:
+            recorded = None
+        if recorded != sha256_file(path):
+            raise OutputPathError(
+                f"{onnx_path} exists and was not exported from {model_path}; remove it, or pass an ONNX as MODEL"
+            )
+        out.say(f"reusing {onnx_path}, exported from {model_path}")
+        return onnx_path
+    run_export(
+        out, str(path), str(onnx_path), opset=None, static_batch=None, simplify=False, verify=True, tolerance=None
+    )
+    return onnx_path
 
 
 @click.command()

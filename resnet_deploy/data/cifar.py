@@ -124,7 +124,10 @@ def _read_split(root: Path, files: list[str], label_key: str, num_classes: int) 
         data = np.asarray(batch["data"])
         if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
             raise DatasetError(f"{root / name}: 'data' is {data.dtype} {data.shape}, expected uint8 (N, 3072)")
-        target = np.asarray(batch[label_key], dtype=np.int64)
+        try:
+            target = np.asarray(batch[label_key], dtype=np.int64).reshape(-1)
+        except (ValueError, TypeError, OverflowError):
+            raise DatasetError(f"{root / name}: '{label_key}' is not a list of integer labels; re-extract it") from None
         if len(target) != len(data):
             raise DatasetError(f"{root / name}: {len(data)} images but {len(target)} labels")
         if len(target) and (target.min() < 0 or target.max() >= num_classes):
@@ -141,7 +144,9 @@ def load_cifar(kind: str, path: str | Path) -> Dataset:
     raw_names = meta.get(layout["names"])
     if raw_names is None:
         raise DatasetError(f"{root / layout['meta']} has no '{layout['names']}' entry; re-extract the archive")
-    names = tuple(n.decode() if isinstance(n, bytes) else str(n) for n in raw_names)
+    if not isinstance(raw_names, (list, tuple)):
+        raise DatasetError(f"{root / layout['meta']}: '{layout['names']}' is not a list of names; re-extract it")
+    names = tuple(n.decode(errors="replace") if isinstance(n, bytes) else str(n) for n in raw_names)
     if len(names) != layout["classes"]:
         raise DatasetError(f"{root / layout['meta']} names {len(names)} classes, expected {layout['classes']}")
     return Dataset(

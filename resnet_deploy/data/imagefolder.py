@@ -31,6 +31,10 @@ def _scan(root: Path, classes: list[str] | None = None) -> tuple[list[str], list
         classes = found
         if not classes:
             raise DatasetError(f"{root} has no class sub-folders; an ImageFolder tree is PATH/<class>/<image>.jpg")
+        if len(classes) < 2:
+            raise DatasetError(
+                f"{root} has one class folder ({classes[0]}); a classifier needs at least two, one sub-folder per class"
+            )
     else:
         extra = sorted(set(found) - set(classes))
         if extra:
@@ -59,8 +63,11 @@ def _decode(path: str) -> Any:
 
 
 class _Files(torch.utils.data.Dataset):  # type: ignore[type-arg]
-    def __init__(self, samples: list[tuple[str, int]], transform: Any) -> None:
-        self.samples, self.transform = samples, transform
+    """Decoded, transformed samples; a random transform is seeded per (seed, position), so the
+    augmentation of an epoch does not depend on how many DataLoader workers decode it."""
+
+    def __init__(self, samples: list[tuple[str, int]], transform: Any, seed: int | None) -> None:
+        self.samples, self.transform, self.seed = samples, transform, seed
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -68,7 +75,13 @@ class _Files(torch.utils.data.Dataset):  # type: ignore[type-arg]
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int] | None:
         path, label = self.samples[index]
         image = _decode(path)
-        return None if image is None else (self.transform(image), label)
+        if image is None:
+            return None
+        if self.seed is None:
+            return self.transform(image), label
+        with torch.random.fork_rng(devices=[]):  # v2 transforms draw from the global generator
+            torch.manual_seed((self.seed * 1_000_003 + index) % (2**63))
+            return self.transform(image), label
 
 
 def _collate(items: list[tuple[torch.Tensor, int] | None]) -> Batch:
@@ -116,17 +129,14 @@ class FolderSplit:
         if limit is not None:
             samples = samples[:limit]
         loader = torch.utils.data.DataLoader(
-            _Files(samples, self.transform(size, train)),
+            _Files(samples, self.transform(size, train), seed if train else None),
             batch_size=batch_size,
             shuffle=False,  # order fixed above, so an epoch is a pure function of the seed
             num_workers=self.workers,
             collate_fn=_collate,
-            generator=torch.Generator().manual_seed(seed),  # seeds the workers' augmentation
             pin_memory=device is not None and device.type == "cuda",
             persistent_workers=False,
         )
-        if self.workers == 0:
-            torch.manual_seed(seed)  # transforms draw from the global generator in-process
         for batch in loader:
             if device is not None:
                 batch = Batch(batch.images.to(device, non_blocking=True), batch.labels.to(device), batch.skipped)

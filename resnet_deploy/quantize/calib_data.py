@@ -43,6 +43,20 @@ def load_calibration_set(
     spec = spec or metadata.dataset or DEFAULT_SPEC
     dataset = open_dataset(spec)
     size = metadata.config.input_size
+    if not fallback and dataset.native_size is not None and dataset.native_size != size:
+        # Resizing 32x32 CIFAR to a 224 model's input calibrates on images unlike any it will see.
+        raise DatasetError(
+            f"{spec} images are {dataset.native_size}x{dataset.native_size} but the model takes {size}x{size}; "
+            "calibrate on images of the deployment resolution (--data imagefolder:DIR)"
+        )
+    available = len(dataset.train)
+    if available == 0:
+        raise DatasetError(f"{spec} has no training images to calibrate on")
+    if available < count:
+        raise DatasetError(
+            f"{spec} has only {available} training images but --calib-images is {count}; "
+            f"pass --calib-images {available} or add images"
+        )
     mean = torch.tensor(metadata.mean).view(1, -1, 1, 1)
     std = torch.tensor(metadata.std).view(1, -1, 1, 1)
     digest = hashlib.sha256(f"{spec}|{size}|{count}|{seed}".encode())
@@ -55,4 +69,10 @@ def load_calibration_set(
         array = ((batch.images - mean) / std).numpy().astype(np.float32)
         digest.update(array.tobytes())
         batches.append(array)
+    got = sum(len(b) for b in batches)
+    if got < count:  # images that failed to decode were skipped
+        raise DatasetError(
+            f"only {got} of the {count} calibration images from {spec} decoded; "
+            f"pass --calib-images {got} or fix the unreadable files"
+        )
     return CalibrationSet(spec=spec, batches=batches, sha256=digest.hexdigest(), fallback=fallback)

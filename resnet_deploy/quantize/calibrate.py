@@ -49,7 +49,7 @@ def calibrate_onnx(
 ) -> CalibrateResult:
     import onnx
 
-    from resnet_deploy.metadata import read_onnx_metadata
+    from resnet_deploy.metadata import check_classifier_io, read_onnx_metadata
     from resnet_deploy.quantize.cache import calibration_id, read_cached, write_cache
     from resnet_deploy.quantize.calib_data import load_calibration_set
     from resnet_deploy.quantize.ranges import METHODS, compute_ranges
@@ -62,6 +62,7 @@ def calibrate_onnx(
     output = check_writable(output)
     metadata = read_onnx_metadata(str(onnx_path))
     model = onnx.load(str(onnx_path))
+    check_classifier_io(model, metadata, str(onnx_path))
     if any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in model.graph.node):
         raise ResnetDeployError(f"{onnx_path} is already quantized; calibrate the FP32 export instead")
     calib = load_calibration_set(metadata, data, count)
@@ -70,8 +71,6 @@ def calibrate_onnx(
             f"{onnx_path} records no training dataset (random weights?): calibrating on the embedded {calib.spec} "
             "images; calibration data should match what the model will see in deployment (--data SPEC)"
         )
-    if calib.count < count:
-        warn(f"{calib.spec} has only {calib.count} training images; calibrating on all of them")
     symmetric = target == "tensorrt"
     if target == "tensorrt":
         from resnet_deploy.quantize.qdq_tensorrt import qdq_tensors

@@ -1,10 +1,10 @@
 """Activation ranges with ONNX Runtime's calibration collectors (entropy, percentile, minmax).
 
 The FP32 model runs in ONNX Runtime on the CPU with the tensors to calibrate added as graph
-outputs; each chunk's values go to ORT's ``HistogramCollector`` (entropy, percentile), or into
+outputs; each chunk's values go to a histogram collector (entropy, percentile), or into
 running extrema (minmax, what ORT's MinMaxCalibrater computes without moving averages). Entropy
-for TensorRT (symmetric) is TensorRT's own algorithm on |x| histograms (``trt_entropy.py``);
-for the CPU target it is ORT's signed variant (``fast_entropy.py``). Unlike
+and percentile for TensorRT (symmetric) use TensorRT's |x| histograms and threshold search
+(``trt_entropy.py``); for the CPU target they are ORT's signed variants (``fast_entropy.py``). Unlike
 ORT's own calibrator classes, nothing is kept between chunks, so memory is one chunk's
 activations (ResNet-50: ~1 GB at 8 images instead of 8 GB), and only the tensors that get a Q/DQ
 pair are measured when the caller names them. Symmetric mode (TensorRT) returns +-amax.
@@ -13,8 +13,10 @@ pair are measured when the caller names them. Symmetric mode (TensorRT) returns 
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -41,12 +43,13 @@ def float_activations(model) -> list[str]:  # type: ignore[no-untyped-def]
     return list(names)
 
 
-def _augmented_session(onnx_path: str | Path, tensors: Iterable[str]):  # type: ignore[no-untyped-def]
+def _augmented_session(model, tensors: Iterable[str]):  # type: ignore[no-untyped-def]
+    """An ORT session over a copy of ``model`` with ``tensors`` (the float ones) added as outputs."""
     import onnx
     import onnxruntime as ort
     from onnx import helper
 
-    model = onnx.load(str(onnx_path))
+    model = copy.deepcopy(model)
     inferred = onnx.shape_inference.infer_shapes(model)
     types = {vi.name: vi.type.tensor_type.elem_type for vi in [*inferred.graph.value_info, *inferred.graph.input]}
     existing = {o.name for o in model.graph.output}
@@ -76,19 +79,27 @@ def compute_ranges(
         raise ResnetDeployError(f"unknown calibration method {method!r}; choose one of {', '.join(METHODS)}")
     if not 0 < percentile <= 100:
         raise ResnetDeployError(f"--percentile must be in (0, 100], got {percentile}")
+    model = onnx.load(str(onnx_path))
     if tensors is None:
-        tensors = float_activations(onnx.load(str(onnx_path), load_external_data=False))
-    session, names = _augmented_session(onnx_path, tensors)
+        tensors = float_activations(model)
+    session, names = _augmented_session(model, tensors)
     outputs = [o.name for o in session.get_outputs()]
     index = {name: outputs.index(name) for name in names}
 
     collector = None
-    trt_entropy = method == "entropy" and symmetric  # TensorRT's algorithm on |x| (see trt_entropy.py)
-    if method in ("entropy", "percentile"):
+    histograms = None
+    if method in ("entropy", "percentile") and symmetric:  # TensorRT: |x| histograms (trt_entropy.py)
+        from resnet_deploy.quantize.trt_entropy import AbsHistograms
+
+        relu_outputs = frozenset(
+            o for n in onnx.load(str(onnx_path)).graph.node if n.op_type == "Relu" for o in n.output
+        )
+        histograms = AbsHistograms(TENSORRT_HISTOGRAM_BINS, nonnegative=relu_outputs)
+    elif method in ("entropy", "percentile"):  # ONNX Runtime's signed histograms and threshold search
         from resnet_deploy.quantize.fast_entropy import FastEntropyCollector
 
         collector = FastEntropyCollector(
-            method="percentile" if trt_entropy else method,  # "percentile" + symmetric: |x| histograms
+            method=method,
             symmetric=symmetric,
             num_bins=TENSORRT_HISTOGRAM_BINS,
             num_quantized_bins=QUANTIZED_BINS,
@@ -97,22 +108,37 @@ def compute_ranges(
         )
     low = {n: np.inf for n in names}
     high = {n: -np.inf for n in names}
+    # Histograms of chunk k are counted on a second thread while ONNX Runtime runs chunk k + 1
+    # (both release the GIL): 8% faster on 2 cores, one more chunk of activations in memory.
+    pool = ThreadPoolExecutor(1) if histograms is not None else None
+    pending: Future[None] | None = None
     with contextlib.redirect_stdout(io.StringIO()):  # ORT's collectors print a line per call
         for batch in batches:
             for start in range(0, len(batch), CHUNK):
                 values = session.run(None, {input_name: batch[start : start + CHUNK]})
                 chunk = {n: values[i] for n, i in index.items()}
-                if collector is not None:
+                if histograms is not None and pool is not None:
+                    if pending is not None:
+                        pending.result()
+                    pending = pool.submit(histograms.collect, chunk)
+                elif collector is not None:
                     collector.collect(chunk)
                 else:
                     for n, v in chunk.items():
                         low[n] = min(low[n], float(v.min()))
                         high[n] = max(high[n], float(v.max()))
-        if collector is not None and trt_entropy:
-            from resnet_deploy.quantize.trt_entropy import entropy_amax
+        if pending is not None:
+            pending.result()
+        if pool is not None:
+            pool.shutdown()
+        if histograms is not None:
+            from resnet_deploy.quantize.trt_entropy import entropy_amax, percentile_amax
 
-            for n, histogram in collector.histogram_dict.items():
-                amax = entropy_amax(histogram[0], histogram[1])
+            for n in names:
+                counts, edges = histograms.histogram(n)
+                amax = (
+                    entropy_amax(counts, edges) if method == "entropy" else percentile_amax(counts, edges, percentile)
+                )
                 low[n], high[n] = -amax, amax
         elif collector is not None:
             result = collector.compute_collection_result()

@@ -11,11 +11,18 @@ empty negative side of post-ReLU tensors, all 128 levels cover the magnitudes Te
 
 Each candidate's KL is computed per quantized level from prefix sums (O(levels) instead of O(bins)
 per candidate), all candidates at once; a plain loop version in the tests checks it.
+
+``AbsHistograms`` collects the histograms as TensorRT's calibrator keeps them: 2,048 bins of |x| over
+[0, amax of the first batch]; later batches with larger values append bins of the same width. It
+counts with torch's in-place abs/scale and ``bincount`` (about 0.2 s per 8 ResNet-50 images on 2
+cores, 3x less than ``np.histogram`` with explicit edges, which ORT's collector uses).
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+from resnet_deploy.errors import ResnetDeployError
 
 LEVELS = 128  # int8 magnitudes
 START_BIN = 128
@@ -71,3 +78,77 @@ def entropy_amax(hist: np.ndarray, edges: np.ndarray, levels: int = LEVELS, star
     kl = np.where(np.isnan(kl), np.inf, kl)
     best = len(kl) - 1 - int(np.argmin(kl[::-1]))  # the last minimum, as pytorch-quantization takes
     return float(edges[cuts[best]])
+
+
+def percentile_amax(hist: np.ndarray, edges: np.ndarray, percentile: float) -> float:
+    """The upper edge of the bin holding the ``percentile``-th percentile of |x| (a conservative amax)."""
+    cdf = np.cumsum(hist, dtype=np.float64)
+    if cdf[-1] <= 0:
+        return float(edges[-1])
+    index = int(np.searchsorted(cdf / cdf[-1], percentile / 100.0))
+    return float(edges[min(index + 1, len(edges) - 1)])
+
+
+class AbsHistograms:
+    """Fixed-width histograms of |x| per tensor, fed chunk by chunk; the arrays given are modified in place."""
+
+    def __init__(self, bins: int = 2048, nonnegative: frozenset[str] = frozenset()) -> None:
+        self.bins = bins
+        self.nonnegative = nonnegative  # tensors known to be >= 0 (ReLU outputs): no abs pass
+        self.counts: dict[str, np.ndarray] = {}
+        self.width: dict[str, float] = {}
+        self.pending_zeros: dict[str, int] = {}  # values seen while the tensor was all zeros: no width yet
+
+    def collect(self, chunk: dict[str, np.ndarray]) -> None:
+        import torch
+
+        for name, values in chunk.items():
+            if not values.flags.writeable:
+                values = values.copy()
+            flat = torch.from_numpy(values).view(-1)
+            if name not in self.nonnegative:
+                flat.abs_()
+            if not flat.numel():
+                continue
+            first = name not in self.width
+            if first:
+                amax = float(flat.max())
+                if not np.isfinite(amax):
+                    raise ResnetDeployError(_non_finite(name))
+                if amax == 0:
+                    self.pending_zeros[name] = self.pending_zeros.get(name, 0) + flat.numel()
+                    continue
+                self.width[name] = amax / self.bins
+            index = flat.mul_(1.0 / self.width[name]).to(
+                torch.int32
+            )  # floor for |x| >= 0; NaN and overflow go negative
+            if first:
+                index.clamp_(max=self.bins - 1)  # amax itself belongs to the last bin
+            try:
+                counts = torch.bincount(index).numpy().astype(np.int64)
+            except RuntimeError:
+                raise ResnetDeployError(_non_finite(name)) from None
+            old = self.counts.get(name)
+            if old is None:
+                old = np.zeros(self.bins, np.int64)
+                old[0] += self.pending_zeros.pop(name, 0)
+            merged = np.zeros(max(len(old), len(counts)), np.int64)
+            merged[: len(old)] += old
+            merged[: len(counts)] += counts
+            self.counts[name] = merged
+
+    def histogram(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """(counts, edges) of ``name``; an all-zero tensor gets one full bin 0 over [0, 1/bins)."""
+        counts = self.counts.get(name)
+        if counts is None:
+            counts = np.zeros(self.bins, np.int64)
+            counts[0] = self.pending_zeros.get(name, 0)
+        width = self.width.get(name, 1.0 / self.bins)
+        return counts, np.arange(len(counts) + 1, dtype=np.float64) * width
+
+
+def _non_finite(name: str) -> str:
+    return (
+        f"tensor {name!r} holds NaN, infinite or absurdly large values on the calibration images; "
+        "check the model's weights and the calibration data"
+    )

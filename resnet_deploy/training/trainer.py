@@ -466,6 +466,8 @@ class Trainer:
         return step, row
 
     def _check_skipped(self, skipped: int, read: int, split: str) -> None:
+        if read and skipped == read:  # nothing to learn from or to score: errors would be NaN
+            raise DatasetError(f"none of the {read} {split} images decoded; check the files (are they images?)")
         if skipped and skipped > self.options.max_bad_fraction * read:
             raise DatasetError(
                 f"{skipped} of {read} {split} images failed to decode (more than "

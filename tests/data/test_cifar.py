@@ -92,3 +92,20 @@ def test_pickle_that_would_run_code_is_refused(tmp_path, monkeypatch) -> None:
     with pytest.raises(DatasetError, match=r"refusing to load (posix|os)\.system"):
         open_dataset(f"cifar10:{directory}")
     assert not (tmp_path / "pwned").exists()
+
+
+@pytest.mark.parametrize(
+    ("file", "content", "message"),
+    [
+        ("test_batch", {b"data": np.zeros((2, 3072), np.uint8), b"labels": ["a", "b"]}, "'labels' is not a list"),
+        ("test_batch", {b"data": np.zeros((2, 3072), np.float32), b"labels": [0, 1]}, "expected uint8"),
+        ("test_batch", {b"data": np.zeros((2, 3072), np.uint8), b"labels": [0, 12]}, "labels outside 0..9"),
+        ("batches.meta", {b"label_names": 10}, "'label_names' is not a list of names"),
+    ],
+)
+def test_malformed_values_inside_a_batch_are_named(tmp_path, file, content, message) -> None:
+    directory = write_tiny_cifar(tmp_path, train=10, test=5)
+    with open(directory / file, "wb") as fh:
+        pickle.dump(content, fh)
+    with pytest.raises(DatasetError, match=message):
+        open_dataset(f"cifar10:{directory}")

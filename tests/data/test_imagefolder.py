@@ -38,6 +38,12 @@ def test_train_augmentation_is_seeded(tmp_path) -> None:
     a = next(data.train.batches(8, size=24, train=True, seed=1))
     b = next(data.train.batches(8, size=24, train=True, seed=1))
     assert torch.equal(a.images, b.images) and torch.equal(a.labels, b.labels)
+    c = next(data.train.batches(8, size=24, train=True, seed=2))
+    assert not torch.equal(a.images, c.images)
+    # the same augmentation whatever number of worker processes decodes it
+    with_workers = open_dataset(f"imagefolder:{tmp_path}", workers=2)
+    d = next(with_workers.train.batches(8, size=24, train=True, seed=1))
+    assert torch.equal(a.images, d.images)
 
 
 def test_flat_layout_holds_out_a_test_split(tmp_path) -> None:
@@ -61,14 +67,18 @@ def test_undecodable_images_are_skipped_and_counted(tmp_path) -> None:
     [
         ("empty", "has no class sub-folders"),
         ("no_images", "holds no images"),
+        ("single_class", r"has one class folder \(cat\); a classifier needs at least two"),
         ("train_only", "has train/ but no val/"),
         ("extra_val_class", "class folders not in the training split: wolf"),
     ],
 )
 def test_bad_trees(tmp_path, layout: str, message: str) -> None:
     if layout == "no_images":
-        (tmp_path / "cat").mkdir()
-        (tmp_path / "cat" / "notes.txt").write_text("x")
+        for name in ("cat", "dog"):
+            (tmp_path / name).mkdir()
+            (tmp_path / name / "notes.txt").write_text("x")
+    elif layout == "single_class":
+        write_image_folder(tmp_path, classes=("cat",))
     elif layout == "train_only":
         write_image_folder(tmp_path / "train")
     elif layout == "extra_val_class":

@@ -159,3 +159,70 @@ def test_random_init_export_warns_and_falls_back_to_digits(resnet20_export, tmp_
     assert result.exit_code == 0, result.output
     assert "calibration data should match" in result.stderr
     assert json.loads(result.stdout)["dataset"] == "digits"
+
+
+def _metadata(**config):
+    from resnet_deploy.metadata import ArtifactMetadata
+    from resnet_deploy.models.registry import build_model
+
+    cfg = build_model(20, **config).config
+    return ArtifactMetadata(config=cfg, mean=(0.5,) * cfg.in_chans, std=(0.25,) * cfg.in_chans, dataset="digits")
+
+
+def test_calibration_data_must_match_the_model() -> None:
+    from resnet_deploy.errors import DatasetError
+    from resnet_deploy.quantize.calib_data import load_calibration_set
+
+    with pytest.raises(
+        DatasetError, match="only 1437 training images but --calib-images is 5000; pass --calib-images 1437"
+    ):
+        load_calibration_set(_metadata(), None, 5000)
+    with pytest.raises(DatasetError, match="digits images are 32x32 but the model takes 64x64"):
+        load_calibration_set(_metadata(input_size=64), None, 8)
+    with pytest.raises(DatasetError, match="3-channel images but the model takes 1"):
+        load_calibration_set(_metadata(in_chans=1), None, 8)
+    calib = load_calibration_set(_metadata(), None, 40, batch_size=16)
+    assert [len(b) for b in calib.batches] == [16, 16, 8] and calib.batches[0].shape[1:] == (3, 32, 32)
+    assert abs(float(calib.batches[0].mean()) - (0.25 - 0.5) / 0.25) < 1.0  # normalised with the model's mean/std
+    assert load_calibration_set(_metadata(), None, 40).sha256 == calib.sha256  # seeded: same images, same key
+
+
+def test_a_graph_that_is_not_the_promised_classifier_is_refused(trained_onnx, tmp_path) -> None:
+    model = onnx.load(str(trained_onnx))
+    model.graph.output[0].type.tensor_type.shape.dim[1].dim_value = 7
+    onnx.save(model, str(tmp_path / "edited.onnx"))
+    assert_one_line_error(
+        invoke("calibrate", str(tmp_path / "edited.onnx"), "-o", str(tmp_path / "q.onnx")),
+        "output 'logits' has shape (batch, 7) but its metadata promises (N, 10)",
+    )
+    foreign = onnx.load(str(trained_onnx))
+    del foreign.metadata_props[:]
+    onnx.save(foreign, str(tmp_path / "foreign.onnx"))
+    assert_one_line_error(
+        invoke("calibrate", str(tmp_path / "foreign.onnx"), "-o", str(tmp_path / "q.onnx")),
+        "carries no resnet-deploy metadata",
+    )
+    assert not (tmp_path / "q.onnx").exists()
+
+
+def test_a_checkpoint_is_exported_first_then_reused(trained_resnet20, tmp_path) -> None:
+    import shutil
+
+    checkpoint = tmp_path / "model.pt"
+    shutil.copy(trained_resnet20[0], checkpoint)
+    shutil.copy(f"{trained_resnet20[0]}.json", f"{checkpoint}.json")
+    args = ("calibrate", str(checkpoint), "--method", "minmax", "--calib-images", "32", "--no-cache")
+    first = invoke(*args)
+    assert first.exit_code == 0, first.output
+    assert "verified against PyTorch" in first.stdout
+    assert (tmp_path / "model.onnx").is_file() and (tmp_path / "model.int8.onnx").is_file()
+    props = {p.key: p.value for p in onnx.load(str(tmp_path / "model.int8.onnx")).metadata_props}
+    assert props["precision"] == "int8" and props["calibration_images"] == "32"
+    second = invoke(*args)
+    assert second.exit_code == 0 and "reusing" in second.stdout and "verified" not in second.stdout
+    other = onnx.load(str(tmp_path / "model.onnx"))
+    for prop in other.metadata_props:  # now it claims another checkpoint
+        if prop.key == "checkpoint_sha256":
+            prop.value = "0" * 64
+    onnx.save(other, str(tmp_path / "model.onnx"))
+    assert_one_line_error(invoke(*args), "model.onnx exists and was not exported from")

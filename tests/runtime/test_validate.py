@@ -112,3 +112,22 @@ def test_cli_errors(trained, tmp_path) -> None:
     assert_one_line_error(invoke("convert", str(fp16), "--fp16", "-o", str(tmp_path / "y.onnx")), "not an FP32 model")
     assert invoke("convert", str(fp32)).exit_code == 2  # a precision must be chosen
     assert not (tmp_path / "y.onnx").exists()
+
+
+def test_class_counts_must_agree(trained, tmp_path) -> None:
+    from resnet_deploy.export import export_onnx
+    from resnet_deploy.model_source import open_model
+    from tests.factories import write_tiny_cifar
+
+    checkpoint, fp32, _ = trained
+    five = open_model(depth=20, num_classes=5)
+    export_onnx(five.model, tmp_path / "five.onnx", five.metadata, verify=False)
+    assert_one_line_error(
+        invoke("validate", "--checkpoint", str(checkpoint), str(tmp_path / "five.onnx")),
+        "five.onnx has 5 classes but the reference has 10",
+    )
+    cifar100 = write_tiny_cifar(tmp_path / "c100", kind="cifar100")
+    assert_one_line_error(
+        invoke("validate", "--checkpoint", str(checkpoint), str(fp32), "--data", f"cifar100:{cifar100}"),
+        "has 100 classes but the model has 10; pass the right --data",
+    )

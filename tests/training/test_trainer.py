@@ -186,3 +186,10 @@ def test_imagefolder_training_with_a_broken_image(tmp_path) -> None:
     result = run(opts, tmp_path / "r2")
     assert result.history[0]["skipped_images"] == 1 and result.config.input_size == 32
     assert load_checkpoint(result.checkpoint).metadata["class_names"] == ["cat", "dog", "fox"]
+    # every test image undecodable: refused even with a lenient limit (errors would be NaN)
+    for image in (tmp_path / "d" / "val").rglob("*.png"):
+        image.write_bytes(b"not an image")
+    opts.max_bad_fraction = 1.0
+    with pytest.raises(Exception, match=r"none of the 6 test images decoded"):
+        run(opts, tmp_path / "r3")
+    assert not (tmp_path / "r3" / "model.pt").exists()
