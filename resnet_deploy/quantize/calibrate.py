@@ -12,6 +12,7 @@ from resnet_deploy._io import atomic_output, check_writable, sha256_file
 from resnet_deploy.errors import ResnetDeployError
 
 TARGETS = ("tensorrt", "cpu")
+RANGES_ALGORITHM = 2  # 1: ORT's collectors and signed entropy; 2: TensorRT-style |x| histograms (ranges.py)
 
 
 @dataclass
@@ -79,6 +80,7 @@ def calibrate_onnx(
     else:
         tensors = None  # ORT's quantizer places its own Q/DQ: measure every activation
     params = {
+        "algorithm": RANGES_ALGORITHM,  # a new algorithm must not reuse the old one's cached ranges
         "symmetric": symmetric,
         "tensors": "qdq" if tensors is not None else "all",
         **({"percentile": percentile} if method == "percentile" else {}),

@@ -1,13 +1,20 @@
-"""Activation ranges with ONNX Runtime's calibration collectors (entropy, percentile, minmax).
+"""Activation ranges of an FP32 ONNX over calibration images (entropy, percentile, minmax).
 
 The FP32 model runs in ONNX Runtime on the CPU with the tensors to calibrate added as graph
-outputs; each chunk's values go to a histogram collector (entropy, percentile), or into
-running extrema (minmax, what ORT's MinMaxCalibrater computes without moving averages). Entropy
-and percentile for TensorRT (symmetric) use TensorRT's |x| histograms and threshold search
-(``trt_entropy.py``); for the CPU target they are ORT's signed variants (``fast_entropy.py``). Unlike
-ORT's own calibrator classes, nothing is kept between chunks, so memory is one chunk's
-activations (ResNet-50: ~1 GB at 8 images instead of 8 GB), and only the tensors that get a Q/DQ
-pair are measured when the caller names them. Symmetric mode (TensorRT) returns +-amax.
+outputs, a chunk of images at a time. Each chunk's values go to:
+
+- entropy (both targets) and percentile (TensorRT target): histograms of |x| as TensorRT keeps them,
+  and TensorRT's threshold search (``trt_entropy.py``). The CPU target's uint8 range is then
+  [max(-amax, min x), amax]: [0, amax] for ReLU outputs. (ONNX Runtime's own entropy calibrator
+  histograms signed values and spends half its levels on the empty negative side of ReLU outputs:
+  +1.39 pp top-1 on the digits ResNet-20, against -0.28 pp with this.)
+- percentile (CPU target): ONNX Runtime's ``HistogramCollector``, both tails.
+- minmax: running extrema (ORT's MinMaxCalibrater without moving averages).
+
+Nothing is kept between chunks but the histograms, so memory is one or two chunks' activations
+(ResNet-50: ~1 GB at 8 images, where ORT's calibrator classes keep all of them: 8 GB), and only the
+tensors that get a Q/DQ pair are measured when the caller names them. Symmetric mode (TensorRT)
+returns +-amax.
 """
 
 from __future__ import annotations
@@ -88,17 +95,17 @@ def compute_ranges(
 
     collector = None
     histograms = None
-    if method in ("entropy", "percentile") and symmetric:  # TensorRT: |x| histograms (trt_entropy.py)
+    if method == "entropy" or (method == "percentile" and symmetric):  # |x| histograms (trt_entropy.py)
         from resnet_deploy.quantize.trt_entropy import AbsHistograms
 
         relu_outputs = frozenset(
             o for n in onnx.load(str(onnx_path)).graph.node if n.op_type == "Relu" for o in n.output
         )
         histograms = AbsHistograms(TENSORRT_HISTOGRAM_BINS, nonnegative=relu_outputs)
-    elif method in ("entropy", "percentile"):  # ONNX Runtime's signed histograms and threshold search
-        from resnet_deploy.quantize.fast_entropy import FastEntropyCollector
+    elif method == "percentile":  # asymmetric: ONNX Runtime's signed histograms, both tails
+        from onnxruntime.quantization.calibrate import HistogramCollector
 
-        collector = FastEntropyCollector(
+        collector = HistogramCollector(
             method=method,
             symmetric=symmetric,
             num_bins=TENSORRT_HISTOGRAM_BINS,
@@ -139,7 +146,10 @@ def compute_ranges(
                 amax = (
                     entropy_amax(counts, edges) if method == "entropy" else percentile_amax(counts, edges, percentile)
                 )
-                low[n], high[n] = -amax, amax
+                # symmetric: +-amax; asymmetric (uint8): the same amax, the negative side only as far as
+                # values went (0 for ReLU outputs), so no uint8 level is spent on values that never occur
+                low[n] = -amax if symmetric else max(-amax, histograms.minimum.get(n, 0.0))
+                high[n] = amax
         elif collector is not None:
             result = collector.compute_collection_result()
             for n, values in result.items():

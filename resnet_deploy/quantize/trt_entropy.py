@@ -98,6 +98,7 @@ class AbsHistograms:
         self.counts: dict[str, np.ndarray] = {}
         self.width: dict[str, float] = {}
         self.pending_zeros: dict[str, int] = {}  # values seen while the tensor was all zeros: no width yet
+        self.minimum: dict[str, float] = {}  # signed minimum, for asymmetric (uint8) ranges
 
     def collect(self, chunk: dict[str, np.ndarray]) -> None:
         import torch
@@ -106,10 +107,14 @@ class AbsHistograms:
             if not values.flags.writeable:
                 values = values.copy()
             flat = torch.from_numpy(values).view(-1)
-            if name not in self.nonnegative:
-                flat.abs_()
             if not flat.numel():
                 continue
+            if name in self.nonnegative:
+                self.minimum[name] = 0.0
+            else:
+                low = float(flat.min())
+                self.minimum[name] = min(low, self.minimum.get(name, low))
+                flat.abs_()
             first = name not in self.width
             if first:
                 amax = float(flat.max())

@@ -113,20 +113,6 @@ def test_trt_version_tags() -> None:
     assert trt_version_tag("8.6.1") == 8601 and trt_version_tag("10.3.0") == 100300
 
 
-def test_fast_entropy_equals_onnxruntime() -> None:
-    from onnxruntime.quantization.calibrate import HistogramCollector
-
-    from resnet_deploy.quantize.fast_entropy import entropy_threshold
-
-    reference = HistogramCollector("entropy", False, 512, 128, 99.99, "same")
-    rng = np.random.default_rng(0)
-    for values in (rng.standard_normal(20000), np.maximum(rng.standard_normal(20000), 0), rng.laplace(size=5000)):
-        values = values.astype(np.float32)
-        hist, edges = np.histogram(values, bins=512)
-        histogram = (hist, edges.astype(np.float32), values.min(), values.max())
-        assert entropy_threshold(histogram, 128) == reference.get_entropy_threshold(histogram, 128)
-
-
 def test_refusals(trained_onnx, tmp_path) -> None:
     calibrate_onnx(trained_onnx, tmp_path / "q.onnx", method="minmax", count=16, cache_dir=None)
     with pytest.raises(ResnetDeployError, match="already quantized"):
