@@ -5,5 +5,5 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/_venv.sh" "dev"
 cd "$ROOT"
 ruff check resnet_deploy tests scripts
-mypy
+MYPYPATH="$VENV/typings" mypy  # typings: tensorrt-stubs, fixed by scripts/trt_typings.py
 exec python -m pytest "$@"

@@ -24,10 +24,14 @@ def _has_cuda() -> bool:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     run_slow = config.getoption("--runslow") or os.environ.get("RESNET_DEPLOY_SLOW") == "1"
+    from resnet_deploy.engine.backends import installed
+
+    # a real import, not find_spec: tensorrt-stubs (for mypy) leaves a bare `tensorrt` namespace
+    backends = installed() if is_available("tensorrt") or is_available("tensorrt_rtx") else []
     reasons = {
         "gpu": None if _has_cuda() else "needs an NVIDIA GPU",
-        "tensorrt": None if is_available("tensorrt") else "needs full TensorRT (pip install 'resnet-deploy[tensorrt]')",
-        "rtx": None if is_available("tensorrt_rtx") else "needs tensorrt-rtx (pip install 'resnet-deploy[rtx]')",
+        "tensorrt": None if "tensorrt" in backends else "needs full TensorRT (JetPack, or NVIDIA's index)",
+        "rtx": None if "tensorrt-rtx" in backends else "needs tensorrt-rtx (pip install 'resnet-deploy[rtx]')",
         "slow": None if run_slow else "slow: run with --runslow",
     }
     for item in items:

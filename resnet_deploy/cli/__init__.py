@@ -36,6 +36,7 @@ def main() -> None:
 
 
 def _register() -> None:
+    from resnet_deploy.cli.build_engine import build_engine
     from resnet_deploy.cli.calibrate import calibrate
     from resnet_deploy.cli.convert import convert
     from resnet_deploy.cli.demo import demo
@@ -44,7 +45,7 @@ def _register() -> None:
     from resnet_deploy.cli.train import train
     from resnet_deploy.cli.validate import validate
 
-    for command in (info, train, export, convert, calibrate, validate, demo):
+    for command in (info, train, export, convert, calibrate, build_engine, validate, demo):
         main.add_command(command)
 
 

@@ -1,0 +1,167 @@
+"""``resnet-deploy build-engine``: FP32/FP16/INT8 TensorRT or TensorRT-RTX engine + sidecar JSON."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from resnet_deploy.cli.options import json_option, model_kwargs, model_options
+from resnet_deploy.cli.output import Reporter, human_bytes
+
+
+@click.command("build-engine")
+@click.option("--onnx", "onnx_path", type=click.Path(dir_okay=False), default=None, help="An ONNX from export.")
+@click.option(
+    "--checkpoint", type=click.Path(dir_okay=False), default=None, help="A checkpoint: exported to ONNX first."
+)
+@model_options
+@click.option("--fp16", "precision", flag_value="fp16", help="FP16 (strongly typed: the FP16 ONNX twin).")
+@click.option("--int8", "precision", flag_value="int8", help="INT8 from the Q/DQ ONNX (calibrated if needed).")
+@click.option("--best", "precision", flag_value="best", help="INT8, and FP16 where TensorRT <= 10 may choose it.")
+@click.option("--fp32", "precision", flag_value="fp32", default=True, help="FP32 (default).")
+@click.option("--backend", type=click.Choice(["tensorrt", "tensorrt-rtx"]), default=None, help="Default: installed.")
+@click.option("--batch", default=None, help="N (static) or MIN:OPT:MAX; default the ONNX's batch, or 1:8:32.")
+@click.option("--workspace", "workspace_mib", type=int, default=None, help="Builder workspace limit, MiB.")
+@click.option("--timing-cache", type=click.Path(dir_okay=False), default=None, help="Read and update this file.")
+@click.option("--builder-opt-level", type=int, default=None, help="0..5 (TensorRT default 3).")
+@click.option("--dla-core", type=int, default=None, help="Build for this DLA core (Jetson, TensorRT only).")
+@click.option("--gpu-fallback", is_flag=True, help="With --dla-core: run unsupported layers on the GPU.")
+@click.option("--version-compatible", is_flag=True, help="Engine runs on later TensorRT versions (lean runtime).")
+@click.option(
+    "--hardware-compat",
+    type=click.Choice(["none", "ampere+", "same-cc"]),
+    default="none",
+    show_default=True,
+    help="Engine also runs on other GPUs of this class.",
+)
+@click.option("--target-cc", default=None, help="TensorRT-RTX targets, e.g. 8.6,8.9 (default: the GPU present).")
+@click.option("--implicit", is_flag=True, help="With --int8 on TensorRT 8.6-10.x: implicit INT8 from --calib-cache.")
+@click.option("--calib-cache", type=click.Path(dir_okay=False), default=None, help="<id>.calib.cache of calibrate.")
+@click.option("--data", default=None, help="Calibration data spec for --int8 (default: the model's dataset).")
+@click.option("--calib-images", type=int, default=512, show_default=True)
+@click.option("--method", type=click.Choice(["entropy", "percentile", "minmax"]), default="entropy", show_default=True)
+@click.option("--cache-dir", type=click.Path(file_okay=False), default="calibration", show_default=True)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Engine file (default: MODEL.<precision>.engine beside the ONNX).",
+)
+@click.option("--no-progress", is_flag=True, help="No progress bars.")
+@json_option
+def build_engine(
+    onnx_path: str | None,
+    checkpoint: str | None,
+    precision: str,
+    backend: str | None,
+    batch: str | None,
+    workspace_mib: int | None,
+    timing_cache: str | None,
+    builder_opt_level: int | None,
+    dla_core: int | None,
+    gpu_fallback: bool,
+    version_compatible: bool,
+    hardware_compat: str,
+    target_cc: str | None,
+    implicit: bool,
+    calib_cache: str | None,
+    data: str | None,
+    calib_images: int,
+    method: str,
+    cache_dir: str,
+    output: str | None,
+    no_progress: bool,
+    as_json: bool,
+    **kwargs: Any,
+) -> None:
+    """Build a TensorRT (data centre, Jetson) or TensorRT-RTX (RTX PCs) engine.
+
+    The engine is written atomically with MODEL.engine.json beside it: backend and version, target
+    GPUs, profile, I/O tensors, hashes, calibration id, build options. INT8 builds calibrate first
+    when given an FP32 model (see `calibrate`); the Q/DQ ONNX is kept beside the engine.
+
+    \b
+    Examples:
+      resnet-deploy build-engine --onnx resnet20.onnx --int8 --target-cc 8.6,8.9   # TensorRT-RTX, no GPU needed
+      resnet-deploy build-engine --depth 50 --fp16 --batch 1:8:32 -o r50.fp16.engine
+      resnet-deploy build-engine --onnx r50.onnx --int8 --dla-core 0 --gpu-fallback   # Jetson
+      resnet-deploy build-engine --onnx r50.onnx --int8 --implicit --calib-cache calibration/<id>.calib.cache
+    """
+    from resnet_deploy.cli.export import onnx_from_model_arg, run_export
+    from resnet_deploy.engine.backends import choose
+    from resnet_deploy.engine.build import build_engine as build
+    from resnet_deploy.engine.options import BuildOptions, check_combination, parse_batch, parse_target_cc
+
+    out = Reporter(as_json)
+    model = model_kwargs(kwargs)
+    sources = [s for s in (onnx_path, checkpoint, model["depth"] and "depth") if s]
+    if len(sources) != 1:
+        raise click.UsageError("give exactly one of --onnx, --checkpoint or --depth")
+    options = BuildOptions(
+        precision=precision,
+        batch=parse_batch(batch) if batch else None,
+        workspace_mib=workspace_mib,
+        timing_cache=timing_cache,
+        builder_opt_level=builder_opt_level,
+        dla_core=dla_core,
+        gpu_fallback=gpu_fallback,
+        version_compatible=version_compatible,
+        hardware_compat=hardware_compat,
+        target_cc=parse_target_cc(target_cc),
+        implicit=implicit,
+        calib_cache=calib_cache,
+    )
+    chosen = choose(backend)  # fail before an export or a calibration when nothing can build
+    check_combination(options, chosen.name)
+    suffix = "" if precision == "fp32" else f".{precision}"
+    if onnx_path is not None:
+        if not Path(onnx_path).is_file():
+            raise click.BadParameter(f"{onnx_path} not found", param_hint="--onnx")
+        source = Path(onnx_path)
+        name = source.name.removesuffix(".onnx").removesuffix(".fp16").removesuffix(".int8")
+        output = output or str(source.with_name(name + suffix + ".engine"))
+    else:
+        if output is None:
+            stem = Path(checkpoint).stem if checkpoint else f"resnet{model['depth']}"
+            directory = Path(checkpoint).parent if checkpoint else Path(".")
+            output = str(directory / f"{stem}{suffix}.engine")
+        exported = Path(output).with_name(
+            (Path(checkpoint).stem if checkpoint else f"resnet{model['depth']}") + ".onnx"
+        )
+        if checkpoint:
+            source = onnx_from_model_arg(out, checkpoint, exported)
+        else:
+            source = run_export(
+                out,
+                None,
+                str(exported),
+                opset=None,
+                static_batch=None,
+                simplify=False,
+                verify=True,
+                tolerance=None,
+                **model,
+            ).path
+    result = build(
+        source,
+        output,
+        options,
+        backend=chosen.name,
+        calibrate={"method": method, "data": data, "count": calib_images, "cache_dir": cache_dir},
+        warn=out.warn,
+        say=out.say,
+        progress=not no_progress and not as_json,
+        rebuild_command=shlex.join(["resnet-deploy", *sys.argv[1:]]) if sys.argv[1:2] == ["build-engine"] else None,
+    )
+    for path in result.derived:
+        out.say(f"wrote {path} on the way")
+    out.say(
+        f"wrote {result.path} ({human_bytes(result.size_bytes)}, {result.backend} {result.backend_version}, "
+        f"{result.precision}, batch {result.batch}) in {result.build_seconds:.1f} s; sidecar {result.sidecar_path}"
+    )
+    out.result({"ok": True, **result.to_dict()})

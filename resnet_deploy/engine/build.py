@@ -1,0 +1,240 @@
+"""``build_engine``: an ONNX artifact -> a TensorRT / TensorRT-RTX engine plus its sidecar JSON.
+
+Which graph is built depends on the precision and on the backend's typing:
+
+| precision | strongly typed (TensorRT >= 10, TensorRT-RTX) | weakly typed (TensorRT 8.6/9) |
+|---|---|---|
+| fp32 | FP32 ONNX | FP32 ONNX |
+| fp16 | FP16 ONNX (converted if given FP32) | FP32 ONNX + FP16 flag |
+| int8 | Q/DQ ONNX (calibrated if given FP32) | Q/DQ ONNX + INT8 flag |
+| best | Q/DQ ONNX (on TensorRT <= 10: weakly typed, INT8 + FP16 flags) | Q/DQ ONNX + INT8 + FP16 flags |
+| int8 --implicit | - | FP32 ONNX + INT8 flag + calibration cache |
+
+TensorRT 10 is built strongly typed except for ``best`` and ``--implicit``, which need the flags.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from resnet_deploy._io import atomic_output, check_writable, sha256_file
+from resnet_deploy.engine.backends import Backend, choose
+from resnet_deploy.engine.options import BuildOptionError, BuildOptions, check_combination, resolve_batch
+from resnet_deploy.engine.sidecar import describe_build_gpu, sidecar, sidecar_path
+
+
+@dataclass
+class BuildResult:
+    path: Path
+    sidecar_path: Path
+    backend: str
+    backend_version: str
+    precision: str
+    strongly_typed: bool
+    onnx: Path  # the graph TensorRT built
+    size_bytes: int
+    build_seconds: float
+    batch: str
+    derived: list[Path] = field(default_factory=list)  # ONNX files written on the way (fp16, int8)
+    timing_cache: Path | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dict(self.__dict__)
+        for key in ("path", "sidecar_path", "onnx", "timing_cache"):
+            out[key] = str(out[key]) if out[key] is not None else None
+        out["derived"] = [str(p) for p in self.derived]
+        return out
+
+
+def _graph_precision(props: dict[str, str]) -> str:
+    if props.get("quantization") == "qdq-onnxruntime-cpu":
+        return "int8-cpu"
+    return props.get("precision", "fp32")
+
+
+def _prepare_graph(
+    onnx_path: Path,
+    output: Path,
+    precision: str,
+    strongly_typed: bool,
+    implicit: bool,
+    calibrate: dict[str, Any],
+    warn: Callable[[str], None],
+) -> tuple[Path, list[Path]]:
+    """The ONNX to hand TensorRT: the given one, or its FP16 / INT8 twin written beside the engine."""
+    import onnx
+
+    props = {p.key: p.value for p in onnx.load(str(onnx_path), load_external_data=False).metadata_props}
+    given = _graph_precision(props)
+    if given == "int8-cpu":
+        raise BuildOptionError(
+            f"{onnx_path} is ONNX Runtime's CPU INT8 form (int32 biases), which TensorRT rejects; "
+            "give the FP32 export (build-engine --int8 calibrates it) or `calibrate --target tensorrt` output"
+        )
+    twin = output.with_suffix(".onnx")
+    if precision == "fp32" or implicit or (precision == "fp16" and not strongly_typed):
+        if given != "fp32":
+            raise BuildOptionError(
+                f"{onnx_path} is an {given} model; {'--implicit' if implicit else f'--{precision}'} "
+                "builds from the FP32 export"
+            )
+        return onnx_path, []
+    if precision == "fp16":
+        if given == "fp16":
+            return onnx_path, []
+        if given != "fp32":
+            raise BuildOptionError(f"{onnx_path} is an {given} model; --fp16 builds from the FP32 (or FP16) export")
+        from resnet_deploy.fp16 import convert_to_fp16
+
+        return convert_to_fp16(onnx_path, twin).path, [twin]
+    # int8 / best
+    if given == "int8":
+        return onnx_path, []
+    if given != "fp32":
+        raise BuildOptionError(f"{onnx_path} is an {given} model; --{precision} builds from the FP32 export")
+    from resnet_deploy.quantize.calibrate import calibrate_onnx
+
+    result = calibrate_onnx(onnx_path, twin, target="tensorrt", warn=warn, **calibrate)
+    return result.path, [result.path]
+
+
+def typing_mode(backend: Backend, options: BuildOptions) -> tuple[bool, tuple[str, ...]]:
+    """(strongly typed?, builder precision flags) for this backend and precision (table above)."""
+    weak = not backend.strongly_typed_only and (
+        options.implicit or options.precision == "best" or not backend.supports_strongly_typed
+    )
+    if not weak:
+        return True, ()
+    return False, {"fp32": (), "fp16": ("FP16",), "int8": ("INT8",), "best": ("INT8", "FP16")}[options.precision]
+
+
+def build_engine(
+    onnx_path: str | Path,
+    output: str | Path,
+    options: BuildOptions,
+    *,
+    backend: str | None = None,
+    calibrate: dict[str, Any] | None = None,
+    warn: Callable[[str], None] = lambda message: None,
+    say: Callable[[str], None] = lambda message: None,
+    progress: bool = False,
+    rebuild_command: str | None = None,
+) -> BuildResult:
+    import onnx
+
+    from resnet_deploy.engine.implicit_int8 import cache_calibrator
+    from resnet_deploy.engine.network import build as run_build
+    from resnet_deploy.engine.network import configure, io_tensors, load_timing_cache, parse
+    from resnet_deploy.engine.progress import cancel_on_interrupt, make_monitor
+    from resnet_deploy.metadata import read_onnx_metadata
+
+    chosen: Backend = choose(backend)
+    check_combination(options, chosen.name)
+    output = check_writable(output)
+    onnx_path = Path(onnx_path)
+    read_onnx_metadata(str(onnx_path))  # ours, or a clear refusal
+    if options.timing_cache:
+        check_writable(options.timing_cache)
+
+    strongly_typed, weak_flags = typing_mode(chosen, options)
+    graph, derived = _prepare_graph(
+        onnx_path, output, options.precision, strongly_typed, options.implicit, calibrate or {}, warn
+    )
+    if options.precision == "best" and strongly_typed:
+        warn(
+            f"{chosen.name} {chosen.version} builds strongly typed: --best is the INT8 Q/DQ graph; "
+            "layers without Q/DQ run in the graph's float type"
+        )
+
+    builder, network, _parser, logger = parse(chosen, graph, strongly_typed)
+    if network.num_inputs != 1 or len(network.get_input(0).shape) != 4:
+        raise BuildOptionError(f"{graph} is not an image classifier with one (N, C, H, W) input")
+    onnx_batch = network.get_input(0).shape[0]
+    profile = resolve_batch(options.batch, onnx_batch if onnx_batch > 0 else "dynamic")
+    calibrator = (
+        cache_calibrator(chosen, Path(options.calib_cache)) if options.implicit and options.calib_cache else None
+    )
+    config = configure(chosen, builder, network, options, profile, weak_flags=weak_flags, calibrator=calibrator)
+    timing_cache_path = Path(options.timing_cache) if options.timing_cache else None
+    if timing_cache_path is not None and chosen.is_rtx:
+        warn("TensorRT-RTX keeps no timing cache (its timing-cache calls are no-ops); --timing-cache ignored")
+        timing_cache_path = None
+    load_timing_cache(config, timing_cache_path, logger, warn)
+    monitor = make_monitor(chosen.module, progress)
+    config.progress_monitor = monitor
+
+    say(
+        f"building {options.precision} engine from {graph.name} with {chosen.name} {chosen.version} "
+        f"({'strongly typed' if strongly_typed else 'flags ' + '+'.join(weak_flags or ('none',))}, batch {profile})"
+    )
+    start = time.perf_counter()
+    with cancel_on_interrupt(monitor):
+        engine = run_build(chosen, builder, network, config, logger)
+    seconds = time.perf_counter() - start
+
+    shape = [int(d) for d in network.get_input(0).shape[1:]]
+    props = {p.key: p.value for p in onnx.load(str(graph), load_external_data=False).metadata_props}
+    if chosen.is_rtx:
+        targets: dict[str, Any] = {"compute_capabilities": list(options.target_cc) or ["current GPU"]}
+    else:
+        targets = describe_build_gpu()
+        if options.dla_core is not None:
+            targets["dla_core"] = options.dla_core
+    meta = sidecar(
+        engine=output.name,
+        engine_bytes=len(engine),
+        engine_sha256=_sha256(engine),
+        backend=chosen.name,
+        backend_version=chosen.version,
+        precision=options.precision,
+        strongly_typed=strongly_typed,
+        builder_flags=list(weak_flags),
+        targets=targets,
+        hardware_compat=options.hardware_compat,
+        version_compatible=options.version_compatible,
+        profile={
+            "input": network.get_input(0).name,
+            "min": [profile.min, *shape],
+            "opt": [profile.opt, *shape],
+            "max": [profile.max, *shape],
+        },
+        io=io_tensors(network),
+        source_onnx=str(graph),
+        source_onnx_sha256=sha256_file(graph),
+        calibration_id=props.get("calibration_id"),
+        build_options=options.to_dict(),
+        build_seconds=round(seconds, 3),
+        model={k: v for k, v in props.items() if not k.startswith("calibration_") and k != "source_onnx_sha256"},
+        rebuild_command=rebuild_command,
+    )
+    with atomic_output(output) as engine_tmp, atomic_output(sidecar_path(output)) as meta_tmp:
+        engine_tmp.write_bytes(engine)
+        meta_tmp.write_text(json.dumps(meta, indent=1) + "\n")
+    if timing_cache_path is not None:
+        with atomic_output(timing_cache_path) as tmp:
+            tmp.write_bytes(bytes(memoryview(config.get_timing_cache().serialize())))
+    return BuildResult(
+        path=output,
+        sidecar_path=sidecar_path(output),
+        backend=chosen.name,
+        backend_version=chosen.version,
+        precision=options.precision,
+        strongly_typed=strongly_typed,
+        onnx=graph,
+        size_bytes=len(engine),
+        build_seconds=seconds,
+        batch=str(profile),
+        derived=derived,
+        timing_cache=timing_cache_path,
+    )
+
+
+def _sha256(data: bytes) -> str:
+    import hashlib
+
+    return hashlib.sha256(data).hexdigest()

@@ -1,0 +1,68 @@
+"""TensorRT's IProgressMonitor as progress bars, and Ctrl-C as a clean cancel of the build."""
+
+from __future__ import annotations
+
+import signal
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+
+def make_monitor(trt: Any, enabled: bool) -> Any:
+    """An ``IProgressMonitor`` of ``trt`` (tensorrt or tensorrt_rtx) drawing one tqdm bar per phase."""
+    from tqdm import tqdm
+
+    class Monitor(trt.IProgressMonitor):  # type: ignore[misc,name-defined]
+        def __init__(self) -> None:
+            trt.IProgressMonitor.__init__(self)
+            self.bars: dict[str, Any] = {}
+            self.cancelled = False
+
+        def phase_start(self, phase_name: str, parent_phase: str | None, num_steps: int) -> None:
+            self.bars[phase_name] = tqdm(
+                total=num_steps,
+                desc=phase_name,
+                position=len(self.bars),
+                leave=False,
+                disable=not enabled,
+                file=sys.stderr,
+            )
+
+        def step_complete(self, phase_name: str, step: int) -> bool:
+            bar = self.bars.get(phase_name)
+            if bar is not None:
+                bar.update(1)
+            return not self.cancelled  # False makes TensorRT abandon the build
+
+        def phase_finish(self, phase_name: str) -> None:
+            bar = self.bars.pop(phase_name, None)
+            if bar is not None:
+                bar.close()
+
+    return Monitor()
+
+
+@contextmanager
+def cancel_on_interrupt(monitor: Any) -> Iterator[None]:
+    """While building, Ctrl-C asks TensorRT to stop at its next step instead of killing the process."""
+    try:
+        previous = signal.getsignal(signal.SIGINT)
+
+        def handler(signum: int, frame: Any) -> None:
+            monitor.cancelled = True
+
+        signal.signal(signal.SIGINT, handler)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    except Exception:
+        if monitor.cancelled:  # TensorRT returns no engine once cancelled: report the interrupt, not a failure
+            raise KeyboardInterrupt from None
+        raise
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if monitor.cancelled:
+        raise KeyboardInterrupt
