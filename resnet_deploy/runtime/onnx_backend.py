@@ -1,4 +1,4 @@
-"""ONNX Runtime: FP32, FP16 and INT8 Q/DQ ONNX files, on the CPU or CUDA where ORT has it."""
+"""ONNX Runtime: FP32, FP16 and INT8 Q/DQ ONNX files, on TensorRT, CUDA or the CPU, as ORT has them."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ def default_providers() -> list[str]:
     import onnxruntime as ort
 
     available = ort.get_available_providers()
-    return [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
+    preferred = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
+    return [p for p in preferred if p in available]
 
 
 class OnnxRuntimeBackend(Backend):

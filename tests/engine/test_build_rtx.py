@@ -167,3 +167,25 @@ def test_cli_builds_from_a_checkpoint(trained_resnet20, tmp_path) -> None:
     assert meta["rebuild_command"] is None or "build-engine" in meta["rebuild_command"]
     with pytest.raises(ResnetDeployError, match="is an fp16 model; --int8 builds from the FP32 export"):
         build(tmp_path / "model.fp16.onnx", tmp_path / "z.engine", "int8")
+
+
+@pytest.mark.tensorrt
+@pytest.mark.gpu
+@pytest.mark.parametrize("precision", ["fp16", "int8", "best"])
+def test_full_tensorrt_builds_for_the_gpu_present(onnx_fp32, tmp_path, precision) -> None:
+    """As on a Jetson or a data-centre GPU: full TensorRT builds for the GPU it runs on."""
+    calibrate = {"method": "minmax", "count": 64, "cache_dir": None}
+    result = build_engine(
+        onnx_fp32,
+        tmp_path / f"r20.{precision}.engine",
+        BuildOptions(precision=precision),
+        backend="tensorrt",
+        calibrate=calibrate,
+    )
+    meta = json.loads(result.sidecar_path.read_text())
+    assert meta["backend"] == "tensorrt" and meta["targets"]["compute_capability"]
+    assert result.size_bytes > 200_000 and meta["engine_sha256"] == sha256_file(result.path)
+    if result.strongly_typed:
+        assert meta["builder_flags"] == []
+    else:  # TensorRT 8.6/9, or --best on 10.x: precision flags
+        assert "INT8" in meta["builder_flags"] or precision == "fp16"
