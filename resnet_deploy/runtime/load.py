@@ -27,10 +27,9 @@ def open_backend(path: str | Path, **options: Any) -> Backend:
 
         return TorchBackend(path, **options)
     if suffix in ENGINE_SUFFIXES:
-        raise ResnetDeployError(
-            f"{path}: TensorRT engines run through the TensorRT runner, which is not built yet "
-            "(it arrives with the engine runner); validate its ONNX instead"
-        )
+        from resnet_deploy.runtime.tensorrt_backend import TensorRTBackend
+
+        return TensorRTBackend(path, **options)
     raise ResnetDeployError(
         f"cannot tell what {path} is from its suffix {suffix or '(none)'}; expected .onnx, .pt/.pth or .engine"
     )

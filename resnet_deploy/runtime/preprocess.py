@@ -1,0 +1,81 @@
+"""Raw images -> the normalised NCHW float32 batch a model expects, from the model's own metadata.
+
+Accepts PIL images and uint8 HWC arrays (RGB; grayscale is widened to 3 channels). ImageNet-family
+models get the standard evaluation crop (shorter side to 256/224 of the input, centre crop); CIFAR-
+family models are resized straight to their input, as they were trained. Then [0, 1], minus the
+mean, over the std (both 0/1 for models that subtract their pixel mean inside the graph).
+numpy always; Pillow only when an image has to be resized or is a PIL image.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from resnet_deploy.errors import ResnetDeployError
+from resnet_deploy.metadata import ArtifactMetadata
+
+EVAL_RESIZE_RATIO = 256 / 224
+
+
+def _to_pil(image: Any, index: int) -> Any:
+    from PIL import Image
+
+    if isinstance(image, Image.Image):
+        return image.convert("RGB")
+    array = np.asarray(image)
+    if array.dtype != np.uint8:
+        raise ResnetDeployError(
+            f"image {index} is a {array.dtype} array; classify takes uint8 HWC arrays or PIL images "
+            "(for float NCHW batches use infer)"
+        )
+    if array.ndim == 2:
+        array = np.stack([array] * 3, axis=-1)
+    if array.ndim != 3 or array.shape[2] not in (1, 3, 4):
+        raise ResnetDeployError(f"image {index} has shape {array.shape}; expected H x W x 3 (RGB, uint8)")
+    if array.shape[2] == 1:
+        array = np.repeat(array, 3, axis=2)
+    return Image.fromarray(array[:, :, :3])
+
+
+def _fit(image: Any, size: int, family: str) -> np.ndarray:
+    from PIL import Image
+
+    if family == "cifar":
+        image = image.resize((size, size), Image.Resampling.BILINEAR)
+    else:
+        short = round(size * EVAL_RESIZE_RATIO)
+        w, h = image.size
+        scale = short / min(w, h)
+        image = image.resize((max(size, round(w * scale)), max(size, round(h * scale))), Image.Resampling.BILINEAR)
+        w, h = image.size
+        left, top = (w - size) // 2, (h - size) // 2
+        image = image.crop((left, top, left + size, top + size))
+    return np.asarray(image, dtype=np.uint8)
+
+
+def preprocess(images: Sequence[Any] | Any, metadata: ArtifactMetadata) -> np.ndarray:
+    """A list of PIL images / uint8 HWC arrays (or one of them) -> (N, C, S, S) float32."""
+    cfg = metadata.config
+    if isinstance(images, np.ndarray) and images.ndim == 4:
+        images = list(images)  # a stacked uint8 NHWC batch
+    elif not isinstance(images, (list, tuple)):
+        images = [images]
+    if not images:
+        raise ResnetDeployError("no images to classify")
+    size = cfg.input_size
+    out = np.empty((len(images), size, size, 3), dtype=np.uint8)
+    for i, image in enumerate(images):
+        array = np.asarray(image) if isinstance(image, np.ndarray) else None
+        if array is not None and array.dtype == np.uint8 and array.shape == (size, size, 3):
+            out[i] = array  # already the model's size: no Pillow needed
+        else:
+            out[i] = _fit(_to_pil(image, i), size, cfg.family)
+    batch = out.transpose(0, 3, 1, 2).astype(np.float32) / 255.0
+    if cfg.in_chans != 3:
+        raise ResnetDeployError(f"the model takes {cfg.in_chans}-channel input; classify handles RGB models only")
+    mean = np.asarray(metadata.mean, dtype=np.float32).reshape(1, -1, 1, 1)
+    std = np.asarray(metadata.std, dtype=np.float32).reshape(1, -1, 1, 1)
+    return np.ascontiguousarray((batch - mean) / std, dtype=np.float32)

@@ -1,0 +1,93 @@
+"""``Runner``: the small interface an application embeds, over any artifact.
+
+    from resnet_deploy.runtime import Runner
+
+    with Runner.load("resnet20.int8.engine") as runner:   # or .onnx, or a checkpoint .pt
+        logits = runner.infer(batch)                      # normalised (N, C, H, W) float32
+        for top in runner.classify(images, topk=5):       # PIL images or uint8 HWC arrays
+            print(top[0].label, top[0].score)
+
+Importing this needs numpy only; each backend imports its own runtime (TensorRT + cuda-python,
+ONNX Runtime, or torch) when an artifact of its kind is loaded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import numpy as np
+
+from resnet_deploy.metadata import ArtifactMetadata
+from resnet_deploy.runtime.base import Backend
+
+
+@dataclass(frozen=True)
+class Prediction:
+    index: int  # class index
+    label: str  # class name from the model's metadata (the index as text when it has none)
+    score: float  # softmax probability
+
+
+class Runner:
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+
+    @classmethod
+    def load(cls, path: str | Path, **options: Any) -> Runner:
+        """Open an engine (.engine/.plan), an ONNX (.onnx) or a checkpoint (.pt/.pth) by its suffix.
+
+        ``options`` go to the backend: ``providers``/``threads`` (ONNX Runtime), ``device``
+        (PyTorch), ``cuda_graph`` (TensorRT).
+        """
+        from resnet_deploy.runtime.load import open_backend
+
+        return cls(open_backend(path, **options))
+
+    @property
+    def metadata(self) -> ArtifactMetadata:
+        return self.backend.metadata
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        names = self.metadata.class_names
+        return tuple(names) if names else tuple(str(i) for i in range(self.metadata.config.num_classes))
+
+    def preprocess(self, images: Sequence[Any] | Any) -> np.ndarray:
+        from resnet_deploy.runtime.preprocess import preprocess
+
+        return preprocess(images, self.metadata)
+
+    def infer(self, batch: Any) -> Any:
+        """Logits for a normalised batch (numpy float32; torch CUDA tensors go zero-copy on TensorRT)."""
+        return self.backend.infer(batch)
+
+    def classify(self, images: Sequence[Any] | Any, topk: int = 5) -> list[list[Prediction]]:
+        """The ``topk`` classes of each image, best first, with softmax scores."""
+        logits = np.asarray(self.infer(self.preprocess(images)), dtype=np.float64)
+        k = max(1, min(topk, logits.shape[1]))
+        shifted = logits - logits.max(axis=1, keepdims=True)
+        probs = np.exp(shifted)
+        probs /= probs.sum(axis=1, keepdims=True)
+        order = np.argsort(-probs, axis=1, kind="stable")[:, :k]
+        names = self.class_names
+        return [
+            [Prediction(int(c), names[int(c)], float(probs[row, c])) for c in order[row]] for row in range(len(probs))
+        ]
+
+    def describe(self) -> dict[str, Any]:
+        return self.backend.describe()
+
+    def close(self) -> None:
+        self.backend.close()
+
+    def __enter__(self) -> Runner:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
