@@ -8,7 +8,7 @@ import torch
 
 from tests.cli_helpers import assert_one_line_error, invoke
 
-COMMANDS = ["info", "train", "export", "convert", "calibrate", "validate", "demo"]
+COMMANDS = ["info", "train", "export", "convert", "calibrate", "build-engine", "validate", "bench", "demo"]
 
 
 def test_info_prints_the_published_figures():
@@ -137,3 +137,11 @@ except MissingDependencyError as exc:
 @pytest.mark.parametrize("command", COMMANDS)
 def test_every_command_accepts_json(command):
     assert "--json" in invoke(command, "--help").stdout
+
+
+def test_usage_errors_are_one_line_too() -> None:
+    from tests.cli_helpers import assert_one_line_error, invoke
+
+    assert_one_line_error(invoke("export", "--depth", "20", "--bogus"), "No such option")
+    assert_one_line_error(invoke("bench", "x.onnx", "--batch", "1,x"), "bench --help`")
+    assert_one_line_error(invoke("nonsense"), "No such command 'nonsense'")

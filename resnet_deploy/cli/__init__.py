@@ -19,14 +19,21 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except ResnetDeployError as exc:
-            message = " ".join(str(exc).split())
-            if ctx.meta.get("resnet_deploy.json"):  # meta is shared with every sub-context
-                click.echo(json.dumps({"ok": False, "error": message}))
-            click.secho(f"error: {message}", err=True, fg="red")
-            sys.exit(exc.exit_code)
+            self._fail(ctx, str(exc), exc.exit_code)
+        except click.UsageError as exc:  # bad options and arguments: one line too, with where to look
+            command = f"{ctx.info_name} {exc.ctx.info_name}" if exc.ctx and exc.ctx.parent else ctx.info_name
+            self._fail(ctx, f"{exc.format_message()} (see `{command} --help`)", exc.exit_code)
         except KeyboardInterrupt:
             click.echo("interrupted; no partial output was kept", err=True)
             sys.exit(130)
+
+    @staticmethod
+    def _fail(ctx: click.Context, message: str, code: int) -> None:
+        message = " ".join(message.split())
+        if ctx.meta.get("resnet_deploy.json"):  # meta is shared with every sub-context
+            click.echo(json.dumps({"ok": False, "error": message}))
+        click.secho(f"error: {message}", err=True, fg="red")
+        sys.exit(code)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -36,6 +43,7 @@ def main() -> None:
 
 
 def _register() -> None:
+    from resnet_deploy.cli.bench import bench
     from resnet_deploy.cli.build_engine import build_engine
     from resnet_deploy.cli.calibrate import calibrate
     from resnet_deploy.cli.convert import convert
@@ -45,7 +53,7 @@ def _register() -> None:
     from resnet_deploy.cli.train import train
     from resnet_deploy.cli.validate import validate
 
-    for command in (info, train, export, convert, calibrate, build_engine, validate, demo):
+    for command in (info, train, export, convert, calibrate, build_engine, validate, bench, demo):
         main.add_command(command)
 
 

@@ -1,0 +1,74 @@
+"""``resnet-deploy bench``: latency percentiles and images/s of artifacts, side by side."""
+
+from __future__ import annotations
+
+from contextlib import ExitStack
+
+import click
+
+from resnet_deploy.cli.options import json_option
+from resnet_deploy.cli.output import Reporter
+
+
+@click.command()
+@click.argument("artifacts", nargs=-1, required=True, metavar="ARTIFACT...")
+@click.option("--batch", "batches", default="1,8,32", show_default=True, help="Comma-separated batch sizes.")
+@click.option("--warmup", type=int, default=5, show_default=True, help="Untimed rounds per batch size.")
+@click.option("--iters", type=int, default=30, show_default=True, help="Timed rounds per batch size.")
+@click.option("--threads", type=int, default=None, help="CPU threads for ONNX Runtime and PyTorch.")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None, help="Write a PNG chart.")
+@json_option
+def bench(
+    artifacts: tuple[str, ...],
+    batches: str,
+    warmup: int,
+    iters: int,
+    threads: int | None,
+    plot_path: str | None,
+    as_json: bool,
+) -> None:
+    """Benchmark artifacts (.pt, .onnx, .engine) in one process, interleaved, on the same input.
+
+    \b
+    Examples:
+      resnet-deploy bench r50.pt r50.onnx r50.cpu.int8.onnx --batch 1 --threads 2
+      resnet-deploy bench r20.int8.engine r20.onnx --batch 1,8,32 --plot bench.png --json
+    """
+    from resnet_deploy._io import check_writable
+    from resnet_deploy.bench import plot, run_bench
+    from resnet_deploy.runtime import open_backend
+
+    out = Reporter(as_json)
+    try:
+        sizes = [int(b) for b in batches.split(",") if b.strip()]
+    except ValueError:
+        raise click.BadParameter(
+            f"{batches!r} is not a comma-separated list of integers", param_hint="--batch"
+        ) from None
+    if plot_path:
+        check_writable(plot_path)
+    if threads is not None:
+        if threads < 1:
+            raise click.BadParameter("must be >= 1", param_hint="--threads")
+        try:
+            import torch
+
+            torch.set_num_threads(threads)
+        except ImportError:
+            pass
+    with ExitStack() as stack:
+        opened = []
+        for path in artifacts:
+            options = {"threads": threads} if path.endswith(".onnx") and threads else {}
+            opened.append(stack.enter_context(open_backend(path, **options)))
+        report = run_bench(opened, sizes, warmup=warmup, iters=iters, threads=threads)
+    m = report.machine
+    out.say(
+        f"machine: {m['cpu']}, {m['cores']} cores, threads {m['threads']}, {m['os']}"
+        + (f", GPU {m['gpu']}" if m.get("gpu") else "")
+    )
+    out.say(report.table())
+    if plot_path:
+        plot(report, plot_path)
+        out.say(f"plot: {plot_path}")
+    out.result({"ok": True, **report.to_dict()})
