@@ -1,6 +1,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import onnxruntime as ort
 import pytest
@@ -84,6 +85,14 @@ def test_demo_runs_the_pipeline_and_validates_every_artifact(tmp_path):
     assert rows["resnet20.int8.onnx"]["precision"] == "int8" and rows["resnet20.fp16.onnx"]["precision"] == "fp16"
     assert (tmp_path / "validation.md").is_file() and (tmp_path / "train" / "model.pt.json").is_file()
     assert list((tmp_path / "calibration").glob("*.calib.cache"))
+    from resnet_deploy.engine.backends import installed
+
+    if installed():  # engines are built (TensorRT-RTX ahead of time here); they run only on a GPU
+        assert sorted(Path(e).name for e in data["engines"]) == ["resnet20.fp16.engine", "resnet20.int8.engine"]
+        assert all(Path(e + ".json").is_file() for e in data["engines"])
+    bench = data["bench"]["rows"]
+    assert {(r["artifact"], r["batch"]) for r in bench} >= {("model.pt", 1), ("resnet20.cpu.int8.onnx", 32)}
+    assert all(r["p50_ms"] > 0 for r in bench) and (tmp_path / "bench.json").is_file()
     again = invoke(*args[:2], "1", *args[3:])  # reruns start fresh
     assert again.exit_code == 0, again.output
 

@@ -1,13 +1,16 @@
 """``resnet-deploy demo``: the main job end to end on the embedded default, offline.
 
-Today: train a CIFAR-style ResNet on the embedded digits with the paper's recipe, export the trained
+Train a CIFAR-style ResNet on the embedded digits with the paper's recipe, export the trained
 checkpoint to ONNX (verified against PyTorch), calibrate INT8 for TensorRT and for the CPU, convert
-to FP16, and validate every artifact against the original on the digits test split. Engines and
-benchmarks join as those stages land.
+to FP16, build FP16/INT8 engines with whatever TensorRT is installed (TensorRT-RTX ahead of time
+when there is no GPU), validate every artifact that can run here against the original on the
+digits test split, benchmark them side by side, and list every file.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 import time
 from contextlib import ExitStack
@@ -19,6 +22,39 @@ from resnet_deploy.cli.export import run_export
 from resnet_deploy.cli.options import json_option
 from resnet_deploy.cli.output import Reporter
 from resnet_deploy.cli.train import describe_epoch
+from resnet_deploy.errors import ResnetDeployError
+
+# TensorRT-RTX targets when there is no GPU to build for: RTX 30xx, 40xx, 50xx
+DEMO_TARGET_CC = ("8.6", "8.9", "12.0")
+
+
+def build_demo_engines(out: Reporter, artifacts: list[Path], directory: Path) -> list[Path]:
+    """FP16 and INT8 engines with whatever TensorRT is installed; none (with the reason) otherwise."""
+    from resnet_deploy.engine.backends import NoBackendError, choose
+    from resnet_deploy.engine.build import build_engine
+    from resnet_deploy.engine.network import gpu_present
+    from resnet_deploy.engine.options import BuildOptions
+
+    try:
+        backend = choose()
+    except NoBackendError as exc:
+        out.say(f"skipping engines: {exc}")
+        return []
+    target_cc = DEMO_TARGET_CC if backend.is_rtx and not gpu_present() else ()
+    if target_cc:
+        out.say(f"no GPU here: {backend.name} builds ahead of time for compute capabilities {', '.join(target_cc)}")
+    engines = []
+    for graph in artifacts:
+        precision = {".fp16.onnx": "fp16", ".int8.onnx": "int8"}.get("".join(graph.suffixes[-2:]))
+        if precision is None or graph.name.endswith(".cpu.int8.onnx"):
+            continue
+        result = build_engine(
+            graph, graph.with_suffix(".engine"), BuildOptions(precision=precision, target_cc=target_cc)
+        )
+        size = f"{result.size_bytes / 2**20:.1f} MiB"
+        out.say(f"{result.path} ({size}, {result.backend} {result.backend_version}) in {result.build_seconds:.1f} s")
+        engines.append(result.path)
+    return engines
 
 
 @click.command()
@@ -36,7 +72,9 @@ from resnet_deploy.cli.train import describe_epoch
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
 @json_option
 def demo(out_dir: str, depth: int, epochs: int | None, calib_images: int, no_progress: bool, as_json: bool) -> None:
-    """Run the pipeline end to end on the embedded digits: train, export, INT8, FP16, validate."""
+    """Run the pipeline end to end on the embedded digits: train, export, INT8, FP16, engines,
+    validate, benchmark."""
+    from resnet_deploy.bench import run_bench
     from resnet_deploy.fp16 import convert_to_fp16
     from resnet_deploy.quantize.calibrate import calibrate_onnx
     from resnet_deploy.runtime import open_backend
@@ -45,6 +83,7 @@ def demo(out_dir: str, depth: int, epochs: int | None, calib_images: int, no_pro
     from resnet_deploy.validate import validate
 
     out = Reporter(as_json)
+    threads = os.cpu_count() or 1
     directory = Path(out_dir)
     run_dir = directory / "train"
     if (run_dir / STATE_FILE).exists():
@@ -95,14 +134,30 @@ def demo(out_dir: str, depth: int, epochs: int | None, calib_images: int, no_pro
     out.say(f"{half.path}: max |err| {half.max_abs_error:.1e} vs FP32, top-1 agreement {half.top1_agreement:.0%}")
     artifacts.append(half.path)
 
-    out.say("== 5. validate every artifact against the original on the digits test split")
+    out.say("== 5. build TensorRT engines (FP16, INT8)")
+    engines = build_demo_engines(out, artifacts, directory)
+
+    out.say("== 6. validate every artifact against the original on the digits test split")
     with ExitStack() as stack:
         reference = stack.enter_context(open_backend(trained.checkpoint))
         opened = [stack.enter_context(open_backend(path)) for path in artifacts]
+        for engine in engines:
+            try:
+                opened.append(stack.enter_context(open_backend(engine)))
+            except ResnetDeployError as exc:
+                out.say(f"not validating {engine.name}: {exc}")
         report = validate(reference, opened)
-    (directory / "validation.md").write_text(report.markdown())
-    out.say(report.table())
+        (directory / "validation.md").write_text(report.markdown())
+        out.say(report.table())
+
+        out.say(f"== 7. benchmark, batch 1 and 32, {threads} CPU threads")
+        bench_report = run_bench([reference, *opened], [1, 32], warmup=3, iters=15, threads=threads)
+    (directory / "bench.json").write_text(json.dumps(bench_report.to_dict(), indent=1) + "\n")
+    out.say(bench_report.table())
     total = time.perf_counter() - start
+    out.say("files:")
+    for path in [trained.checkpoint, *artifacts, *engines, directory / "validation.md", directory / "bench.json"]:
+        out.say(f"  {path}")
     out.say(f"demo finished in {total:.0f} s; artifacts and validation.md in {directory}/")
     out.result(
         {
@@ -111,6 +166,8 @@ def demo(out_dir: str, depth: int, epochs: int | None, calib_images: int, no_pro
             "epochs": trained.epochs,
             "checkpoint": str(trained.checkpoint),
             "validation": report.to_dict(),
+            "engines": [str(e) for e in engines],
+            "bench": bench_report.to_dict(),
             "out_dir": str(directory),
             "train_seconds": round(trained.seconds, 2),
             "seconds": round(total, 2),

@@ -101,3 +101,29 @@ def test_gpu_checks() -> None:
     with pytest.raises(EngineMismatchError, match="rebuild it here: resnet-deploy build-engine X"):
         check_gpu(trt, "A100", "8.0", "m.engine")
     check_gpu({**trt, "hardware_compat": "ampere+"}, "A100", "8.0", "m.engine")
+
+
+def test_edge_app_classifies_a_folder(trained_resnet20, tmp_path) -> None:
+    from pathlib import Path
+
+    from PIL import Image
+
+    from resnet_deploy.data import open_dataset
+
+    _, onnx_path = trained_resnet20
+    batch = next(open_dataset("digits").test.batches(3, size=32))
+    for i, image in enumerate(batch.images.numpy()):
+        Image.fromarray((image.transpose(1, 2, 0) * 255).round().astype(np.uint8)).save(tmp_path / f"{i}.png")
+    (tmp_path / "broken.png").write_bytes(b"not a png")
+    app = Path(__file__).resolve().parents[2] / "examples" / "edge_app.py"
+    run = subprocess.run(
+        [sys.executable, str(app), str(onnx_path), str(tmp_path), "--topk", "2"], capture_output=True, text=True
+    )
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.strip().splitlines()
+    assert len(lines) == 3 and all(line.count("%") == 2 for line in lines)
+    assert "broken.png: skipped" in run.stderr
+    missing = subprocess.run(
+        [sys.executable, str(app), str(tmp_path / "x.onnx"), str(tmp_path)], capture_output=True, text=True
+    )
+    assert missing.returncode == 2 and missing.stderr.startswith("error:") and "Traceback" not in missing.stderr

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# ResNet-50 on the CPU, batch 1 and 8: PyTorch eager vs ONNX Runtime FP32 vs our INT8 artifacts,
+# side by side in one process (README "Benchmarks"). Writes scripts/results/bench-resnet50-cpu.{json,png}.
+#   scripts/bench_resnet50_cpu.sh [threads]
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/_venv.sh" ""
+cd "$ROOT"
+threads="${1:-$(nproc)}"
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+python - "$work" <<'PY'
+import sys, torch
+from resnet_deploy import build_model, save_checkpoint
+torch.manual_seed(0)
+save_checkpoint(build_model(50), f"{sys.argv[1]}/r50.pt", {})
+PY
+resnet-deploy export --checkpoint "$work/r50.pt" -o "$work/r50.onnx"
+resnet-deploy calibrate "$work/r50.onnx" --target cpu --method minmax --calib-images 64 --no-cache -o "$work/r50.cpu.int8.onnx"
+resnet-deploy calibrate "$work/r50.onnx" --target tensorrt --method minmax --calib-images 64 --no-cache -o "$work/r50.int8.onnx"
+mkdir -p scripts/results
+resnet-deploy bench "$work/r50.pt" "$work/r50.onnx" "$work/r50.cpu.int8.onnx" "$work/r50.int8.onnx" \
+  --batch 1,8 --iters 24 --threads "$threads" --plot scripts/results/bench-resnet50-cpu.png --json \
+  > scripts/results/bench-resnet50-cpu.json
+echo "wrote scripts/results/bench-resnet50-cpu.{json,png}"
