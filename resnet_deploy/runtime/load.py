@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Any
 
@@ -14,22 +15,29 @@ ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
 
 
 def open_backend(path: str | Path, **options: Any) -> Backend:
+    """Open ``path`` by its suffix. ``options`` go to the backend's constructor: ``providers`` and
+    ``threads`` for ONNX Runtime, ``device`` for PyTorch, ``cuda_graph`` for TensorRT."""
     path = Path(path)
     suffix = path.suffix.lower()
     if not path.is_file():
         raise ResnetDeployError(f"artifact {path} not found")
+    backend: type[Backend]
     if suffix in ONNX_SUFFIXES:
-        from resnet_deploy.runtime.onnx_backend import OnnxRuntimeBackend
-
-        return OnnxRuntimeBackend(path, **options)
-    if suffix in TORCH_SUFFIXES:
-        from resnet_deploy.runtime.torch_backend import TorchBackend
-
-        return TorchBackend(path, **options)
-    if suffix in ENGINE_SUFFIXES:
-        from resnet_deploy.runtime.tensorrt_backend import TensorRTBackend
-
-        return TensorRTBackend(path, **options)
-    raise ResnetDeployError(
-        f"cannot tell what {path} is from its suffix {suffix or '(none)'}; expected .onnx, .pt/.pth or .engine"
-    )
+        from resnet_deploy.runtime.onnx_backend import OnnxRuntimeBackend as backend
+    elif suffix in TORCH_SUFFIXES:
+        from resnet_deploy.runtime.torch_backend import TorchBackend as backend
+    elif suffix in ENGINE_SUFFIXES:
+        from resnet_deploy.runtime.tensorrt_backend import TensorRTBackend as backend
+    else:
+        raise ResnetDeployError(
+            f"cannot tell what {path} is from its suffix {suffix or '(none)'}; expected .onnx, .pt/.pth or .engine"
+        )
+    accepted = set(inspect.signature(backend.__init__).parameters) - {"self", "path"}
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in inspect.signature(backend.__init__).parameters.values())
+    unknown = sorted(set(options) - accepted) if not takes_any else []
+    if unknown:
+        raise ResnetDeployError(
+            f"option {', '.join(unknown)} does not apply to {backend.kind} artifacts like {path.name}; "
+            f"it takes {', '.join(sorted(accepted)) or 'no options'}"
+        )
+    return backend(path, **options)

@@ -12,12 +12,22 @@ from resnet_deploy.runtime.base import Backend
 class TorchBackend(Backend):
     kind = "pytorch"
 
-    def __init__(self, path: str | Path, device: str = "cpu", **model_options: object) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        device: str = "cpu",
+        *,
+        depth: int | None = None,
+        variant: str | None = None,
+        num_classes: int | None = None,
+        input_size: int | None = None,
+    ) -> None:
+        """``depth`` and friends only for foreign state dicts whose keys do not tell them."""
         import torch
 
         from resnet_deploy.model_source import open_model
 
-        source = open_model(path, **model_options)  # type: ignore[arg-type]
+        source = open_model(path, depth=depth, variant=variant, num_classes=num_classes, input_size=input_size)
         super().__init__(path, source.metadata, "fp32")
         self.device = torch.device(device)
         self.model = source.model.to(self.device).eval()

@@ -127,3 +127,24 @@ def test_edge_app_classifies_a_folder(trained_resnet20, tmp_path) -> None:
         [sys.executable, str(app), str(tmp_path / "x.onnx"), str(tmp_path)], capture_output=True, text=True
     )
     assert missing.returncode == 2 and missing.stderr.startswith("error:") and "Traceback" not in missing.stderr
+
+
+def test_options_that_do_not_fit_the_artifact_are_named(trained_resnet20) -> None:
+    checkpoint, onnx_path = trained_resnet20
+    with pytest.raises(ResnetDeployError, match="option cuda_graph does not apply to onnxruntime artifacts"):
+        Runner.load(onnx_path, cuda_graph=True)
+    with pytest.raises(ResnetDeployError, match="option providers does not apply to pytorch artifacts"):
+        Runner.load(checkpoint, providers=["CPUExecutionProvider"])
+    with Runner.load(onnx_path, threads=1) as runner:
+        assert runner.describe()["providers"] == ["CPUExecutionProvider"]
+
+
+def test_running_an_onnx_loads_onnxruntime_but_not_torch_or_onnx(trained_resnet20) -> None:
+    _, onnx_path = trained_resnet20
+    code = (
+        "import sys, numpy as np; from resnet_deploy.runtime import Runner; "
+        f"r = Runner.load({str(onnx_path)!r}); r.classify([np.zeros((32, 32, 3), np.uint8)]); "
+        "print(sorted(m for m in ('torch', 'onnx', 'click', 'onnxruntime') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "['onnxruntime']"
