@@ -107,7 +107,8 @@ def test_cli_errors(trained, tmp_path) -> None:
     assert_one_line_error(invoke("validate", "--checkpoint", str(checkpoint), str(tmp_path / "x.txt")), "not found")
     (tmp_path / "model.bin.engine").write_bytes(b"x")
     assert_one_line_error(
-        invoke("validate", "--checkpoint", str(checkpoint), str(tmp_path / "model.bin.engine")), "TensorRT engines"
+        invoke("validate", "--checkpoint", str(checkpoint), str(tmp_path / "model.bin.engine")),
+        "model.bin.engine.json not found: engines built by `resnet-deploy build-engine` carry it",
     )
     assert_one_line_error(invoke("convert", str(fp16), "--fp16", "-o", str(tmp_path / "y.onnx")), "not an FP32 model")
     assert invoke("convert", str(fp32)).exit_code == 2  # a precision must be chosen
