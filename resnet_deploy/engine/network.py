@@ -26,8 +26,22 @@ class EngineBuildError(ResnetDeployError):
     pass
 
 
+_LOGGERS: dict[str, Any] = {}
+
+
 def make_logger(trt: Any) -> Any:
-    """A TensorRT logger that keeps errors and warnings for our messages instead of printing them."""
+    """The TensorRT logger of this process for ``trt``: keeps errors and warnings for our messages.
+
+    TensorRT keeps the first logger it is given for the whole process, so there is one per module;
+    callers clear ``errors`` before an operation whose errors they report.
+    """
+    key = trt.__name__
+    if key not in _LOGGERS:
+        _LOGGERS[key] = _new_logger(trt)
+    return _LOGGERS[key]
+
+
+def _new_logger(trt: Any) -> Any:
 
     class Logger(trt.ILogger):  # type: ignore[misc,name-defined]
         def __init__(self) -> None:
@@ -36,6 +50,8 @@ def make_logger(trt: Any) -> Any:
             self.warnings: list[str] = []
 
         def log(self, severity: Any, msg: str) -> None:
+            if severity in (trt.ILogger.Severity.VERBOSE, trt.ILogger.Severity.INFO):
+                return
             if severity in (trt.ILogger.Severity.ERROR, trt.ILogger.Severity.INTERNAL_ERROR):
                 self.errors.append(msg.strip())
             elif severity == trt.ILogger.Severity.WARNING:
@@ -60,6 +76,8 @@ def parse(
     """Builder, network, parser (keep it alive with the network) and logger; parser errors listed."""
     trt = backend.module
     logger = make_logger(trt)
+    logger.errors.clear()
+    logger.warnings.clear()
     builder: trt_types.Builder = trt.Builder(logger)
     network: trt_types.INetworkDefinition = builder.create_network(network_flags(backend, strongly_typed))
     parser: trt_types.OnnxParser = trt.OnnxParser(network, logger)
@@ -67,7 +85,7 @@ def parse(
         errors = []
         for i in range(parser.num_errors):
             error = parser.get_error(i)
-            where = f"node {error.node_name()!r} ({error.node_operator()})" if error.node_name() else "graph"
+            where = _where(error)
             errors.append(f"{where}: {error.desc()}")
         listed = "; ".join(errors[:MAX_LISTED_ERRORS])
         more = f" (+{len(errors) - MAX_LISTED_ERRORS} more)" if len(errors) > MAX_LISTED_ERRORS else ""
@@ -75,6 +93,15 @@ def parse(
             f"{backend.name} {backend.version} cannot parse {onnx_path}: {listed}{more}" + _hint(errors)
         )
     return builder, network, parser, logger
+
+
+def _where(error: Any) -> str:
+    """Node name and op of a parser error (TensorRT >= 9.1), else the node index (8.6)."""
+    name = error.node_name() if hasattr(error, "node_name") else ""
+    if name:
+        return f"node {name!r} ({error.node_operator()})"
+    index = error.node() if hasattr(error, "node") else -1
+    return f"node #{index}" if index >= 0 else "graph"
 
 
 def _hint(errors: list[str]) -> str:

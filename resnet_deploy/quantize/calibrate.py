@@ -76,13 +76,16 @@ def calibrate_onnx(
     if target == "tensorrt":
         from resnet_deploy.quantize.qdq_tensorrt import qdq_tensors
 
-        tensors: list[str] | None = qdq_tensors(model)  # only what gets a Q/DQ pair
+        tensors: list[str] = qdq_tensors(model)  # only what gets a Q/DQ pair
+        aliases: dict[str, str] = {}
     else:
-        tensors = None  # ORT's quantizer places its own Q/DQ: measure every activation
+        from resnet_deploy.quantize.cpu_qdq import cpu_calibration_tensors
+
+        tensors, aliases = cpu_calibration_tensors(model)  # what ORT's quantizer reads
     params = {
         "algorithm": RANGES_ALGORITHM,  # a new algorithm must not reuse the old one's cached ranges
         "symmetric": symmetric,
-        "tensors": "qdq" if tensors is not None else "all",
+        "tensors": "qdq" if target == "tensorrt" else "ort-qdq",
         **({"percentile": percentile} if method == "percentile" else {}),
     }
     cal_id = calibration_id(sha256_file(onnx_path), calib.sha256, method, params)
@@ -94,6 +97,7 @@ def calibrate_onnx(
         ranges = compute_ranges(
             onnx_path, calib.batches, method=method, symmetric=symmetric, percentile=percentile, tensors=tensors
         )
+        ranges.update({alias: ranges[source] for alias, source in aliases.items() if source in ranges})
     cal_seconds = time.perf_counter() - cal_start
     cache_files: list[Path] = []
     if directory is not None:

@@ -41,7 +41,8 @@ class CudaPython:
         return values[0] if len(values) == 1 else values
 
     def device_properties(self) -> tuple[str, str]:
-        props = self._ok(self.rt.cudaGetDeviceProperties(0), "cudaGetDeviceProperties")
+        device = self._ok(self.rt.cudaGetDevice(), "cudaGetDevice")
+        props = self._ok(self.rt.cudaGetDeviceProperties(device), "cudaGetDeviceProperties")
         name = props.name.decode(errors="replace").rstrip("\x00") if isinstance(props.name, bytes) else props.name
         return str(name), f"{props.major}.{props.minor}"
 
@@ -78,10 +79,21 @@ class CudaPython:
 
     def end_capture(self) -> Any:
         graph = self._ok(self.rt.cudaStreamEndCapture(self.stream), "cudaStreamEndCapture")
-        return self._ok(self.rt.cudaGraphInstantiate(graph, 0), "cudaGraphInstantiate")
+        try:
+            return self._ok(self.rt.cudaGraphInstantiate(graph, 0), "cudaGraphInstantiate")
+        finally:
+            self.rt.cudaGraphDestroy(graph)  # the executable graph keeps what it needs
+
+    def abort_capture(self) -> None:
+        error, graph = self.rt.cudaStreamEndCapture(self.stream)
+        if int(error) == 0 and graph:
+            self.rt.cudaGraphDestroy(graph)
 
     def launch(self, graph_exec: Any) -> None:
         self._ok(self.rt.cudaGraphLaunch(graph_exec, self.stream), "cudaGraphLaunch")
+
+    def destroy_graph(self, graph_exec: Any) -> None:
+        self.rt.cudaGraphExecDestroy(graph_exec)
 
     def close(self) -> None:
         for pointer in self._device:
@@ -137,8 +149,14 @@ class PyCuda:
     def end_capture(self) -> Any:
         raise CudaError("CUDA graph capture needs cuda-python")
 
+    def abort_capture(self) -> None:
+        return None
+
     def launch(self, graph_exec: Any) -> None:
         raise CudaError("CUDA graph capture needs cuda-python")
+
+    def destroy_graph(self, graph_exec: Any) -> None:
+        return None
 
     def close(self) -> None:
         self._keep = []

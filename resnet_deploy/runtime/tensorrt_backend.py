@@ -7,9 +7,11 @@ command that rebuilds the engine.
 
 Running: the name-based API (``num_io_tensors``, ``set_input_shape``, ``set_tensor_address``,
 ``execute_async_v3``); device and pinned host buffers for the profile's max batch, allocated once;
-our own stream and async copies; any batch within the profile (larger ones are split into max-batch
-chunks); optional CUDA graph capture per batch size (``cuda_graph=True``, cuda-python only); and
-torch CUDA tensors in, torch CUDA tensors out, with no copy.
+our own stream and async copies; any batch size (larger than the profile's max: split into
+max-batch chunks, in order; smaller than its min, e.g. 3 images for a static-batch-8 engine:
+zero-padded, the padding's logits dropped); optional CUDA graph capture per batch size
+(``cuda_graph=True``, TensorRT with cuda-python); and torch CUDA tensors in, torch CUDA tensors
+out, with no copy (within the profile).
 """
 
 from __future__ import annotations
@@ -109,7 +111,15 @@ class TensorRTBackend(Backend):
         trt = flavour.module
         self.kind = flavour.name
         self.logger = make_logger(trt)
+        self.logger.errors.clear()
         self.runtime: trt_types.Runtime = trt.Runtime(self.logger)
+        if sidecar.get("version_compatible"):
+            self.runtime.engine_host_code_allowed = True  # the plan carries its lean runtime
+        if cuda_graph and flavour.is_rtx:
+            raise ResnetDeployError(
+                "cuda_graph=True is for TensorRT engines; TensorRT-RTX captures CUDA graphs itself "
+                "(its stream capture needs engines built with REQUIRE_USER_ALLOCATION)"
+            )
         engine: trt_types.ICudaEngine | None = self.runtime.deserialize_cuda_engine(data)
         if engine is None:
             errors = "; ".join(self.logger.errors[-3:]) or "no message"
@@ -124,6 +134,12 @@ class TensorRTBackend(Backend):
         if len(inputs) != 1 or len(outputs) != 1:
             raise EngineMismatchError(f"{path} has inputs {inputs} and outputs {outputs}; expected one of each")
         self.input_name, self.output_name = inputs[0], outputs[0]
+        for name in (self.input_name, self.output_name):
+            if engine.get_tensor_dtype(name) != trt.float32:
+                raise EngineMismatchError(
+                    f"{path}: tensor {name!r} is {engine.get_tensor_dtype(name)}, but the runner feeds and reads "
+                    "float32 (engines from build-engine keep float32 I/O); rebuild it with resnet-deploy build-engine"
+                )
         low, _, high = engine.get_tensor_profile_shape(self.input_name, 0)
         self.min_batch, self.max_batch = int(low[0]), int(high[0])
         self.sample_shape = tuple(int(d) for d in high[1:])
@@ -149,41 +165,54 @@ class TensorRTBackend(Backend):
         return super().infer(batch)
 
     def _infer(self, batch: np.ndarray) -> np.ndarray:
-        if len(batch) < self.min_batch:
-            raise ResnetDeployError(
-                f"{self.path.name} takes batches of {self.min_batch} to {self.max_batch}; got {len(batch)}"
-            )
         chunks = [batch[i : i + self.max_batch] for i in range(0, len(batch), self.max_batch)]
         return np.concatenate([self._run_chunk(c) for c in chunks])  # above max: split, in order
 
     def _run_chunk(self, chunk: np.ndarray) -> np.ndarray:
         n = len(chunk)
-        in_bytes = chunk.nbytes
-        out_bytes = n * self.num_classes * 4
+        rows = max(n, self.min_batch)  # a short last chunk is padded up to the profile's minimum
+        in_bytes = rows * int(np.prod(self.sample_shape)) * 4
+        out_bytes = rows * self.num_classes * 4
         self.host_in[:n] = chunk
-        self.context.set_input_shape(self.input_name, (n, *self.sample_shape))
+        self.host_in[n:rows] = 0
+        self._set_shape(rows)
         self.context.set_tensor_address(self.input_name, self.device_in)
         self.context.set_tensor_address(self.output_name, self.device_out)
         if self.cuda_graph:
-            graph = self._graphs.get(n)
+            graph = self._graphs.get(rows)
             if graph is None:
-                self.context.execute_async_v3(self.cuda.stream_handle)  # TensorRT wants one run before capture
+                self._execute(self.cuda.stream_handle)  # TensorRT wants one run after a shape change, before capture
                 self.cuda.synchronize()
-                self.cuda.begin_capture()
-                self.cuda.h2d(self.device_in, self.host_in, in_bytes)
-                self.context.execute_async_v3(self.cuda.stream_handle)
-                self.cuda.d2h(self.host_out, self.device_out, out_bytes)
-                graph = self._graphs[n] = self.cuda.end_capture()
+                graph = self._graphs[rows] = self._capture(in_bytes, out_bytes)
             self.cuda.launch(graph)
         else:
             self.cuda.h2d(self.device_in, self.host_in, in_bytes)
-            if not self.context.execute_async_v3(self.cuda.stream_handle):
-                raise ResnetDeployError(
-                    f"TensorRT failed to run {self.path.name}: {'; '.join(self.logger.errors[-3:])}"
-                )
+            self._execute(self.cuda.stream_handle)
             self.cuda.d2h(self.host_out, self.device_out, out_bytes)
         self.cuda.synchronize()
         return self.host_out[:n].copy()
+
+    def _capture(self, in_bytes: int, out_bytes: int) -> Any:
+        self.cuda.begin_capture()
+        try:
+            self.cuda.h2d(self.device_in, self.host_in, in_bytes)
+            self._execute(self.cuda.stream_handle)
+            self.cuda.d2h(self.host_out, self.device_out, out_bytes)
+        except BaseException:
+            self.cuda.abort_capture()  # never leave the stream capturing
+            raise
+        return self.cuda.end_capture()
+
+    def _set_shape(self, rows: int) -> None:
+        if not self.context.set_input_shape(self.input_name, (rows, *self.sample_shape)):
+            raise ResnetDeployError(
+                f"{self.path.name} refused batch {rows} (profile {self.min_batch}..{self.max_batch}): "
+                + "; ".join(self.logger.errors[-3:])
+            )
+
+    def _execute(self, stream: int) -> None:
+        if not self.context.execute_async_v3(stream):
+            raise ResnetDeployError(f"TensorRT failed to run {self.path.name}: {'; '.join(self.logger.errors[-3:])}")
 
     def _infer_torch(self, batch: Any) -> Any:
         """Zero-copy: the caller's CUDA tensor in, a new CUDA tensor out, on torch's current stream."""
@@ -198,14 +227,16 @@ class TensorRTBackend(Backend):
             raise ResnetDeployError(f"{self.path.name} takes batches of {self.min_batch} to {self.max_batch}")
         batch = batch.contiguous()
         out = torch.empty((len(batch), self.num_classes), dtype=torch.float32, device=batch.device)
-        self.context.set_input_shape(self.input_name, tuple(batch.shape))
+        self._set_shape(len(batch))
         self.context.set_tensor_address(self.input_name, batch.data_ptr())
         self.context.set_tensor_address(self.output_name, out.data_ptr())
-        self.context.execute_async_v3(torch.cuda.current_stream(batch.device).cuda_stream)
+        self._execute(torch.cuda.current_stream(batch.device).cuda_stream)
         return out
 
     def close(self) -> None:
         if not self._closed:
+            for graph in self._graphs.values():
+                self.cuda.destroy_graph(graph)
             self._graphs = {}
             del self.context, self.engine
             self.cuda.close()

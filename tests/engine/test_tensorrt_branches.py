@@ -122,3 +122,76 @@ def test_implicit_int8_calibrator_is_refused_on_strongly_typed_only_versions(tmp
     (tmp_path / "bad.cache").write_text("hello\n")
     with pytest.raises(BuildOptionError, match="is not a TensorRT calibration cache"):
         cache_calibrator(TRT10, tmp_path / "bad.cache")
+
+
+def test_parser_error_location_on_every_version() -> None:
+    from resnet_deploy.engine.network import _where
+
+    modern = SimpleNamespace(node_name=lambda: "conv1", node_operator=lambda: "Conv", node=lambda: 3)
+    old = SimpleNamespace(node=lambda: 3)  # TensorRT 8.6: no node_name/node_operator
+    assert (_where(modern), _where(old), _where(SimpleNamespace(node=lambda: -1))) == (
+        "node 'conv1' (Conv)",
+        "node #3",
+        "graph",
+    )
+
+
+def test_runner_pads_a_short_chunk_to_the_profile_minimum_and_checks_every_call() -> None:
+    """The engine runner's batching, on stand-ins for the CUDA memory and the execution context."""
+    import numpy as np
+
+    from resnet_deploy.errors import ResnetDeployError
+    from resnet_deploy.runtime.tensorrt_backend import TensorRTBackend
+
+    class Context:
+        def __init__(self):
+            self.shapes = []
+
+        def set_input_shape(self, name, shape):
+            self.shapes.append(shape[0])
+            return 4 <= shape[0] <= 4  # a static-batch-4 engine
+
+        def set_tensor_address(self, name, pointer):
+            pass
+
+        def execute_async_v3(self, stream):
+            runner.host_out[:] = runner.host_in.reshape(4, -1)[:, :2] + 1  # "logits" from the input
+            return True
+
+    class Cuda:
+        stream_handle = 0
+
+        def h2d(self, *a):
+            pass
+
+        def d2h(self, *a):
+            pass
+
+        def synchronize(self):
+            pass
+
+    runner = object.__new__(TensorRTBackend)
+    runner.__dict__.update(
+        min_batch=4,
+        max_batch=4,
+        sample_shape=(1, 1, 2),
+        num_classes=2,
+        cuda_graph=False,
+        cuda=Cuda(),
+        context=Context(),
+        input_name="input",
+        output_name="logits",
+        device_in=1,
+        device_out=2,
+        host_in=np.zeros((4, 1, 1, 2), np.float32),
+        host_out=np.zeros((4, 2), np.float32),
+        logger=SimpleNamespace(errors=["shape outside the profile"]),
+        path=SimpleNamespace(name="m.engine"),
+    )
+    batch = np.arange(6 * 2, dtype=np.float32).reshape(6, 1, 1, 2)  # 6 = one full chunk of 4 + 2 padded to 4
+    logits = runner._infer(batch)
+    assert logits.shape == (6, 2) and runner.context.shapes == [4, 4]
+    assert np.array_equal(logits, batch.reshape(6, 2) + 1)
+    runner.min_batch = 1  # a profile that claims more than the engine accepts: the refusal is reported
+    with pytest.raises(ResnetDeployError, match=r"refused batch 2 .*shape outside the profile"):
+        runner._run_chunk(batch[:2])

@@ -212,3 +212,31 @@ def test_a_checkpoint_is_exported_first_then_reused(trained_resnet20, tmp_path) 
             prop.value = "0" * 64
     onnx.save(other, str(tmp_path / "model.onnx"))
     assert_one_line_error(invoke(*args), "model.onnx exists and was not exported from")
+
+
+def test_cpu_target_measures_less_for_the_same_graph(trained_onnx, tmp_path) -> None:
+    """Conv outputs folded into their ReLU are not measured; ORT's quantizer writes the same graph."""
+    from resnet_deploy.quantize.calib_data import load_calibration_set
+    from resnet_deploy.quantize.cpu_qdq import cpu_calibration_tensors, quantize_for_cpu
+    from resnet_deploy.quantize.ranges import compute_ranges
+
+    model = onnx.load(str(trained_onnx))
+    measured, aliases = cpu_calibration_tensors(model)
+    assert len(aliases) == 10 and not set(aliases) & set(measured)  # the stem and 9 first convs of blocks
+    ours = onnx.load(
+        str(
+            calibrate_onnx(
+                trained_onnx, tmp_path / "c.onnx", target="cpu", method="minmax", count=32, cache_dir=None
+            ).path
+        )
+    )
+    from resnet_deploy.metadata import read_onnx_metadata
+
+    batches = load_calibration_set(read_onnx_metadata(str(trained_onnx)), None, 32).batches
+    everything = quantize_for_cpu(trained_onnx, compute_ranges(trained_onnx, batches, method="minmax", symmetric=False))
+    assert [(n.op_type, list(n.input)) for n in ours.graph.node] == [
+        (n.op_type, list(n.input)) for n in everything.graph.node
+    ]
+    theirs = {i.name: onnx.numpy_helper.to_array(i) for i in everything.graph.initializer}
+    for init in ours.graph.initializer:
+        assert np.array_equal(onnx.numpy_helper.to_array(init), theirs[init.name]), init.name
