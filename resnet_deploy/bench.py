@@ -5,8 +5,9 @@ all artifacts alternate (A B C A B C ...) so drift from heat or other load hits 
 are not interleaved one by one: ONNX Runtime's and PyTorch's worker threads spin after each call,
 and on 2 cores one runtime's spinning threads slowed the next one's call by up to 2x. A short
 pause between blocks lets them park. A timing is one synchronous ``infer`` call, host array in,
-host logits out, by ``perf_counter`` (on a GPU that includes the copies, which an application
-pays). Percentiles are over all timed calls after the warm-up.
+host logits out: by ``perf_counter`` on the CPU; on a GPU by CUDA events recorded around the call
+on the backend's stream, so the host-device copies an application pays are included.
+Percentiles are over all timed calls after the warm-up.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ class BenchRow:
     mean_ms: float
     images_per_second: float
     iters: int
+    timer: str = "perf_counter"  # "cuda-events" for GPU backends
 
 
 @dataclass
@@ -130,9 +132,7 @@ def run_bench(
                 for _ in range(warmup if block == 0 else 1):
                     backend.infer(x)
                 for _ in range(per_block):
-                    start = time.perf_counter()
-                    backend.infer(x)
-                    timings[i].append(time.perf_counter() - start)
+                    timings[i].append(backend.timed_infer(x))
         for backend, seconds in zip(backends, timings, strict=True):
             ms = np.asarray(seconds) * 1000
             report.rows.append(
@@ -147,6 +147,7 @@ def run_bench(
                     mean_ms=float(ms.mean()),
                     images_per_second=float(batch * 1000 / np.median(ms)),
                     iters=iters,
+                    timer=backend.timer,
                 )
             )
     return report

@@ -46,6 +46,16 @@ class Backend(ABC):
     @abstractmethod
     def _infer(self, batch: np.ndarray) -> np.ndarray: ...
 
+    timer: str = "perf_counter"  # how timed_infer measures: "perf_counter", or "cuda-events" on a GPU
+
+    def timed_infer(self, batch: np.ndarray) -> float:
+        """Seconds one ``infer`` of ``batch`` takes (for ``bench``); GPU backends time with CUDA events."""
+        import time
+
+        start = time.perf_counter()
+        self.infer(batch)
+        return time.perf_counter() - start
+
     def close(self) -> None:
         self._closed = True
 

@@ -95,6 +95,16 @@ class CudaPython:
     def destroy_graph(self, graph_exec: Any) -> None:
         self.rt.cudaGraphExecDestroy(graph_exec)
 
+    def event(self) -> Any:
+        return self._ok(self.rt.cudaEventCreate(), "cudaEventCreate")
+
+    def record(self, event: Any) -> None:
+        self._ok(self.rt.cudaEventRecord(event, self.stream), "cudaEventRecord")
+
+    def elapsed_seconds(self, start: Any, end: Any) -> float:
+        self._ok(self.rt.cudaEventSynchronize(end), "cudaEventSynchronize")
+        return float(self._ok(self.rt.cudaEventElapsedTime(start, end), "cudaEventElapsedTime")) / 1000
+
     def close(self) -> None:
         for pointer in self._device:
             self.rt.cudaFree(pointer)
@@ -157,6 +167,16 @@ class PyCuda:
 
     def destroy_graph(self, graph_exec: Any) -> None:
         return None
+
+    def event(self) -> Any:
+        return self.cuda.Event()
+
+    def record(self, event: Any) -> None:
+        event.record(self.stream)
+
+    def elapsed_seconds(self, start: Any, end: Any) -> float:
+        end.synchronize()
+        return float(end.time_since(start)) / 1000
 
     def close(self) -> None:
         self._keep = []

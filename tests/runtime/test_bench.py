@@ -29,7 +29,7 @@ def test_bench_cli_rows_json_and_plot(trained_resnet20, tmp_path) -> None:
     for row in rows:
         assert 0 < row["p50_ms"] <= row["p90_ms"] <= row["p99_ms"] and row["iters"] == 4
         assert row["images_per_second"] == pytest.approx(row["batch"] * 1000 / row["p50_ms"], rel=1e-6)
-    assert {r["backend"] for r in rows} == {"pytorch", "onnxruntime"}
+    assert {r["backend"] for r in rows} == {"pytorch", "onnxruntime"} and {r["timer"] for r in rows} == {"perf_counter"}
     assert report["machine"]["cores"] >= 1 and report["machine"]["threads"] == 1 and report["machine"]["cpu"]
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     text = invoke("bench", *args)
@@ -58,3 +58,12 @@ def test_bench_refusals(trained_resnet20, tmp_path) -> None:
             run_bench([a], [0])
     assert_one_line_error(invoke("bench", str(onnx_path), "--batch", "1,x"), "not a comma-separated list")
     assert_one_line_error(invoke("bench", str(tmp_path / "missing.onnx")), "not found")
+
+
+@pytest.mark.gpu
+def test_gpu_backends_are_timed_with_cuda_events(trained_resnet20) -> None:
+    checkpoint, _ = trained_resnet20
+    with open_backend(checkpoint, device="cuda") as gpu:
+        report = run_bench([gpu], [1, 8], warmup=2, iters=5)
+    assert {r.timer for r in report.rows} == {"cuda-events"} and all(r.p50_ms > 0 for r in report.rows)
+    assert report.machine["gpu"]
