@@ -19,10 +19,10 @@ from resnet_deploy.cli.output import Reporter, human_bytes
     "--checkpoint", type=click.Path(dir_okay=False), default=None, help="A checkpoint: exported to ONNX first."
 )
 @model_options
-@click.option("--fp16", "precision", flag_value="fp16", help="FP16 (strongly typed: the FP16 ONNX twin).")
-@click.option("--int8", "precision", flag_value="int8", help="INT8 from the Q/DQ ONNX (calibrated if needed).")
-@click.option("--best", "precision", flag_value="best", help="INT8, and FP16 where TensorRT <= 10 may choose it.")
-@click.option("--fp32", "precision", flag_value="fp32", default=True, help="FP32 (default).")
+@click.option("--fp16", is_flag=True, help="FP16 (strongly typed: the FP16 ONNX twin).")
+@click.option("--int8", is_flag=True, help="INT8 from the Q/DQ ONNX (calibrated if needed).")
+@click.option("--best", is_flag=True, help="INT8, and FP16 where TensorRT <= 10 may choose it.")
+@click.option("--fp32", is_flag=True, help="FP32 (the default).")
 @click.option("--backend", type=click.Choice(["tensorrt", "tensorrt-rtx"]), default=None, help="Default: installed.")
 @click.option("--batch", default=None, help="N (static) or MIN:OPT:MAX; default the ONNX's batch, or 1:8:32.")
 @click.option("--workspace", "workspace_mib", type=int, default=None, help="Builder workspace limit, MiB.")
@@ -57,7 +57,10 @@ from resnet_deploy.cli.output import Reporter, human_bytes
 def build_engine(
     onnx_path: str | None,
     checkpoint: str | None,
-    precision: str,
+    fp16: bool,
+    int8: bool,
+    best: bool,
+    fp32: bool,
     backend: str | None,
     batch: str | None,
     workspace_mib: int | None,
@@ -98,6 +101,10 @@ def build_engine(
     from resnet_deploy.engine.options import BuildOptions, check_combination, parse_batch, parse_target_cc
 
     out = Reporter(as_json)
+    chosen_precisions = [name for name, on in (("fp32", fp32), ("fp16", fp16), ("int8", int8), ("best", best)) if on]
+    if len(chosen_precisions) > 1:
+        raise click.UsageError(f"choose one precision, not {' and '.join('--' + p for p in chosen_precisions)}")
+    precision = chosen_precisions[0] if chosen_precisions else "fp32"
     model = model_kwargs(kwargs)
     sources = [s for s in (onnx_path, checkpoint, model["depth"] and "depth") if s]
     if len(sources) != 1:

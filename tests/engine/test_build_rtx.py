@@ -105,11 +105,17 @@ def test_static_batch_profile_and_bad_requests(tmp_path, resnet20_export) -> Non
         (["--target-cc", "9.0"], "'9.0' is not a TensorRT-RTX target"),
         ([], "no NVIDIA GPU here to build for; name the target GPUs with --target-cc"),
         (["--int8", "--implicit", "--calib-cache", out, *cc], "--implicit needs TensorRT 8.6-10.x"),
+        (["--fp16", "--int8", *cc], "choose one precision, not --fp16 and --int8"),
     ]:
         assert_one_line_error(invoke("build-engine", "--onnx", onnx_path, "-o", out, *args), message)
     assert_one_line_error(
         invoke("build-engine", "--onnx", onnx_path, "--target-cc", "8.9", "-o", str(tmp_path / "no" / "x.engine")),
         "does not exist",
+    )
+    (tmp_path / "trunc.onnx").write_bytes((tmp_path / "s4.onnx").read_bytes()[:5000])
+    assert_one_line_error(
+        invoke("build-engine", "--onnx", str(tmp_path / "trunc.onnx"), "--target-cc", "8.9", "-o", out),
+        "trunc.onnx is not a readable ONNX model",
     )
     assert not list(tmp_path.glob("x.engine*"))
 
