@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 
 from resnet_deploy.errors import ResnetDeployError
-from resnet_deploy.metadata import ArtifactMetadata
 from resnet_deploy.runtime.base import Backend
+from resnet_deploy.runtime.preprocess import normalise
 
 
 class AccuracyGateError(ResnetDeployError):
@@ -127,12 +127,6 @@ def machine_description() -> str:
     return f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPU cores ({cpu}), Python {python}"
 
 
-def _normalise(images: np.ndarray, metadata: ArtifactMetadata) -> np.ndarray:
-    mean = np.asarray(metadata.mean, dtype=np.float32).reshape(1, -1, 1, 1)
-    std = np.asarray(metadata.std, dtype=np.float32).reshape(1, -1, 1, 1)
-    return ((images - mean) / std).astype(np.float32)
-
-
 def _topk_hits(logits: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
     k = min(k, logits.shape[1])
     top = np.argpartition(-logits, k - 1, axis=1)[:, :k]
@@ -194,7 +188,7 @@ def validate(
         labels = batch.labels.numpy()
         ref_logits = None
         for i, backend in enumerate(everyone):
-            x = _normalise(images, backend.metadata)
+            x = normalise(images, backend.metadata)
             t = time.perf_counter()
             logits = backend.infer(x)
             seconds[i] += time.perf_counter() - t

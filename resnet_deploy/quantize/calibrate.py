@@ -88,7 +88,8 @@ def calibrate_onnx(
         "tensors": "qdq" if target == "tensorrt" else "ort-qdq",
         **({"percentile": percentile} if method == "percentile" else {}),
     }
-    cal_id = calibration_id(sha256_file(onnx_path), calib.sha256, method, params)
+    model_sha256 = sha256_file(onnx_path)
+    cal_id = calibration_id(model_sha256, calib.sha256, method, params)
     directory = Path(cache_dir) if cache_dir is not None else None
     ranges = read_cached(directory, cal_id) if directory is not None else None
     cache_hit = ranges is not None
@@ -102,7 +103,7 @@ def calibrate_onnx(
     cache_files: list[Path] = []
     if directory is not None:
         description = {
-            "model_sha256": sha256_file(onnx_path),
+            "model_sha256": model_sha256,
             "model": Path(onnx_path).name,
             "data_sha256": calib.sha256,
             "dataset": calib.spec,
@@ -134,7 +135,7 @@ def calibrate_onnx(
             "calibration_method": method,
             "calibration_images": str(calib.count),
             "calibration_dataset": calib.spec,
-            "source_onnx_sha256": sha256_file(onnx_path),
+            "source_onnx_sha256": model_sha256,
         }
     )
     del quantized.metadata_props[:]

@@ -73,9 +73,13 @@ def preprocess(images: Sequence[Any] | Any, metadata: ArtifactMetadata) -> np.nd
             out[i] = array  # already the model's size: no Pillow needed
         else:
             out[i] = _fit(_to_pil(image, i), size, cfg.family)
-    batch = out.transpose(0, 3, 1, 2).astype(np.float32) / 255.0
     if cfg.in_chans != 3:
         raise ResnetDeployError(f"the model takes {cfg.in_chans}-channel input; classify handles RGB models only")
+    return normalise(out.transpose(0, 3, 1, 2).astype(np.float32) / 255.0, metadata)
+
+
+def normalise(images: np.ndarray, metadata: ArtifactMetadata) -> np.ndarray:
+    """[0, 1] NCHW images -> what the model takes: minus its mean, over its std, float32 contiguous."""
     mean = np.asarray(metadata.mean, dtype=np.float32).reshape(1, -1, 1, 1)
     std = np.asarray(metadata.std, dtype=np.float32).reshape(1, -1, 1, 1)
-    return np.ascontiguousarray((batch - mean) / std, dtype=np.float32)
+    return np.ascontiguousarray((images - mean) / std, dtype=np.float32)

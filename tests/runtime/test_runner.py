@@ -25,7 +25,7 @@ def test_importing_the_runner_needs_numpy_only() -> None:
 
 def test_classify_raw_images_matches_validation_preprocessing(trained_resnet20) -> None:
     from resnet_deploy.data import open_dataset
-    from resnet_deploy.validate import _normalise
+    from resnet_deploy.runtime.preprocess import normalise
 
     _, onnx_path = trained_resnet20
     batch = next(open_dataset("digits").test.batches(64, size=32))
@@ -33,8 +33,8 @@ def test_classify_raw_images_matches_validation_preprocessing(trained_resnet20) 
     images = list((floats.transpose(0, 2, 3, 1) * 255).round().astype(np.uint8))  # what a camera gives
     with Runner.load(onnx_path) as runner:
         top = runner.classify(images, topk=3)
-        reference = runner.infer(_normalise(floats, runner.metadata))  # how validate feeds the model
-        assert np.abs(runner.preprocess(images) - _normalise(floats, runner.metadata)).max() < 1e-6
+        reference = runner.infer(normalise(floats, runner.metadata))  # how validate feeds the model
+        assert np.abs(runner.preprocess(images) - normalise(floats, runner.metadata)).max() < 1e-6
         assert runner.class_names == tuple(str(i) for i in range(10))
     assert [t[0].index for t in top] == list(reference.argmax(1))
     probs = np.exp(reference - reference.max(1, keepdims=True))
