@@ -118,8 +118,8 @@ def write_onnx_metadata(model_proto: Any, metadata: ArtifactMetadata) -> None:
     model_proto.producer_version = metadata.producer_version
 
 
-def read_onnx_metadata(path: str) -> ArtifactMetadata:
-    """Read the metadata of an ONNX file written by ``resnet-deploy export``."""
+def read_onnx_props(path: str) -> dict[str, str]:
+    """All metadata props of an ONNX file (ours and any others), as a dict."""
     import onnx
 
     try:
@@ -128,7 +128,12 @@ def read_onnx_metadata(path: str) -> ArtifactMetadata:
         raise ResnetDeployError(f"ONNX file {path} not found") from None
     except Exception as exc:  # onnx raises DecodeError and others for foreign files
         raise ResnetDeployError(f"{path} is not a readable ONNX model ({exc})") from exc
-    return ArtifactMetadata.from_props({p.key: p.value for p in model.metadata_props}, source=str(path))
+    return {p.key: p.value for p in model.metadata_props}
+
+
+def read_onnx_metadata(path: str) -> ArtifactMetadata:
+    """Read the metadata of an ONNX file written by ``resnet-deploy export``."""
+    return ArtifactMetadata.from_props(read_onnx_props(path), source=str(path))
 
 
 def check_classifier_io(model_proto: Any, metadata: ArtifactMetadata, source: str) -> None:

@@ -96,6 +96,7 @@ def build_engine(
       resnet-deploy build-engine --onnx r50.onnx --int8 --implicit --calib-cache calibration/<id>.calib.cache
     """
     from resnet_deploy.cli.export import onnx_from_model_arg, run_export
+    from resnet_deploy.data.spec import check_spec
     from resnet_deploy.engine.backends import choose
     from resnet_deploy.engine.build import build_engine as build
     from resnet_deploy.engine.options import BuildOptions, check_combination, parse_batch, parse_target_cc
@@ -133,13 +134,12 @@ def build_engine(
         name = source.name.removesuffix(".onnx").removesuffix(".fp16").removesuffix(".int8")
         output = output or str(source.with_name(name + suffix + ".engine"))
     else:
-        if output is None:
-            stem = Path(checkpoint).stem if checkpoint else f"resnet{model['depth']}"
-            directory = Path(checkpoint).parent if checkpoint else Path(".")
-            output = str(directory / f"{stem}{suffix}.engine")
-        exported = Path(output).with_name(
-            (Path(checkpoint).stem if checkpoint else f"resnet{model['depth']}") + ".onnx"
-        )
+        stem = Path(checkpoint).stem if checkpoint else f"resnet{model['depth']}"
+        directory = Path(checkpoint).parent if checkpoint else Path(".")
+        output = output or str(directory / f"{stem}{suffix}.engine")
+        exported = Path(output).with_name(stem + ".onnx")
+        if data and precision in ("int8", "best"):
+            check_spec(data)  # a wrong --data fails now, not after the export
         if checkpoint:
             source = onnx_from_model_arg(out, checkpoint, exported)
         else:
@@ -158,7 +158,7 @@ def build_engine(
         source,
         output,
         options,
-        backend=chosen.name,
+        backend=chosen,
         calibrate={"method": method, "data": data, "count": calib_images, "cache_dir": cache_dir},
         warn=out.warn,
         say=out.say,

@@ -66,12 +66,15 @@ def calibrate(
     """
     from resnet_deploy._io import check_writable
     from resnet_deploy.cli.export import onnx_from_model_arg
+    from resnet_deploy.data.spec import check_spec
     from resnet_deploy.quantize.calibrate import calibrate_onnx
 
     out = Reporter(as_json)
     suffix = ".int8.onnx" if target == "tensorrt" else ".cpu.int8.onnx"
     output = output or str(Path(model_path).with_suffix("")) + suffix
     check_writable(output)  # before an export and minutes of calibration
+    if data:
+        check_spec(data)
     onnx_path = onnx_from_model_arg(out, model_path, Path(output).with_name(Path(model_path).stem + ".onnx"))
     result = calibrate_onnx(
         onnx_path,

@@ -19,7 +19,12 @@ from resnet_deploy.cli.output import Reporter
 @click.option("--data", default=None, help="Labelled dataset spec (default: the checkpoint's dataset, test split).")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Validate on the first N test images only.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
-@click.option("--max-top1-drop", type=float, default=None, help="Fail (exit 4) when an artifact loses more (pp).")
+@click.option(
+    "--max-top1-drop",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="Fail (exit 4) when an artifact loses more (pp).",
+)
 @click.option("--report", type=click.Path(dir_okay=False), default=None, help="Also write a Markdown report.")
 @json_option
 def validate(

@@ -161,11 +161,15 @@ def _holdout(samples: list[tuple[str, int]], num_classes: int) -> tuple[list[Any
     return sorted(train), sorted(test)
 
 
-def load_imagefolder(path: str | Path, *, workers: int = 0) -> Dataset:
+def resolve_root(path: str | Path) -> Path:
     root = Path(path).expanduser()
     if not root.is_dir():
         raise DatasetError(f"ImageFolder directory {root} does not exist or is not a directory")
-    root = root.resolve()
+    return root.resolve()
+
+
+def load_imagefolder(path: str | Path, *, workers: int = 0) -> Dataset:
+    root = resolve_root(path)
     test_dir = next((root / n for n in ("val", "test") if (root / n).is_dir()), None)
     if (root / "train").is_dir():
         if test_dir is None:

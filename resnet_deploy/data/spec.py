@@ -24,6 +24,19 @@ def parse_spec(spec: str) -> tuple[str, str | None]:
     return kind, path
 
 
+def check_spec(spec: str) -> None:
+    """Refuse a spec that cannot open, without reading its images (before minutes of other work)."""
+    kind, path = parse_spec(spec)
+    if kind in ("cifar10", "cifar100"):
+        from resnet_deploy.data.cifar import resolve_dir
+
+        resolve_dir(kind, path or "")
+    elif kind == "imagefolder":
+        from resnet_deploy.data.imagefolder import resolve_root
+
+        resolve_root(path or "")
+
+
 def open_dataset(spec: str = "digits", *, workers: int = 0) -> Dataset:
     """Open a dataset by spec; ``workers`` decoding processes for ImageFolder data."""
     kind, path = parse_spec(spec)

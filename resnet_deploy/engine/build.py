@@ -59,6 +59,7 @@ def _graph_precision(props: dict[str, str]) -> str:
 
 def _prepare_graph(
     onnx_path: Path,
+    given: str,
     output: Path,
     precision: str,
     strongly_typed: bool,
@@ -66,11 +67,8 @@ def _prepare_graph(
     calibrate: dict[str, Any],
     warn: Callable[[str], None],
 ) -> tuple[Path, list[Path]]:
-    """The ONNX to hand TensorRT: the given one, or its FP16 / INT8 twin written beside the engine."""
-    import onnx
-
-    props = {p.key: p.value for p in onnx.load(str(onnx_path), load_external_data=False).metadata_props}
-    given = _graph_precision(props)
+    """The ONNX to hand TensorRT: the given one (of precision ``given``), or its FP16 / INT8 twin
+    written beside the engine."""
     if given == "int8-cpu":
         raise BuildOptionError(
             f"{onnx_path} is ONNX Runtime's CPU INT8 form (int32 biases), which TensorRT rejects; "
@@ -118,32 +116,38 @@ def build_engine(
     output: str | Path,
     options: BuildOptions,
     *,
-    backend: str | None = None,
+    backend: Backend | str | None = None,
     calibrate: dict[str, Any] | None = None,
     warn: Callable[[str], None] = lambda message: None,
     say: Callable[[str], None] = lambda message: None,
     progress: bool = False,
     rebuild_command: str | None = None,
 ) -> BuildResult:
-    import onnx
-
     from resnet_deploy.engine.implicit_int8 import cache_calibrator
     from resnet_deploy.engine.network import build as run_build
     from resnet_deploy.engine.network import configure, io_tensors, load_timing_cache, parse
     from resnet_deploy.engine.progress import cancel_on_interrupt, make_monitor
-    from resnet_deploy.metadata import read_onnx_metadata
+    from resnet_deploy.metadata import ArtifactMetadata, read_onnx_props
 
-    chosen: Backend = choose(backend)
+    chosen = backend if isinstance(backend, Backend) else choose(backend)
     check_combination(options, chosen.name)
     output = check_writable(output)
     onnx_path = Path(onnx_path)
-    read_onnx_metadata(str(onnx_path))  # ours, or a clear refusal
+    given_props = read_onnx_props(str(onnx_path))
+    ArtifactMetadata.from_props(given_props, source=str(onnx_path))  # ours, or a clear refusal
     if options.timing_cache:
         check_writable(options.timing_cache)
 
     strongly_typed, weak_flags = typing_mode(chosen, options)
     graph, derived = _prepare_graph(
-        onnx_path, output, options.precision, strongly_typed, options.implicit, calibrate or {}, warn
+        onnx_path,
+        _graph_precision(given_props),
+        output,
+        options.precision,
+        strongly_typed,
+        options.implicit,
+        calibrate or {},
+        warn,
     )
     if options.precision == "best" and strongly_typed:
         warn(
@@ -178,7 +182,7 @@ def build_engine(
     seconds = time.perf_counter() - start
 
     shape = [int(d) for d in network.get_input(0).shape[1:]]
-    props = {p.key: p.value for p in onnx.load(str(graph), load_external_data=False).metadata_props}
+    props = given_props if graph == onnx_path else read_onnx_props(str(graph))
     if chosen.is_rtx:
         targets: dict[str, Any] = {"compute_capabilities": list(options.target_cc) or ["current GPU"]}
     else:

@@ -198,6 +198,9 @@ def test_a_checkpoint_is_exported_first_then_reused(trained_resnet20, tmp_path) 
     shutil.copy(trained_resnet20[0], checkpoint)
     shutil.copy(f"{trained_resnet20[0]}.json", f"{checkpoint}.json")
     args = ("calibrate", str(checkpoint), "--method", "minmax", "--calib-images", "32", "--no-cache")
+    bad_data = invoke(*args, "--data", f"cifar10:{tmp_path / 'none'}")
+    assert_one_line_error(bad_data, "does not exist")
+    assert not (tmp_path / "model.onnx").exists()  # refused before the export, not after
     first = invoke(*args)
     assert first.exit_code == 0, first.output
     assert "verified against PyTorch" in first.stdout

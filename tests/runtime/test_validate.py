@@ -110,6 +110,9 @@ def test_cli_errors(trained, tmp_path) -> None:
         invoke("validate", "--checkpoint", str(checkpoint), str(tmp_path / "model.bin.engine")),
         "model.bin.engine.json not found: engines built by `resnet-deploy build-engine` carry it",
     )
+    assert_one_line_error(
+        invoke("validate", "--checkpoint", str(checkpoint), str(fp32), "--max-top1-drop", "-1"), "not in the range x>=0"
+    )
     assert_one_line_error(invoke("convert", str(fp16), "--fp16", "-o", str(tmp_path / "y.onnx")), "not an FP32 model")
     assert invoke("convert", str(fp32)).exit_code == 2  # a precision must be chosen
     assert not (tmp_path / "y.onnx").exists()
