@@ -37,6 +37,11 @@ class Backend:
         return self.name == "tensorrt-rtx"
 
     @property
+    def has_timing_cache(self) -> bool:
+        """TensorRT-RTX times no tactics: its timing-cache calls are no-ops (deprecated in 1.2)."""
+        return not self.is_rtx
+
+    @property
     def strongly_typed_only(self) -> bool:
         """TensorRT 11 dropped the FP16/INT8 builder flags: precision comes from the graph alone."""
         return not hasattr(self.module.BuilderFlag, "INT8")

@@ -165,7 +165,7 @@ def build_engine(
     )
     config = configure(chosen, builder, network, options, profile, weak_flags=weak_flags, calibrator=calibrator)
     timing_cache_path = Path(options.timing_cache) if options.timing_cache else None
-    if timing_cache_path is not None and chosen.is_rtx:
+    if timing_cache_path is not None and not chosen.has_timing_cache:
         warn("TensorRT-RTX keeps no timing cache (its timing-cache calls are no-ops); --timing-cache ignored")
         timing_cache_path = None
     load_timing_cache(config, timing_cache_path, logger, warn)

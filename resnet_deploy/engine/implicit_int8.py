@@ -18,7 +18,7 @@ def cache_calibrator(backend: Backend, cache_path: Path) -> Any:
     from resnet_deploy.quantize.cache import trt_version_tag
 
     trt = backend.module
-    if backend.is_rtx or backend.strongly_typed_only:
+    if backend.strongly_typed_only:  # TensorRT 11 and TensorRT-RTX: no INT8 flag, no calibrators
         raise BuildOptionError(
             f"--implicit needs TensorRT 8.6-10.x; {backend.name} {backend.version} builds explicit INT8 only "
             "(drop --implicit: --int8 builds from the Q/DQ ONNX)"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from resnet_deploy.errors import ResnetDeployError
@@ -41,12 +41,10 @@ class BuildOptions:
     target_cc: tuple[str, ...] = ()  # TensorRT-RTX compute capabilities, e.g. ("8.6", "8.9")
     implicit: bool = False  # TensorRT <= 10 implicit INT8 from a calibration cache
     calib_cache: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["batch"] = str(self.batch) if self.batch else None
-        out.pop("extra")
         return out
 
 

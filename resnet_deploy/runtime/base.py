@@ -31,8 +31,7 @@ class Backend(ABC):
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         """Logits (N, num_classes) float32 for a normalised (N, C, H, W) float32 batch."""
-        if self._closed:
-            raise ResnetDeployError(f"{self.path} was closed; open it again to run it")
+        self._check_open()
         batch = np.asarray(batch)
         if batch.ndim != 4 or tuple(batch.shape[1:]) != self.input_shape:
             raise ResnetDeployError(
@@ -42,6 +41,10 @@ class Backend(ABC):
         if batch.dtype != np.float32:
             raise ResnetDeployError(f"{self.path.name} expects float32 input, got {batch.dtype}")
         return self._infer(np.ascontiguousarray(batch))
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ResnetDeployError(f"{self.path} was closed; open it again to run it")
 
     @abstractmethod
     def _infer(self, batch: np.ndarray) -> np.ndarray: ...

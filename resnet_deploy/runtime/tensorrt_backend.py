@@ -160,8 +160,7 @@ class TensorRTBackend(Backend):
 
     def infer(self, batch: Any) -> Any:
         if _is_torch_cuda(batch):
-            if self._closed:
-                raise ResnetDeployError(f"{self.path} was closed; open it again to run it")
+            self._check_open()
             return self._infer_torch(batch)
         return super().infer(batch)
 
