@@ -28,6 +28,9 @@ def main() -> int:
 
     from PIL import Image, UnidentifiedImageError
 
+    if not args.images.is_dir():
+        print(f"error: {args.images} is not a folder of images", file=sys.stderr)
+        return 2
     files = sorted(p for p in args.images.rglob("*") if p.suffix.lower() in EXTENSIONS)
     if not files:
         print(f"error: no images ({', '.join(sorted(EXTENSIONS))}) under {args.images}", file=sys.stderr)

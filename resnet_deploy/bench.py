@@ -153,14 +153,23 @@ def run_bench(
     return report
 
 
-def plot(report: BenchReport, path: str) -> None:
+def check_plot_path(path: str) -> None:
+    """Refuse a --plot that cannot be written, before any benchmarking is done."""
+    if not path.lower().endswith(".png"):
+        raise ResnetDeployError(f"--plot writes a PNG chart: give a path ending in .png, not {path}")
     try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        import matplotlib  # noqa: F401
     except ImportError:
         raise ResnetDeployError('--plot needs matplotlib: pip install "resnet-deploy[plot]"') from None
+
+
+def plot(report: BenchReport, path: str) -> None:
+    check_plot_path(path)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     from resnet_deploy._io import atomic_output
 
     artifacts = list(dict.fromkeys(r.artifact for r in report.rows))

@@ -101,7 +101,8 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
             "resave it with torch.save(model.state_dict(), path)"
         ) from exc
     except Exception as exc:  # truncated zip, wrong format: not a torch file at all
-        raise CheckpointError(f"{path} is not a PyTorch checkpoint ({_first_line(exc)})") from exc
+        why = _first_line(exc) if zipfile.is_zipfile(path) else "neither a zip archive nor a pickle"
+        raise CheckpointError(f"{path} is not a PyTorch checkpoint ({why})") from exc
     state_dict = _unwrap(obj, path)
     digest = sha256_file(path)
 

@@ -60,6 +60,12 @@ def convert_to_fp16(
         raise ResnetDeployError(
             f"{onnx_path} is not an FP32 model (precision {props.get('precision')}); convert the FP32 export"
         )
+    op_types = sorted({n.op_type for n in model.graph.node})
+    unknown = [op for op in keep_fp32 if op not in op_types]
+    if unknown:
+        raise ResnetDeployError(
+            f"--keep-fp32 {', '.join(unknown)}: {onnx_path} has no such op; its op types are {', '.join(op_types)}"
+        )
     block = list(float16.DEFAULT_OP_BLOCK_LIST) + list(keep_fp32)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # "will be truncated to 1e-07": tiny weights clamp

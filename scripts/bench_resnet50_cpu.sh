@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # ResNet-50 on the CPU, batch 1 and 8: PyTorch eager vs ONNX Runtime FP32 vs our INT8 artifacts,
-# side by side in one process (README "Benchmarks"). Writes scripts/results/bench-resnet50-cpu.{json,png}.
+# side by side in one process (README "Benchmarks"), then the per-layer FP32/INT8 profile of
+# scripts/int8_cpu_layers.py. Writes scripts/results/bench-resnet50-cpu.{json,png} and
+# scripts/results/int8-cpu-layers.{txt,json}.
 #   scripts/bench_resnet50_cpu.sh [threads]
 set -euo pipefail
-source "$(dirname "${BASH_SOURCE[0]}")/_venv.sh" ""
+source "$(dirname "${BASH_SOURCE[0]}")/_venv.sh" "plot"  # --plot needs matplotlib
 cd "$ROOT"
 threads="${1:-$(nproc)}"
 work="$(mktemp -d)"
@@ -21,4 +23,6 @@ mkdir -p scripts/results
 resnet-deploy bench "$work/r50.pt" "$work/r50.onnx" "$work/r50.cpu.int8.onnx" "$work/r50.int8.onnx" \
   --batch 1,8 --iters 24 --threads "$threads" --plot scripts/results/bench-resnet50-cpu.png --json \
   > scripts/results/bench-resnet50-cpu.json
-echo "wrote scripts/results/bench-resnet50-cpu.{json,png}"
+python scripts/int8_cpu_layers.py "$work/r50.onnx" "$work/r50.cpu.int8.onnx" --threads "$threads" \
+  --json scripts/results/int8-cpu-layers.json | tee scripts/results/int8-cpu-layers.txt
+echo "wrote scripts/results/bench-resnet50-cpu.{json,png} and scripts/results/int8-cpu-layers.{txt,json}"

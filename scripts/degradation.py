@@ -36,9 +36,11 @@ def train_all(data: str, epochs: int | None, seed: int, out: Path, device: str) 
         name = f"{kind}{depth}"
         run_dir = out / name
         options = TrainOptions(depth=depth, plain=kind == "plain", data=data, epochs=epochs, seed=seed, device=device)
-        resume = run_dir if (run_dir / "train_state.pt").exists() else None  # an interrupted sweep continues
+        # An interrupted sweep continues; the full options go along, so a finished or interrupted run
+        # with other settings (say another --epochs) is refused rather than reported as this sweep.
+        resume = run_dir if (run_dir / "train_state.pt").exists() else None
         trainer = Trainer(
-            options if resume is None else TrainOptions(device=device),
+            options,
             run_dir,
             resume=resume,
             progress=False,
@@ -98,11 +100,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="auto")
     parser.add_argument("-o", "--out", type=Path, default=Path("degradation-out"))
     args = parser.parse_args(argv)
+    try:
+        import matplotlib  # noqa: F401  # checked first: the plot comes after the whole sweep
+    except ImportError:
+        parser.exit(2, 'error: the plot needs matplotlib: pip install "resnet-deploy[plot]"\n')
+
+    from resnet_deploy.errors import ResnetDeployError
 
     args.out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     epochs = args.epochs or (DIGITS_EPOCHS if args.data == "digits" else None)
-    results = train_all(args.data, epochs, args.seed, args.out, args.device)
+    try:
+        results = train_all(args.data, epochs, args.seed, args.out, args.device)
+    except ResnetDeployError as exc:
+        parser.exit(exc.exit_code, f"error: {exc}\n")
     machine = f"{platform.machine()}, {platform.processor() or 'cpu'}, python {platform.python_version()}"
     summary = {
         "data": args.data,

@@ -13,9 +13,11 @@ from resnet_deploy.cli.output import Reporter
 @click.command()
 @click.argument("artifacts", nargs=-1, required=True, metavar="ARTIFACT...")
 @click.option("--batch", "batches", default="1,8,32", show_default=True, help="Comma-separated batch sizes.")
-@click.option("--warmup", type=int, default=5, show_default=True, help="Untimed rounds per batch size.")
-@click.option("--iters", type=int, default=30, show_default=True, help="Timed rounds per batch size.")
-@click.option("--threads", type=int, default=None, help="CPU threads for ONNX Runtime and PyTorch.")
+@click.option(
+    "--warmup", type=click.IntRange(min=0), default=5, show_default=True, help="Untimed rounds per batch size."
+)
+@click.option("--iters", type=click.IntRange(min=1), default=30, show_default=True, help="Timed rounds per batch size.")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads for ONNX Runtime and PyTorch.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None, help="Write a PNG chart.")
 @json_option
 def bench(
@@ -35,7 +37,7 @@ def bench(
       resnet-deploy bench r20.int8.engine r20.onnx --batch 1,8,32 --plot bench.png --json
     """
     from resnet_deploy._io import check_writable
-    from resnet_deploy.bench import plot, run_bench
+    from resnet_deploy.bench import check_plot_path, plot, run_bench
     from resnet_deploy.runtime import open_backend
 
     out = Reporter(as_json)
@@ -46,10 +48,9 @@ def bench(
             f"{batches!r} is not a comma-separated list of integers", param_hint="--batch"
         ) from None
     if plot_path:
+        check_plot_path(plot_path)
         check_writable(plot_path)
     if threads is not None:
-        if threads < 1:
-            raise click.BadParameter("must be >= 1", param_hint="--threads")
         try:
             import torch
 

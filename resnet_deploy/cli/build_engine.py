@@ -42,7 +42,7 @@ from resnet_deploy.cli.output import Reporter, human_bytes
 @click.option("--implicit", is_flag=True, help="With --int8 on TensorRT 8.6-10.x: implicit INT8 from --calib-cache.")
 @click.option("--calib-cache", type=click.Path(dir_okay=False), default=None, help="<id>.calib.cache of calibrate.")
 @click.option("--data", default=None, help="Calibration data spec for --int8 (default: the model's dataset).")
-@click.option("--calib-images", type=int, default=512, show_default=True)
+@click.option("--calib-images", type=click.IntRange(min=1), default=512, show_default=True)
 @click.option("--method", type=click.Choice(["entropy", "percentile", "minmax"]), default="entropy", show_default=True)
 @click.option("--cache-dir", type=click.Path(file_okay=False), default="calibration", show_default=True)
 @click.option(
@@ -50,7 +50,7 @@ from resnet_deploy.cli.output import Reporter, human_bytes
     "--output",
     type=click.Path(dir_okay=False),
     default=None,
-    help="Engine file (default: MODEL.<precision>.engine beside the ONNX).",
+    help="Engine file (default: MODEL.engine for FP32, MODEL.<precision>.engine otherwise, beside the ONNX).",
 )
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
 @json_option
@@ -100,6 +100,7 @@ def build_engine(
     from resnet_deploy.engine.backends import choose
     from resnet_deploy.engine.build import build_engine as build
     from resnet_deploy.engine.options import BuildOptions, check_combination, parse_batch, parse_target_cc
+    from resnet_deploy.runtime.load import ENGINE_SUFFIXES
 
     out = Reporter(as_json)
     chosen_precisions = [name for name, on in (("fp32", fp32), ("fp16", fp16), ("int8", int8), ("best", best)) if on]
@@ -124,6 +125,11 @@ def build_engine(
         implicit=implicit,
         calib_cache=calib_cache,
     )
+    if output is not None and not output.endswith(ENGINE_SUFFIXES):
+        raise click.BadParameter(
+            f"an engine file ends in {' or '.join(ENGINE_SUFFIXES)} (the runner goes by the suffix), not {output}",
+            param_hint="-o",
+        )
     chosen = choose(backend)  # fail before an export or a calibration when nothing can build
     check_combination(options, chosen.name)
     suffix = "" if precision == "fp32" else f".{precision}"

@@ -22,7 +22,9 @@ from resnet_deploy.cli.export import run_export
 from resnet_deploy.cli.options import json_option
 from resnet_deploy.cli.output import Reporter
 from resnet_deploy.cli.train import describe_epoch
+from resnet_deploy.engine.sidecar import sidecar_path
 from resnet_deploy.errors import ResnetDeployError
+from resnet_deploy.models.config import ARCHITECTURES
 
 # TensorRT-RTX targets when there is no GPU to build for: RTX 30xx, 40xx, 50xx
 DEMO_TARGET_CC = ("8.6", "8.9", "12.0")
@@ -67,7 +69,9 @@ def build_demo_engines(out: Reporter, artifacts: list[Path], directory: Path) ->
     help="Directory for every artifact the demo writes (a previous demo there is replaced).",
 )
 @click.option("--depth", type=int, default=20, show_default=True, help="CIFAR-family depth to train.")
-@click.option("--epochs", type=int, default=None, help="Training epochs (default: the recipe's 20 on digits).")
+@click.option(
+    "--epochs", type=click.IntRange(min=1), default=None, help="Training epochs (default: the recipe's 20 on digits)."
+)
 @click.option("--calib-images", type=click.IntRange(min=1), default=512, show_default=True)
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
 @json_option
@@ -83,6 +87,14 @@ def demo(out_dir: str, depth: int, epochs: int | None, calib_images: int, no_pro
     from resnet_deploy.validate import validate
 
     out = Reporter(as_json)
+    # Every option is checked before --out is touched: a refused demo leaves the previous one intact.
+    cifar_depths = [d for d, (family, _, _) in ARCHITECTURES.items() if family == "cifar"]
+    if depth not in cifar_depths:
+        raise click.BadParameter(
+            f"the demo trains a CIFAR-family ResNet on 32x32 digits: choose one of "
+            f"{', '.join(map(str, cifar_depths))}, not {depth}",
+            param_hint="--depth",
+        )
     threads = os.cpu_count() or 1
     directory = Path(out_dir)
     run_dir = directory / "train"
@@ -156,7 +168,13 @@ def demo(out_dir: str, depth: int, epochs: int | None, calib_images: int, no_pro
     out.say(bench_report.table())
     total = time.perf_counter() - start
     out.say("files:")
-    for path in [trained.checkpoint, *artifacts, *engines, directory / "validation.md", directory / "bench.json"]:
+    out.say(f"  {run_dir}/  (the training run: {trained.checkpoint.name} with its .json, log and state)")
+    for path in artifacts:
+        out.say(f"  {path}")
+    for engine in engines:
+        out.say(f"  {engine}  (and {sidecar_path(engine).name}, its build record)")
+    out.say(f"  {directory / 'calibration'}/  (the calibration cache: ranges and TensorRT .calib.cache)")
+    for path in [directory / "validation.md", directory / "bench.json"]:
         out.say(f"  {path}")
     out.say(f"demo finished in {total:.0f} s; artifacts and validation.md in {directory}/")
     out.result(

@@ -21,6 +21,24 @@ def describe_verification(report: Any) -> str:
     return "verified against PyTorch in ONNX Runtime: " + "; ".join(parts)
 
 
+def _refuse_replacing_trained(path: Path) -> None:
+    """Random weights never replace an ONNX exported from a checkpoint (``export --depth 20`` over a
+    trained resnet20.onnx, or ``build-engine --depth 20`` beside one)."""
+    from resnet_deploy.metadata import read_onnx_metadata
+
+    if not path.is_file():
+        return
+    try:
+        recorded = read_onnx_metadata(str(path)).checkpoint_sha256
+    except ResnetDeployError:
+        return  # not one of ours: an ordinary overwrite
+    if recorded:
+        raise OutputPathError(
+            f"{path} holds weights exported from a checkpoint; random weights would replace them. "
+            f"Remove it or choose another -o (or use --onnx {path} / --checkpoint to build from the trained model)"
+        )
+
+
 def run_export(
     out: Reporter,
     checkpoint: str | None,
@@ -42,15 +60,18 @@ def run_export(
     if checkpoint is None and model_opts.get("depth") is None:
         raise click.UsageError("give --depth or --checkpoint")
     if output is not None:
+        if not output.endswith(".onnx"):
+            raise OutputPathError(f"the export is an ONNX file: give an output ending in .onnx, not {output}")
         check_writable(output)  # before minutes of work, not after
     source = open_model(checkpoint, **model_opts)
     name = source.metadata.config.name
+    path = Path(output) if output else Path(f"{name}.onnx")
     if source.random_init:
+        _refuse_replacing_trained(path)
         out.warn(
             f"no --checkpoint: exporting a randomly initialised {name}; its predictions are meaningless "
             "(pass --checkpoint PATH to export trained weights)"
         )
-    path = Path(output) if output else Path(f"{name}.onnx")
     result = export_onnx(
         source.model,
         path,
@@ -116,11 +137,16 @@ def onnx_from_model_arg(out: Reporter, model_path: str, onnx_path: Path) -> Path
 @click.option(
     "--opset", type=int, default=None, help="ONNX opset (default 18; 17 or lower for TensorRT 8.x / JetPack 5)."
 )
-@click.option("--static-batch", type=int, default=None, help="Fix the batch size (default: dynamic batch).")
+@click.option(
+    "--static-batch", type=click.IntRange(min=1), default=None, help="Fix the batch size (default: dynamic batch)."
+)
 @click.option("--simplify", is_flag=True, help="Simplify the graph with onnxslim.")
 @click.option("--no-verify", "no_verify", is_flag=True, help="Skip the ONNX Runtime vs PyTorch check.")
 @click.option(
-    "--tolerance", type=float, default=None, help="Allowed max |error| relative to the logit scale (default 1e-4)."
+    "--tolerance",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Allowed max |error| relative to the logit scale (default 1e-4).",
 )
 @json_option
 def export(

@@ -23,7 +23,7 @@ def json_option(f: F) -> F:
         callback=_remember_json,
         expose_value=True,
         is_eager=True,
-        help="Print one JSON object (paths, timings, figures) on stdout instead of text.",
+        help="Print one JSON object (paths, timings, figures) on stdout; the text goes to stderr.",
     )(f)
 
 

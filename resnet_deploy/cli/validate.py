@@ -48,12 +48,19 @@ def validate(
     """
     from resnet_deploy._io import check_writable
     from resnet_deploy.runtime import open_backend
+    from resnet_deploy.runtime.load import TORCH_SUFFIXES
     from resnet_deploy.validate import check_gate, write_report
     from resnet_deploy.validate import validate as run_validation
 
     out = Reporter(as_json)
     if not artifacts:
         raise click.UsageError("name at least one artifact to validate, e.g. --artifacts model.onnx")
+    if not checkpoint.lower().endswith(TORCH_SUFFIXES):
+        raise click.BadParameter(
+            f"the reference is the original PyTorch model (.pt/.pth), not {checkpoint}; "
+            "pass exported artifacts after the options",
+            param_hint="--checkpoint",
+        )
     if report:
         check_writable(report)
     with ExitStack() as stack:

@@ -104,6 +104,11 @@ def check_combination(options: BuildOptions, backend_name: str) -> None:
         raise BuildOptionError(f"unknown precision {options.precision!r}")
     if rtx and options.dla_core is not None:
         raise BuildOptionError("--dla-core needs TensorRT on a Jetson; TensorRT-RTX has no DLA")
+    if rtx and options.version_compatible:
+        raise BuildOptionError(
+            "--version-compatible needs full TensorRT (engines for its lean runtime); TensorRT-RTX has no lean "
+            "runtime: rebuild the engine for each TensorRT-RTX version instead"
+        )
     if options.gpu_fallback and options.dla_core is None:
         raise BuildOptionError("--gpu-fallback only applies with --dla-core N")
     if options.target_cc and not rtx:

@@ -66,6 +66,8 @@ def calibrate_onnx(
     check_classifier_io(model, metadata, str(onnx_path))
     if any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in model.graph.node):
         raise ResnetDeployError(f"{onnx_path} is already quantized; calibrate the FP32 export instead")
+    if any(t.data_type == onnx.TensorProto.FLOAT16 for t in model.graph.initializer):
+        raise ResnetDeployError(f"{onnx_path} is FP16; calibrate the FP32 export instead")
     calib = load_calibration_set(metadata, data, count)
     if calib.fallback:
         warn(

@@ -141,7 +141,7 @@ def _fresh_model(options: TrainOptions, dataset: Dataset) -> tuple[ResNet, _Setu
         raise TrainingError(
             f"dataset {dataset.name} has {classes} classes, not {options.num_classes}; drop --num-classes"
         )
-    size = options.input_size or dataset.native_size
+    size = options.input_size if options.input_size is not None else dataset.native_size
     seed = options.seed or 0
     torch.manual_seed(seed)
     if options.checkpoint:

@@ -44,6 +44,7 @@ def test_target_compute_capabilities() -> None:
         ("tensorrt", BuildOptions(precision="int8", implicit=True), "--implicit needs --calib-cache"),
         ("tensorrt", BuildOptions(calib_cache="x.cache"), "--calib-cache is for --implicit"),
         ("tensorrt", BuildOptions(builder_opt_level=7), "0..5"),
+        ("tensorrt-rtx", BuildOptions(version_compatible=True), "TensorRT-RTX has no lean runtime"),
     ],
 )
 def test_contradictory_options(backend, options, message) -> None:

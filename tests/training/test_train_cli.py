@@ -79,6 +79,7 @@ def test_resume_via_cli(cifar_dir, tmp_path) -> None:
         (["--depth", "21"], "unknown depth 21"),
         (["--depth", "20", "--num-classes", "3"], "has 10 classes, not 3; drop --num-classes"),
         (["--resume", "/nonexistent/run"], "nothing to resume"),
+        (["--depth", "20", "--input-size", "0"], "--input-size 0 is too small"),
     ],
 )
 def test_bad_input_is_one_line(tmp_path, args, needle) -> None:
