@@ -125,7 +125,7 @@ def build_engine(
         implicit=implicit,
         calib_cache=calib_cache,
     )
-    if output is not None and not output.endswith(ENGINE_SUFFIXES):
+    if output is not None and not output.lower().endswith(ENGINE_SUFFIXES):
         raise click.BadParameter(
             f"an engine file ends in {' or '.join(ENGINE_SUFFIXES)} (the runner goes by the suffix), not {output}",
             param_hint="-o",
