@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import platform
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -21,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from resnet_deploy.errors import ResnetDeployError
+from resnet_deploy.machine import cpu_name
 from resnet_deploy.runtime.base import Backend
 
 BLOCKS = 3  # alternating blocks per artifact and batch size
@@ -70,15 +72,8 @@ class BenchReport:
 
 
 def describe_machine(threads: int | None) -> dict[str, Any]:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as fh:
-            names = [line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")]
-        cpu = names[0] if names else cpu
-    except OSError:
-        pass
     info: dict[str, Any] = {
-        "cpu": cpu,
+        "cpu": cpu_name(),
         "cores": os.cpu_count(),
         "threads": threads or "default",
         "os": f"{platform.system()} {platform.release()}",
@@ -90,13 +85,10 @@ def describe_machine(threads: int | None) -> dict[str, Any]:
         info["onnxruntime"] = onnxruntime.__version__
     except ImportError:
         pass
-    try:
-        import torch
-
+    torch = sys.modules.get("torch")  # only when a PyTorch artifact loaded it: never imported for this
+    if torch is not None:
         info["torch"] = torch.__version__
         info["gpu"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    except ImportError:
-        pass
     return info
 
 
@@ -145,7 +137,7 @@ def run_bench(
                     p90_ms=float(np.percentile(ms, 90)),
                     p99_ms=float(np.percentile(ms, 99)),
                     mean_ms=float(ms.mean()),
-                    images_per_second=float(batch * 1000 / np.median(ms)),
+                    images_per_second=float(batch * 1000 / np.percentile(ms, 50)),
                     iters=iters,
                     timer=backend.timer,
                 )

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from resnet_deploy.errors import ResnetDeployError
+from resnet_deploy.machine import cpu_name
 from resnet_deploy.runtime.base import Backend
 from resnet_deploy.runtime.preprocess import normalise
 
@@ -122,9 +123,8 @@ class ValidationReport:
 def machine_description() -> str:
     import os
 
-    cpu = platform.processor() or platform.machine()
     python = platform.python_version()
-    return f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPU cores ({cpu}), Python {python}"
+    return f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPU cores ({cpu_name()}), Python {python}"
 
 
 def _topk_hits(logits: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:

@@ -26,7 +26,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from resnet_deploy.bench import describe_machine
+from resnet_deploy.bench import PAUSE_SECONDS, describe_machine
 
 
 def _numel(shape: list[int]) -> int:
@@ -44,11 +44,10 @@ def _conv_kind(weight: list[int]) -> str:
     return f"{kh}x{kw} conv"
 
 
-def batch_of_one(path: str) -> np.ndarray:
-    """A random batch of one image in the model's input shape."""
-    model = onnx.load(path, load_external_data=False)
-    dims = model.graph.input[0].type.tensor_type.shape.dim[1:]
-    return np.random.default_rng(0).random((1, *(d.dim_value for d in dims)), dtype=np.float32)
+def batch_of_one(session: ort.InferenceSession) -> np.ndarray:
+    """A random batch of one image in the session's input shape."""
+    sample = session.get_inputs()[0].shape[1:]
+    return np.random.default_rng(0).random((1, *sample), dtype=np.float32)
 
 
 def weight_shapes(path: str) -> dict[str, list[int]]:
@@ -90,7 +89,7 @@ def profile_layers(path: str, threads: int, iters: int) -> dict[str, dict[str, f
         options.profile_file_prefix = str(Path(tmp) / "prof")
         session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
         name = session.get_inputs()[0].name
-        x = batch_of_one(path)
+        x = batch_of_one(session)
         for _ in range(iters + 3):
             session.run(None, {name: x})
         events = json.loads(Path(session.end_profiling()).read_text())
@@ -121,10 +120,13 @@ def profile_layers(path: str, threads: int, iters: int) -> dict[str, dict[str, f
     return dict(kinds)
 
 
-def _ort_runner(path: str, threads: int, x: np.ndarray) -> Callable[[], Any]:
+def _ort_session(path: str, threads: int) -> ort.InferenceSession:
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
-    session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+
+
+def _ort_runner(session: ort.InferenceSession, x: np.ndarray) -> Callable[[], Any]:
     name = session.get_inputs()[0].name
     return lambda: session.run(None, {name: x})
 
@@ -141,10 +143,12 @@ def _openvino_runner(path: str, threads: int, x: np.ndarray) -> Callable[[], Any
 
 
 def end_to_end(runs: dict[str, Callable[[], Any]], rounds: int, per_round: int) -> dict[str, float]:
-    """p50 ms per run, timed in alternating blocks (as `resnet-deploy bench` does)."""
+    """p50 ms per run, timed in alternating blocks with a pause between them, as `resnet-deploy bench`
+    times them (its Backend seam has no OpenVINO backend, hence this small copy of the loop)."""
     times: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(rounds):
         for name, run in runs.items():
+            time.sleep(PAUSE_SECONDS)  # let the previous runtime's spinning threads park
             for _ in range(3):
                 run()
             for _ in range(per_round):
@@ -200,10 +204,11 @@ def main(argv: list[str] | None = None) -> int:
         f"{'':11s} {'':11s} {total_fp32 / total_int8:12.2f}x"
     )
 
-    x = batch_of_one(args.fp32)
+    fp32_session = _ort_session(args.fp32, args.threads)
+    x = batch_of_one(fp32_session)
     runs = {
-        "onnxruntime fp32": _ort_runner(args.fp32, args.threads, x),
-        "onnxruntime int8": _ort_runner(args.int8, args.threads, x),
+        "onnxruntime fp32": _ort_runner(fp32_session, x),
+        "onnxruntime int8": _ort_runner(_ort_session(args.int8, args.threads), x),
     }
     try:
         runs["openvino fp32"] = _openvino_runner(args.fp32, args.threads, x)

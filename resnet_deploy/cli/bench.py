@@ -39,6 +39,7 @@ def bench(
     from resnet_deploy._io import check_writable
     from resnet_deploy.bench import check_plot_path, plot, run_bench
     from resnet_deploy.runtime import open_backend
+    from resnet_deploy.runtime.load import ONNX_SUFFIXES
 
     out = Reporter(as_json)
     try:
@@ -60,7 +61,7 @@ def bench(
     with ExitStack() as stack:
         opened = []
         for path in artifacts:
-            options = {"threads": threads} if path.endswith(".onnx") and threads else {}
+            options = {"threads": threads} if threads and path.lower().endswith(ONNX_SUFFIXES) else {}
             opened.append(stack.enter_context(open_backend(path, **options)))
         report = run_bench(opened, sizes, warmup=warmup, iters=iters, threads=threads)
     m = report.machine

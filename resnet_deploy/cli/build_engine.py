@@ -96,7 +96,6 @@ def build_engine(
       resnet-deploy build-engine --onnx r50.onnx --int8 --implicit --calib-cache calibration/<id>.calib.cache
     """
     from resnet_deploy.cli.export import onnx_from_model_arg, run_export
-    from resnet_deploy.data.spec import check_spec
     from resnet_deploy.engine.backends import choose
     from resnet_deploy.engine.build import build_engine as build
     from resnet_deploy.engine.options import BuildOptions, check_combination, parse_batch, parse_target_cc
@@ -145,6 +144,8 @@ def build_engine(
         output = output or str(directory / f"{stem}{suffix}.engine")
         exported = Path(output).with_name(stem + ".onnx")
         if data and precision in ("int8", "best"):
+            from resnet_deploy.data.spec import check_spec  # imports torch: only when calibrating
+
             check_spec(data)  # a wrong --data fails now, not after the export
         if checkpoint:
             source = onnx_from_model_arg(out, checkpoint, exported)

@@ -20,7 +20,7 @@ import click
 
 from resnet_deploy.cli.export import run_export
 from resnet_deploy.cli.options import json_option
-from resnet_deploy.cli.output import Reporter
+from resnet_deploy.cli.output import Reporter, human_bytes
 from resnet_deploy.cli.train import describe_epoch
 from resnet_deploy.engine.sidecar import sidecar_path
 from resnet_deploy.errors import ResnetDeployError
@@ -53,8 +53,10 @@ def build_demo_engines(out: Reporter, artifacts: list[Path], directory: Path) ->
         result = build_engine(
             graph, graph.with_suffix(".engine"), BuildOptions(precision=precision, target_cc=target_cc)
         )
-        size = f"{result.size_bytes / 2**20:.1f} MiB"
-        out.say(f"{result.path} ({size}, {result.backend} {result.backend_version}) in {result.build_seconds:.1f} s")
+        out.say(
+            f"{result.path} ({human_bytes(result.size_bytes)}, {result.backend} {result.backend_version}) "
+            f"in {result.build_seconds:.1f} s"
+        )
         engines.append(result.path)
     return engines
 
@@ -78,13 +80,14 @@ def build_demo_engines(out: Reporter, artifacts: list[Path], directory: Path) ->
 def demo(out_dir: str, depth: int, epochs: int | None, calib_images: int, no_progress: bool, as_json: bool) -> None:
     """Run the pipeline end to end on the embedded digits: train, export, INT8, FP16, engines,
     validate, benchmark."""
+    from resnet_deploy._io import write_bytes_atomic
     from resnet_deploy.bench import run_bench
     from resnet_deploy.fp16 import convert_to_fp16
     from resnet_deploy.quantize.calibrate import calibrate_onnx
     from resnet_deploy.runtime import open_backend
     from resnet_deploy.training.run_state import STATE_FILE
     from resnet_deploy.training.trainer import Trainer, TrainOptions
-    from resnet_deploy.validate import validate
+    from resnet_deploy.validate import validate, write_report
 
     out = Reporter(as_json)
     # Every option is checked before --out is touched: a refused demo leaves the previous one intact.
@@ -159,12 +162,12 @@ def demo(out_dir: str, depth: int, epochs: int | None, calib_images: int, no_pro
             except ResnetDeployError as exc:
                 out.say(f"not validating {engine.name}: {exc}")
         report = validate(reference, opened)
-        (directory / "validation.md").write_text(report.markdown())
+        write_report(report, directory / "validation.md")
         out.say(report.table())
 
         out.say(f"== 7. benchmark, batch 1 and 32, {threads} CPU threads")
         bench_report = run_bench([reference, *opened], [1, 32], warmup=3, iters=15, threads=threads)
-    (directory / "bench.json").write_text(json.dumps(bench_report.to_dict(), indent=1) + "\n")
+    write_bytes_atomic(directory / "bench.json", (json.dumps(bench_report.to_dict(), indent=1) + "\n").encode())
     out.say(bench_report.table())
     total = time.perf_counter() - start
     out.say("files:")

@@ -21,18 +21,23 @@ def describe_verification(report: Any) -> str:
     return "verified against PyTorch in ONNX Runtime: " + "; ".join(parts)
 
 
-def _refuse_replacing_trained(path: Path) -> None:
-    """Random weights never replace an ONNX exported from a checkpoint (``export --depth 20`` over a
-    trained resnet20.onnx, or ``build-engine --depth 20`` beside one)."""
+def _exported_from(path: Path) -> str | None:
+    """The sha256 of the checkpoint an existing ONNX of ours was exported from; None for random
+    weights, a file that is not ours, or no file."""
     from resnet_deploy.metadata import read_onnx_metadata
 
     if not path.is_file():
-        return
+        return None
     try:
-        recorded = read_onnx_metadata(str(path)).checkpoint_sha256
+        return read_onnx_metadata(str(path)).checkpoint_sha256
     except ResnetDeployError:
-        return  # not one of ours: an ordinary overwrite
-    if recorded:
+        return None
+
+
+def _refuse_replacing_trained(path: Path) -> None:
+    """Random weights never replace an ONNX exported from a checkpoint (``export --depth 20`` over a
+    trained resnet20.onnx, or ``build-engine --depth 20`` beside one)."""
+    if _exported_from(path):
         raise OutputPathError(
             f"{path} holds weights exported from a checkpoint; random weights would replace them. "
             f"Remove it or choose another -o (or use --onnx {path} / --checkpoint to build from the trained model)"
@@ -99,7 +104,6 @@ def onnx_from_model_arg(out: Reporter, model_path: str, onnx_path: Path) -> Path
     never overwritten.
     """
     from resnet_deploy._io import sha256_file
-    from resnet_deploy.metadata import read_onnx_metadata
 
     path = Path(model_path)
     if not path.is_file():
@@ -107,11 +111,7 @@ def onnx_from_model_arg(out: Reporter, model_path: str, onnx_path: Path) -> Path
     if path.suffix == ".onnx":
         return path
     if onnx_path.exists():
-        try:
-            recorded = read_onnx_metadata(str(onnx_path)).checkpoint_sha256
-        except ResnetDeployError:
-            recorded = None
-        if recorded != sha256_file(path):
+        if _exported_from(onnx_path) != sha256_file(path):
             raise OutputPathError(
                 f"{onnx_path} exists and was not exported from {model_path}; remove it, or pass an ONNX as MODEL"
             )

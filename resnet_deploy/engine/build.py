@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from resnet_deploy._io import atomic_output, check_writable, sha256_file
+from resnet_deploy._io import atomic_output, check_writable, sha256_bytes, sha256_file, write_bytes_atomic
 from resnet_deploy.engine.backends import Backend, choose
 from resnet_deploy.engine.options import BuildOptionError, BuildOptions, check_combination, resolve_batch
 from resnet_deploy.engine.sidecar import describe_build_gpu, sidecar, sidecar_path
@@ -159,7 +159,7 @@ def build_engine(
     if network.num_inputs != 1 or len(network.get_input(0).shape) != 4:
         raise BuildOptionError(f"{graph} is not an image classifier with one (N, C, H, W) input")
     onnx_batch = network.get_input(0).shape[0]
-    profile = resolve_batch(options.batch, onnx_batch if onnx_batch > 0 else "dynamic")
+    profile = resolve_batch(options.batch, onnx_batch)
     calibrator = (
         cache_calibrator(chosen, Path(options.calib_cache)) if options.implicit and options.calib_cache else None
     )
@@ -192,7 +192,7 @@ def build_engine(
     meta = sidecar(
         engine=output.name,
         engine_bytes=len(engine),
-        engine_sha256=_sha256(engine),
+        engine_sha256=sha256_bytes(engine),
         backend=chosen.name,
         backend_version=chosen.version,
         precision=options.precision,
@@ -220,8 +220,7 @@ def build_engine(
         engine_tmp.write_bytes(engine)
         meta_tmp.write_text(json.dumps(meta, indent=1) + "\n")
     if timing_cache_path is not None:
-        with atomic_output(timing_cache_path) as tmp:
-            tmp.write_bytes(bytes(memoryview(config.get_timing_cache().serialize())))
+        write_bytes_atomic(timing_cache_path, bytes(memoryview(config.get_timing_cache().serialize())))
     return BuildResult(
         path=output,
         sidecar_path=sidecar_path(output),
@@ -236,9 +235,3 @@ def build_engine(
         derived=derived,
         timing_cache=timing_cache_path,
     )
-
-
-def _sha256(data: bytes) -> str:
-    import hashlib
-
-    return hashlib.sha256(data).hexdigest()

@@ -30,10 +30,11 @@ _LOGGERS: dict[str, Any] = {}
 
 
 def make_logger(trt: Any) -> Any:
-    """The TensorRT logger of this process for ``trt``: keeps errors and warnings for our messages.
+    """The TensorRT logger of this process for ``trt``: keeps the errors for our messages.
 
-    TensorRT keeps the first logger it is given for the whole process, so there is one per module;
-    callers clear ``errors`` before an operation whose errors they report.
+    TensorRT keeps the first logger it is given for the whole process, so there is one per module,
+    shared by every build and engine; an operation reports only its own errors with
+    ``mark = logger.mark()`` before it and ``logger.since(mark)`` after.
     """
     key = trt.__name__
     if key not in _LOGGERS:
@@ -41,21 +42,30 @@ def make_logger(trt: Any) -> Any:
     return _LOGGERS[key]
 
 
+class ErrorLog:
+    """The errors TensorRT logged, and which of them came after a mark."""
+
+    def __init__(self) -> None:
+        self.errors: list[str] = []
+
+    def mark(self) -> int:
+        return len(self.errors)
+
+    def since(self, mark: int, last: int = 3) -> str:
+        """The last ``last`` errors logged after ``mark``, joined, or "no error message"."""
+        return "; ".join(self.errors[mark:][-last:]) or "no error message from TensorRT"
+
+
 def _new_logger(trt: Any) -> Any:
 
-    class Logger(trt.ILogger):  # type: ignore[misc,name-defined]
+    class Logger(trt.ILogger, ErrorLog):  # type: ignore[misc,name-defined]
         def __init__(self) -> None:
             trt.ILogger.__init__(self)
-            self.errors: list[str] = []
-            self.warnings: list[str] = []
+            ErrorLog.__init__(self)
 
         def log(self, severity: Any, msg: str) -> None:
-            if severity in (trt.ILogger.Severity.VERBOSE, trt.ILogger.Severity.INFO):
-                return
             if severity in (trt.ILogger.Severity.ERROR, trt.ILogger.Severity.INTERNAL_ERROR):
                 self.errors.append(msg.strip())
-            elif severity == trt.ILogger.Severity.WARNING:
-                self.warnings.append(msg.strip())
 
     return Logger()
 
@@ -76,8 +86,6 @@ def parse(
     """Builder, network, parser (keep it alive with the network) and logger; parser errors listed."""
     trt = backend.module
     logger = make_logger(trt)
-    logger.errors.clear()
-    logger.warnings.clear()
     builder: trt_types.Builder = trt.Builder(logger)
     network: trt_types.INetworkDefinition = builder.create_network(network_flags(backend, strongly_typed))
     parser: trt_types.OnnxParser = trt.OnnxParser(network, logger)
@@ -208,14 +216,13 @@ def load_timing_cache(
     if path is None:
         return None
     data = path.read_bytes() if path.is_file() else b""
-    errors_before = len(logger.errors)
+    mark = logger.mark()
     try:
         cache = config.create_timing_cache(data)
         accepted = cache is not None and config.set_timing_cache(cache, False)
     except Exception:
-        accepted, cache = False, None
-    if data and (not accepted or len(logger.errors) > errors_before):
-        del logger.errors[errors_before:]
+        accepted = False
+    if data and (not accepted or logger.mark() > mark):
         warn(f"timing cache {path} is from another TensorRT version or damaged; ignored (it will be rewritten)")
         cache = config.create_timing_cache(b"")
         config.set_timing_cache(cache, False)
@@ -225,8 +232,9 @@ def load_timing_cache(
 def build(
     backend: Backend, builder: trt_types.Builder, network: trt_types.INetworkDefinition, config: Any, logger: Any
 ) -> bytes:
+    mark = logger.mark()
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
-        errors = "; ".join(logger.errors[-MAX_LISTED_ERRORS:]) or "no error message from TensorRT"
+        errors = logger.since(mark, MAX_LISTED_ERRORS)
         raise EngineBuildError(f"{backend.name} {backend.version} failed to build the engine: {errors}")
     return bytes(memoryview(serialized))

@@ -65,9 +65,9 @@ def parse_batch(text: str) -> BatchProfile:
     return BatchProfile(low, opt, high)
 
 
-def resolve_batch(requested: BatchProfile | None, onnx_batch: int | str) -> BatchProfile:
-    """The profile to build: checked against a static batch dimension of the ONNX."""
-    if isinstance(onnx_batch, int) and onnx_batch > 0:
+def resolve_batch(requested: BatchProfile | None, onnx_batch: int) -> BatchProfile:
+    """The profile to build: checked against a static batch dimension of the ONNX (<= 0: dynamic)."""
+    if onnx_batch > 0:
         if requested is None:
             return BatchProfile(onnx_batch, onnx_batch, onnx_batch)
         if (requested.min, requested.max) != (onnx_batch, onnx_batch):

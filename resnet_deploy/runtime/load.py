@@ -32,8 +32,9 @@ def open_backend(path: str | Path, **options: Any) -> Backend:
         raise ResnetDeployError(
             f"cannot tell what {path} is from its suffix {suffix or '(none)'}; expected .onnx, .pt/.pth or .engine"
         )
-    accepted = set(inspect.signature(backend.__init__).parameters) - {"self", "path"}
-    takes_any = any(p.kind is p.VAR_KEYWORD for p in inspect.signature(backend.__init__).parameters.values())
+    parameters = inspect.signature(backend.__init__).parameters
+    accepted = set(parameters) - {"self", "path"}
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in parameters.values())
     unknown = sorted(set(options) - accepted) if not takes_any else []
     if unknown:
         raise ResnetDeployError(

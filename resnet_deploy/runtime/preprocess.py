@@ -65,6 +65,8 @@ def preprocess(images: Sequence[Any] | Any, metadata: ArtifactMetadata) -> np.nd
         images = [images]
     if not images:
         raise ResnetDeployError("no images to classify")
+    if cfg.in_chans != 3:
+        raise ResnetDeployError(f"the model takes {cfg.in_chans}-channel input; classify handles RGB models only")
     size = cfg.input_size
     out = np.empty((len(images), size, size, 3), dtype=np.uint8)
     for i, image in enumerate(images):
@@ -73,8 +75,6 @@ def preprocess(images: Sequence[Any] | Any, metadata: ArtifactMetadata) -> np.nd
             out[i] = array  # already the model's size: no Pillow needed
         else:
             out[i] = _fit(_to_pil(image, i), size, cfg.family)
-    if cfg.in_chans != 3:
-        raise ResnetDeployError(f"the model takes {cfg.in_chans}-channel input; classify handles RGB models only")
     return normalise(out.transpose(0, 3, 1, 2).astype(np.float32) / 255.0, metadata)
 
 

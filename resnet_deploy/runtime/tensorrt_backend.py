@@ -45,10 +45,10 @@ def rebuild_hint(sidecar: dict[str, Any]) -> str:
 
 
 def check_engine_file(path: Path, sidecar: dict[str, Any]) -> bytes:
-    from resnet_deploy._io import sha256_file
+    from resnet_deploy._io import sha256_bytes
 
     data = path.read_bytes()
-    if len(data) != sidecar.get("engine_bytes") or sha256_file(path) != sidecar.get("engine_sha256"):
+    if len(data) != sidecar.get("engine_bytes") or sha256_bytes(data) != sidecar.get("engine_sha256"):
         raise EngineMismatchError(
             f"{path} ({len(data)} bytes) does not match its sidecar ({sidecar.get('engine_bytes')} bytes, "
             f"sha256 {str(sidecar.get('engine_sha256'))[:12]}...): truncated, damaged or replaced; "
@@ -111,10 +111,14 @@ class TensorRTBackend(Backend):
         trt = flavour.module
         self.kind = flavour.name
         self.logger = make_logger(trt)
-        self.logger.errors.clear()
+        mark = self.logger.mark()
         self.runtime: trt_types.Runtime = trt.Runtime(self.logger)
         if sidecar.get("version_compatible"):
             self.runtime.engine_host_code_allowed = True  # the plan carries its lean runtime
+        if cuda_graph and not cuda.supports_graphs:
+            raise ResnetDeployError(
+                f"cuda_graph=True needs cuda-python for graph capture; this runner has {type(cuda).__name__}"
+            )
         if cuda_graph and flavour.is_rtx:
             raise ResnetDeployError(
                 "cuda_graph=True is for TensorRT engines; TensorRT-RTX captures CUDA graphs itself "
@@ -122,7 +126,7 @@ class TensorRTBackend(Backend):
             )
         engine: trt_types.ICudaEngine | None = self.runtime.deserialize_cuda_engine(data)
         if engine is None:
-            errors = "; ".join(self.logger.errors[-3:]) or "no message"
+            errors = self.logger.since(mark)
             raise EngineMismatchError(
                 f"{flavour.name} {flavour.version} cannot load {path} ({errors}); {rebuild_hint(sidecar)}"
             )
@@ -204,15 +208,17 @@ class TensorRTBackend(Backend):
         return self.cuda.end_capture()
 
     def _set_shape(self, rows: int) -> None:
+        mark = self.logger.mark()
         if not self.context.set_input_shape(self.input_name, (rows, *self.sample_shape)):
             raise ResnetDeployError(
                 f"{self.path.name} refused batch {rows} (profile {self.min_batch}..{self.max_batch}): "
-                + "; ".join(self.logger.errors[-3:])
+                + self.logger.since(mark)
             )
 
     def _execute(self, stream: int) -> None:
+        mark = self.logger.mark()
         if not self.context.execute_async_v3(stream):
-            raise ResnetDeployError(f"TensorRT failed to run {self.path.name}: {'; '.join(self.logger.errors[-3:])}")
+            raise ResnetDeployError(f"TensorRT failed to run {self.path.name}: {self.logger.since(mark)}")
 
     timer = "cuda-events"
 

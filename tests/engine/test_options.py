@@ -22,7 +22,7 @@ def test_batch_profiles() -> None:
     for bad, message in [("8:4:32", "min <= opt <= max"), ("0:1:2", "start at 1"), ("1:8", "N or MIN:OPT:MAX")]:
         with pytest.raises(BuildOptionError, match=message):
             parse_batch(bad)
-    assert resolve_batch(None, "dynamic") == BatchProfile(1, 8, 32)
+    assert resolve_batch(None, -1) == BatchProfile(1, 8, 32)  # TensorRT's -1: a dynamic dimension
     assert resolve_batch(None, 4) == BatchProfile(4, 4, 4)
     with pytest.raises(BuildOptionError, match="static batch of 4, so --batch 1:8:32 cannot be built"):
         resolve_batch(BatchProfile(1, 8, 32), 4)
