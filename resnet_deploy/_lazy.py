@@ -15,9 +15,9 @@ from resnet_deploy.errors import MissingDependencyError
 
 # How to get each optional module; the pip extra is named where one exists.
 INSTALL_HINTS = {
-    "tensorrt": 'NVIDIA TensorRT: JetPack on Jetson, or `pip install "resnet-deploy[tensorrt]"` '
-    "with NVIDIA's package index reachable",
-    "tensorrt_rtx": 'TensorRT-RTX: `pip install "resnet-deploy[rtx]"`',
+    "tensorrt": "NVIDIA TensorRT: on Jetson it comes with JetPack (python3-libnvinfer); on x86 "
+    "`pip install tensorrt --extra-index-url https://pypi.nvidia.com`",
+    "tensorrt_rtx": 'TensorRT-RTX: `pip install "resnet-deploy[rtx]"` (builds ahead of time, even without a GPU)',
     "cuda": 'cuda-python: `pip install "resnet-deploy[cuda]"`',
     "pycuda": "pycuda: `pip install pycuda` (needs the CUDA toolkit)",
     "onnxslim": "onnxslim: `pip install onnxslim`",

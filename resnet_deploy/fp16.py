@@ -19,6 +19,7 @@ import numpy as np
 
 from resnet_deploy._io import atomic_output, check_writable, sha256_file
 from resnet_deploy.errors import ResnetDeployError, VerificationError
+from resnet_deploy.metadata import load_onnx, onnx_props
 
 DEFAULT_RTOL = 1e-2  # of the logit scale: fp16 keeps ~3 significant digits
 
@@ -49,13 +50,8 @@ def convert_to_fp16(
 
     start = time.perf_counter()
     output = check_writable(output)
-    try:
-        model = onnx.load(str(onnx_path))
-    except FileNotFoundError:
-        raise ResnetDeployError(f"ONNX file {onnx_path} not found") from None
-    except Exception as exc:
-        raise ResnetDeployError(f"{onnx_path} is not a readable ONNX model ({exc})") from None
-    props = {p.key: p.value for p in model.metadata_props}
+    model = load_onnx(onnx_path)
+    props = onnx_props(model)
     if props.get("precision", "fp32") != "fp32" or any(n.op_type == "QuantizeLinear" for n in model.graph.node):
         raise ResnetDeployError(
             f"{onnx_path} is not an FP32 model (precision {props.get('precision')}); convert the FP32 export"

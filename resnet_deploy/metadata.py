@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from resnet_deploy.errors import ResnetDeployError
@@ -118,17 +119,26 @@ def write_onnx_metadata(model_proto: Any, metadata: ArtifactMetadata) -> None:
     model_proto.producer_version = metadata.producer_version
 
 
-def read_onnx_props(path: str) -> dict[str, str]:
-    """All metadata props of an ONNX file (ours and any others), as a dict."""
+def load_onnx(path: str | Path, *, external_data: bool = True) -> Any:
+    """The ModelProto in ``path``; a missing or foreign file is a one-line error."""
     import onnx
 
     try:
-        model = onnx.load(str(path), load_external_data=False)
+        return onnx.load(str(path), load_external_data=external_data)
     except FileNotFoundError:
         raise ResnetDeployError(f"ONNX file {path} not found") from None
     except Exception as exc:  # onnx raises DecodeError and others for foreign files
         raise ResnetDeployError(f"{path} is not a readable ONNX model ({exc})") from exc
+
+
+def onnx_props(model: Any) -> dict[str, str]:
+    """All metadata props of a loaded ONNX model (ours and any others), as a dict."""
     return {p.key: p.value for p in model.metadata_props}
+
+
+def read_onnx_props(path: str) -> dict[str, str]:
+    """All metadata props of an ONNX file (ours and any others), as a dict."""
+    return onnx_props(load_onnx(path, external_data=False))
 
 
 def read_onnx_metadata(path: str) -> ArtifactMetadata:

@@ -95,6 +95,7 @@ def build_engine(
       resnet-deploy build-engine --onnx r50.onnx --int8 --dla-core 0 --gpu-fallback   # Jetson
       resnet-deploy build-engine --onnx r50.onnx --int8 --implicit --calib-cache calibration/<id>.calib.cache
     """
+    from resnet_deploy._io import check_writable
     from resnet_deploy.cli.export import onnx_from_model_arg, run_export
     from resnet_deploy.engine.backends import choose
     from resnet_deploy.engine.build import build_engine as build
@@ -142,6 +143,7 @@ def build_engine(
         stem = Path(checkpoint).stem if checkpoint else f"resnet{model['depth']}"
         directory = Path(checkpoint).parent if checkpoint else Path(".")
         output = output or str(directory / f"{stem}{suffix}.engine")
+        check_writable(output)  # before the export, not after it
         exported = Path(output).with_name(stem + ".onnx")
         if data and precision in ("int8", "best"):
             from resnet_deploy.data.spec import check_spec  # imports torch: only when calibrating

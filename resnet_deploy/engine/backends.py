@@ -7,18 +7,14 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-from resnet_deploy.errors import ResnetDeployError
+from resnet_deploy._lazy import INSTALL_HINTS
+from resnet_deploy.errors import MissingDependencyError
 
 BACKENDS = ("tensorrt", "tensorrt-rtx")
 MODULES = {"tensorrt": "tensorrt", "tensorrt-rtx": "tensorrt_rtx"}
-HOW_TO_INSTALL = {
-    "tensorrt": "on Jetson it comes with JetPack (python3-libnvinfer); on x86 "
-    "`pip install tensorrt --extra-index-url https://pypi.nvidia.com`",
-    "tensorrt-rtx": '`pip install "resnet-deploy[rtx]"` (builds ahead of time, even without a GPU)',
-}
 
 
-class NoBackendError(ResnetDeployError):
+class NoBackendError(MissingDependencyError):
     pass
 
 
@@ -83,10 +79,7 @@ def choose(name: str | None = None) -> Backend:
         if module is not None:
             return Backend(candidate, module, str(module.__version__))
     if name:
-        raise NoBackendError(f"--backend {name} is not installed; install it: {HOW_TO_INSTALL[name]}")
+        raise NoBackendError(f"--backend {name} is not installed; install {INSTALL_HINTS[MODULES[name]]}")
     raise NoBackendError(
-        "no TensorRT backend is installed; for TensorRT: "
-        + HOW_TO_INSTALL["tensorrt"]
-        + "; for TensorRT-RTX: "
-        + HOW_TO_INSTALL["tensorrt-rtx"]
+        f"no TensorRT backend is installed; install {INSTALL_HINTS['tensorrt']}; or {INSTALL_HINTS['tensorrt_rtx']}"
     )

@@ -20,7 +20,21 @@ def sidecar_path(engine_path: str | Path) -> Path:
 
 
 def describe_build_gpu() -> dict[str, Any]:
-    """The GPU a full-TensorRT engine is built on (and therefore for), when torch can see it."""
+    """The GPU a full-TensorRT engine is built on (and therefore for), as the runner will see it:
+    through cuda-python or pycuda (``cuda_memory``), else torch; "unknown" when none can tell."""
+    from resnet_deploy.errors import ResnetDeployError
+    from resnet_deploy.runtime.cuda_memory import open_cuda
+
+    try:
+        cuda = open_cuda()
+    except ResnetDeployError:
+        pass
+    else:
+        try:
+            name, capability = cuda.device_properties()
+            return {"gpu": name, "compute_capability": capability}
+        finally:
+            cuda.close()
     try:
         import torch
 

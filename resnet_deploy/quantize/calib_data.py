@@ -32,10 +32,9 @@ def load_calibration_set(
     Images are a seeded random subset (un-augmented), resized to the model's input size and
     normalised with its mean/std, exactly as the deployed model will see them.
     """
-    import torch
-
     from resnet_deploy.data import open_dataset
     from resnet_deploy.errors import DatasetError
+    from resnet_deploy.runtime.preprocess import normalise
 
     if count < 1:
         raise DatasetError(f"--calib-images must be at least 1, got {count}")
@@ -57,8 +56,6 @@ def load_calibration_set(
             f"{spec} has only {available} training images but --calib-images is {count}; "
             f"pass --calib-images {available} or add images"
         )
-    mean = torch.tensor(metadata.mean).view(1, -1, 1, 1)
-    std = torch.tensor(metadata.std).view(1, -1, 1, 1)
     digest = hashlib.sha256(f"{spec}|{size}|{count}|{seed}".encode())
     batches = []
     for batch in dataset.train.batches(batch_size, size=size, shuffle=True, seed=seed, limit=count):
@@ -66,7 +63,7 @@ def load_calibration_set(
             raise DatasetError(
                 f"{spec} has {batch.images.shape[1]}-channel images but the model takes {metadata.config.in_chans}"
             )
-        array = ((batch.images - mean) / std).numpy().astype(np.float32)
+        array = normalise(batch.images.numpy(), metadata)
         digest.update(array.tobytes())
         batches.append(array)
     got = sum(len(b) for b in batches)

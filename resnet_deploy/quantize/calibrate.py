@@ -50,7 +50,7 @@ def calibrate_onnx(
 ) -> CalibrateResult:
     import onnx
 
-    from resnet_deploy.metadata import check_classifier_io, read_onnx_metadata
+    from resnet_deploy.metadata import ArtifactMetadata, check_classifier_io, load_onnx, onnx_props
     from resnet_deploy.quantize.cache import calibration_id, read_cached, write_cache
     from resnet_deploy.quantize.calib_data import load_calibration_set
     from resnet_deploy.quantize.ranges import METHODS, compute_ranges
@@ -61,8 +61,8 @@ def calibrate_onnx(
     if method not in METHODS:
         raise ResnetDeployError(f"unknown calibration method {method!r}; choose one of {', '.join(METHODS)}")
     output = check_writable(output)
-    metadata = read_onnx_metadata(str(onnx_path))
-    model = onnx.load(str(onnx_path))
+    model = load_onnx(onnx_path)  # loaded once: metadata, checks, ranges and the Q/DQ graph all use it
+    metadata = ArtifactMetadata.from_props(onnx_props(model), source=str(onnx_path))
     check_classifier_io(model, metadata, str(onnx_path))
     if any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in model.graph.node):
         raise ResnetDeployError(f"{onnx_path} is already quantized; calibrate the FP32 export instead")
@@ -98,7 +98,7 @@ def calibrate_onnx(
     cal_start = time.perf_counter()
     if ranges is None:
         ranges = compute_ranges(
-            onnx_path, calib.batches, method=method, symmetric=symmetric, percentile=percentile, tensors=tensors
+            model, calib.batches, method=method, symmetric=symmetric, percentile=percentile, tensors=tensors
         )
         ranges.update({alias: ranges[source] for alias, source in aliases.items() if source in ranges})
     cal_seconds = time.perf_counter() - cal_start
@@ -128,7 +128,7 @@ def calibrate_onnx(
         from resnet_deploy.quantize.cpu_qdq import quantize_for_cpu
 
         quantized = quantize_for_cpu(onnx_path, ranges)
-    props = {p.key: p.value for p in model.metadata_props}
+    props = onnx_props(model)
     props.update(
         {
             "precision": "int8",

@@ -25,6 +25,7 @@ import io
 from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -32,7 +33,6 @@ from resnet_deploy.errors import ResnetDeployError
 
 METHODS = ("entropy", "percentile", "minmax")
 TENSORRT_HISTOGRAM_BINS = 2048  # what TensorRT's EntropyCalibration2 uses
-QUANTIZED_BINS = 128  # int8 magnitudes 0..127
 CHUNK = 8  # images per ORT run: bounds memory (all requested activations of a chunk are alive at once)
 
 
@@ -70,7 +70,7 @@ def _augmented_session(model, tensors: Iterable[str]):  # type: ignore[no-untype
 
 
 def compute_ranges(
-    onnx_path: str | Path,
+    onnx_model: Any,
     batches: list[np.ndarray],
     *,
     method: str = "entropy",
@@ -79,14 +79,17 @@ def compute_ranges(
     input_name: str = "input",
     tensors: Iterable[str] | None = None,
 ) -> dict[str, tuple[float, float]]:
-    """Calibrate ``tensors`` (default: every float activation): tensor name -> (low, high)."""
-    import onnx
+    """Calibrate ``tensors`` (default: every float activation): tensor name -> (low, high).
+
+    ``onnx_model``: a path, or a loaded ModelProto (left unchanged).
+    """
+    from resnet_deploy.metadata import load_onnx
 
     if method not in METHODS:
         raise ResnetDeployError(f"unknown calibration method {method!r}; choose one of {', '.join(METHODS)}")
     if not 0 < percentile <= 100:
         raise ResnetDeployError(f"--percentile must be in (0, 100], got {percentile}")
-    model = onnx.load(str(onnx_path))
+    model = load_onnx(onnx_model) if isinstance(onnx_model, (str, Path)) else onnx_model
     if tensors is None:
         tensors = float_activations(model)
     session, names = _augmented_session(model, tensors)
@@ -98,18 +101,18 @@ def compute_ranges(
     if method == "entropy" or (method == "percentile" and symmetric):  # |x| histograms (trt_entropy.py)
         from resnet_deploy.quantize.trt_entropy import AbsHistograms
 
-        relu_outputs = frozenset(
-            o for n in onnx.load(str(onnx_path)).graph.node if n.op_type == "Relu" for o in n.output
-        )
+        relu_outputs = frozenset(o for n in model.graph.node if n.op_type == "Relu" for o in n.output)
         histograms = AbsHistograms(TENSORRT_HISTOGRAM_BINS, nonnegative=relu_outputs)
     elif method == "percentile":  # asymmetric: ONNX Runtime's signed histograms, both tails
         from onnxruntime.quantization.calibrate import HistogramCollector
+
+        from resnet_deploy.quantize.trt_entropy import LEVELS
 
         collector = HistogramCollector(
             method=method,
             symmetric=symmetric,
             num_bins=TENSORRT_HISTOGRAM_BINS,
-            num_quantized_bins=QUANTIZED_BINS,
+            num_quantized_bins=LEVELS,
             percentile=percentile,
             scenario="same",
         )
@@ -117,14 +120,14 @@ def compute_ranges(
     high = {n: -np.inf for n in names}
     # Histograms of chunk k are counted on a second thread while ONNX Runtime runs chunk k + 1
     # (both release the GIL): 8% faster on 2 cores, one more chunk of activations in memory.
-    pool = ThreadPoolExecutor(1) if histograms is not None else None
     pending: Future[None] | None = None
-    with contextlib.redirect_stdout(io.StringIO()):  # ORT's collectors print a line per call
+    # ORT's collectors print a line per call
+    with ThreadPoolExecutor(1) as pool, contextlib.redirect_stdout(io.StringIO()):
         for batch in batches:
             for start in range(0, len(batch), CHUNK):
                 values = session.run(None, {input_name: batch[start : start + CHUNK]})
                 chunk = {n: values[i] for n, i in index.items()}
-                if histograms is not None and pool is not None:
+                if histograms is not None:
                     if pending is not None:
                         pending.result()
                     pending = pool.submit(histograms.collect, chunk)
@@ -136,8 +139,6 @@ def compute_ranges(
                         high[n] = max(high[n], float(v.max()))
         if pending is not None:
             pending.result()
-        if pool is not None:
-            pool.shutdown()
         if histograms is not None:
             from resnet_deploy.quantize.trt_entropy import entropy_amax, percentile_amax
 

@@ -28,13 +28,13 @@ LEVELS = 128  # int8 magnitudes
 START_BIN = 128
 
 
-def entropy_amax(hist: np.ndarray, edges: np.ndarray, levels: int = LEVELS, start: int = START_BIN) -> float:
+def entropy_amax(hist: np.ndarray, edges: np.ndarray) -> float:
+    levels, start = LEVELS, START_BIN
     bins = np.asarray(hist, dtype=np.float64).copy()
     n = bins.size
     if n <= start:
         return float(edges[-1])
-    if n > 1:
-        bins[0] = bins[1]
+    bins[0] = bins[1]
     total = bins.sum()
     if total <= 0:
         return float(edges[-1])

@@ -11,9 +11,10 @@ from typing import Any
 
 import numpy as np
 
+from resnet_deploy._lazy import INSTALL_HINTS
 from resnet_deploy.errors import ResnetDeployError
 
-INSTALL_HINT = '`pip install "resnet-deploy[cuda]"` (cuda-python), or pycuda where JetPack provides it'
+INSTALL_HINT = f"{INSTALL_HINTS['cuda']}; or on JetPack, {INSTALL_HINTS['pycuda']}"
 
 
 class CudaError(ResnetDeployError):
