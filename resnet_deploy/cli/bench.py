@@ -39,7 +39,7 @@ def bench(
     from resnet_deploy._io import check_writable
     from resnet_deploy.bench import check_plot_path, plot, run_bench
     from resnet_deploy.runtime import open_backend
-    from resnet_deploy.runtime.load import ONNX_SUFFIXES
+    from resnet_deploy.runtime.load import ONNX_SUFFIXES, TORCH_SUFFIXES
 
     out = Reporter(as_json)
     try:
@@ -51,17 +51,11 @@ def bench(
     if plot_path:
         check_plot_path(plot_path)
         check_writable(plot_path)
-    if threads is not None:
-        try:
-            import torch
-
-            torch.set_num_threads(threads)
-        except ImportError:
-            pass
     with ExitStack() as stack:
         opened = []
         for path in artifacts:
-            options = {"threads": threads} if threads and path.lower().endswith(ONNX_SUFFIXES) else {}
+            cpu_backend = path.lower().endswith(ONNX_SUFFIXES + TORCH_SUFFIXES)
+            options = {"threads": threads} if threads and cpu_backend else {}
             opened.append(stack.enter_context(open_backend(path, **options)))
         report = run_bench(opened, sizes, warmup=warmup, iters=iters, threads=threads)
     m = report.machine

@@ -16,7 +16,7 @@ ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
 
 def open_backend(path: str | Path, **options: Any) -> Backend:
     """Open ``path`` by its suffix. ``options`` go to the backend's constructor: ``providers`` and
-    ``threads`` for ONNX Runtime, ``device`` for PyTorch, ``cuda_graph`` for TensorRT."""
+    ``threads`` for ONNX Runtime, ``device`` and ``threads`` for PyTorch, ``cuda_graph`` for TensorRT."""
     path = Path(path)
     suffix = path.suffix.lower()
     if not path.is_file():

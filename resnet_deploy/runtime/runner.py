@@ -40,7 +40,7 @@ class Runner:
     def load(cls, path: str | Path, **options: Any) -> Runner:
         """Open an engine (.engine/.plan), an ONNX (.onnx) or a checkpoint (.pt/.pth) by its suffix.
 
-        ``options`` go to the backend: ``providers``/``threads`` (ONNX Runtime), ``device``
+        ``options`` go to the backend: ``providers``/``threads`` (ONNX Runtime), ``device``/``threads``
         (PyTorch), ``cuda_graph`` (TensorRT).
         """
         from resnet_deploy.runtime.load import open_backend

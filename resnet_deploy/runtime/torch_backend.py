@@ -17,13 +17,18 @@ class TorchBackend(Backend):
         path: str | Path,
         device: str = "cpu",
         *,
+        threads: int | None = None,
         depth: int | None = None,
         variant: str | None = None,
         num_classes: int | None = None,
         input_size: int | None = None,
     ) -> None:
-        """``depth`` and friends only for foreign state dicts whose keys do not tell them."""
+        """``threads``: torch's CPU threads (process-wide, as torch has them); ``depth`` and friends
+        only for foreign state dicts whose keys do not tell them."""
         import torch
+
+        if threads is not None:
+            torch.set_num_threads(threads)
 
         from resnet_deploy.model_source import open_model
 

@@ -13,7 +13,10 @@ from tests.cli_helpers import assert_one_line_error, invoke
 
 
 def test_bench_cli_rows_json_and_plot(trained_resnet20, tmp_path) -> None:
+    import torch
+
     checkpoint, onnx_path = trained_resnet20
+    torch.set_num_threads(2)
     plot = tmp_path / "bench.png"
     args = [str(checkpoint), str(onnx_path), "--batch", "1,4", "--iters", "4", "--warmup", "1", "--threads", "1"]
     result = invoke("bench", *args, "--json", "--plot", str(plot))
@@ -31,6 +34,7 @@ def test_bench_cli_rows_json_and_plot(trained_resnet20, tmp_path) -> None:
         assert row["images_per_second"] == pytest.approx(row["batch"] * 1000 / row["p50_ms"], rel=1e-6)
     assert {r["backend"] for r in rows} == {"pytorch", "onnxruntime"} and {r["timer"] for r in rows} == {"perf_counter"}
     assert report["machine"]["cores"] >= 1 and report["machine"]["threads"] == 1 and report["machine"]["cpu"]
+    assert torch.get_num_threads() == 1  # --threads reached the PyTorch backend too
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     text = invoke("bench", *args)
     assert "machine:" in text.stdout and "vs first" in text.stdout and "resnet20.onnx" in text.stdout
