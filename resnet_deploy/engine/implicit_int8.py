@@ -15,7 +15,7 @@ from resnet_deploy.engine.options import BuildOptionError
 
 
 def cache_calibrator(backend: Backend, cache_path: Path) -> Any:
-    from resnet_deploy.quantize.cache import trt_version_tag
+    from resnet_deploy.quantize.cache import cache_header
 
     trt = backend.module
     if backend.strongly_typed_only:  # TensorRT 11 and TensorRT-RTX: no INT8 flag, no calibrators
@@ -29,7 +29,7 @@ def cache_calibrator(backend: Backend, cache_path: Path) -> Any:
     if not lines or not lines[0].startswith("TRT-") or lines[0].count("-") < 2:
         raise BuildOptionError(f"{cache_path} is not a TensorRT calibration cache (first line {lines[:1]})")
     algorithm = lines[0].split("-", 2)[2]
-    header = f"TRT-{trt_version_tag(backend.version)}-{algorithm}"
+    header = cache_header(backend.version, algorithm)  # retagged for the TensorRT that builds
     data = "\n".join([header, *lines[1:]]).encode() + b"\n"
     base = trt.IInt8EntropyCalibrator2 if algorithm == "EntropyCalibration2" else trt.IInt8MinMaxCalibrator
 

@@ -33,9 +33,14 @@ def trt_version_tag(version: str) -> int:
     return major * 1000 + minor * 100 + patch if major < 10 else major * 10000 + minor * 100 + patch
 
 
+def cache_header(trt_version: str, algorithm: str) -> str:
+    """First line of a TensorRT calibration cache: TensorRT checks the version tag and the calibrator."""
+    return f"TRT-{trt_version_tag(trt_version)}-{algorithm}"
+
+
 def tensorrt_cache_text(ranges: dict[str, tuple[float, float]], method: str, trt_version: str = "10.3.0") -> str:
     algorithm = "EntropyCalibration2" if method == "entropy" else "MinMaxCalibration"
-    lines = [f"TRT-{trt_version_tag(trt_version)}-{algorithm}"]
+    lines = [cache_header(trt_version, algorithm)]
     for name in sorted(ranges):
         amax = max(abs(ranges[name][0]), abs(ranges[name][1]))
         scale = max(amax, 1e-8) / QMAX
