@@ -1,8 +1,10 @@
-"""What machine a measurement ran on, for validation reports and benchmarks."""
+"""What machine this is: the CPU a measurement ran on, and whether an NVIDIA GPU is present."""
 
 from __future__ import annotations
 
 import platform
+import sys
+from pathlib import Path
 
 
 def cpu_name() -> str:
@@ -15,3 +17,11 @@ def cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def gpu_present() -> bool:
+    """An NVIDIA GPU with its driver loaded (Linux: the driver lists it in /proc); Windows: assumed."""
+    if sys.platform.startswith("linux"):
+        gpus = Path("/proc/driver/nvidia/gpus")
+        return gpus.is_dir() and any(gpus.iterdir())
+    return True  # Windows RTX PCs: let TensorRT-RTX find it

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shlex
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -92,8 +90,9 @@ def build_engine(
     Examples:
       resnet-deploy build-engine --onnx resnet20.onnx --int8 --target-cc 8.6,8.9   # TensorRT-RTX, no GPU needed
       resnet-deploy build-engine --depth 50 --fp16 --batch 1:8:32 -o r50.fp16.engine
-      resnet-deploy build-engine --onnx r50.onnx --int8 --dla-core 0 --gpu-fallback   # Jetson
-      resnet-deploy build-engine --onnx r50.onnx --int8 --implicit --calib-cache calibration/<id>.calib.cache
+      resnet-deploy build-engine --onnx r50.onnx --fp16 --dla-core 0 --gpu-fallback   # Jetson DLA, FP16
+      resnet-deploy build-engine --onnx r50.onnx --int8 --implicit --calib-cache calibration/<id>.calib.cache \\
+          --dla-core 0 --batch 8                                                    # Jetson DLA, INT8
     """
     from resnet_deploy._io import check_writable
     from resnet_deploy.cli.export import onnx_from_model_arg, run_export
@@ -131,7 +130,7 @@ def build_engine(
             param_hint="-o",
         )
     chosen = choose(backend)  # fail before an export or a calibration when nothing can build
-    check_combination(options, chosen.name)
+    check_combination(options, chosen)  # and when this backend cannot build what is asked
     suffix = "" if precision == "fp32" else f".{precision}"
     if onnx_path is not None:
         if not Path(onnx_path).is_file():
@@ -172,7 +171,6 @@ def build_engine(
         warn=out.warn,
         say=out.say,
         progress=not no_progress and not as_json,
-        rebuild_command=shlex.join(["resnet-deploy", *sys.argv[1:]]) if sys.argv[1:2] == ["build-engine"] else None,
     )
     for path in result.derived:
         out.say(f"wrote {path} on the way")

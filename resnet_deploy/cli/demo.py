@@ -34,8 +34,8 @@ def build_demo_engines(out: Reporter, artifacts: list[Path], directory: Path) ->
     """FP16 and INT8 engines with whatever TensorRT is installed; none (with the reason) otherwise."""
     from resnet_deploy.engine.backends import NoBackendError, choose
     from resnet_deploy.engine.build import build_engine
-    from resnet_deploy.engine.network import gpu_present
     from resnet_deploy.engine.options import BuildOptions
+    from resnet_deploy.machine import gpu_present
 
     try:
         backend = choose()

@@ -46,6 +46,28 @@ class Backend:
     def supports_strongly_typed(self) -> bool:
         return hasattr(self.module.NetworkDefinitionCreationFlag, "STRONGLY_TYPED")
 
+    @property
+    def has_progress_monitor(self) -> bool:
+        """TensorRT >= 9 and TensorRT-RTX; 8.6 (JetPack 6.0) has no IProgressMonitor."""
+        return hasattr(self.module, "IProgressMonitor") and hasattr(self.module.IBuilderConfig, "progress_monitor")
+
+    @property
+    def has_calibrators(self) -> bool:
+        """Implicit INT8 from a calibration cache: TensorRT 8.6-10.x (gone in 11 and in TensorRT-RTX)."""
+        return not self.strongly_typed_only and hasattr(self.module, "IInt8EntropyCalibrator2")
+
+    @property
+    def has_dla(self) -> bool:
+        """DLA builds: full TensorRT up to 10.7, the last release with DLA before 11.4 (JetPack 5/6)."""
+        return not self.is_rtx and self.version_tuple[:2] <= (10, 7) and hasattr(self.module, "DeviceType")
+
+    def has_hardware_compat(self, level: str) -> bool:
+        """``level``: a HardwareCompatibilityLevel name (AMPERE_PLUS from 8.6, SAME_COMPUTE_CAPABILITY from 10.9)."""
+        return hasattr(getattr(self.module, "HardwareCompatibilityLevel", None), level)
+
+    def describe(self) -> str:
+        return f"{self.name} {self.version}"
+
 
 def version_tuple(version: str) -> tuple[int, ...]:
     parts = []

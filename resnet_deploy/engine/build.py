@@ -10,7 +10,8 @@ Which graph is built depends on the precision and on the backend's typing:
 | best | Q/DQ ONNX (on TensorRT <= 10: weakly typed, INT8 + FP16 flags) | Q/DQ ONNX + INT8 + FP16 flags |
 | int8 --implicit | - | FP32 ONNX + INT8 flag + calibration cache |
 
-TensorRT 10 is built strongly typed except for ``best`` and ``--implicit``, which need the flags.
+TensorRT 10 is built strongly typed except for ``best``, ``--implicit`` and DLA, which need the
+flags (DLA runs FP16 from the FP16 flag and INT8 from a calibration cache only).
 """
 
 from __future__ import annotations
@@ -104,11 +105,34 @@ def _prepare_graph(
 def typing_mode(backend: Backend, options: BuildOptions) -> tuple[bool, tuple[str, ...]]:
     """(strongly typed?, builder precision flags) for this backend and precision (table above)."""
     weak = not backend.strongly_typed_only and (
-        options.implicit or options.precision == "best" or not backend.supports_strongly_typed
+        options.implicit
+        or options.precision == "best"
+        or options.dla_core is not None
+        or not backend.supports_strongly_typed
     )
     if not weak:
         return True, ()
     return False, {"fp32": (), "fp16": ("FP16",), "int8": ("INT8",), "best": ("INT8", "FP16")}[options.precision]
+
+
+def rebuild_command(graph: Path, output: Path, options: BuildOptions, backend: Backend) -> str:
+    """The command that builds this engine again from the graph TensorRT built (every shaping option)."""
+    import shlex
+
+    # an INT8 engine is rebuilt from its Q/DQ ONNX and an FP16 one from its FP16 twin: no calibration again
+    return shlex.join(
+        [
+            "resnet-deploy",
+            "build-engine",
+            "--onnx",
+            str(graph),
+            *options.cli_args(),
+            "--backend",
+            backend.name,
+            "-o",
+            str(output),
+        ]
+    )
 
 
 def build_engine(
@@ -121,8 +145,8 @@ def build_engine(
     warn: Callable[[str], None] = lambda message: None,
     say: Callable[[str], None] = lambda message: None,
     progress: bool = False,
-    rebuild_command: str | None = None,
 ) -> BuildResult:
+    """Build ``onnx_path`` into ``output`` (+ its sidecar). ``progress`` draws bars; Ctrl-C cancels."""
     from resnet_deploy.engine.implicit_int8 import cache_calibrator
     from resnet_deploy.engine.network import build as run_build
     from resnet_deploy.engine.network import configure, io_tensors, load_timing_cache, parse
@@ -130,7 +154,7 @@ def build_engine(
     from resnet_deploy.metadata import ArtifactMetadata, read_onnx_props
 
     chosen = backend if isinstance(backend, Backend) else choose(backend)
-    check_combination(options, chosen.name)
+    check_combination(options, chosen)
     output = check_writable(output)
     onnx_path = Path(onnx_path)
     given_props = read_onnx_props(str(onnx_path))
@@ -159,9 +183,14 @@ def build_engine(
     if network.num_inputs != 1 or len(network.get_input(0).shape) != 4:
         raise BuildOptionError(f"{graph} is not an image classifier with one (N, C, H, W) input")
     onnx_batch = network.get_input(0).shape[0]
-    profile = resolve_batch(options.batch, onnx_batch)
+    dla = options.dla_core is not None
+    profile = resolve_batch(options.batch, onnx_batch, static=dla)
+    if dla and options.batch is None and onnx_batch <= 0:
+        warn(f"DLA has no dynamic shapes: building one static batch of {profile.opt} (choose it with --batch N)")
     calibrator = (
-        cache_calibrator(chosen, Path(options.calib_cache)) if options.implicit and options.calib_cache else None
+        cache_calibrator(chosen, Path(options.calib_cache), dla=dla)
+        if options.implicit and options.calib_cache
+        else None
     )
     config = configure(chosen, builder, network, options, profile, weak_flags=weak_flags, calibrator=calibrator)
     timing_cache_path = Path(options.timing_cache) if options.timing_cache else None
@@ -169,8 +198,11 @@ def build_engine(
         warn("TensorRT-RTX keeps no timing cache (its timing-cache calls are no-ops); --timing-cache ignored")
         timing_cache_path = None
     load_timing_cache(config, timing_cache_path, logger, warn)
-    monitor = make_monitor(chosen.module, progress)
-    config.progress_monitor = monitor
+    monitor = make_monitor(chosen, progress)
+    if monitor is not None:
+        config.progress_monitor = monitor
+    elif progress:
+        say(f"{chosen.describe()} has no progress monitor: no progress bars; Ctrl-C stops when TensorRT returns")
 
     say(
         f"building {options.precision} engine from {graph.name} with {chosen.name} {chosen.version} "
@@ -214,7 +246,7 @@ def build_engine(
         build_options=options.to_dict(),
         build_seconds=round(seconds, 3),
         model={k: v for k, v in props.items() if not k.startswith("calibration_") and k != "source_onnx_sha256"},
-        rebuild_command=rebuild_command,
+        rebuild_command=rebuild_command(graph, output, options, chosen),
     )
     with atomic_output(output) as engine_tmp, atomic_output(sidecar_path(output)) as meta_tmp:
         engine_tmp.write_bytes(engine)

@@ -13,8 +13,33 @@ from typing import Any
 from resnet_deploy.engine.backends import Backend
 from resnet_deploy.engine.options import BuildOptionError
 
+CALIBRATORS = {"EntropyCalibration2": "IInt8EntropyCalibrator2", "MinMaxCalibration": "IInt8MinMaxCalibrator"}
 
-def cache_calibrator(backend: Backend, cache_path: Path) -> Any:
+
+def read_cache(cache_path: Path, *, dla: bool = False) -> tuple[str, list[str]]:
+    """(algorithm, scale lines) of a calibration cache ``resnet-deploy calibrate`` wrote; refused with one
+    line when it is not one, names an algorithm we did not write, or (``dla``) is not EntropyCalibration2."""
+    if not cache_path.is_file():
+        raise BuildOptionError(f"--calib-cache {cache_path} not found (written by `resnet-deploy calibrate`)")
+    lines = cache_path.read_text(errors="replace").splitlines()
+    if not lines or not lines[0].startswith("TRT-") or lines[0].count("-") < 2:
+        raise BuildOptionError(f"{cache_path} is not a TensorRT calibration cache (first line {lines[:1]})")
+    algorithm = lines[0].split("-", 2)[2]
+    if algorithm not in CALIBRATORS:
+        raise BuildOptionError(
+            f"{cache_path} is a {algorithm} cache; --implicit reads the EntropyCalibration2 or MinMaxCalibration "
+            "caches that `resnet-deploy calibrate` writes: recalibrate with it"
+        )
+    if dla and algorithm != "EntropyCalibration2":
+        raise BuildOptionError(
+            f"{cache_path} is a {algorithm} cache, but DLA takes EntropyCalibration2 scales only: "
+            "recalibrate with `resnet-deploy calibrate --method entropy` (the default)"
+        )
+    return algorithm, lines[1:]
+
+
+def cache_calibrator(backend: Backend, cache_path: Path, *, dla: bool = False) -> Any:
+    """A calibrator of the cache's own algorithm that hands TensorRT the cache and no images."""
     from resnet_deploy.quantize.cache import cache_header
 
     trt = backend.module
@@ -23,15 +48,10 @@ def cache_calibrator(backend: Backend, cache_path: Path) -> Any:
             f"--implicit needs TensorRT 8.6-10.x; {backend.name} {backend.version} builds explicit INT8 only "
             "(drop --implicit: --int8 builds from the Q/DQ ONNX)"
         )
-    if not cache_path.is_file():
-        raise BuildOptionError(f"--calib-cache {cache_path} not found (written by `resnet-deploy calibrate`)")
-    lines = cache_path.read_text().splitlines()
-    if not lines or not lines[0].startswith("TRT-") or lines[0].count("-") < 2:
-        raise BuildOptionError(f"{cache_path} is not a TensorRT calibration cache (first line {lines[:1]})")
-    algorithm = lines[0].split("-", 2)[2]
+    algorithm, scales = read_cache(cache_path, dla=dla)
     header = cache_header(backend.version, algorithm)  # retagged for the TensorRT that builds
-    data = "\n".join([header, *lines[1:]]).encode() + b"\n"
-    base = trt.IInt8EntropyCalibrator2 if algorithm == "EntropyCalibration2" else trt.IInt8MinMaxCalibrator
+    data = "\n".join([header, *scales]).encode() + b"\n"
+    base = getattr(trt, CALIBRATORS[algorithm])
 
     class FromCache(base):  # type: ignore[misc,valid-type]
         def __init__(self) -> None:

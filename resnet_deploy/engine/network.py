@@ -8,7 +8,6 @@ TensorRT and TensorRT-RTX agree on these calls; the objects are annotated with t
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,7 +25,7 @@ class EngineBuildError(ResnetDeployError):
     pass
 
 
-_LOGGERS: dict[str, Any] = {}
+_LOGGERS: dict[int, tuple[Any, Any]] = {}  # id(module) -> (module, its logger)
 
 
 def make_logger(trt: Any) -> Any:
@@ -36,10 +35,9 @@ def make_logger(trt: Any) -> Any:
     shared by every build and engine; an operation reports only its own errors with
     ``mark = logger.mark()`` before it and ``logger.since(mark)`` after.
     """
-    key = trt.__name__
-    if key not in _LOGGERS:
-        _LOGGERS[key] = _new_logger(trt)
-    return _LOGGERS[key]
+    if id(trt) not in _LOGGERS:
+        _LOGGERS[id(trt)] = (trt, _new_logger(trt))  # the module is kept so its id is never reused
+    return _LOGGERS[id(trt)][1]
 
 
 class ErrorLog:
@@ -129,13 +127,6 @@ def io_tensors(network: trt_types.INetworkDefinition) -> dict[str, list[dict[str
     }
 
 
-def gpu_present() -> bool:
-    if sys.platform.startswith("linux"):
-        gpus = Path("/proc/driver/nvidia/gpus")
-        return gpus.is_dir() and any(gpus.iterdir())
-    return True  # Windows RTX PCs: let TensorRT-RTX find it
-
-
 def configure(
     backend: Backend,
     builder: trt_types.Builder,
@@ -194,13 +185,9 @@ def configure(
 
 
 def _set_rtx_targets(trt: Any, config: Any, target_cc: tuple[str, ...]) -> None:
-    """TensorRT-RTX compiles ahead of time for the chosen compute capabilities (or the GPU present)."""
+    """TensorRT-RTX compiles ahead of time for the chosen compute capabilities (or the GPU present,
+    which ``check_combination`` made sure exists)."""
     if not target_cc:
-        if not gpu_present():
-            raise BuildOptionError(
-                "no NVIDIA GPU here to build for; name the target GPUs with --target-cc "
-                "(e.g. --target-cc 8.6,8.9 for RTX 30xx and 40xx)"
-            )
         config.num_compute_capabilities = 1
         config.set_compute_capability(trt.ComputeCapability.CURRENT, 0)
         return
@@ -217,6 +204,7 @@ def load_timing_cache(
         return None
     data = path.read_bytes() if path.is_file() else b""
     mark = logger.mark()
+    cache = None  # create_timing_cache can raise, or return None, on a foreign cache
     try:
         cache = config.create_timing_cache(data)
         accepted = cache is not None and config.set_timing_cache(cache, False)

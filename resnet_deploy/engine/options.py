@@ -6,6 +6,7 @@ import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from resnet_deploy.engine.backends import Backend
 from resnet_deploy.errors import ResnetDeployError
 
 PRECISIONS = ("fp32", "fp16", "int8", "best")
@@ -47,6 +48,31 @@ class BuildOptions:
         out["batch"] = str(self.batch) if self.batch else None
         return out
 
+    def cli_args(self) -> list[str]:
+        """These options as ``build-engine`` flags: every one that shapes the engine."""
+        args = [] if self.precision == "fp32" else [f"--{self.precision}"]
+        valued = {
+            "--batch": self.batch,
+            "--workspace": self.workspace_mib,
+            "--builder-opt-level": self.builder_opt_level,
+            "--dla-core": self.dla_core,
+            "--target-cc": ",".join(self.target_cc) or None,
+            "--calib-cache": self.calib_cache,
+            "--timing-cache": self.timing_cache,
+        }
+        switches = {
+            "--implicit": self.implicit,
+            "--gpu-fallback": self.gpu_fallback,
+            "--version-compatible": self.version_compatible,
+        }
+        for flag, value in valued.items():
+            if value is not None:
+                args += [flag, str(value)]
+        args += [flag for flag, on in switches.items() if on]
+        if self.hardware_compat != "none":
+            args += ["--hardware-compat", self.hardware_compat]
+        return args
+
 
 DEFAULT_DYNAMIC_BATCH = BatchProfile(1, 8, 32)
 
@@ -65,8 +91,12 @@ def parse_batch(text: str) -> BatchProfile:
     return BatchProfile(low, opt, high)
 
 
-def resolve_batch(requested: BatchProfile | None, onnx_batch: int) -> BatchProfile:
-    """The profile to build: checked against a static batch dimension of the ONNX (<= 0: dynamic)."""
+def resolve_batch(requested: BatchProfile | None, onnx_batch: int, *, static: bool = False) -> BatchProfile:
+    """The profile to build: checked against a static batch dimension of the ONNX (<= 0: dynamic).
+
+    ``static``: one batch size only (DLA has no dynamic shapes); a dynamic ONNX then gets the
+    default profile's opt value unless ``requested`` names one.
+    """
     if onnx_batch > 0:
         if requested is None:
             return BatchProfile(onnx_batch, onnx_batch, onnx_batch)
@@ -76,6 +106,9 @@ def resolve_batch(requested: BatchProfile | None, onnx_batch: int) -> BatchProfi
                 f"omit --batch or re-export with a dynamic batch (export without --static-batch)"
             )
         return requested
+    if static and requested is None:
+        opt = DEFAULT_DYNAMIC_BATCH.opt
+        return BatchProfile(opt, opt, opt)
     return requested or DEFAULT_DYNAMIC_BATCH
 
 
@@ -97,18 +130,13 @@ def parse_target_cc(text: str | None) -> tuple[str, ...]:
     return tuple(wanted)
 
 
-def check_combination(options: BuildOptions, backend_name: str) -> None:
-    """Options that only one backend (or one TensorRT generation) understands."""
-    rtx = backend_name == "tensorrt-rtx"
+def check_combination(options: BuildOptions, backend: Backend) -> None:
+    """Refuse, before any export or calibration, what this backend (or TensorRT release) cannot build."""
+    from resnet_deploy import machine
+
+    rtx, release = backend.is_rtx, backend.describe()
     if options.precision not in PRECISIONS:
         raise BuildOptionError(f"unknown precision {options.precision!r}")
-    if rtx and options.dla_core is not None:
-        raise BuildOptionError("--dla-core needs TensorRT on a Jetson; TensorRT-RTX has no DLA")
-    if rtx and options.version_compatible:
-        raise BuildOptionError(
-            "--version-compatible needs full TensorRT (engines for its lean runtime); TensorRT-RTX has no lean "
-            "runtime: rebuild the engine for each TensorRT-RTX version instead"
-        )
     if options.gpu_fallback and options.dla_core is None:
         raise BuildOptionError("--gpu-fallback only applies with --dla-core N")
     if options.target_cc and not rtx:
@@ -122,9 +150,69 @@ def check_combination(options: BuildOptions, backend_name: str) -> None:
         raise BuildOptionError("--implicit needs --calib-cache FILE (written by `resnet-deploy calibrate`)")
     if options.calib_cache and not options.implicit:
         raise BuildOptionError("--calib-cache is for --implicit builds; explicit INT8 reads the scales from the ONNX")
+    if options.dla_core is not None:
+        _check_dla(options, backend)
+    if options.implicit and not backend.has_calibrators:
+        raise BuildOptionError(
+            f"--implicit needs TensorRT 8.6-10.x (implicit INT8 calibrators); this is {release}, which builds "
+            "explicit INT8 only: drop --implicit (--int8 builds from the Q/DQ ONNX)"
+        )
     if options.hardware_compat not in HARDWARE_COMPAT:
         raise BuildOptionError(f"--hardware-compat {options.hardware_compat!r}: choose {', '.join(HARDWARE_COMPAT)}")
+    level = HARDWARE_COMPAT[options.hardware_compat]
+    if options.hardware_compat != "none" and not backend.has_hardware_compat(level):
+        since = "TensorRT >= 10.9" if options.hardware_compat == "same-cc" else "TensorRT >= 8.6"
+        raise BuildOptionError(f"--hardware-compat {options.hardware_compat} needs {since}; this is {release}")
+    if options.version_compatible and rtx:
+        raise BuildOptionError(
+            "--version-compatible needs full TensorRT (engines for its lean runtime); TensorRT-RTX has no lean "
+            "runtime: rebuild the engine for each TensorRT-RTX version instead"
+        )
     if options.builder_opt_level is not None and not 0 <= options.builder_opt_level <= 5:
         raise BuildOptionError(f"--builder-opt-level must be 0..5, got {options.builder_opt_level}")
     if options.workspace_mib is not None and options.workspace_mib < 1:
         raise BuildOptionError(f"--workspace must be at least 1 MiB, got {options.workspace_mib}")
+    if options.implicit and options.calib_cache:
+        from pathlib import Path
+
+        from resnet_deploy.engine.implicit_int8 import read_cache
+
+        read_cache(Path(options.calib_cache), dla=options.dla_core is not None)
+    if rtx and "7.5" in options.target_cc and options.precision != "fp16" and backend.version_tuple[:2] <= (1, 7):
+        raise BuildOptionError(
+            f"--target-cc 7.5 with {options.precision}: {release} cannot compile FP32 matrix multiplies for Turing "
+            "(the classifier's Gemm); build --fp16 for 7.5, or leave 7.5 out of --target-cc"
+        )
+    if rtx and not options.target_cc and not machine.gpu_present():
+        raise BuildOptionError(
+            "no NVIDIA GPU here to build for; name the target GPUs with --target-cc "
+            "(e.g. --target-cc 8.6,8.9 for RTX 30xx and 40xx)"
+        )
+    if not rtx and not machine.gpu_present():
+        raise BuildOptionError(
+            f"{release} builds for the GPU it runs on, and this machine has none; build on the target GPU "
+            '(or with TensorRT-RTX ahead of time: pip install "resnet-deploy[rtx]", --target-cc)'
+        )
+
+
+def _check_dla(options: BuildOptions, backend: Backend) -> None:
+    """DLA: FP16, or INT8 from a calibration cache (implicit), one static batch, TensorRT 8.6-10.7."""
+    if backend.is_rtx:
+        raise BuildOptionError("--dla-core needs TensorRT on a Jetson; TensorRT-RTX has no DLA")
+    if not backend.has_dla:
+        raise BuildOptionError(
+            f"--dla-core needs TensorRT 8.6-10.7 (JetPack 5/6); this is {backend.describe()}, and "
+            "TensorRT 10.8-11.3 have no DLA: build without --dla-core for the GPU"
+        )
+    if options.precision == "fp32":
+        raise BuildOptionError("--dla-core runs FP16 or INT8 only: add --fp16, or --int8 --implicit --calib-cache FILE")
+    if options.precision in ("int8", "best") and not options.implicit:
+        raise BuildOptionError(
+            "--dla-core runs INT8 from a calibration cache only (DLA has no explicit Q/DQ quantization): "
+            "use --int8 --implicit --calib-cache FILE (from `resnet-deploy calibrate`), or --fp16"
+        )
+    if options.batch is not None and options.batch.min != options.batch.max:
+        raise BuildOptionError(
+            f"--dla-core needs one static batch (DLA has no dynamic shapes), not --batch {options.batch}: "
+            "give --batch N"
+        )

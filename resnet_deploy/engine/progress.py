@@ -1,4 +1,8 @@
-"""TensorRT's IProgressMonitor as progress bars, and Ctrl-C as a clean cancel of the build."""
+"""TensorRT's IProgressMonitor as progress bars, and Ctrl-C as a clean cancel of the build.
+
+TensorRT 8.6 (JetPack 6.0) has no IProgressMonitor: there ``make_monitor`` returns None, no bars are
+drawn, and Ctrl-C interrupts once TensorRT returns from the build (nothing is written either way).
+"""
 
 from __future__ import annotations
 
@@ -8,10 +12,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from resnet_deploy.engine.backends import Backend
 
-def make_monitor(trt: Any, enabled: bool) -> Any:
-    """An ``IProgressMonitor`` of ``trt`` (tensorrt or tensorrt_rtx) drawing one tqdm bar per phase."""
+
+def make_monitor(backend: Backend, enabled: bool) -> Any:
+    """An ``IProgressMonitor`` of the backend's module drawing one tqdm bar per phase (``enabled``),
+    which also carries Ctrl-C to TensorRT; None where the release has no progress monitor."""
+    if not backend.has_progress_monitor:
+        return None
     from tqdm import tqdm
+
+    trt = backend.module
 
     class Monitor(trt.IProgressMonitor):  # type: ignore[misc,name-defined]
         def __init__(self) -> None:
@@ -45,7 +56,13 @@ def make_monitor(trt: Any, enabled: bool) -> Any:
 
 @contextmanager
 def cancel_on_interrupt(monitor: Any) -> Iterator[None]:
-    """While building, Ctrl-C asks TensorRT to stop at its next step instead of killing the process."""
+    """While building, Ctrl-C asks TensorRT to stop at its next step instead of killing the process.
+
+    Without a monitor (TensorRT 8.6) Python's own handling stays: KeyboardInterrupt once TensorRT returns.
+    """
+    if monitor is None:
+        yield
+        return
     try:
         previous = signal.getsignal(signal.SIGINT)
 

@@ -1,24 +1,91 @@
-"""Device memory, pinned host memory and a stream, through cuda-python or (on JetPack) pycuda.
+"""CUDA for the engine runner: streams, device and pinned buffers, events and graphs.
 
-NVIDIA's samples moved from pycuda to cuda-python (``cuda.bindings``); JetPack images often carry
-only pycuda. ``open_cuda()`` takes cuda-python first. CUDA graph capture needs cuda-python.
+Two bindings, tried in this order by ``open_cuda()``:
+
+- cuda-python (``cuda.bindings.runtime``, or ``cuda.cudart`` in 11.8.3 and 12.0-12.6.0), the one
+  NVIDIA's samples use. Its CUDA major version must not be newer than the driver's: cuda-bindings
+  13 on a CUDA 12 driver answers every call with cudaErrorInsufficientDriver (35), and 12.x on
+  JetPack 5's CUDA 11.4 fails alike. So the driver's CUDA version is read from libcuda first (no
+  bindings needed) and compared with the bindings' (``cudaRuntimeGetVersion``); the pip extras are
+  ``resnet-deploy[cuda]`` (CUDA 12 bindings: drivers for CUDA 12.x and 13.x), ``[cuda13]`` and
+  ``[cuda11]`` (JetPack 5), and the error names the one that fits.
+- pycuda (JetPack images often carry only pycuda), on the device's *primary* context, the one the
+  CUDA runtime, TensorRT and torch use, so torch tensors and the runner share it. pycuda.autoinit
+  would create a second, private context instead.
+
+Only calls whose signature is the same in cuda-python 11.4 to 13 are used
+(``cudaGraphInstantiateWithFlags``, not ``cudaGraphInstantiate``). Streams are non-blocking, so
+work on the legacy default stream elsewhere in the process neither serialises with inference nor
+breaks a graph capture. Every stream, buffer, event and graph handed out is tracked; ``close()``
+frees them all, newest first, and a failure half-way frees what was acquired so far.
 """
 
 from __future__ import annotations
 
 import ctypes
-from typing import Any
+import os
+import sys
+from typing import Any, ClassVar
 
 import numpy as np
 
 from resnet_deploy._lazy import INSTALL_HINTS
 from resnet_deploy.errors import ResnetDeployError
 
-INSTALL_HINT = f"{INSTALL_HINTS['cuda']}; or on JetPack, {INSTALL_HINTS['pycuda']}"
+INSUFFICIENT_DRIVER = 35  # cudaErrorInsufficientDriver / CUDA_ERROR_... : driver older than the bindings
+NON_BLOCKING = 1  # cudaStreamNonBlocking / CU_STREAM_NON_BLOCKING
+DISABLE_TIMING = 2  # cudaEventDisableTiming / CU_EVENT_DISABLE_TIMING
 
 
 class CudaError(ResnetDeployError):
     pass
+
+
+DRIVER_LIBRARIES = (
+    ("nvcuda.dll",)
+    if sys.platform == "win32"
+    else (
+        "libcuda.so.1",  # the loader's path, ld.so.conf.d included
+        "/usr/lib/aarch64-linux-gnu/nvidia/libcuda.so.1",  # JetPack 6 (L4T r36)
+        "/usr/lib/aarch64-linux-gnu/tegra/libcuda.so.1",  # JetPack 4/5
+        "/usr/lib/wsl/lib/libcuda.so.1",  # WSL2
+    )
+)
+
+
+def driver_cuda_version() -> int | None:
+    """The CUDA version the NVIDIA driver supports (12040 for 12.4), from libcuda's cuDriverGetVersion,
+    without Python bindings; None when no driver library loads."""
+    for name in DRIVER_LIBRARIES:
+        try:
+            lib = ctypes.CDLL(name)
+        except OSError:
+            continue
+        lib.cuInit.argtypes, lib.cuInit.restype = [ctypes.c_uint], ctypes.c_int
+        lib.cuDriverGetVersion.argtypes = [ctypes.POINTER(ctypes.c_int)]
+        lib.cuDriverGetVersion.restype = ctypes.c_int
+        lib.cuInit(0)  # 100 without a device; the version can be read regardless
+        version = ctypes.c_int(0)
+        if lib.cuDriverGetVersion(ctypes.byref(version)) == 0 and version.value > 0:
+            return version.value
+    return None
+
+
+def version_text(version: int) -> str:
+    return f"{version // 1000}.{version % 1000 // 10}"
+
+
+def cuda_extra(driver_version: int | None) -> str:
+    """The pip extra whose cuda-python runs on a driver for this CUDA version: CUDA 12 bindings run on
+    12.x and 13.x drivers; JetPack 5 (CUDA 11.4) needs the 11.x ones."""
+    return "cuda11" if driver_version is not None and driver_version < 12000 else "cuda"
+
+
+def install_hint(driver_version: int | None) -> str:
+    found = f"the driver supports CUDA {version_text(driver_version)}" if driver_version else "no NVIDIA driver found"
+    return (
+        f'pip install "resnet-deploy[{cuda_extra(driver_version)}]" ({found}); or on JetPack, {INSTALL_HINTS["pycuda"]}'
+    )
 
 
 class CudaPython:
@@ -27,184 +94,306 @@ class CudaPython:
     name = "cuda-python"
     supports_graphs = True
 
+    _FREE: ClassVar[dict[str, str]] = {
+        "stream": "cudaStreamDestroy",
+        "device": "cudaFree",
+        "host": "cudaFreeHost",
+        "event": "cudaEventDestroy",
+        "graph": "cudaGraphExecDestroy",
+    }
+
     def __init__(self, cudart: Any) -> None:
         self.rt = cudart
-        self.stream = self._ok(cudart.cudaStreamCreate(), "cudaStreamCreate")
-        self._device: list[int] = []
-        self._host: list[int] = []
+        self._live: list[tuple[str, Any]] = []
+        self._ok(cudart.cudaFree(0), "CUDA initialisation (cudaFree(0))")  # a driver too old fails here
+        self.device = int(self._ok(cudart.cudaGetDevice(), "cudaGetDevice"))
 
     def _ok(self, result: Any, what: str) -> Any:
         error, *values = result if isinstance(result, tuple) else (result,)
         if int(error) != 0:
-            message = self.rt.cudaGetErrorString(error)[1]
-            message = message.decode(errors="replace") if isinstance(message, bytes) else str(message)
-            raise CudaError(f"{what} failed: {message}")
+            raise CudaError(f"{what} failed: {_error_text(self.rt, error)} ({int(error)})")
         return values[0] if len(values) == 1 else values
 
+    def _track(self, kind: str, handle: Any) -> Any:
+        self._live.append((kind, handle))
+        return handle
+
     def device_properties(self) -> tuple[str, str]:
-        device = self._ok(self.rt.cudaGetDevice(), "cudaGetDevice")
-        props = self._ok(self.rt.cudaGetDeviceProperties(device), "cudaGetDeviceProperties")
+        props = self._ok(self.rt.cudaGetDeviceProperties(self.device), "cudaGetDeviceProperties")
         name = props.name.decode(errors="replace").rstrip("\x00") if isinstance(props.name, bytes) else props.name
         return str(name), f"{props.major}.{props.minor}"
 
+    def memory_info(self) -> tuple[int, int]:
+        """(free, total) bytes of device memory."""
+        free, total = self._ok(self.rt.cudaMemGetInfo(), "cudaMemGetInfo")
+        return int(free), int(total)
+
+    def create_stream(self) -> Any:
+        return self._track("stream", self._ok(self.rt.cudaStreamCreateWithFlags(NON_BLOCKING), "cudaStreamCreate"))
+
+    @staticmethod
+    def handle(stream: Any) -> int:
+        return int(stream)
+
     def alloc_device(self, nbytes: int) -> int:
-        pointer = int(self._ok(self.rt.cudaMalloc(nbytes), "cudaMalloc"))
-        self._device.append(pointer)
-        return pointer
+        return int(self._track("device", int(self._ok(self.rt.cudaMalloc(nbytes), f"cudaMalloc({nbytes})"))))
 
     def alloc_pinned(self, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
         nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
-        pointer = int(self._ok(self.rt.cudaMallocHost(nbytes), "cudaMallocHost"))
-        self._host.append(pointer)
+        pointer = int(self._track("host", int(self._ok(self.rt.cudaMallocHost(nbytes), f"cudaMallocHost({nbytes})"))))
         buffer = (ctypes.c_byte * nbytes).from_address(pointer)
         return np.frombuffer(buffer, dtype=dtype).reshape(shape)
 
-    def h2d(self, device: int, host: np.ndarray, nbytes: int) -> None:
+    def h2d(self, device: int, host: np.ndarray, nbytes: int, stream: Any) -> None:
         kind = self.rt.cudaMemcpyKind.cudaMemcpyHostToDevice
-        self._ok(self.rt.cudaMemcpyAsync(device, host.ctypes.data, nbytes, kind, self.stream), "cudaMemcpyAsync")
+        self._ok(self.rt.cudaMemcpyAsync(device, host.ctypes.data, nbytes, kind, stream), "cudaMemcpyAsync")
 
-    def d2h(self, host: np.ndarray, device: int, nbytes: int) -> None:
+    def d2h(self, host: np.ndarray, device: int, nbytes: int, stream: Any) -> None:
         kind = self.rt.cudaMemcpyKind.cudaMemcpyDeviceToHost
-        self._ok(self.rt.cudaMemcpyAsync(host.ctypes.data, device, nbytes, kind, self.stream), "cudaMemcpyAsync")
+        self._ok(self.rt.cudaMemcpyAsync(host.ctypes.data, device, nbytes, kind, stream), "cudaMemcpyAsync")
 
-    def synchronize(self) -> None:
-        self._ok(self.rt.cudaStreamSynchronize(self.stream), "cudaStreamSynchronize")
+    def synchronize(self, stream: Any) -> None:
+        self._ok(self.rt.cudaStreamSynchronize(stream), "cudaStreamSynchronize")
 
-    @property
-    def stream_handle(self) -> int:
-        return int(self.stream)
+    def create_event(self, timing: bool = False) -> Any:
+        flags = 0 if timing else DISABLE_TIMING
+        return self._track("event", self._ok(self.rt.cudaEventCreateWithFlags(flags), "cudaEventCreate"))
 
-    def begin_capture(self) -> None:
-        mode = self.rt.cudaStreamCaptureMode.cudaStreamCaptureModeThreadLocal
-        self._ok(self.rt.cudaStreamBeginCapture(self.stream, mode), "cudaStreamBeginCapture")
+    def record(self, event: Any, stream: Any) -> None:
+        self._ok(self.rt.cudaEventRecord(event, stream), "cudaEventRecord")
 
-    def end_capture(self) -> Any:
-        graph = self._ok(self.rt.cudaStreamEndCapture(self.stream), "cudaStreamEndCapture")
-        try:
-            return self._ok(self.rt.cudaGraphInstantiate(graph, 0), "cudaGraphInstantiate")
-        finally:
-            self.rt.cudaGraphDestroy(graph)  # the executable graph keeps what it needs
-
-    def abort_capture(self) -> None:
-        error, graph = self.rt.cudaStreamEndCapture(self.stream)
-        if int(error) == 0 and graph:
-            self.rt.cudaGraphDestroy(graph)
-
-    def launch(self, graph_exec: Any) -> None:
-        self._ok(self.rt.cudaGraphLaunch(graph_exec, self.stream), "cudaGraphLaunch")
-
-    def destroy_graph(self, graph_exec: Any) -> None:
-        self.rt.cudaGraphExecDestroy(graph_exec)
-
-    def event(self) -> Any:
-        return self._ok(self.rt.cudaEventCreate(), "cudaEventCreate")
-
-    def record(self, event: Any) -> None:
-        self._ok(self.rt.cudaEventRecord(event, self.stream), "cudaEventRecord")
+    def wait(self, stream: Any, event: Any) -> None:
+        """Work queued on ``stream`` from now on waits for ``event``."""
+        self._ok(self.rt.cudaStreamWaitEvent(stream, event, 0), "cudaStreamWaitEvent")
 
     def elapsed_seconds(self, start: Any, end: Any) -> float:
         self._ok(self.rt.cudaEventSynchronize(end), "cudaEventSynchronize")
         return float(self._ok(self.rt.cudaEventElapsedTime(start, end), "cudaEventElapsedTime")) / 1000
 
+    def begin_capture(self, stream: Any) -> None:
+        mode = self.rt.cudaStreamCaptureMode.cudaStreamCaptureModeThreadLocal
+        self._ok(self.rt.cudaStreamBeginCapture(stream, mode), "cudaStreamBeginCapture")
+
+    def end_capture(self, stream: Any) -> Any:
+        """The executable graph of what was captured on ``stream``."""
+        graph = self._ok(self.rt.cudaStreamEndCapture(stream), "cudaStreamEndCapture")
+        try:  # WithFlags: the same signature in cuda-python 11.4+, 12.x and 13.x (cudaGraphInstantiate is not)
+            return self._track(
+                "graph", self._ok(self.rt.cudaGraphInstantiateWithFlags(graph, 0), "cudaGraphInstantiate")
+            )
+        finally:
+            self.rt.cudaGraphDestroy(graph)  # the executable graph keeps what it needs
+
+    def abort_capture(self, stream: Any) -> None:
+        """End a capture that failed half-way, dropping what it recorded."""
+        error, graph = self.rt.cudaStreamEndCapture(stream)
+        if int(error) == 0 and int(graph) != 0:  # cuda-python handles are truthy even when NULL
+            self.rt.cudaGraphDestroy(graph)
+
+    def launch(self, graph: Any, stream: Any) -> None:
+        self._ok(self.rt.cudaGraphLaunch(graph, stream), "cudaGraphLaunch")
+
+    def free(self, handle: Any) -> None:
+        """Free one resource handed out before (a graph replaced, a buffer no longer needed)."""
+        for i, (kind, live) in enumerate(self._live):
+            if live is handle or (kind in ("device", "host") and live == handle):
+                del self._live[i]
+                getattr(self.rt, self._FREE[kind])(live)
+                return
+
     def close(self) -> None:
-        for pointer in self._device:
-            self.rt.cudaFree(pointer)
-        for pointer in self._host:
-            self.rt.cudaFreeHost(pointer)
-        self._device, self._host = [], []
-        self.rt.cudaStreamDestroy(self.stream)
+        """Free everything, newest first; never raises (it runs on error paths)."""
+        while self._live:
+            kind, handle = self._live.pop()
+            try:
+                getattr(self.rt, self._FREE[kind])(handle)
+            except Exception:
+                pass
+
+
+def _error_text(cudart: Any, error: Any) -> str:
+    """cudaGetErrorName: its error's name (cudaGetErrorString raises in cuda-python <= 12.8 without a driver)."""
+    try:
+        text = cudart.cudaGetErrorName(error)[1]
+        return text.decode(errors="replace") if isinstance(text, bytes) else str(text)
+    except Exception:
+        return getattr(error, "name", str(error))
 
 
 class PyCuda:
-    """pycuda: the JetPack path. No graph capture."""
+    """pycuda on the device's primary context (the JetPack path). No graph capture."""
 
     name = "pycuda"
     supports_graphs = False
 
-    def __init__(self, driver: Any) -> None:
+    def __init__(self, driver: Any, device: int = 0) -> None:
         self.cuda = driver
-        self.stream = driver.Stream()
-        self._keep: list[Any] = []
+        driver.init()
+        self.device = device
+        self.context = driver.Device(device).retain_primary_context()
+        self.context.push()  # current on this thread, as the runtime API and torch see it
+        self._live: list[tuple[str, Any]] = []
 
     def device_properties(self) -> tuple[str, str]:
-        device = self.cuda.Context.get_device()
+        device = self.cuda.Device(self.device)
         major, minor = device.compute_capability()
         return str(device.name()), f"{major}.{minor}"
 
+    def memory_info(self) -> tuple[int, int]:
+        free, total = self.cuda.mem_get_info()
+        return int(free), int(total)
+
+    def create_stream(self) -> Any:
+        return self._track("stream", self.cuda.Stream(flags=NON_BLOCKING))
+
+    def _track(self, kind: str, obj: Any) -> Any:
+        self._live.append((kind, obj))
+        return obj
+
+    @staticmethod
+    def handle(stream: Any) -> int:
+        return int(stream.handle)
+
     def alloc_device(self, nbytes: int) -> int:
-        allocation = self.cuda.mem_alloc(nbytes)
-        self._keep.append(allocation)
-        return int(allocation)
+        return int(self._track("device", self.cuda.mem_alloc(nbytes)))
 
     def alloc_pinned(self, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
-        array = self.cuda.pagelocked_empty(shape, dtype)
-        self._keep.append(array)
-        return np.asarray(array)
+        return np.asarray(self._track("host", self.cuda.pagelocked_empty(shape, dtype)))
 
-    def h2d(self, device: int, host: np.ndarray, nbytes: int) -> None:
-        self.cuda.memcpy_htod_async(device, host.reshape(-1)[: nbytes // host.itemsize], self.stream)
+    def h2d(self, device: int, host: np.ndarray, nbytes: int, stream: Any) -> None:
+        self.cuda.memcpy_htod_async(device, host.reshape(-1)[: nbytes // host.itemsize], stream)
 
-    def d2h(self, host: np.ndarray, device: int, nbytes: int) -> None:
-        self.cuda.memcpy_dtoh_async(host.reshape(-1)[: nbytes // host.itemsize], device, self.stream)
+    def d2h(self, host: np.ndarray, device: int, nbytes: int, stream: Any) -> None:
+        self.cuda.memcpy_dtoh_async(host.reshape(-1)[: nbytes // host.itemsize], device, stream)
 
-    def synchronize(self) -> None:
-        self.stream.synchronize()
+    def synchronize(self, stream: Any) -> None:
+        stream.synchronize()
 
-    @property
-    def stream_handle(self) -> int:
-        return int(self.stream.handle)
+    def create_event(self, timing: bool = False) -> Any:
+        return self._track("event", self.cuda.Event(0 if timing else DISABLE_TIMING))
 
-    def begin_capture(self) -> None:
-        raise CudaError("CUDA graph capture needs cuda-python; " + INSTALL_HINT)
+    def record(self, event: Any, stream: Any) -> None:
+        event.record(stream)
 
-    def end_capture(self) -> Any:
-        raise CudaError("CUDA graph capture needs cuda-python")
-
-    def abort_capture(self) -> None:
-        return None
-
-    def launch(self, graph_exec: Any) -> None:
-        raise CudaError("CUDA graph capture needs cuda-python")
-
-    def destroy_graph(self, graph_exec: Any) -> None:
-        return None
-
-    def event(self) -> Any:
-        return self.cuda.Event()
-
-    def record(self, event: Any) -> None:
-        event.record(self.stream)
+    def wait(self, stream: Any, event: Any) -> None:
+        stream.wait_for_event(event)
 
     def elapsed_seconds(self, start: Any, end: Any) -> float:
         end.synchronize()
         return float(end.time_since(start)) / 1000
 
+    def begin_capture(self, stream: Any) -> None:
+        raise CudaError('CUDA graph capture needs cuda-python: pip install "resnet-deploy[cuda]"')
+
+    def end_capture(self, stream: Any) -> Any:
+        raise CudaError("CUDA graph capture needs cuda-python")
+
+    def abort_capture(self, stream: Any) -> None:
+        return None
+
+    def launch(self, graph: Any, stream: Any) -> None:
+        raise CudaError("CUDA graph capture needs cuda-python")
+
+    def free(self, handle: Any) -> None:
+        self._live = [(kind, obj) for kind, obj in self._live if obj is not handle]
+        if hasattr(handle, "free"):
+            handle.free()
+
     def close(self) -> None:
-        self._keep = []
+        while self._live:
+            kind, obj = self._live.pop()
+            try:
+                if kind in ("device", "host") and hasattr(obj, "free"):
+                    obj.free()  # DeviceAllocation.free(); pagelocked arrays: .base.free()
+                elif kind == "host" and hasattr(getattr(obj, "base", None), "free"):
+                    obj.base.free()
+            except Exception:
+                pass
+        if self.context is not None:
+            try:
+                self.context.pop()
+                self.context.detach()  # releases the retained primary context
+            except Exception:
+                pass
+            self.context = None
+
+
+def _import_cuda_python() -> Any:
+    try:
+        from cuda.bindings import runtime  # cuda-python >= 12.6
+
+        return runtime
+    except ImportError:
+        pass
+    try:
+        from cuda import cudart  # type: ignore[attr-defined]  # cuda-python 11.x, 12.0-12.5
+
+        return cudart
+    except ImportError:
+        return None
+
+
+def _import_pycuda() -> Any:
+    try:
+        import pycuda.driver as driver
+
+        return driver
+    except ImportError:
+        return None
+
+
+def _bindings_major(cudart: Any) -> int | None:
+    """The CUDA major version these bindings implement (answers without a driver, in every version)."""
+    try:
+        error, version = cudart.cudaRuntimeGetVersion()
+        return int(version) // 1000 if int(error) == 0 and version else None
+    except Exception:
+        return None
+
+
+def _bindings_version() -> str:
+    from importlib import metadata
+
+    for dist in ("cuda-bindings", "cuda-python"):
+        try:
+            return f"{dist} {metadata.version(dist)}"
+        except metadata.PackageNotFoundError:
+            continue
+    return "cuda-python"
 
 
 def open_cuda() -> CudaPython | PyCuda:
-    try:
+    """cuda-python, else pycuda (on the primary context); one line saying why neither works otherwise."""
+    problems = []
+    driver_version = driver_cuda_version()
+    too_old = False
+    cudart = _import_cuda_python()
+    if cudart is not None:
+        major = _bindings_major(cudart)
+        if driver_version is not None and major is not None and major > driver_version // 1000:
+            too_old = True  # every call would fail with cudaErrorInsufficientDriver (35)
+            problems.append(
+                f"{_bindings_version()} is built for CUDA {major}.x "
+                f"but the driver supports CUDA {version_text(driver_version)}"
+            )
+        else:
+            try:
+                return CudaPython(cudart)
+            except (CudaError, RuntimeError) as exc:  # cuda-python <= 12.8 raises RuntimeError without a driver
+                too_old = too_old or f"({INSUFFICIENT_DRIVER})" in str(exc)
+                problems.append(f"{_bindings_version()}: {exc}")
+    driver = _import_pycuda()
+    if driver is not None:
         try:
-            from cuda.bindings import runtime as cudart  # cuda-python >= 12.6
-        except ImportError:
-            from cuda import cudart  # type: ignore[no-redef,attr-defined]  # older cuda-python
-    except ImportError:
-        pass
-    else:
-        try:
-            return CudaPython(cudart)
-        except CudaError as exc:
-            raise CudaError(
-                f"no usable NVIDIA GPU to run an engine on ({exc}); engines need a GPU and its driver"
-            ) from None
-    try:
-        import pycuda.autoinit  # noqa: F401  # creates the context on device 0
-        import pycuda.driver as driver
-
-        return PyCuda(driver)
-    except ImportError:
-        pass
-    except Exception as exc:  # pycuda without a usable GPU raises its own errors
-        raise CudaError(f"no usable NVIDIA GPU to run an engine on (pycuda: {exc})") from None
-    raise CudaError(f"running a TensorRT engine needs CUDA memory from Python: {INSTALL_HINT}")
+            return PyCuda(driver, int(os.environ.get("CUDA_DEVICE", "0")))
+        except Exception as exc:  # pycuda raises its own errors when no GPU or driver is usable
+            problems.append(f"pycuda: {str(exc).strip() or type(exc).__name__}")
+    if not problems:
+        raise CudaError(f"running a TensorRT engine needs CUDA from Python: {install_hint(driver_version)}")
+    if too_old and driver_version is not None:
+        raise CudaError(
+            f"the installed CUDA bindings are newer than this NVIDIA driver ({'; '.join(problems)}): "
+            f'pip install "resnet-deploy[{cuda_extra(driver_version)}]", or update the driver'
+        )
+    reason = "no NVIDIA driver is loaded" if driver_version is None else "engines need a GPU and its driver"
+    raise CudaError(f"no usable NVIDIA GPU to run an engine on: {reason} ({'; '.join(problems)})")

@@ -1,21 +1,31 @@
 """TensorRT / TensorRT-RTX engines: checked against their sidecar, then run with reused buffers.
 
-Before an engine is deserialised its sidecar (``ENGINE.json`` from ``build-engine``) is checked:
-the file's sha256 (a truncated or foreign file is an error, never a crash in TensorRT), the
-installed TensorRT version and the GPU's compute capability. A mismatch is refused with the
-command that rebuilds the engine.
+Life cycle (as Polygraphy's runners): *load* reads and checks the sidecar (the file's sha256, so a
+truncated or foreign file is an error and never a crash in TensorRT; the installed TensorRT
+version; the GPU's compute capability), sets the DLA core the engine was built for, and
+deserialises; *activate* creates the stream, the pinned and device buffers and the execution
+context; ``close()`` frees all of it. A refusal or failure at any step frees everything acquired
+before it. A mismatch is refused with the command that rebuilds the engine.
 
-Running: the name-based API (``num_io_tensors``, ``set_input_shape``, ``set_tensor_address``,
-``execute_async_v3``); device and pinned host buffers for the profile's max batch, allocated once;
-our own stream and async copies; any batch size (larger than the profile's max: split into
-max-batch chunks, in order; smaller than its min, e.g. 3 images for a static-batch-8 engine:
-zero-padded, the padding's logits dropped); optional CUDA graph capture per batch size
-(``cuda_graph=True``, TensorRT with cuda-python); and torch CUDA tensors in, torch CUDA tensors
-out, with no copy (within the profile).
+Running, always on the runner's own non-blocking stream:
+
+- numpy in, numpy out: the name-based API (``set_input_shape``, ``set_tensor_address``, both
+  checked, ``execute_async_v3``), buffers for the profile's max batch allocated once; any batch
+  size (above the profile's max: split into max-batch chunks, in order; below its min, e.g. 3
+  images for a static-batch-8 engine: zero-padded, the padding's logits dropped);
+- ``cuda_graph=True`` (TensorRT with cuda-python): one CUDA graph per batch size, each captured on
+  an execution context of its own whose shape never changes again (a graph is valid only for the
+  shapes it was captured with), the contexts sharing one block of activation memory where the
+  release allows it (launches are serialised on one stream);
+- torch CUDA tensors in, a torch CUDA tensor out, without a copy (within the profile): the caller's
+  current torch stream and the runner's stream are ordered both ways with events, so TensorRT never
+  runs on the legacy default stream and never overlaps the runner's other work; a tensor that is
+  not 256-byte aligned (a view with an offset) is copied, one on another GPU refused.
 """
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +39,10 @@ if TYPE_CHECKING:
     import tensorrt as trt_types
 
     from resnet_deploy.runtime.cuda_memory import CudaPython, PyCuda
+
+ALIGNMENT = 256  # TensorRT's requirement for every tensor address (NvInferRuntime.h, setTensorAddress)
+# Version-compatible engines across majors: the pairs NVIDIA's support matrix lists (8 -> 10, 10 -> 11)
+CROSS_MAJOR = {(8, 10), (10, 11)}
 
 
 class EngineMismatchError(ResnetDeployError):
@@ -58,17 +72,25 @@ def check_engine_file(path: Path, sidecar: dict[str, Any]) -> bytes:
 
 
 def check_version(sidecar: dict[str, Any], installed: str, path: Path) -> None:
+    """Same version, or a version-compatible engine on a later release its lean runtime covers."""
     from resnet_deploy.engine.backends import version_tuple
 
-    built = str(sidecar.get("backend_version"))
-    same = version_tuple(built)[:3] == version_tuple(installed)[:3]
-    later = version_tuple(installed)[:2] >= version_tuple(built)[:2]
-    if not same and not (sidecar.get("version_compatible") and later):
+    built_text = str(sidecar.get("backend_version"))
+    built, here = version_tuple(built_text), version_tuple(installed)
+    if built[:3] == here[:3]:
+        return
+    if sidecar.get("version_compatible"):
+        if built[:2] <= here[:2] and (built[0] == here[0] or (built[0], here[0]) in CROSS_MAJOR):
+            return
         raise EngineMismatchError(
-            f"{path} was built with {sidecar.get('backend')} {built} but {installed} is installed; "
-            "engines run only on the version that built them (unless built --version-compatible); "
-            + rebuild_hint(sidecar)
+            f"{path} is version-compatible from {sidecar.get('backend')} {built_text}, but {installed} is installed: "
+            "such engines run on later releases of the same major version, and from 8.x on 10.x and from 10.x "
+            f"on 11.x only; {rebuild_hint(sidecar)}"
         )
+    raise EngineMismatchError(
+        f"{path} was built with {sidecar.get('backend')} {built_text} but {installed} is installed; "
+        "engines run only on the version that built them (unless built --version-compatible); " + rebuild_hint(sidecar)
+    )
 
 
 def check_gpu(sidecar: dict[str, Any], gpu_name: str, compute_capability: str, path: Path) -> None:
@@ -92,46 +114,60 @@ def check_gpu(sidecar: dict[str, Any], gpu_name: str, compute_capability: str, p
 
 class TensorRTBackend(Backend):
     kind = "tensorrt"
+    timer = "cuda-events"
 
     def __init__(self, path: str | Path, cuda_graph: bool = False) -> None:
+        self._resources = ExitStack()  # unwound by close(), or at once when loading or activating fails
+        try:
+            self._load(Path(path), cuda_graph)
+            self._activate()
+        except BaseException:
+            self._resources.close()
+            raise
+
+    # -- load: check, open CUDA, deserialise ---------------------------------------------------
+    def _load(self, path: Path, cuda_graph: bool) -> None:
         from resnet_deploy.engine.backends import choose
         from resnet_deploy.engine.network import make_logger
         from resnet_deploy.engine.sidecar import read_sidecar
         from resnet_deploy.runtime.cuda_memory import open_cuda
 
-        path = Path(path)
         sidecar = read_sidecar(path)
         data = check_engine_file(path, sidecar)
         flavour = choose(sidecar.get("backend"))  # the TensorRT that built it, or how to install it
         check_version(sidecar, flavour.version, path)
-        cuda = open_cuda()
-        gpu_name, compute_capability = cuda.device_properties()
-        check_gpu(sidecar, gpu_name, compute_capability, path)
-
-        trt = flavour.module
-        self.kind = flavour.name
-        self.logger = make_logger(trt)
-        mark = self.logger.mark()
-        self.runtime: trt_types.Runtime = trt.Runtime(self.logger)
-        if sidecar.get("version_compatible"):
-            self.runtime.engine_host_code_allowed = True  # the plan carries its lean runtime
-        if cuda_graph and not cuda.supports_graphs:
-            raise ResnetDeployError(
-                f"cuda_graph=True needs cuda-python for graph capture; this runner has {type(cuda).__name__}"
-            )
         if cuda_graph and flavour.is_rtx:
             raise ResnetDeployError(
                 "cuda_graph=True is for TensorRT engines; TensorRT-RTX captures CUDA graphs itself "
                 "(its stream capture needs engines built with REQUIRE_USER_ALLOCATION)"
             )
+        cuda: CudaPython | PyCuda = open_cuda()
+        self._resources.callback(cuda.close)  # unwound last: after every TensorRT object is gone
+        self.cuda = cuda
+        if cuda_graph and not cuda.supports_graphs:
+            raise ResnetDeployError(f"cuda_graph=True needs cuda-python for graph capture; this runner has {cuda.name}")
+        gpu_name, compute_capability = cuda.device_properties()
+        check_gpu(sidecar, gpu_name, compute_capability, path)
+
+        trt = flavour.module
+        self.trt = trt
+        self.kind = flavour.name
+        self.logger = make_logger(trt)
+        mark = self.logger.mark()
+        self._resources.callback(self._drop_engine)
+        self.runtime: trt_types.Runtime = trt.Runtime(self.logger)
+        if sidecar.get("version_compatible"):
+            self.runtime.engine_host_code_allowed = True  # the plan carries its lean runtime
+        dla_core = (sidecar.get("targets") or {}).get("dla_core")
+        if dla_core is not None:
+            self.runtime.DLA_core = int(dla_core)  # the core it was built for (default -1), as trtexec does
         engine: trt_types.ICudaEngine | None = self.runtime.deserialize_cuda_engine(data)
         if engine is None:
-            errors = self.logger.since(mark)
             raise EngineMismatchError(
-                f"{flavour.name} {flavour.version} cannot load {path} ({errors}); {rebuild_hint(sidecar)}"
+                f"{flavour.name} {flavour.version} cannot load {path} ({self.logger.since(mark)}); "
+                + rebuild_hint(sidecar)
             )
         self.engine = engine
-        self.context: trt_types.IExecutionContext = engine.create_execution_context()
         names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
         inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
         outputs = [n for n in names if n not in inputs]
@@ -149,19 +185,90 @@ class TensorRTBackend(Backend):
         self.sample_shape = tuple(int(d) for d in high[1:])
         out_shape = engine.get_tensor_shape(self.output_name)
         self.num_classes = int(out_shape[len(out_shape) - 1])
+        self.cuda_graph = cuda_graph
+        self.sidecar = sidecar
+        self.dla_core = dla_core
+        metadata = ArtifactMetadata.from_props(sidecar.get("model") or {}, source=str(path))
+        super().__init__(path, metadata, str(sidecar.get("precision", "fp32")))
 
-        self.cuda: CudaPython | PyCuda = cuda
+    def _drop_engine(self) -> None:
+        self.engine = self.runtime = None  # type: ignore[assignment]
+
+    # -- activate: stream, buffers, contexts ---------------------------------------------------
+    def _activate(self) -> None:
+        cuda = self.cuda
+        self._graphs: dict[int, tuple[Any, Any]] = {}  # batch rows -> (its own context, executable graph)
+        self._context: Any = None  # the eager context (numpy path without graphs, and the torch path)
+        self._events: tuple[Any, Any] | None = None
+        self._resources.callback(self._deactivate)
+        self.stream = cuda.create_stream()
+        self.stream_handle = cuda.handle(self.stream)
         self.host_in = cuda.alloc_pinned((self.max_batch, *self.sample_shape), np.float32)
         self.host_out = cuda.alloc_pinned((self.max_batch, self.num_classes), np.float32)
         self.device_in = cuda.alloc_device(self.host_in.nbytes)
         self.device_out = cuda.alloc_device(self.host_out.nbytes)
-        self.cuda_graph = cuda_graph
-        self._graphs: dict[int, Any] = {}
-        self._events: tuple[Any, Any] | None = None
-        self.sidecar = sidecar
-        metadata = ArtifactMetadata.from_props(sidecar.get("model") or {}, source=str(path))
-        super().__init__(path, metadata, str(sidecar.get("precision", "fp32")))
+        self._scratch: tuple[int, int] | None = None
+        if self.cuda_graph:
+            self._scratch = self._shared_memory()
+        else:
+            self._context = self._new_context()
 
+    def _shared_memory(self) -> tuple[int, int] | None:
+        """One block of activation memory for the graph contexts, where the release lets a context
+        use memory it is given (10.x/11.x: USER_MANAGED; 8.6: created without device memory)."""
+        engine = self.engine
+        size = getattr(engine, "device_memory_size_v2", None)
+        if size is None:
+            size = getattr(engine, "device_memory_size", None)
+        can_share = hasattr(self.trt, "ExecutionContextAllocationStrategy") or hasattr(
+            engine, "create_execution_context_without_device_memory"
+        )
+        if not can_share or not size:
+            return None
+        return self.cuda.alloc_device(int(size)), int(size)
+
+    def _new_context(self, shared: bool = False) -> Any:
+        mark = self.logger.mark()
+        engine, trt = self.engine, self.trt
+        if shared and self._scratch is not None:
+            pointer, size = self._scratch
+            if hasattr(trt, "ExecutionContextAllocationStrategy"):
+                context = engine.create_execution_context(trt.ExecutionContextAllocationStrategy.USER_MANAGED)
+                if context is not None:
+                    context.set_device_memory(pointer, size)
+            else:
+                context = engine.create_execution_context_without_device_memory()
+                if context is not None:
+                    context.device_memory = pointer  # type: ignore[attr-defined]  # 8.6; not in 10.x stubs
+        else:
+            context = engine.create_execution_context()
+        if context is None:
+            raise ResnetDeployError(
+                f"{self.kind} could not create an execution context for {self.path.name}: {self.logger.since(mark)} "
+                "(is the GPU out of memory?)"
+            )
+        return context
+
+    def _deactivate(self) -> None:
+        if getattr(self, "stream", None) is not None:
+            try:
+                self.cuda.synchronize(self.stream)  # work queued by the torch path may still run
+            except Exception:
+                pass
+        for _, graph in self._graphs.values():
+            self.cuda.free(graph)
+        self._graphs = {}
+        self._context = None
+        # nothing of the device outlives close(): the buffers are views of pinned memory about to be freed,
+        # and a pycuda stream lives as long as its Python object
+        self.stream = self.host_in = self.host_out = self._events = None  # type: ignore[assignment]
+
+    def close(self) -> None:
+        if not self._closed:
+            self._resources.close()
+        super().close()
+
+    # -- running -------------------------------------------------------------------------------
     def infer(self, batch: Any) -> Any:
         if _is_torch_cuda(batch):
             self._check_open()
@@ -179,61 +286,67 @@ class TensorRTBackend(Backend):
         out_bytes = rows * self.num_classes * 4
         self.host_in[:n] = chunk
         self.host_in[n:rows] = 0
-        self._set_shape(rows)
-        self.context.set_tensor_address(self.input_name, self.device_in)
-        self.context.set_tensor_address(self.output_name, self.device_out)
         if self.cuda_graph:
-            graph = self._graphs.get(rows)
-            if graph is None:
-                self._execute(self.cuda.stream_handle)  # TensorRT wants one run after a shape change, before capture
-                self.cuda.synchronize()
-                graph = self._graphs[rows] = self._capture(in_bytes, out_bytes)
-            self.cuda.launch(graph)
+            self.cuda.launch(self._graph(rows, in_bytes, out_bytes), self.stream)
         else:
-            self.cuda.h2d(self.device_in, self.host_in, in_bytes)
-            self._execute(self.cuda.stream_handle)
-            self.cuda.d2h(self.host_out, self.device_out, out_bytes)
-        self.cuda.synchronize()
+            self._bind(self._context, rows, self.device_in, self.device_out)
+            self.cuda.h2d(self.device_in, self.host_in, in_bytes, self.stream)
+            self._execute(self._context, self.stream_handle)
+            self.cuda.d2h(self.host_out, self.device_out, out_bytes, self.stream)
+        self.cuda.synchronize(self.stream)
         return self.host_out[:n].copy()
 
-    def _capture(self, in_bytes: int, out_bytes: int) -> Any:
-        self.cuda.begin_capture()
+    def _graph(self, rows: int, in_bytes: int, out_bytes: int) -> Any:
+        """The graph for ``rows``, captured once on a context that keeps this shape for good."""
+        if rows in self._graphs:
+            return self._graphs[rows][1]
+        context = self._new_context(shared=True)
+        self._bind(context, rows, self.device_in, self.device_out)
+        self._execute(context, self.stream_handle)  # TensorRT wants one run after a shape change, before capture
+        self.cuda.synchronize(self.stream)
+        self.cuda.begin_capture(self.stream)
         try:
-            self.cuda.h2d(self.device_in, self.host_in, in_bytes)
-            self._execute(self.cuda.stream_handle)
-            self.cuda.d2h(self.host_out, self.device_out, out_bytes)
+            self.cuda.h2d(self.device_in, self.host_in, in_bytes, self.stream)
+            self._execute(context, self.stream_handle)
+            self.cuda.d2h(self.host_out, self.device_out, out_bytes, self.stream)
         except BaseException:
-            self.cuda.abort_capture()  # never leave the stream capturing
+            self.cuda.abort_capture(self.stream)  # never leave the stream capturing
             raise
-        return self.cuda.end_capture()
+        graph = self.cuda.end_capture(self.stream)
+        self._graphs[rows] = (context, graph)
+        return graph
 
-    def _set_shape(self, rows: int) -> None:
+    def _bind(self, context: Any, rows: int, input_address: int, output_address: int) -> None:
         mark = self.logger.mark()
-        if not self.context.set_input_shape(self.input_name, (rows, *self.sample_shape)):
+        if not context.set_input_shape(self.input_name, (rows, *self.sample_shape)):
             raise ResnetDeployError(
                 f"{self.path.name} refused batch {rows} (profile {self.min_batch}..{self.max_batch}): "
                 + self.logger.since(mark)
             )
+        for name, address in ((self.input_name, input_address), (self.output_name, output_address)):
+            if not context.set_tensor_address(name, address):  # else the previous address stays bound
+                raise ResnetDeployError(
+                    f"TensorRT refused the address {address:#x} of {name!r} for {self.path.name}: "
+                    + self.logger.since(mark)
+                )
 
-    def _execute(self, stream: int) -> None:
+    def _execute(self, context: Any, stream: int) -> None:
         mark = self.logger.mark()
-        if not self.context.execute_async_v3(stream):
+        if not context.execute_async_v3(stream):
             raise ResnetDeployError(f"TensorRT failed to run {self.path.name}: {self.logger.since(mark)}")
-
-    timer = "cuda-events"
 
     def timed_infer(self, batch: np.ndarray) -> float:
         """Stream time of one call, copies included: events recorded around it on the runner's stream."""
         if self._events is None:
-            self._events = (self.cuda.event(), self.cuda.event())
+            self._events = (self.cuda.create_event(timing=True), self.cuda.create_event(timing=True))
         start, end = self._events
-        self.cuda.record(start)
+        self.cuda.record(start, self.stream)
         self.infer(batch)
-        self.cuda.record(end)
+        self.cuda.record(end, self.stream)
         return self.cuda.elapsed_seconds(start, end)
 
     def _infer_torch(self, batch: Any) -> Any:
-        """Zero-copy: the caller's CUDA tensor in, a new CUDA tensor out, on torch's current stream."""
+        """Zero-copy: the caller's CUDA tensor in, a new CUDA tensor out, ordered with the caller's stream."""
         import torch
 
         if tuple(batch.shape[1:]) != self.sample_shape or batch.dtype != torch.float32:
@@ -241,24 +354,31 @@ class TensorRTBackend(Backend):
                 f"{self.path.name} expects (N, {', '.join(map(str, self.sample_shape))}) float32, "
                 f"got {tuple(batch.shape)} {batch.dtype}"
             )
+        if batch.device.index != self.cuda.device:
+            raise ResnetDeployError(
+                f"the tensor is on {batch.device} but {self.path.name} runs on cuda:{self.cuda.device}; "
+                f"move it first (tensor.to('cuda:{self.cuda.device}'))"
+            )
         if not self.min_batch <= len(batch) <= self.max_batch:
             raise ResnetDeployError(f"{self.path.name} takes batches of {self.min_batch} to {self.max_batch}")
         batch = batch.contiguous()
+        if batch.data_ptr() % ALIGNMENT:
+            batch = batch.clone()  # a view with an offset: TensorRT needs 256-byte aligned addresses
+        caller = torch.cuda.current_stream(batch.device)
+        own = torch.cuda.ExternalStream(self.stream_handle, device=batch.device)
         out = torch.empty((len(batch), self.num_classes), dtype=torch.float32, device=batch.device)
-        self._set_shape(len(batch))
-        self.context.set_tensor_address(self.input_name, batch.data_ptr())
-        self.context.set_tensor_address(self.output_name, out.data_ptr())
-        self._execute(torch.cuda.current_stream(batch.device).cuda_stream)
+        context = self._torch_context()
+        own.wait_stream(caller)  # the input is written, and earlier work on out's memory done
+        self._bind(context, len(batch), batch.data_ptr(), out.data_ptr())
+        self._execute(context, self.stream_handle)
+        caller.wait_stream(own)  # the caller's next work sees the logits
         return out
 
-    def close(self) -> None:
-        if not self._closed:
-            for graph in self._graphs.values():
-                self.cuda.destroy_graph(graph)
-            self._graphs = {}
-            del self.context, self.engine
-            self.cuda.close()
-        super().close()
+    def _torch_context(self) -> Any:
+        """The eager context; with graphs, one of its own (graph contexts never change shape)."""
+        if self._context is None:
+            self._context = self._new_context()
+        return self._context
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -267,6 +387,7 @@ class TensorRTBackend(Backend):
             "batch": f"{self.min_batch}..{self.max_batch}",
             "cuda": self.cuda.name,
             "cuda_graph": self.cuda_graph,
+            "dla_core": self.dla_core,
         }
 
 

@@ -195,3 +195,21 @@ def test_full_tensorrt_builds_for_the_gpu_present(onnx_fp32, tmp_path, precision
         assert meta["builder_flags"] == []
     else:  # TensorRT 8.6/9, or --best on 10.x: precision flags
         assert "INT8" in meta["builder_flags"] or precision == "fp16"
+
+
+def test_turing_is_refused_where_tensorrt_rtx_cannot_build_for_it(onnx_fp32, tmp_path) -> None:
+    """TensorRT-RTX 1.7 fails FP32 GEMMs for SM75 (after an INT8 build's calibration): refused up front.
+    If a newer TensorRT-RTX builds it, the first assertion fails: lift the refusal in check_combination."""
+    from resnet_deploy.engine.backends import choose
+    from resnet_deploy.engine.network import EngineBuildError, build, configure, parse
+    from resnet_deploy.engine.options import BatchProfile, BuildOptionError
+
+    backend = choose("tensorrt-rtx")
+    builder, network, _parser, logger = parse(backend, onnx_fp32, strongly_typed=True)
+    config = configure(backend, builder, network, BuildOptions(target_cc=("7.5",)), BatchProfile(1, 1, 1))
+    with pytest.raises(EngineBuildError, match=r"Turing .*FP32 GEMM is not supported"):
+        build(backend, builder, network, config, logger)
+    for precision in ("fp32", "int8"):
+        with pytest.raises(BuildOptionError, match=f"--target-cc 7.5 with {precision}: .*build --fp16 for 7.5"):
+            build_engine(onnx_fp32, tmp_path / "t.engine", BuildOptions(precision=precision, target_cc=("7.5", "8.9")))
+    assert build_engine(onnx_fp32, tmp_path / "t.engine", BuildOptions(precision="fp16", target_cc=("7.5",))).size_bytes

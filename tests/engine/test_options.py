@@ -24,6 +24,8 @@ def test_batch_profiles() -> None:
             parse_batch(bad)
     assert resolve_batch(None, -1) == BatchProfile(1, 8, 32)  # TensorRT's -1: a dynamic dimension
     assert resolve_batch(None, 4) == BatchProfile(4, 4, 4)
+    assert resolve_batch(None, -1, static=True) == BatchProfile(8, 8, 8)  # DLA: the default profile's opt
+    assert resolve_batch(BatchProfile(2, 2, 2), -1, static=True) == BatchProfile(2, 2, 2)
     with pytest.raises(BuildOptionError, match="static batch of 4, so --batch 1:8:32 cannot be built"):
         resolve_batch(BatchProfile(1, 8, 32), 4)
 
@@ -37,19 +39,32 @@ def test_target_compute_capabilities() -> None:
 @pytest.mark.parametrize(
     ("backend", "options", "message"),
     [
-        ("tensorrt-rtx", BuildOptions(dla_core=0), "TensorRT-RTX has no DLA"),
-        ("tensorrt", BuildOptions(gpu_fallback=True), "only applies with --dla-core"),
-        ("tensorrt", BuildOptions(target_cc=("8.6",)), "--target-cc is for TensorRT-RTX"),
-        ("tensorrt", BuildOptions(precision="fp16", implicit=True), "--implicit goes with --int8"),
-        ("tensorrt", BuildOptions(precision="int8", implicit=True), "--implicit needs --calib-cache"),
-        ("tensorrt", BuildOptions(calib_cache="x.cache"), "--calib-cache is for --implicit"),
-        ("tensorrt", BuildOptions(builder_opt_level=7), "0..5"),
-        ("tensorrt-rtx", BuildOptions(version_compatible=True), "TensorRT-RTX has no lean runtime"),
+        ("rtx", BuildOptions(dla_core=0, precision="fp16"), "TensorRT-RTX has no DLA"),
+        ("10.3", BuildOptions(gpu_fallback=True), "only applies with --dla-core"),
+        ("10.3", BuildOptions(target_cc=("8.6",)), "--target-cc is for TensorRT-RTX"),
+        ("10.3", BuildOptions(precision="fp16", implicit=True), "--implicit goes with --int8"),
+        ("10.3", BuildOptions(precision="int8", implicit=True), "--implicit needs --calib-cache"),
+        ("10.3", BuildOptions(calib_cache="x.cache"), "--calib-cache is for --implicit"),
+        ("10.3", BuildOptions(builder_opt_level=7), "0..5"),
+        ("10.3", BuildOptions(workspace_mib=0), "at least 1 MiB"),
+        ("10.3", BuildOptions(dla_core=0), "--dla-core runs FP16 or INT8 only"),
+        ("10.3", BuildOptions(dla_core=0, precision="best"), "INT8 from a calibration cache only"),
+        ("10.3", BuildOptions(dla_core=0, precision="fp16", batch=BatchProfile(1, 8, 32)), "one static batch"),
+        ("10.3", BuildOptions(hardware_compat="same-cc"), r"same-cc needs TensorRT >= 10\.9; this is tensorrt 10\.3"),
+        ("10.3", BuildOptions(), "builds for the GPU it runs on, and this machine has none"),
+        ("rtx", BuildOptions(version_compatible=True), "TensorRT-RTX has no lean runtime"),
+        ("rtx", BuildOptions(), "no NVIDIA GPU here to build for; name the target GPUs with --target-cc"),
     ],
 )
-def test_contradictory_options(backend, options, message) -> None:
+def test_contradictory_options(backend, options, message, monkeypatch) -> None:
+    from resnet_deploy import machine
+    from tests.trt_standin import standin, standin_rtx
+
+    module = standin_rtx() if backend == "rtx" else standin(backend)
+    flavour = backends.Backend("tensorrt-rtx" if backend == "rtx" else "tensorrt", module, module.__version__)
+    monkeypatch.setattr(machine, "gpu_present", lambda: False)  # this machine: no GPU
     with pytest.raises(BuildOptionError, match=message):
-        check_combination(options, backend)
+        check_combination(options, flavour)
 
 
 def test_no_backend_says_how_to_get_each(monkeypatch) -> None:
@@ -93,3 +108,30 @@ def test_ctrl_c_during_a_build_is_an_interrupt_not_a_build_failure() -> None:
     assert signal.getsignal(signal.SIGINT) is before
     with cancel_on_interrupt(SimpleNamespace(cancelled=False)):
         pass  # no interrupt: nothing raised
+
+
+def test_options_as_the_flags_that_rebuild_the_engine() -> None:
+    options = BuildOptions(
+        precision="int8",
+        batch=BatchProfile(1, 8, 32),
+        target_cc=("8.6", "8.9"),
+        hardware_compat="ampere+",
+        builder_opt_level=5,
+        workspace_mib=512,
+        version_compatible=True,
+    )
+    assert options.cli_args() == [
+        "--int8",
+        "--batch",
+        "1:8:32",
+        "--workspace",
+        "512",
+        "--builder-opt-level",
+        "5",
+        "--target-cc",
+        "8.6,8.9",
+        "--version-compatible",
+        "--hardware-compat",
+        "ampere+",
+    ]
+    assert BuildOptions().cli_args() == []
