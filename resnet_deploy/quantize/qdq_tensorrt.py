@@ -10,12 +10,9 @@ Rules (TensorRT developer guide, "Explicit Quantization", Q/DQ placement recomme
 - residual Add: the shortcut input is quantized (the input not produced by the block's last Conv;
   with a projection shortcut, the projection Conv's output). This is the developer guide's
   placement, with which full TensorRT can run conv + add + ReLU + requantize as one int8 kernel.
-  TensorRT-RTX 1.7 fuses nothing into an int8 conv whatever the placement (measured on ResNet-20
-  and ResNet-18 builds for SM89 with DETAILED layer lists: its int8 convs write FP32 and a generated
-  pointwise kernel does the per-channel dequantize, add, ReLU and requantize; only per-tensor
-  weight scales let it fuse the add, at 22-37% more memory traffic and lower accuracy). There this
-  placement is still the cheapest measured: an identity shortcut is read as the int8 tensor the
-  next conv reads anyway; leaving it float moves 28-39% more data;
+  TensorRT-RTX 1.7 fuses no add into an int8 conv in any placement measured (its int8 convs write
+  FP32; a kernel of its own does the add); there this placement still moves the least data
+  (scripts/rtx_int8_fusion.py, results in scripts/results/rtx-int8-fusion-resnet*.txt);
 - nothing between Conv and its BatchNorm/ReLU (BN is folded at export; TensorRT fuses ReLU).
 
 A tensor feeding several such consumers gets one Q/DQ pair that all of them share.
