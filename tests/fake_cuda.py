@@ -85,6 +85,7 @@ class FakeCudart:
         self.fail = dict(fail or {})  # call name -> which call (1 = the first) fails
         self.total_memory = total_memory
         self.calls: list[tuple[str, tuple[Any, ...]]] = []
+        self.current_device = 0
         self.live: dict[str, dict[int, Any]] = {k: {} for k in ("stream", "event", "device", "host", "graph", "exec")}
         self.stream_flags: dict[int, int] = {0: 0}
         self.capturing: dict[int, list[Callable[[], None]]] = {}
@@ -158,7 +159,13 @@ class FakeCudart:
         return self._enter("cudaRuntimeGetVersion"), self.major * 1000
 
     def cudaGetDevice(self) -> tuple[cudaError_t, int]:
-        return self._enter("cudaGetDevice"), 0
+        return self._enter("cudaGetDevice"), self.current_device
+
+    def cudaSetDevice(self, device: int) -> tuple[cudaError_t]:
+        error = self._enter("cudaSetDevice", device)
+        if not error:
+            self.current_device = int(device)
+        return (error,)
 
     def cudaGetDeviceProperties(self, device: int) -> tuple[cudaError_t, Any]:
         major, minor = self.compute_capability

@@ -97,6 +97,9 @@ def release_surface(release: str) -> dict[str, Any]:
     for qualified, overloads in own.get("overloads", {}).items():
         cls, method = qualified.split(".")
         classes[cls] = {**classes[cls], "methods": {**classes[cls]["methods"], method: overloads}}
+    for qualified in common["write_only"]:
+        cls, prop = qualified.split(".")
+        classes[cls] = {**classes[cls], "properties": {**classes[cls]["properties"], prop: "wo"}}
     bases = {cls: base for cls, base in common["bases"].items() if cls in classes and base in classes}
     return {
         "name": "tensorrt",
@@ -158,7 +161,7 @@ def introspected_surface(module: ModuleType) -> dict[str, Any]:
                     continue
                 raw = next((k.__dict__[attr] for k in obj.__mro__ if attr in k.__dict__), None)
                 if isinstance(raw, property):
-                    spec["properties"][attr] = "rw" if raw.fset is not None else "ro"
+                    spec["properties"][attr] = "wo" if raw.fget is None else "rw" if raw.fset is not None else "ro"
                 elif _is_enum(raw):
                     spec["enums"][attr] = list(raw.__members__)
                 elif isinstance(raw, staticmethod) or type(raw).__name__ == "builtin_function_or_method":
@@ -304,7 +307,7 @@ def _property(sim: Simulation, qualified: str, mode: str) -> property:
         else:
             self._sd_state[name] = value
 
-    return property(fget, fset if mode == "rw" else None)
+    return property(None if mode == "wo" else fget, fset if mode in ("rw", "wo") else None)
 
 
 def _no_constructor(self: Any, *args: Any, **kwargs: Any) -> None:
@@ -587,6 +590,17 @@ def _config_pool(sim: Simulation, self: Any, pool: Any, pool_size: int) -> None:
     self._sd_state["pools"][pool.name] = int(pool_size)
 
 
+@impl("IBuilderConfig.set_preview_feature")
+def _config_preview(sim: Simulation, self: Any, feature: Any, enable: bool) -> None:
+    if not isinstance(feature, sim.trt.PreviewFeature):
+        raise TypeError(f"{sim.label}: set_preview_feature takes a PreviewFeature")
+    features = self._sd_state.setdefault("preview", set())
+    if enable:
+        features.add(feature.name)
+    else:
+        features.discard(feature.name)
+
+
 @impl("IBuilderConfig.add_optimization_profile")
 def _config_add_profile(sim: Simulation, self: Any, profile: Any) -> int:
     self._sd_state["profiles"].append(dict(profile._sd_state["shapes"]))
@@ -764,6 +778,7 @@ def _build(sim: Simulation, self: Any, network: Any, config: Any, kernel_text: A
         "pools": cfg["pools"],
         "opt_level": config.builder_optimization_level,
         "progress_monitor": monitor is not None,
+        "preview": sorted(cfg.get("preview", ())),
     }
     if "timing_cache" in cfg:
         cfg["timing_cache"]._sd_state["entries"] += f"{tensor.name if tensor is not None else ''};"
@@ -876,11 +891,44 @@ def _new_context(sim: Simulation, engine: Any, needs_memory: bool) -> Any:
     if sim.machine.context_fails:
         sim.log(engine._sd_state["logger"], "ERROR", "out of memory allocating the execution context")
         return None
+    holders = engine._sd_state.setdefault("profile0", weakref.WeakSet())
+    profile = -1 if _implicit_profile_release(sim) and len(holders) else 0
     context = sim.new(
-        "IExecutionContext", engine=engine, shape=None, addresses={}, memory=None, needs_memory=needs_memory
+        "IExecutionContext",
+        engine=engine,
+        shape=None,
+        addresses={},
+        memory=None,
+        needs_memory=needs_memory,
+        profile=profile,
     )
+    if profile == 0:
+        holders.add(context)
     sim.track(context, "contexts")
     return context
+
+
+def _implicit_profile_release(sim: Simulation) -> bool:
+    """TensorRT 8.x: only the first context gets profile 0, later ones -1 (NvInferRuntime.h, release/8.6)."""
+    return not sim.is_rtx and int(sim.version.split(".")[0]) < 9
+
+
+@impl("IExecutionContext.active_optimization_profile")
+def _active_profile(sim: Simulation, self: Any) -> int:
+    return self._sd_state["profile"]
+
+
+@impl("IExecutionContext.set_optimization_profile_async")
+def _set_profile(sim: Simulation, self: Any, profile_index: int, stream_handle: int) -> bool:
+    engine = self._sd_state["engine"]
+    holders = engine._sd_state["profile0"]
+    shared = "PROFILE_SHARING_0806" in engine._sd_state["plan"]["preview"] or not _implicit_profile_release(sim)
+    if profile_index != 0 or (any(c is not self for c in holders) and not shared):
+        sim.log(engine._sd_state["logger"], "ERROR", f"optimization profile {profile_index} is used by another context")
+        return False
+    self._sd_state["profile"] = 0
+    holders.add(self)
+    return True
 
 
 @impl("IExecutionContext.set_device_memory")
@@ -888,11 +936,6 @@ def _set_device_memory(sim: Simulation, self: Any, memory: int, size: int) -> No
     if size < ACTIVATION_BYTES:
         raise ValueError(f"{sim.label}: set_device_memory size {size} < device_memory_size_v2")
     self._sd_state["memory"] = int(memory)
-
-
-@impl("IExecutionContext.device_memory")
-def _get_device_memory(sim: Simulation, self: Any) -> Any:
-    return self._sd_state["memory"]
 
 
 @impl("IExecutionContext.device_memory=")
@@ -905,6 +948,9 @@ def _set_input_shape(sim: Simulation, self: Any, name: str, shape: Any) -> bool:
     engine = self._sd_state["engine"]
     logger = engine._sd_state["logger"]
     dims = _dims(shape)
+    if self._sd_state["profile"] < 0:
+        sim.log(logger, "ERROR", "setInputShape: no optimization profile is set on this execution context")
+        return False
     tensor = next((t for t in _io(engine) if t["name"] == name and t["input"]), None)
     if tensor is None:
         sim.log(logger, "ERROR", f"setInputShape: {name} is not an input")
@@ -951,7 +997,9 @@ def _execute(sim: Simulation, self: Any, stream_handle: int) -> bool:
     names = [t["name"] for t in _io(engine)]
     missing = [n for n in names if n not in state["addresses"]]
     problem = (
-        "no input shape set"
+        "no optimization profile set"
+        if state["profile"] < 0
+        else "no input shape set"
         if state["shape"] is None
         else f"no address for {missing}"
         if missing

@@ -156,6 +156,11 @@ def configure(
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, options.workspace_mib << 20)
     if options.builder_opt_level is not None:
         config.builder_optimization_level = options.builder_opt_level
+    sharing = getattr(getattr(trt, "PreviewFeature", None), "PROFILE_SHARING_0806", None)
+    if sharing is not None and backend.version_tuple < (9,):
+        # 8.x gives profile 0 to the first execution context only; the runner's CUDA graphs need one
+        # context per batch size (the default from 9.0, where the flag is deprecated)
+        config.set_preview_feature(sharing, True)
     for flag in weak_flags:  # FP16 / INT8 on TensorRT <= 10 (weakly typed networks)
         config.set_flag(getattr(trt.BuilderFlag, flag))
     if calibrator is not None:

@@ -40,6 +40,8 @@ class Backend(ABC):
             )
         if batch.dtype != np.float32:
             raise ResnetDeployError(f"{self.path.name} expects float32 input, got {batch.dtype}")
+        if len(batch) == 0:  # nothing to run: no logits, from every backend alike
+            return np.zeros((0, self.metadata.config.num_classes), np.float32)
         return self._infer(np.ascontiguousarray(batch))
 
     def _check_open(self) -> None:

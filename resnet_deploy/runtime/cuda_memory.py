@@ -25,6 +25,8 @@ from __future__ import annotations
 import ctypes
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, ClassVar
 
 import numpy as np
@@ -117,6 +119,19 @@ class CudaPython:
     def _track(self, kind: str, handle: Any) -> Any:
         self._live.append((kind, handle))
         return handle
+
+    @contextmanager
+    def current(self) -> Iterator[None]:
+        """This runner's device made current for the calls inside (the caller's restored after)."""
+        previous = int(self._ok(self.rt.cudaGetDevice(), "cudaGetDevice"))
+        if previous == self.device:
+            yield
+            return
+        self._ok(self.rt.cudaSetDevice(self.device), "cudaSetDevice")
+        try:
+            yield
+        finally:
+            self.rt.cudaSetDevice(previous)
 
     def device_properties(self) -> tuple[str, str]:
         props = self._ok(self.rt.cudaGetDeviceProperties(self.device), "cudaGetDeviceProperties")
@@ -234,6 +249,17 @@ class PyCuda:
         self.context.push()  # current on this thread, as the runtime API and torch see it
         self._live: list[tuple[str, Any]] = []
 
+    @contextmanager
+    def current(self) -> Iterator[None]:
+        """The primary context pushed for the calls inside (pycuda's contexts are per thread)."""
+        context = self.context
+        context.push()
+        try:
+            yield
+        finally:
+            if self.context is not None:  # close() inside it released the context itself
+                context.pop()
+
     def device_properties(self) -> tuple[str, str]:
         device = self.cuda.Device(self.device)
         major, minor = device.compute_capability()
@@ -309,6 +335,7 @@ class PyCuda:
                     obj.base.free()
             except Exception:
                 pass
+            del obj  # streams and events die with their object, and need the context alive to do so
         if self.context is not None:
             try:
                 self.context.pop()

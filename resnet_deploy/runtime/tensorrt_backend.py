@@ -234,12 +234,12 @@ class TensorRTBackend(Backend):
             pointer, size = self._scratch
             if hasattr(trt, "ExecutionContextAllocationStrategy"):
                 context = engine.create_execution_context(trt.ExecutionContextAllocationStrategy.USER_MANAGED)
-                if context is not None:
-                    context.set_device_memory(pointer, size)
             else:
                 context = engine.create_execution_context_without_device_memory()
-                if context is not None:
-                    context.device_memory = pointer  # type: ignore[attr-defined]  # 8.6; not in 10.x stubs
+            if context is not None and hasattr(context, "set_device_memory"):
+                context.set_device_memory(pointer, size)  # 10.1 and later
+            elif context is not None:
+                context.device_memory = pointer  # 8.6 and 10.0 (write-only property)
         else:
             context = engine.create_execution_context()
         if context is None:
@@ -247,6 +247,14 @@ class TensorRTBackend(Backend):
                 f"{self.kind} could not create an execution context for {self.path.name}: {self.logger.since(mark)} "
                 "(is the GPU out of memory?)"
             )
+        if getattr(context, "active_optimization_profile", 0) < 0:  # TensorRT 8.x: every context after the first
+            if not context.set_optimization_profile_async(0, self.stream_handle):
+                raise ResnetDeployError(
+                    f"{self.path.name} gives its optimization profile to one execution context only (TensorRT 8.6 "
+                    "without profile sharing), and cuda_graph=True needs one per batch size: "
+                    + rebuild_hint(self.sidecar)
+                )
+            self.cuda.synchronize(self.stream)
         return context
 
     def _deactivate(self) -> None:
@@ -265,15 +273,17 @@ class TensorRTBackend(Backend):
 
     def close(self) -> None:
         if not self._closed:
-            self._resources.close()
+            with self.cuda.current():
+                self._resources.close()
         super().close()
 
     # -- running -------------------------------------------------------------------------------
     def infer(self, batch: Any) -> Any:
-        if _is_torch_cuda(batch):
-            self._check_open()
-            return self._infer_torch(batch)
-        return super().infer(batch)
+        self._check_open()
+        with self.cuda.current():  # the runner's device, whatever the caller made current
+            if _is_torch_cuda(batch):
+                return self._infer_torch(batch)
+            return super().infer(batch)
 
     def _infer(self, batch: np.ndarray) -> np.ndarray:
         chunks = [batch[i : i + self.max_batch] for i in range(0, len(batch), self.max_batch)]
@@ -340,10 +350,11 @@ class TensorRTBackend(Backend):
         if self._events is None:
             self._events = (self.cuda.create_event(timing=True), self.cuda.create_event(timing=True))
         start, end = self._events
-        self.cuda.record(start, self.stream)
-        self.infer(batch)
-        self.cuda.record(end, self.stream)
-        return self.cuda.elapsed_seconds(start, end)
+        with self.cuda.current():
+            self.cuda.record(start, self.stream)
+            self.infer(batch)
+            self.cuda.record(end, self.stream)
+            return self.cuda.elapsed_seconds(start, end)
 
     def _infer_torch(self, batch: Any) -> Any:
         """Zero-copy: the caller's CUDA tensor in, a new CUDA tensor out, ordered with the caller's stream."""

@@ -96,8 +96,9 @@ def free_device_memory() -> int:
     return int(_check(runtime.cudaMemGetInfo(), "cudaMemGetInfo")[0])
 
 
-@pytest.fixture
-def gpu(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[GpuLinear, Machine]]:
+@pytest.fixture(params=["10.16"])
+def gpu(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[GpuLinear, Machine]]:
+    """TensorRT ``request.param`` (a stand-in) over the real GPU; 10.16 unless a test names others."""
     torch = pytest.importorskip("torch")
     pytest.importorskip("cuda.bindings.nvrtc")
     if not torch.cuda.is_available():
@@ -109,7 +110,7 @@ def gpu(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[GpuLinear, Machine]]:
     kernel = GpuLinear()
     spec = Machine(gpu=torch.cuda.get_device_name(0), compute_capability=f"{major}.{minor}", execute=kernel)
     with monkeypatch.context() as patch:
-        patch.setitem(sys.modules, "tensorrt", standin("10.16", spec))
+        patch.setitem(sys.modules, "tensorrt", standin(request.param, spec))
         patch.setattr(machine_module, "gpu_present", lambda: True)
         yield kernel, spec
     kernel.close()
@@ -154,6 +155,7 @@ def test_numpy_batches_of_every_size_split_and_padded(gpu, tiny_onnx, tmp_path) 
     assert spec.violations == [] and 0 not in spec.streams
 
 
+@pytest.mark.parametrize("gpu", ["8.6", "10.16"], indirect=True)  # 8.6: one profile per context unless shared
 def test_cuda_graphs_replay_exactly_after_other_shapes(gpu, tiny_onnx, tmp_path) -> None:
     from resnet_deploy.runtime import Runner
 
@@ -166,6 +168,7 @@ def test_cuda_graphs_replay_exactly_after_other_shapes(gpu, tiny_onnx, tmp_path)
     assert spec.violations == []  # no context re-shaped after its graph was captured
 
 
+@pytest.mark.parametrize("gpu", ["8.6", "10.16"], indirect=True)
 def test_torch_tensors_zero_copy_ordered_with_the_callers_stream(gpu, tiny_onnx, tmp_path) -> None:
     import torch
 
@@ -211,21 +214,24 @@ def test_bench_times_with_cuda_events(gpu, tiny_onnx, tmp_path) -> None:
 
 
 def test_close_returns_all_device_memory(gpu, tiny_onnx, tmp_path) -> None:
+    """Five load/run/close cycles leave device memory as they found it. Buffers for batch 256 and the
+    graphs' activation block (about 1.2 MB a cycle) would show; the driver's own pools may keep a page."""
     import torch
 
     from resnet_deploy.runtime import Runner
 
-    path = engine(tiny_onnx, tmp_path / "m.engine", "1:4:8")
+    path = engine(tiny_onnx, tmp_path / "m.engine", "1:64:256")
 
     def lifecycle() -> None:
         for graphs in (False, True):
             with Runner.load(path, cuda_graph=graphs) as runner:
-                for n in (3, 8, 11):
+                for n in (3, 64, 300):
                     runner.infer(integer_batch(n))
                 runner.backend.timed_infer(integer_batch(2))
                 runner.infer(torch.ones((4, *SHAPE), device="cuda"))
 
     lifecycle()  # the driver's own first-use allocations happen here
     before = free_device_memory()
-    lifecycle()
-    assert free_device_memory() == before
+    for _ in range(5):
+        lifecycle()
+    assert before - free_device_memory() <= 2 << 20

@@ -241,7 +241,9 @@ def test_pycuda_runs_on_the_primary_context_and_releases_it(tiny_onnx, tmp_path,
             x = next(batches(5))
             assert np.allclose(runner.infer(x), expected(x), rtol=1e-5, atol=1e-5)
             runner.backend.timed_infer(x)
-        assert driver.context_log == ["init", "retain_primary_context", "push", "pop", "detach"]
+        log = driver.context_log  # pushed around each call (any thread), released once at close
+        assert log[:3] == ["init", "retain_primary_context", "push"] and log[-2:] == ["pop", "detach"]
+        assert log.count("push") == log.count("pop") + 1 and log.count("detach") == 1
         assert_all_freed(cuda, machine)
 
 
@@ -374,3 +376,38 @@ def test_a_timing_cache_tensorrt_cannot_create_is_ignored(tmp_path) -> None:
 
     config = SimpleNamespace(create_timing_cache=refuse)
     assert load_timing_cache(config, tmp_path / "new.cache", ErrorLog(), print) is None  # no UnboundLocalError
+
+
+def test_an_8_6_engine_without_profile_sharing_is_refused_graphs_in_one_line(tiny_onnx, tmp_path, monkeypatch):
+    """TensorRT 8.6 gives profile 0 to the first execution context only; build-engine turns on profile
+    sharing, an engine built elsewhere without it cannot have a graph per batch size."""
+    with device(monkeypatch, "8.6") as (module, cuda, machine):
+        ours = build(tiny_onnx, tmp_path / "ours.engine", "8.6")
+        monkeypatch.setattr(module, "PreviewFeature", None)  # as another tool builds it
+        theirs = build(tiny_onnx, tmp_path / "theirs.engine", "8.6")
+        with Runner.load(ours, cuda_graph=True) as runner:
+            for x in batches(2, 5):
+                assert np.allclose(runner.infer(x), expected(x), rtol=1e-5, atol=1e-5)
+        with Runner.load(theirs, cuda_graph=True) as runner:
+            runner.infer(next(batches(2)))  # the first context has profile 0
+            with pytest.raises(
+                ResnetDeployError, match=r"one execution context only .* rebuild it here: resnet-deploy"
+            ):
+                runner.infer(next(batches(5)))
+        with Runner.load(theirs) as runner:  # without graphs one context serves every size
+            x = next(batches(5))
+            assert np.allclose(runner.infer(x), expected(x), rtol=1e-5, atol=1e-5)
+        assert_all_freed(cuda, machine)
+
+
+def test_the_runner_works_on_its_own_device_and_gives_the_callers_back(tiny_onnx, tmp_path, monkeypatch) -> None:
+    with device(monkeypatch, "10.16") as (_, cuda, machine):
+        engine = build(tiny_onnx, tmp_path / "m.engine", "10.16")
+        with Runner.load(engine) as runner:
+            cuda.current_device = 1  # the application moved on to another GPU
+            x = next(batches(3))
+            assert np.allclose(runner.infer(x), expected(x), rtol=1e-5, atol=1e-5)
+            assert cuda.current_device == 1
+            assert [args[0] for name, args in cuda.calls if name == "cudaSetDevice"] == [0, 1]
+            assert runner.infer(np.zeros((0, *SHAPE), np.float32)).shape == (0, CLASSES)
+        assert_all_freed(cuda, machine)
