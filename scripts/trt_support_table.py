@@ -5,7 +5,8 @@
 
 The cells are those ``tests/engine/test_trt_conformance.py`` pins: every build-engine option
 combination run through ``build_engine`` against the strict stand-ins of TensorRT 8.6, 10.3,
-10.13, 10.16 and 11.1 and the real TensorRT-RTX (``tests/trt_matrix.py``). About 15 s on 2 cores.
+10.13, 10.16 and 11.1 and the real TensorRT-RTX (``tests/trt_matrix.py``). About 15 s on 2 cores; it
+needs the test environment (pytest, tensorrt-rtx: the ``.venv`` that scripts/test.sh sets up).
 """
 
 from __future__ import annotations

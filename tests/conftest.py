@@ -70,3 +70,19 @@ def trained_resnet20(tmp_path_factory: pytest.TempPathFactory):
     source = open_model(result.checkpoint)
     export_onnx(source.model, root / "resnet20.onnx", source.metadata)
     return result.checkpoint, root / "resnet20.onnx"
+
+
+@pytest.fixture(scope="session")
+def tiny_onnx(tmp_path_factory: pytest.TempPathFactory):
+    """A resnet-deploy ONNX (our metadata, dynamic batch) of the smallest CIFAR ResNet at 8x8: for the
+    engine runner's tests, whose stand-in engines compute a fixed map whatever the model."""
+    import torch
+
+    from resnet_deploy.export import export_onnx
+    from resnet_deploy.model_source import open_model
+
+    torch.manual_seed(0)
+    source = open_model(depth=20, input_size=8)
+    path = tmp_path_factory.mktemp("tiny") / "tiny.onnx"
+    export_onnx(source.model, path, source.metadata, verify=False)
+    return path

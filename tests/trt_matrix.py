@@ -15,7 +15,7 @@ import json
 import signal
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -190,17 +190,7 @@ def run_case(column: str, case: Case, inputs: Inputs, out_dir: Path, monkeypatch
         try:
             options = case_options(column, case, inputs, out_dir)
             calibrate = {"method": "minmax", "count": 32, "cache_dir": None}
-            if case.interrupt:
-                with interrupting_monitor(monkeypatch, module):
-                    build_engine(
-                        case_onnx(case, inputs),
-                        output,
-                        options,
-                        backend=backend,
-                        progress=case.progress,
-                        calibrate=calibrate,
-                    )
-            else:
+            with interrupting_monitor(monkeypatch, module) if case.interrupt else nullcontext():
                 build_engine(
                     case_onnx(case, inputs),
                     output,

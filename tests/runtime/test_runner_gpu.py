@@ -116,20 +116,6 @@ def gpu(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iter
     kernel.close()
 
 
-@pytest.fixture(scope="module")
-def tiny_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    import torch
-
-    from resnet_deploy.export import export_onnx
-    from resnet_deploy.model_source import open_model
-
-    torch.manual_seed(0)
-    source = open_model(depth=20, input_size=8)
-    path = tmp_path_factory.mktemp("tiny-gpu") / "tiny.onnx"
-    export_onnx(source.model, path, source.metadata, verify=False)
-    return path
-
-
 def engine(onnx: Path, out: Path, batch: str) -> Path:
     from resnet_deploy.engine.build import build_engine
     from resnet_deploy.engine.options import BuildOptions, parse_batch

@@ -29,21 +29,6 @@ SHAPE = (3, 8, 8)  # a tiny classifier is enough: the stand-in engine computes a
 CLASSES = 10
 
 
-@pytest.fixture(scope="module")
-def tiny_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A resnet-deploy ONNX (our metadata) with a dynamic batch: the smallest CIFAR ResNet at 8x8."""
-    import torch
-
-    from resnet_deploy.export import export_onnx
-    from resnet_deploy.model_source import open_model
-
-    torch.manual_seed(0)
-    source = open_model(depth=20, input_size=8)
-    path = tmp_path_factory.mktemp("tiny") / "tiny.onnx"
-    export_onnx(source.model, path, source.metadata, verify=False)
-    return path
-
-
 @contextmanager
 def device(
     monkeypatch: pytest.MonkeyPatch,
