@@ -239,7 +239,7 @@ class TensorRTBackend(Backend):
             if context is not None and hasattr(context, "set_device_memory"):
                 context.set_device_memory(pointer, size)  # 10.1 and later
             elif context is not None:
-                context.device_memory = pointer  # 8.6 and 10.0 (write-only property)
+                context.device_memory = pointer  # type: ignore[attr-defined]  # 8.6, 10.0 (write-only; not in 10.x stubs)
         else:
             context = engine.create_execution_context()
         if context is None:
