@@ -175,7 +175,7 @@ def build_engine(
     )
     if options.precision == "best" and strongly_typed:
         warn(
-            f"{chosen.name} {chosen.version} builds strongly typed: --best is the INT8 Q/DQ graph; "
+            f"{chosen.describe()} builds strongly typed: --best is the INT8 Q/DQ graph; "
             "layers without Q/DQ run in the graph's float type"
         )
 
@@ -205,7 +205,7 @@ def build_engine(
         say(f"{chosen.describe()} has no progress monitor: no progress bars; Ctrl-C stops when TensorRT returns")
 
     say(
-        f"building {options.precision} engine from {graph.name} with {chosen.name} {chosen.version} "
+        f"building {options.precision} engine from {graph.name} with {chosen.describe()} "
         f"({'strongly typed' if strongly_typed else 'flags ' + '+'.join(weak_flags or ('none',))}, batch {profile})"
     )
     start = time.perf_counter()

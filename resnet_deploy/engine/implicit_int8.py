@@ -39,15 +39,11 @@ def read_cache(cache_path: Path, *, dla: bool = False) -> tuple[str, list[str]]:
 
 
 def cache_calibrator(backend: Backend, cache_path: Path, *, dla: bool = False) -> Any:
-    """A calibrator of the cache's own algorithm that hands TensorRT the cache and no images."""
+    """A calibrator of the cache's own algorithm that hands TensorRT the cache and no images
+    (``check_combination`` has made sure the release has calibrators)."""
     from resnet_deploy.quantize.cache import cache_header
 
     trt = backend.module
-    if backend.strongly_typed_only:  # TensorRT 11 and TensorRT-RTX: no INT8 flag, no calibrators
-        raise BuildOptionError(
-            f"--implicit needs TensorRT 8.6-10.x; {backend.name} {backend.version} builds explicit INT8 only "
-            "(drop --implicit: --int8 builds from the Q/DQ ONNX)"
-        )
     algorithm, scales = read_cache(cache_path, dla=dla)
     header = cache_header(backend.version, algorithm)  # retagged for the TensorRT that builds
     data = "\n".join([header, *scales]).encode() + b"\n"

@@ -95,9 +95,7 @@ def parse(
             errors.append(f"{where}: {error.desc()}")
         listed = "; ".join(errors[:MAX_LISTED_ERRORS])
         more = f" (+{len(errors) - MAX_LISTED_ERRORS} more)" if len(errors) > MAX_LISTED_ERRORS else ""
-        raise EngineBuildError(
-            f"{backend.name} {backend.version} cannot parse {onnx_path}: {listed}{more}" + _hint(errors)
-        )
+        raise EngineBuildError(f"{backend.describe()} cannot parse {onnx_path}: {listed}{more}" + _hint(errors))
     return builder, network, parser, logger
 
 
@@ -229,5 +227,5 @@ def build(
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         errors = logger.since(mark, MAX_LISTED_ERRORS)
-        raise EngineBuildError(f"{backend.name} {backend.version} failed to build the engine: {errors}")
+        raise EngineBuildError(f"{backend.describe()} failed to build the engine: {errors}")
     return bytes(memoryview(serialized))

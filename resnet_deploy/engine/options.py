@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 from resnet_deploy.engine.backends import Backend
@@ -173,9 +174,7 @@ def check_combination(options: BuildOptions, backend: Backend) -> None:
     if options.workspace_mib is not None and options.workspace_mib < 1:
         raise BuildOptionError(f"--workspace must be at least 1 MiB, got {options.workspace_mib}")
     if options.implicit and options.calib_cache:
-        from pathlib import Path
-
-        from resnet_deploy.engine.implicit_int8 import read_cache
+        from resnet_deploy.engine.implicit_int8 import read_cache  # it imports this module
 
         read_cache(Path(options.calib_cache), dla=options.dla_core is not None)
     if rtx and "7.5" in options.target_cc and options.precision != "fp16" and backend.version_tuple[:2] <= (1, 7):

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import ctypes
 import os
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, ClassVar
@@ -33,6 +32,7 @@ import numpy as np
 
 from resnet_deploy._lazy import INSTALL_HINTS
 from resnet_deploy.errors import ResnetDeployError
+from resnet_deploy.machine import driver_cuda_version
 
 INSUFFICIENT_DRIVER = 35  # cudaErrorInsufficientDriver / CUDA_ERROR_... : driver older than the bindings
 NON_BLOCKING = 1  # cudaStreamNonBlocking / CU_STREAM_NON_BLOCKING
@@ -41,36 +41,6 @@ DISABLE_TIMING = 2  # cudaEventDisableTiming / CU_EVENT_DISABLE_TIMING
 
 class CudaError(ResnetDeployError):
     pass
-
-
-DRIVER_LIBRARIES = (
-    ("nvcuda.dll",)
-    if sys.platform == "win32"
-    else (
-        "libcuda.so.1",  # the loader's path, ld.so.conf.d included
-        "/usr/lib/aarch64-linux-gnu/nvidia/libcuda.so.1",  # JetPack 6 (L4T r36)
-        "/usr/lib/aarch64-linux-gnu/tegra/libcuda.so.1",  # JetPack 4/5
-        "/usr/lib/wsl/lib/libcuda.so.1",  # WSL2
-    )
-)
-
-
-def driver_cuda_version() -> int | None:
-    """The CUDA version the NVIDIA driver supports (12040 for 12.4), from libcuda's cuDriverGetVersion,
-    without Python bindings; None when no driver library loads."""
-    for name in DRIVER_LIBRARIES:
-        try:
-            lib = ctypes.CDLL(name)
-        except OSError:
-            continue
-        lib.cuInit.argtypes, lib.cuInit.restype = [ctypes.c_uint], ctypes.c_int
-        lib.cuDriverGetVersion.argtypes = [ctypes.POINTER(ctypes.c_int)]
-        lib.cuDriverGetVersion.restype = ctypes.c_int
-        lib.cuInit(0)  # 100 without a device; the version can be read regardless
-        version = ctypes.c_int(0)
-        if lib.cuDriverGetVersion(ctypes.byref(version)) == 0 and version.value > 0:
-            return version.value
-    return None
 
 
 def version_text(version: int) -> str:

@@ -135,3 +135,26 @@ def test_options_as_the_flags_that_rebuild_the_engine() -> None:
         "ampere+",
     ]
     assert BuildOptions().cli_args() == []
+
+
+def test_a_gpu_is_found_where_the_driver_lists_none_in_proc(monkeypatch) -> None:
+    """Jetson's integrated GPU (nvgpu) and WSL2 have no /proc/driver/nvidia: the driver is asked."""
+    import ctypes
+
+    from resnet_deploy import machine
+
+    class LibCuda:
+        def __init__(self, devices: int) -> None:
+            self.devices = devices
+
+        def cuDeviceGetCount(self, count) -> int:
+            ctypes.cast(count, ctypes.POINTER(ctypes.c_int))[0] = self.devices
+            return 0
+
+    monkeypatch.setattr(machine, "Path", lambda path: __import__("pathlib").Path("/nonexistent"))
+    monkeypatch.setattr(machine, "_libcuda", lambda: LibCuda(1))
+    assert machine.gpu_count() == 1 and machine.gpu_present()
+    monkeypatch.setattr(machine, "_libcuda", lambda: LibCuda(0))
+    assert not machine.gpu_present()
+    monkeypatch.setattr(machine, "_libcuda", lambda: None)  # no driver at all
+    assert not machine.gpu_present() and machine.driver_cuda_version() is None
