@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
+import re
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,7 +26,7 @@ def check_writable(path: str | os.PathLike[str]) -> Path:
     if not parent.is_dir():
         raise OutputPathError(f"cannot write {path}: {parent} is not a directory")
     try:  # a real probe: os.access is wrong for root, read-only mounts and pseudo file systems
-        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".probe", dir=parent)
+        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".probe", dir=parent)
         os.close(fd)
         os.unlink(probe)
     except OSError as exc:
@@ -33,19 +36,102 @@ def check_writable(path: str | os.PathLike[str]) -> Path:
     return path
 
 
+# Temporary files are ".NAME.<pid>.<random>.tmp" beside their target: the pid tells a later run
+# whether the writer is still alive (a concurrent write) or was killed (-9, power loss): its leftovers
+# are removed. Names without a pid (older versions) are removed once a day old.
+_TMP = re.compile(r"^\.(?P<name>.+?)\.(?:(?P<pid>\d+)\.)?[A-Za-z0-9_]{6,}\.(?:tmp|probe)$")
+_OLD_TMP_SECONDS = 24 * 3600
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: alive, someone else's
+        return True
+    return True
+
+
+def remove_stale_temporaries(directory: Path, name: str | None = None) -> list[Path]:
+    """Delete temporaries of killed writers in ``directory`` (of ``name`` only, when given)."""
+    removed: list[Path] = []
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return removed
+    now = time.time()
+    for entry in entries:
+        match = _TMP.match(entry.name)
+        if not match or (name is not None and match["name"] != name):
+            continue
+        pid = match["pid"]
+        try:
+            stale = (not _alive(int(pid))) if pid else now - entry.stat().st_mtime > _OLD_TMP_SECONDS
+            if stale and pid != str(os.getpid()):
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+        except OSError:
+            continue
+    return removed
+
+
+def _write_error(path: Path, exc: BaseException) -> OutputPathError | None:
+    """A failed write as one line naming the file, or None for errors that are not about writing."""
+    if isinstance(exc, OSError) and exc.errno is not None:
+        hint = {
+            errno.ENOSPC: "the disk is full; free space or choose another output path",
+            errno.EDQUOT: "the disk quota is exhausted; free space or choose another output path",
+            errno.EROFS: "the file system is read-only; choose another output path",
+            errno.EACCES: "permission denied; choose another output path",
+        }.get(exc.errno, "choose another output path")
+        return OutputPathError(f"cannot write {path}: {exc.strerror or exc} ({hint}); nothing was written there")
+    text = str(exc)
+    if isinstance(exc, RuntimeError) and ("unexpected pos" in text or "PytorchStreamWriter failed" in text):
+        # torch.save's zip writer reports a short write (disk full, quota) this way
+        return OutputPathError(
+            f"cannot write {path}: the write was cut short (disk full?); free space or choose another output path; "
+            "nothing was written there"
+        )
+    return None
+
+
 @contextlib.contextmanager
 def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success rename it over ``path``, else delete it."""
-    path = check_writable(path)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+    """Yield a temporary path beside ``path``; on success rename it over ``path``, else delete it.
+
+    A write that fails for lack of space or permission is an :class:`OutputPathError` naming ``path``.
+    """
+    with atomic_outputs(path) as (tmp,):
         yield tmp
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def atomic_outputs(*paths: str | os.PathLike[str]) -> Iterator[tuple[Path, ...]]:
+    """Temporaries for files that belong together, renamed in the order given once all are written.
+
+    Put the described file first and its description (sidecar, metadata: naming the first one's
+    sha256) last: a crash between the renames leaves a description that does not match, which
+    readers refuse, never a description of bytes that did not land.
+    """
+    targets = [check_writable(p) for p in paths]
+    temporaries: list[Path] = []
+    try:
+        for target in targets:
+            remove_stale_temporaries(target.parent, target.name)
+            fd, name = tempfile.mkstemp(prefix=f".{target.name}.{os.getpid()}.", suffix=".tmp", dir=target.parent)
+            os.close(fd)
+            temporaries.append(Path(name))
+        yield tuple(temporaries)
+        for tmp, target in zip(temporaries, targets, strict=True):
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, target)
+    except BaseException as exc:
+        for tmp in temporaries:
+            tmp.unlink(missing_ok=True)
+        failure = _write_error(targets[0], exc)
+        if failure is not None:
+            raise failure from None
         raise
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from resnet_deploy._io import atomic_output, check_writable, sha256_file, write_bytes_atomic
+from resnet_deploy._io import atomic_outputs, check_writable, sha256_file
 from resnet_deploy.errors import CheckpointError
 from resnet_deploy.models.config import ARCHITECTURES, ResNetConfig, model_config
 from resnet_deploy.models.resnet import ResNet
@@ -49,12 +49,16 @@ def metadata_path(path: str | Path) -> Path:
 
 
 def save_checkpoint(model: ResNet, path: str | Path, metadata: dict[str, Any] | None = None) -> Path:
-    """Write ``model``'s state dict and its metadata, each atomically; the JSON names the .pt's sha256."""
+    """Write ``model``'s state dict, then its metadata naming the state dict's sha256.
+
+    The .pt lands first: a crash between the two renames leaves metadata that names other bytes,
+    which :func:`load_checkpoint` refuses with the way back, never metadata of weights that did not land.
+    """
     path = check_writable(path)
-    with atomic_output(path) as tmp:
+    with atomic_outputs(path, metadata_path(path)) as (tmp, meta_tmp):
         torch.save(model.state_dict(), tmp)
         meta = {**(metadata or {}), "format": FORMAT, "config": model.config.to_dict(), "sha256": sha256_file(tmp)}
-        write_bytes_atomic(metadata_path(path), json.dumps(meta, indent=2).encode())
+        meta_tmp.write_text(json.dumps(meta, indent=2))
     return path
 
 
@@ -118,10 +122,11 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         if metadata.get("format") != FORMAT or "config" not in metadata:
             raise CheckpointError(f"{meta_file} is not resnet-deploy checkpoint metadata; delete or move it")
         if metadata.get("sha256") not in (None, digest):
-            raise CheckpointError(
-                f"{meta_file} describes another version of {path.name} (sha256 differs); "
-                "the checkpoint was replaced without its metadata: delete the .json to load it as a plain state dict"
-            )
+            if (path.parent / "train_state.pt").is_file():  # a run directory: resume rewrites both
+                fix = f"an interrupted save; `resnet-deploy train --resume {path.parent}` rewrites both"
+            else:
+                fix = f"if you replaced {path.name} on purpose, move {meta_file.name} away (then it loads as a state dict)"
+            raise CheckpointError(f"{meta_file} describes another version of {path.name} (sha256 differs): {fix}")
         config = ResNetConfig.from_dict(metadata["config"])
     return Checkpoint(path=path, sha256=digest, state_dict=state_dict, config=config, metadata=metadata)
 

@@ -45,3 +45,9 @@ class OutputPathError(ResnetDeployError):
 
 class MissingDependencyError(ResnetDeployError):
     """An optional dependency (TensorRT, cuda-python, ...) is needed but not installed."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so the same cleanup runs (temporaries removed, runs resumable); exit 143."""
+
+    exit_code = 143

@@ -11,6 +11,10 @@ from resnet_deploy.metadata import ArtifactMetadata
 from resnet_deploy.models.registry import build_model
 from resnet_deploy.models.resnet import ResNet
 
+# --depth without --checkpoint: random weights from this seed, so the same options give the same
+# model, the same ONNX bytes and so the same calibration cache id on every run.
+RANDOM_WEIGHTS_SEED = 0
+
 
 @dataclass
 class ModelSource:
@@ -44,9 +48,13 @@ def open_model(
 ) -> ModelSource:
     """Load ``checkpoint`` (our format or a foreign state dict) or build a random model from the options."""
     if checkpoint is None:
-        model = build_model(
-            depth, variant=variant, plain=plain, shortcut=shortcut, num_classes=num_classes, input_size=input_size
-        ).eval()
+        import torch
+
+        with torch.random.fork_rng(devices=[]):  # seeded without disturbing the caller's generator
+            torch.manual_seed(RANDOM_WEIGHTS_SEED)
+            model = build_model(
+                depth, variant=variant, plain=plain, shortcut=shortcut, num_classes=num_classes, input_size=input_size
+            ).eval()
         mean, std = model.config.default_mean_std
         meta = ArtifactMetadata(config=model.config, mean=mean, std=std, producer_version=__version__)
         return ModelSource(model=model, metadata=meta, checkpoint=None)

@@ -38,12 +38,12 @@ def test_a_refused_demo_leaves_the_previous_demo_intact(tmp_path) -> None:
 def test_random_weights_never_replace_an_export_of_a_checkpoint(trained_like_onnx) -> None:
     before = trained_like_onnx.read_bytes()
     result = invoke("export", "--depth", "20", "-o", str(trained_like_onnx))
-    assert_one_line_error(result, "holds weights exported from a checkpoint")
+    assert_one_line_error(result, "exists and is not `resnet-deploy export`'s ONNX export from these inputs")
     assert "warning" not in result.stderr  # refused before the random-weights warning
     result = invoke(
         "build-engine", "--depth", "20", "--target-cc", "8.9", "-o", str(trained_like_onnx.with_suffix(".engine"))
     )
-    assert_one_line_error(result, "holds weights exported from a checkpoint")
+    assert_one_line_error(result, "exists and is not `resnet-deploy build-engine`'s ONNX export")
     assert trained_like_onnx.read_bytes() == before
 
 

@@ -3,29 +3,59 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from typing import Any
 
 import click
 
 from resnet_deploy import __version__
-from resnet_deploy.errors import ResnetDeployError
+from resnet_deploy.errors import ResnetDeployError, Terminated
+
+
+def _terminate(_signum: int, _frame: Any) -> None:
+    raise Terminated()
+
+
+def interrupted_code(exc: KeyboardInterrupt) -> int:
+    """130 for Ctrl-C, 143 for SIGTERM: what a shell reports for a process those signals end."""
+    return Terminated.exit_code if isinstance(exc, Terminated) else 130
+
+
+def _handle_sigterm() -> Any:
+    """SIGTERM as Ctrl-C (clean up, then exit 143); returns the handler to restore, None if unchanged."""
+    try:
+        previous = signal.getsignal(signal.SIGTERM)
+        if previous is not signal.SIG_DFL:  # someone (a test harness, an embedding app) owns it
+            return None
+        signal.signal(signal.SIGTERM, _terminate)
+        return previous
+    except ValueError:  # not the main thread
+        return None
 
 
 class _Group(click.Group):
     """Turns ResnetDeployError into one line on stderr (and JSON under --json) and an exit code."""
 
     def invoke(self, ctx: click.Context) -> Any:
+        previous = _handle_sigterm()
         try:
             return super().invoke(ctx)
         except ResnetDeployError as exc:
             self._fail(ctx, str(exc), exc.exit_code)
+        except OSError as exc:  # a file system error no check foresaw (disk full mid-read, a vanished file)
+            where = f": {exc.filename}" if exc.filename else ""
+            self._fail(ctx, f"{exc.strerror or exc}{where}; nothing was written there", 2)
         except click.UsageError as exc:  # bad options and arguments: one line too, with where to look
             command = f"{ctx.info_name} {exc.ctx.info_name}" if exc.ctx and exc.ctx.parent else ctx.info_name
             self._fail(ctx, f"{exc.format_message()} (see `{command} --help`)", exc.exit_code)
-        except KeyboardInterrupt:
-            click.echo("interrupted; no partial output was kept", err=True)
-            sys.exit(130)
+        except KeyboardInterrupt as exc:
+            how = "terminated" if isinstance(exc, Terminated) else "interrupted"
+            click.echo(f"{how}; no partial output was kept", err=True)
+            sys.exit(interrupted_code(exc))
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
 
     @staticmethod
     def _fail(ctx: click.Context, message: str, code: int) -> None:

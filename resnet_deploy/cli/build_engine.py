@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
 import click
 
-from resnet_deploy.cli.options import json_option, model_kwargs, model_options
+from resnet_deploy.cli.options import json_option, model_kwargs, model_options, overwrite_option
 from resnet_deploy.cli.output import Reporter, human_bytes
 
 
@@ -50,7 +51,8 @@ from resnet_deploy.cli.output import Reporter, human_bytes
     default=None,
     help="Engine file (default: MODEL.engine for FP32, MODEL.<precision>.engine otherwise, beside the ONNX).",
 )
-@click.option("--no-progress", is_flag=True, help="No progress bars.")
+@click.option("--no-progress", is_flag=True, help="No progress bars (none are drawn when stderr is not a terminal).")
+@overwrite_option
 @json_option
 def build_engine(
     onnx_path: str | None,
@@ -77,6 +79,7 @@ def build_engine(
     cache_dir: str,
     output: str | None,
     no_progress: bool,
+    overwrite: bool,
     as_json: bool,
     **kwargs: Any,
 ) -> None:
@@ -94,11 +97,14 @@ def build_engine(
       resnet-deploy build-engine --onnx r50.onnx --int8 --implicit --calib-cache calibration/<id>.calib.cache \\
           --dla-core 0 --batch 8                                                    # Jetson DLA, INT8
     """
-    from resnet_deploy._io import check_writable
-    from resnet_deploy.cli.export import onnx_from_model_arg, run_export
+    from resnet_deploy.cli.export import export_ours, random_or_none, run_export
     from resnet_deploy.engine.backends import choose
     from resnet_deploy.engine.build import build_engine as build
+    from resnet_deploy.engine.build import plan_build
     from resnet_deploy.engine.options import BuildOptions, check_combination, parse_batch, parse_target_cc
+    from resnet_deploy.metadata import read_onnx_metadata as check_graph  # TODO graph-vs-metadata
+    from resnet_deploy.output_plan import OutputPlan
+    from resnet_deploy.provenance import engine_built_from
     from resnet_deploy.runtime.load import ENGINE_SUFFIXES
 
     out = Reporter(as_json)
@@ -132,36 +138,59 @@ def build_engine(
     chosen = choose(backend)  # fail before an export or a calibration when nothing can build
     check_combination(options, chosen)  # and when this backend cannot build what is asked
     suffix = "" if precision == "fp32" else f".{precision}"
+    # Every path is planned, and checked, before an export, a calibration or a build.
+    plan = OutputPlan("build-engine", overwrite=overwrite)
+    exported: Path | None = None
+    reuse_export = False
     if onnx_path is not None:
         if not Path(onnx_path).is_file():
             raise click.BadParameter(f"{onnx_path} not found", param_hint="--onnx")
         source = Path(onnx_path)
+        plan.read(source, "input ONNX")
+        check_graph(source)  # a graph contradicting its metadata is refused before any work
         name = source.name.removesuffix(".onnx").removesuffix(".fp16").removesuffix(".int8")
         output = output or str(source.with_name(name + suffix + ".engine"))
+        engine_ours = engine_built_from(source)
     else:
+        if checkpoint is not None and not Path(checkpoint).is_file():
+            raise click.BadParameter(f"{checkpoint} not found", param_hint="--checkpoint")
         stem = Path(checkpoint).stem if checkpoint else f"resnet{model['depth']}"
         directory = Path(checkpoint).parent if checkpoint else Path(".")
         output = output or str(directory / f"{stem}{suffix}.engine")
-        check_writable(output)  # before the export, not after it
         exported = Path(output).with_name(stem + ".onnx")
-        if data and precision in ("int8", "best"):
-            from resnet_deploy.data.spec import check_spec  # imports torch: only when calibrating
-
-            check_spec(data)  # a wrong --data fails now, not after the export
-        if checkpoint:
-            source = onnx_from_model_arg(out, checkpoint, exported)
+        plan.read(checkpoint, "checkpoint")
+        export_test = export_ours(checkpoint, model)  # a wrong --depth is refused here, before torch loads
+        if exported.exists() and export_test(exported):
+            reuse_export = True  # the same export (same checkpoint, or the same seeded random model)
+            plan.read(exported, "ONNX exported earlier from the same model")
         else:
-            source = run_export(
-                out,
-                None,
-                str(exported),
-                opset=None,
-                static_batch=None,
-                simplify=False,
-                verify=True,
-                tolerance=None,
-                **model,
-            ).path
+            plan.write(exported, "ONNX export", ours=export_test)
+        source = exported
+        engine_ours = engine_built_from(Path(checkpoint) if checkpoint else None, random_or_none(checkpoint, model))
+    plan_build(plan, source, Path(output), options, chosen, given_ours=engine_ours)
+    plan.check()
+    for note in plan.notes():
+        out.say(note)
+    if data and precision in ("int8", "best"):
+        from resnet_deploy.data.spec import check_spec  # imports torch: only when calibrating
+
+        check_spec(data)  # a wrong --data fails now, not after the export
+    if exported is not None and reuse_export:
+        out.say(f"reusing {exported}, exported earlier from the same model")
+    elif exported is not None:
+        model_opts = {} if checkpoint else model
+        run_export(
+            out,
+            checkpoint,
+            str(exported),
+            opset=None,
+            static_batch=None,
+            simplify=False,
+            verify=True,
+            tolerance=None,
+            planned=True,
+            **model_opts,
+        )
     result = build(
         source,
         output,
@@ -170,7 +199,7 @@ def build_engine(
         calibrate={"method": method, "data": data, "count": calib_images, "cache_dir": cache_dir},
         warn=out.warn,
         say=out.say,
-        progress=not no_progress and not as_json,
+        progress=not no_progress and not as_json and sys.stderr.isatty(),
     )
     for path in result.derived:
         out.say(f"wrote {path} on the way")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from resnet_deploy.cli.options import json_option
+from resnet_deploy.cli.options import FiniteFloat, json_option, overwrite_option
 from resnet_deploy.cli.output import Reporter, human_bytes
 
 
@@ -21,9 +21,17 @@ from resnet_deploy.cli.output import Reporter, human_bytes
     "cpu: ONNX Runtime's fast uint8-activation form.",
 )
 @click.option("--method", type=click.Choice(["entropy", "percentile", "minmax"]), default="entropy", show_default=True)
-@click.option("--percentile", type=float, default=99.99, show_default=True, help="For --method percentile.")
+@click.option(
+    "--percentile",
+    type=FiniteFloat(min=50, max=100),
+    default=99.99,
+    show_default=True,
+    help="For --method percentile (50..100).",
+)
 @click.option("--data", default=None, help="Calibration dataset spec (default: the model's training dataset).")
-@click.option("--calib-images", type=int, default=512, show_default=True, help="Images to calibrate on.")
+@click.option(
+    "--calib-images", type=click.IntRange(min=1), default=512, show_default=True, help="Images to calibrate on."
+)
 @click.option(
     "--cache-dir",
     type=click.Path(file_okay=False),
@@ -39,6 +47,7 @@ from resnet_deploy.cli.output import Reporter, human_bytes
     default=None,
     help="Default: MODEL.int8.onnx (MODEL.cpu.int8.onnx for --target cpu).",
 )
+@overwrite_option
 @json_option
 def calibrate(
     model_path: str,
@@ -50,6 +59,7 @@ def calibrate(
     cache_dir: str,
     no_cache: bool,
     output: str | None,
+    overwrite: bool,
     as_json: bool,
 ) -> None:
     """Calibrate an FP32 model and write its INT8 Q/DQ ONNX.
@@ -64,18 +74,37 @@ def calibrate(
       resnet-deploy calibrate r50.onnx --target cpu -o r50.cpu.int8.onnx
       resnet-deploy calibrate runs/resnet20/model.pt               # exports runs/resnet20/model.onnx first
     """
-    from resnet_deploy._io import check_writable
-    from resnet_deploy.cli.export import onnx_from_model_arg
-    from resnet_deploy.data.spec import check_spec
-    from resnet_deploy.quantize.calibrate import calibrate_onnx
+    from resnet_deploy.cli.export import onnx_from_model_arg, plan_model_export
+    from resnet_deploy.output_plan import OutputPlan
+    from resnet_deploy.provenance import onnx_twin_of
 
     out = Reporter(as_json)
+    if not Path(model_path).is_file():
+        raise click.BadParameter(f"{model_path} not found", param_hint="MODEL")
     suffix = ".int8.onnx" if target == "tensorrt" else ".cpu.int8.onnx"
     output = output or str(Path(model_path).with_suffix("")) + suffix
-    check_writable(output)  # before an export and minutes of calibration
+    if not output.endswith(".onnx"):
+        raise click.BadParameter(f"the INT8 model is an ONNX file: end it in .onnx, not {output}", param_hint="-o")
+    # every path is planned before an export and minutes of calibration
+    plan = OutputPlan("calibrate", overwrite=overwrite)
+    plan.read(model_path, "model")
+    onnx_path = Path(model_path)
+    reuse = False
+    if onnx_path.suffix != ".onnx":
+        onnx_path = Path(output).with_name(Path(model_path).stem + ".onnx")
+        reuse = plan_model_export(plan, model_path, onnx_path)
+    quantization = "qdq-tensorrt" if target == "tensorrt" else "qdq-onnxruntime-cpu"
+    plan.write(output, "INT8 ONNX", ours=onnx_twin_of(onnx_path, "int8", quantization))
+    plan.check()
+    for note in plan.notes():
+        out.say(note)
     if data:
+        from resnet_deploy.data.spec import check_spec  # imports torch
+
         check_spec(data)
-    onnx_path = onnx_from_model_arg(out, model_path, Path(output).with_name(Path(model_path).stem + ".onnx"))
+    from resnet_deploy.quantize.calibrate import calibrate_onnx
+
+    onnx_path = onnx_from_model_arg(out, model_path, onnx_path, reuse)
     result = calibrate_onnx(
         onnx_path,
         output,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from resnet_deploy.cli.options import json_option
+from resnet_deploy.cli.options import json_option, overwrite_option
 from resnet_deploy.cli.output import Reporter, human_bytes
 
 
@@ -16,9 +16,16 @@ from resnet_deploy.cli.output import Reporter, human_bytes
 @click.option("--keep-fp32", multiple=True, help="Op type to keep in float32 besides the converter's defaults.")
 @click.option("--no-verify", is_flag=True, help="Skip the ONNX Runtime FP16 vs FP32 check.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None, help="Default: MODEL.fp16.onnx.")
+@overwrite_option
 @json_option
 def convert(
-    onnx_path: str, fp16: bool, keep_fp32: tuple[str, ...], no_verify: bool, output: str | None, as_json: bool
+    onnx_path: str,
+    fp16: bool,
+    keep_fp32: tuple[str, ...],
+    no_verify: bool,
+    output: str | None,
+    overwrite: bool,
+    as_json: bool,
 ) -> None:
     """Convert an exported FP32 ONNX to another precision (today: --fp16).
 
@@ -26,12 +33,25 @@ def convert(
     Example:
       resnet-deploy convert resnet20.onnx --fp16            # -> resnet20.fp16.onnx
     """
-    from resnet_deploy.fp16 import convert_to_fp16
+    from resnet_deploy.output_plan import OutputPlan
+    from resnet_deploy.provenance import onnx_twin_of
 
     out = Reporter(as_json)
     if not fp16:
         raise click.UsageError("choose a precision: --fp16 (INT8 is `resnet-deploy calibrate`)")
+    if not Path(onnx_path).is_file():
+        raise click.BadParameter(f"{onnx_path} not found", param_hint="MODEL.onnx")
     output = output or str(Path(onnx_path).with_suffix("")) + ".fp16.onnx"
+    if not output.endswith(".onnx"):
+        raise click.BadParameter(f"the FP16 model is an ONNX file: end it in .onnx, not {output}", param_hint="-o")
+    plan = OutputPlan("convert", overwrite=overwrite)
+    plan.read(onnx_path, "input ONNX")
+    plan.write(output, "FP16 ONNX", ours=onnx_twin_of(Path(onnx_path), "fp16"))
+    plan.check()
+    for note in plan.notes():
+        out.say(note)
+    from resnet_deploy.fp16 import convert_to_fp16
+
     result = convert_to_fp16(onnx_path, output, keep_fp32=keep_fp32, verify=not no_verify)
     out.say(f"wrote {result.path} ({human_bytes(result.path.stat().st_size)}) in {result.seconds:.1f} s")
     if not no_verify:

@@ -7,9 +7,9 @@ from typing import Any
 
 import click
 
-from resnet_deploy.cli.options import json_option, model_kwargs, model_options
+from resnet_deploy.cli.options import FiniteFloat, json_option, model_kwargs, model_options, overwrite_option
 from resnet_deploy.cli.output import Reporter, human_bytes
-from resnet_deploy.errors import OutputPathError, ResnetDeployError
+from resnet_deploy.errors import OutputPathError
 
 
 def describe_verification(report: Any) -> str:
@@ -21,27 +21,30 @@ def describe_verification(report: Any) -> str:
     return "verified against PyTorch in ONNX Runtime: " + "; ".join(parts)
 
 
-def _exported_from(path: Path) -> str | None:
-    """The sha256 of the checkpoint an existing ONNX of ours was exported from; None for random
-    weights, a file that is not ours, or no file."""
-    from resnet_deploy.metadata import read_onnx_metadata
+def random_architecture(model_opts: dict[str, Any]) -> dict[str, str]:
+    """The architecture props of ``--depth ...`` (random weights), checked without importing torch:
+    ``export --depth 51`` is refused at once."""
+    from resnet_deploy.metadata import ArtifactMetadata
+    from resnet_deploy.models.config import model_config
+    from resnet_deploy.provenance import architecture
 
-    if not path.is_file():
-        return None
-    try:
-        return read_onnx_metadata(str(path)).checkpoint_sha256
-    except ResnetDeployError:
-        return None
+    opts = {k: v for k, v in model_opts.items() if k != "depth"}
+    config = model_config(model_opts["depth"], **opts)
+    return architecture(ArtifactMetadata(config=config, mean=(0.0,), std=(1.0,)).to_props())
 
 
-def _refuse_replacing_trained(path: Path) -> None:
-    """Random weights never replace an ONNX exported from a checkpoint (``export --depth 20`` over a
-    trained resnet20.onnx, or ``build-engine --depth 20`` beside one)."""
-    if _exported_from(path):
-        raise OutputPathError(
-            f"{path} holds weights exported from a checkpoint; random weights would replace them. "
-            f"Remove it or choose another -o (or use --onnx {path} / --checkpoint to build from the trained model)"
-        )
+def random_or_none(checkpoint: str | None, model_opts: dict[str, Any]) -> dict[str, str] | None:
+    return None if checkpoint is not None else random_architecture(model_opts)
+
+
+def export_ours(checkpoint: str | None, model_opts: dict[str, Any]) -> Any:
+    """The test for "an existing ONNX is this export from the same inputs" (replaced or reused)."""
+    from resnet_deploy._io import sha256_file
+    from resnet_deploy.provenance import onnx_export_of
+
+    if checkpoint is not None:
+        return onnx_export_of(sha256_file(checkpoint) if Path(checkpoint).is_file() else "missing")
+    return onnx_export_of(None, random_architecture(model_opts))
 
 
 def run_export(
@@ -54,28 +57,35 @@ def run_export(
     simplify: bool,
     verify: bool,
     tolerance: float | None,
+    overwrite: bool = False,
+    planned: bool = False,
     **model_opts: Any,
 ) -> Any:
-    """Shared by `export` and `demo`: open the model, warn on random weights, export, report."""
-    from resnet_deploy._io import check_writable
-    from resnet_deploy.export import export_onnx
-    from resnet_deploy.model_source import open_model
-    from resnet_deploy.verify import DEFAULT_RTOL
-
+    """Shared by `export`, `calibrate`, `build-engine` and `demo`: open the model, plan the output
+    (``planned``: the caller's plan holds it already), warn on random weights, export, report."""
     if checkpoint is None and model_opts.get("depth") is None:
         raise click.UsageError("give --depth or --checkpoint")
-    if output is not None:
-        if not output.endswith(".onnx"):
-            raise OutputPathError(f"the export is an ONNX file: give an output ending in .onnx, not {output}")
-        check_writable(output)  # before minutes of work, not after
+    if output is not None and not output.endswith(".onnx"):
+        raise OutputPathError(f"the export is an ONNX file: give an output ending in .onnx, not {output}")
+    if checkpoint is not None and not Path(checkpoint).is_file():
+        raise click.BadParameter(f"{checkpoint} not found", param_hint="--checkpoint")
+    ours = export_ours(checkpoint, model_opts)  # a wrong --depth is refused here, before torch loads
+    if output is not None and not planned:
+        _plan_export(out, checkpoint, Path(output), ours, overwrite)  # before minutes of work, not after
+
+    from resnet_deploy.export import export_onnx
+    from resnet_deploy.model_source import RANDOM_WEIGHTS_SEED, open_model
+    from resnet_deploy.verify import DEFAULT_RTOL
+
     source = open_model(checkpoint, **model_opts)
     name = source.metadata.config.name
     path = Path(output) if output else Path(f"{name}.onnx")
+    if output is None and not planned:
+        _plan_export(out, checkpoint, path, ours, overwrite)
     if source.random_init:
-        _refuse_replacing_trained(path)
         out.warn(
-            f"no --checkpoint: exporting a randomly initialised {name}; its predictions are meaningless "
-            "(pass --checkpoint PATH to export trained weights)"
+            f"no --checkpoint: exporting a randomly initialised {name} (seed {RANDOM_WEIGHTS_SEED}, the same on every "
+            "run); its predictions are meaningless (pass --checkpoint PATH to export trained weights)"
         )
     result = export_onnx(
         source.model,
@@ -97,28 +107,47 @@ def run_export(
     return result
 
 
-def onnx_from_model_arg(out: Reporter, model_path: str, onnx_path: Path) -> Path:
-    """``model_path`` as an ONNX: itself when it is one, else the checkpoint exported (and verified) to ``onnx_path``.
+def _plan_export(out: Reporter, checkpoint: str | None, path: Path, ours: Any, overwrite: bool) -> None:
+    from resnet_deploy.output_plan import OutputPlan
 
-    An existing ``onnx_path`` exported from the same checkpoint is reused; one from anything else is
-    never overwritten.
-    """
-    from resnet_deploy._io import sha256_file
+    plan = OutputPlan("export", overwrite=overwrite)
+    plan.read(checkpoint, "checkpoint")
+    plan.write(path, "ONNX export", ours=ours)
+    plan.check()
+    for note in plan.notes():
+        out.say(note)
 
+
+def plan_model_export(plan: Any, model_path: str, onnx_path: Path) -> bool:
+    """Plan the ONNX that a checkpoint MODEL is exported to; True when an existing one is reused
+    (an export of the same checkpoint: exporting again would write the same model)."""
+    ours = export_ours(model_path, {})
+    if onnx_path.exists() and ours(onnx_path):
+        plan.read(onnx_path, "ONNX exported from the checkpoint")
+        return True
+    plan.write(onnx_path, "ONNX export", ours=ours)
+    return False
+
+
+def onnx_from_model_arg(out: Reporter, model_path: str, onnx_path: Path, reuse: bool) -> Path:
+    """``model_path`` as an ONNX: itself when it is one, else the checkpoint exported (and verified)
+    to ``onnx_path`` (planned by the caller with :func:`plan_model_export`), or reused."""
     path = Path(model_path)
-    if not path.is_file():
-        raise click.BadParameter(f"{model_path} not found", param_hint="MODEL")
     if path.suffix == ".onnx":
         return path
-    if onnx_path.exists():
-        if _exported_from(onnx_path) != sha256_file(path):
-            raise OutputPathError(
-                f"{onnx_path} exists and was not exported from {model_path}; remove it, or pass an ONNX as MODEL"
-            )
+    if reuse:
         out.say(f"reusing {onnx_path}, exported from {model_path}")
         return onnx_path
     run_export(
-        out, str(path), str(onnx_path), opset=None, static_batch=None, simplify=False, verify=True, tolerance=None
+        out,
+        str(path),
+        str(onnx_path),
+        opset=None,
+        static_batch=None,
+        simplify=False,
+        verify=True,
+        tolerance=None,
+        planned=True,
     )
     return onnx_path
 
@@ -142,9 +171,10 @@ def onnx_from_model_arg(out: Reporter, model_path: str, onnx_path: Path) -> Path
 )
 @click.option("--simplify", is_flag=True, help="Simplify the graph with onnxslim.")
 @click.option("--no-verify", "no_verify", is_flag=True, help="Skip the ONNX Runtime vs PyTorch check.")
+@overwrite_option
 @click.option(
     "--tolerance",
-    type=click.FloatRange(min=0, min_open=True),
+    type=FiniteFloat(min=0, min_open=True),
     default=None,
     help="Allowed max |error| relative to the logit scale (default 1e-4).",
 )
@@ -157,6 +187,7 @@ def export(
     simplify: bool,
     no_verify: bool,
     tolerance: float | None,
+    overwrite: bool,
     as_json: bool,
     **kwargs: Any,
 ) -> None:
@@ -178,6 +209,7 @@ def export(
         simplify=simplify,
         verify=not no_verify,
         tolerance=tolerance,
+        overwrite=overwrite,
         **model_kwargs(kwargs),
     )
     out.result({"ok": True, **result.to_dict()})

@@ -2,12 +2,35 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
 import click
 
 F = Callable[..., Any]
+SEED_RANGE = click.IntRange(0, 2**63 - 1)  # what torch.manual_seed takes
+
+
+class FiniteFloat(click.FloatRange):
+    """A float range that also refuses nan and inf (NaN compares false, so it slips through ranges)."""
+
+    name = "float"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = click.FLOAT.convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return super().convert(number, param, ctx)
+
+
+def overwrite_option(f: F) -> F:
+    return click.option(
+        "--overwrite",
+        is_flag=True,
+        help="Replace existing output files that this command did not make from these inputs "
+        "(never an input, never another output).",
+    )(f)
 
 
 def _remember_json(ctx: click.Context, _param: click.Parameter, value: bool) -> bool:

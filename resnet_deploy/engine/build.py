@@ -23,10 +23,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from resnet_deploy._io import atomic_output, check_writable, sha256_bytes, sha256_file, write_bytes_atomic
+from resnet_deploy._io import atomic_outputs, check_writable, sha256_bytes, sha256_file, write_bytes_atomic
 from resnet_deploy.engine.backends import Backend, choose
 from resnet_deploy.engine.options import BuildOptionError, BuildOptions, check_combination, resolve_batch
 from resnet_deploy.engine.sidecar import describe_build_gpu, sidecar, sidecar_path
+from resnet_deploy.output_plan import OutputPlan
 
 
 @dataclass
@@ -58,6 +59,75 @@ def _graph_precision(props: dict[str, str]) -> str:
     return props.get("precision", "fp32")
 
 
+def twin_path(output: Path, precision: str) -> Path:
+    """Where the FP16 / INT8 ONNX built on the way goes: beside the engine, named for its precision
+    (r20.engine or r20.fp16.engine -> r20.fp16.onnx), so it is never the FP32 ONNX it came from."""
+    tag = "fp16" if precision == "fp16" else "int8"
+    stem = output.name.rsplit(".", 1)[0] if output.suffix else output.name
+    return output.with_name(stem + ("" if stem.endswith(f".{tag}") else f".{tag}") + ".onnx")
+
+
+def twin_needed(given: str, precision: str, strongly_typed: bool, implicit: bool, source: Path) -> str | None:
+    """ "fp16" or "int8" when the build converts / calibrates ``source`` (of precision ``given``) first,
+    None when it builds ``source`` itself; a graph the precision cannot be built from is refused."""
+    if given == "int8-cpu":
+        raise BuildOptionError(
+            f"{source} is ONNX Runtime's CPU INT8 form (int32 biases), which TensorRT rejects; "
+            "give the FP32 export (build-engine --int8 calibrates it) or `calibrate --target tensorrt` output"
+        )
+    if precision == "fp32" or implicit or (precision == "fp16" and not strongly_typed):
+        if given != "fp32":
+            raise BuildOptionError(
+                f"{source} is an {given} model; {'--implicit' if implicit else f'--{precision}'} "
+                "builds from the FP32 export"
+            )
+        return None
+    if precision == "fp16":
+        if given == "fp16":
+            return None
+        if given != "fp32":
+            raise BuildOptionError(f"{source} is an {given} model; --fp16 builds from the FP32 (or FP16) export")
+        return "fp16"
+    if given == "int8":
+        return None
+    if given != "fp32":
+        raise BuildOptionError(f"{source} is an {given} model; --{precision} builds from the FP32 export")
+    return "int8"
+
+
+def plan_build(
+    plan: OutputPlan,
+    source: Path,
+    output: Path,
+    options: BuildOptions,
+    backend: Backend,
+    *,
+    given_ours: Callable[[Path], bool],
+) -> None:
+    """Add everything a build writes to ``plan``: the engine and its sidecar, the FP16/INT8 twin,
+    the timing cache (updated in place). A ``source`` not yet written is an FP32 export to come."""
+    from resnet_deploy.provenance import onnx_twin_of
+
+    plan.write(output, "engine", ours=given_ours)
+    strongly_typed, _ = typing_mode(backend, options)
+    given = _graph_precision(_read_props(source)) if source.is_file() else "fp32"
+    kind = twin_needed(given, options.precision, strongly_typed, options.implicit, source)
+    if kind is not None:
+        quantization = "qdq-tensorrt" if kind == "int8" else None
+        plan.write(
+            twin_path(output, options.precision), f"{kind.upper()} ONNX", ours=onnx_twin_of(source, kind, quantization)
+        )
+    if options.timing_cache:
+        plan.write(options.timing_cache, "timing cache", existing_ok=True, with_companion=False)
+    plan.read(options.calib_cache, "calibration cache")
+
+
+def _read_props(path: Path) -> dict[str, str]:
+    from resnet_deploy.metadata import read_onnx_props
+
+    return read_onnx_props(str(path))
+
+
 def _prepare_graph(
     onnx_path: Path,
     given: str,
@@ -70,32 +140,14 @@ def _prepare_graph(
 ) -> tuple[Path, list[Path]]:
     """The ONNX to hand TensorRT: the given one (of precision ``given``), or its FP16 / INT8 twin
     written beside the engine."""
-    if given == "int8-cpu":
-        raise BuildOptionError(
-            f"{onnx_path} is ONNX Runtime's CPU INT8 form (int32 biases), which TensorRT rejects; "
-            "give the FP32 export (build-engine --int8 calibrates it) or `calibrate --target tensorrt` output"
-        )
-    twin = output.with_suffix(".onnx")
-    if precision == "fp32" or implicit or (precision == "fp16" and not strongly_typed):
-        if given != "fp32":
-            raise BuildOptionError(
-                f"{onnx_path} is an {given} model; {'--implicit' if implicit else f'--{precision}'} "
-                "builds from the FP32 export"
-            )
+    kind = twin_needed(given, precision, strongly_typed, implicit, onnx_path)
+    if kind is None:
         return onnx_path, []
-    if precision == "fp16":
-        if given == "fp16":
-            return onnx_path, []
-        if given != "fp32":
-            raise BuildOptionError(f"{onnx_path} is an {given} model; --fp16 builds from the FP32 (or FP16) export")
+    twin = twin_path(output, precision)
+    if kind == "fp16":
         from resnet_deploy.fp16 import convert_to_fp16
 
         return convert_to_fp16(onnx_path, twin).path, [twin]
-    # int8 / best
-    if given == "int8":
-        return onnx_path, []
-    if given != "fp32":
-        raise BuildOptionError(f"{onnx_path} is an {given} model; --{precision} builds from the FP32 export")
     from resnet_deploy.quantize.calibrate import calibrate_onnx
 
     result = calibrate_onnx(onnx_path, twin, target="tensorrt", warn=warn, **calibrate)
@@ -242,13 +294,14 @@ def build_engine(
         io=io_tensors(network),
         source_onnx=str(graph),
         source_onnx_sha256=sha256_file(graph),
+        input_onnx_sha256=sha256_file(onnx_path) if graph != onnx_path else None,  # the FP32 ONNX of a twin
         calibration_id=props.get("calibration_id"),
         build_options=options.to_dict(),
         build_seconds=round(seconds, 3),
         model={k: v for k, v in props.items() if not k.startswith("calibration_") and k != "source_onnx_sha256"},
         rebuild_command=rebuild_command(graph, output, options, chosen),
     )
-    with atomic_output(output) as engine_tmp, atomic_output(sidecar_path(output)) as meta_tmp:
+    with atomic_outputs(output, sidecar_path(output)) as (engine_tmp, meta_tmp):  # engine first: see atomic_outputs
         engine_tmp.write_bytes(engine)
         meta_tmp.write_text(json.dumps(meta, indent=1) + "\n")
     if timing_cache_path is not None:

@@ -61,6 +61,23 @@ def read_cached(directory: Path, cal_id: str) -> dict[str, tuple[float, float]] 
         return None  # a damaged cache entry is recomputed and rewritten
 
 
+def cache_dir_problem(directory: Path) -> str | None:
+    """Why ``directory`` cannot hold cache entries (checked before calibrating), or None."""
+    from resnet_deploy._io import check_writable
+    from resnet_deploy.errors import OutputPathError
+
+    if directory.exists() and not directory.is_dir():
+        return f"{directory} is a file, not a directory"
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        check_writable(directory / "probe")
+    except OutputPathError as exc:
+        return str(exc)
+    except OSError as exc:
+        return f"cannot create {directory} ({exc.strerror})"
+    return None
+
+
 def write_cache(
     directory: Path,
     cal_id: str,

@@ -51,7 +51,7 @@ def calibrate_onnx(
     import onnx
 
     from resnet_deploy.metadata import ArtifactMetadata, check_classifier_io, load_onnx, onnx_props
-    from resnet_deploy.quantize.cache import calibration_id, read_cached, write_cache
+    from resnet_deploy.quantize.cache import cache_dir_problem, calibration_id, read_cached, write_cache
     from resnet_deploy.quantize.calib_data import load_calibration_set
     from resnet_deploy.quantize.ranges import METHODS, compute_ranges
 
@@ -61,6 +61,11 @@ def calibrate_onnx(
     if method not in METHODS:
         raise ResnetDeployError(f"unknown calibration method {method!r}; choose one of {', '.join(METHODS)}")
     output = check_writable(output)
+    writable_cache = cache_dir is not None
+    if cache_dir is not None and (problem := cache_dir_problem(Path(cache_dir))):
+        # found now, not after minutes of calibration; the output matters more than the cache
+        warn(f"the calibration cache will not be written: {problem} (--cache-dir DIR chooses another)")
+        writable_cache = False
     model = load_onnx(onnx_path)  # loaded once: metadata, checks, ranges and the Q/DQ graph all use it
     metadata = ArtifactMetadata.from_props(onnx_props(model), source=str(onnx_path))
     check_classifier_io(model, metadata, str(onnx_path))
@@ -113,8 +118,11 @@ def calibrate_onnx(
             "method": method,
             **params,
         }
-        if not cache_hit:
-            write_cache(directory, cal_id, ranges, description, symmetric=symmetric, method=method)
+        if not cache_hit and writable_cache:
+            try:
+                write_cache(directory, cal_id, ranges, description, symmetric=symmetric, method=method)
+            except (OSError, ResnetDeployError) as exc:
+                warn(f"the calibration cache was not written ({exc}); the INT8 model is written anyway")
         cache_files = [p for p in (directory / f"{cal_id}.json", directory / f"{cal_id}.calib.cache") if p.exists()]
 
     placement: dict[str, int] = {}

@@ -11,6 +11,9 @@ run therefore always leaves a consistent last good epoch behind.
 
 from __future__ import annotations
 
+import contextlib
+import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,11 +21,48 @@ from typing import Any
 import torch
 
 from resnet_deploy._io import atomic_output
-from resnet_deploy.errors import TrainingError
+from resnet_deploy.errors import OutputPathError, TrainingError
 
 STATE_FORMAT = "resnet-deploy-train-state/1"
 MODEL_FILE = "model.pt"
 STATE_FILE = "train_state.pt"
+LOCK_FILE = ".train.lock"
+RUN_FILES = (MODEL_FILE, MODEL_FILE + ".json", STATE_FILE, "log.csv", "log.json")
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: Path) -> Iterator[None]:
+    """Hold ``run_dir`` for one training process: a second `train` on it is refused, not interleaved.
+
+    An advisory lock (flock) the kernel drops when the holder dies, so kill -9 leaves no stale lock.
+    A directory made here and still empty at the end (the run failed to start) is removed again.
+    """
+    import fcntl
+
+    created = not run_dir.exists()
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputPathError(f"cannot create run directory {run_dir} ({exc.strerror}); choose another -o") from None
+    lock = run_dir / LOCK_FILE
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            raise TrainingError(
+                f"another `resnet-deploy train` (pid {holder}) is writing to {run_dir}; "
+                "wait for it to finish, or choose another -o"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+        if created and [p.name for p in run_dir.iterdir()] == [LOCK_FILE]:
+            lock.unlink(missing_ok=True)
+            run_dir.rmdir()
 
 
 @dataclass
@@ -67,6 +107,38 @@ def load_state(resume: str | Path) -> TrainState:
         raise TrainingError(f"{path} is not a resnet-deploy training state; resume from a run directory")
     payload.pop("format")
     try:
-        return TrainState(**payload)
+        state = TrainState(**payload)
     except TypeError as exc:
         raise TrainingError(f"{path} is an incomplete training state ({exc})") from None
+    _check_state(state, path)
+    return state
+
+
+def _check_state(state: TrainState, path: Path) -> None:
+    """Refuse a damaged state now, in one line, not as a torch error deep inside the resume."""
+    from resnet_deploy.checkpoint import load_state_into
+    from resnet_deploy.errors import ResnetDeployError
+    from resnet_deploy.models.config import ResNetConfig
+    from resnet_deploy.models.resnet import ResNet
+
+    damaged = f"{path} is a damaged training state"
+    fields = {"model": dict, "optimizer": dict, "epoch": int, "step": int, "config": dict, "plan": dict, "setup": dict}
+    for name, kind in fields.items():
+        if not isinstance(getattr(state, name), kind):
+            raise TrainingError(
+                f"{damaged}: its {name} is a {type(getattr(state, name)).__name__}, not a {kind.__name__}"
+            )
+    if not isinstance(state.history, list) or state.epoch < 0 or state.step < 0:
+        raise TrainingError(
+            f"{damaged}: epoch {state.epoch}, step {state.step}, history {type(state.history).__name__}"
+        )
+    optimizer = state.optimizer
+    if not isinstance(optimizer.get("state"), dict) or not isinstance(optimizer.get("param_groups"), list):
+        raise TrainingError(f"{damaged}: its optimizer state has no state/param_groups")
+    try:
+        model = ResNet(ResNetConfig.from_dict(state.config))
+        load_state_into(model, state.model, f"the model in {path}")
+    except ResnetDeployError as exc:
+        raise TrainingError(f"{damaged}: {exc}") from None
+    except (AttributeError, KeyError, TypeError, ValueError, RuntimeError) as exc:
+        raise TrainingError(f"{damaged}: {type(exc).__name__} {exc}") from None

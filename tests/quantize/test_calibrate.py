@@ -123,7 +123,7 @@ def test_refusals(trained_onnx, tmp_path) -> None:
     )
     assert_one_line_error(
         invoke("calibrate", str(trained_onnx), "--calib-images", "0", "-o", str(tmp_path / "x.onnx")),
-        "--calib-images must be at least 1",
+        "'--calib-images': 0 is not in the range x>=1",
     )
     assert not (tmp_path / "x.onnx").exists()
 
@@ -214,7 +214,9 @@ def test_a_checkpoint_is_exported_first_then_reused(trained_resnet20, tmp_path) 
         if prop.key == "checkpoint_sha256":
             prop.value = "0" * 64
     onnx.save(other, str(tmp_path / "model.onnx"))
-    assert_one_line_error(invoke(*args), "model.onnx exists and was not exported from")
+    assert_one_line_error(invoke(*args), "model.onnx exists and is not `resnet-deploy calibrate`'s ONNX export")
+    again = invoke(*args, "--overwrite")  # replaced on request: exported afresh from the checkpoint
+    assert again.exit_code == 0 and "verified against PyTorch" in again.stdout
 
 
 def test_cpu_target_measures_less_for_the_same_graph(trained_onnx, tmp_path) -> None:
