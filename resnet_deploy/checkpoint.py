@@ -125,7 +125,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
             if (path.parent / "train_state.pt").is_file():  # a run directory: resume rewrites both
                 fix = f"an interrupted save; `resnet-deploy train --resume {path.parent}` rewrites both"
             else:
-                fix = f"if you replaced {path.name} on purpose, move {meta_file.name} away (then it loads as a state dict)"
+                fix = f"if you replaced {path.name} on purpose, move {meta_file.name} away (it then loads as weights)"
             raise CheckpointError(f"{meta_file} describes another version of {path.name} (sha256 differs): {fix}")
         config = ResNetConfig.from_dict(metadata["config"])
     return Checkpoint(path=path, sha256=digest, state_dict=state_dict, config=config, metadata=metadata)

@@ -55,6 +55,33 @@ def driver_cuda_version() -> int | None:
     return version.value
 
 
+def cuda_version_text(version: int) -> str:
+    """12040 -> "12.4", as cuDriverGetVersion and cudaRuntimeGetVersion encode it."""
+    return f"{version // 1000}.{version % 1000 // 10}"
+
+
+def no_gpu_reason() -> str | None:
+    """Why no NVIDIA GPU can be used here, saying what to do: no driver at all, or a driver that sees no
+    GPU; None when the driver sees one (a driver too old for some CUDA bindings is the caller's to name)."""
+    version = driver_cuda_version()
+    return describe_no_gpu(version, gpu_count() if version is not None else 0)
+
+
+def describe_no_gpu(driver_version: int | None, gpus: int) -> str | None:
+    """``no_gpu_reason`` from what was found: the driver's CUDA version (None: no driver) and its GPUs."""
+    if driver_version is None:
+        return (
+            "no NVIDIA driver is installed (libcuda does not load): this needs a machine with an NVIDIA GPU "
+            "and its driver"
+        )
+    if gpus == 0:
+        return (
+            f"the NVIDIA driver (CUDA {cuda_version_text(driver_version)}) is installed but sees no GPU: check "
+            "CUDA_VISIBLE_DEVICES, or that the GPU is passed into the container (--gpus all)"
+        )
+    return None
+
+
 def gpu_count() -> int:
     """CUDA devices the driver sees (0 without a driver)."""
     lib = _libcuda()

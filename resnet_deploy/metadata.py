@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -70,6 +71,8 @@ class ArtifactMetadata:
 
     @classmethod
     def from_props(cls, props: dict[str, str], source: str = "the model") -> ArtifactMetadata:
+        """Parse and check the props: a value later stages would trip on (a std of 0, class names that do
+        not count the classes) is refused here, naming its key."""
         if props.get("schema") != SCHEMA:
             raise ResnetDeployError(
                 f"{source} carries no resnet-deploy metadata (schema {props.get('schema')!r}); "
@@ -89,17 +92,52 @@ class ArtifactMetadata:
                 }
             )
             names = props.get("class_names")
-            return cls(
+            metadata = cls(
                 config=config,
-                mean=tuple(float(v) for v in json.loads(props["mean"])),
-                std=tuple(float(v) for v in json.loads(props["std"])),
-                class_names=tuple(json.loads(names)) if names else None,
+                mean=_floats(props, "mean", source),
+                std=_floats(props, "std", source),
+                class_names=_class_names(names, source) if names else None,
                 checkpoint_sha256=props.get("checkpoint_sha256"),
                 dataset=props.get("dataset"),
                 producer_version=props.get("producer_version", ""),
             )
         except (KeyError, ValueError, TypeError) as exc:
             raise ResnetDeployError(f"{source} has malformed resnet-deploy metadata ({exc!r}); re-export it") from exc
+        metadata._check_values(source)
+        if props.get("layout", "NCHW") != "NCHW":
+            raise ResnetDeployError(
+                f"{source} metadata says layout {props['layout']!r}, but resnet-deploy models take NCHW input; "
+                "re-export it with `resnet-deploy export`"
+            )
+        return metadata
+
+    def _check_values(self, source: str) -> None:
+        """Refuse values that contradict each other or would make inference wrong (NaN scores, a class
+        without a name): one line naming the metadata key."""
+        chans = self.config.in_chans
+        for key, values in (("mean", self.mean), ("std", self.std)):
+            if len(values) not in (1, chans):
+                raise ResnetDeployError(
+                    f"{source} metadata {key!r} has {len(values)} values but the model takes {chans}-channel input; "
+                    f"re-export it with one {key} per channel"
+                )
+        bad_mean = [v for v in self.mean if not math.isfinite(v)]
+        if bad_mean:
+            raise ResnetDeployError(
+                f"{source} metadata 'mean' is {list(self.mean)}: every mean must be a finite number; "
+                "re-export it with the mean its training data had"
+            )
+        if any(not math.isfinite(v) or v <= 0 for v in self.std):
+            raise ResnetDeployError(
+                f"{source} metadata 'std' is {list(self.std)}: every std must be a finite number above 0 "
+                "(inputs are divided by it); re-export it with the std its training data had"
+            )
+        classes = self.config.num_classes
+        if self.class_names is not None and len(self.class_names) != classes:
+            raise ResnetDeployError(
+                f"{source} metadata 'class_names' names {len(self.class_names)} classes but 'num_classes' is "
+                f"{classes}; re-export it with one name per class"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
@@ -136,42 +174,120 @@ def onnx_props(model: Any) -> dict[str, str]:
     return {p.key: p.value for p in model.metadata_props}
 
 
-def read_onnx_props(path: str) -> dict[str, str]:
+def read_onnx_props(path: str | Path) -> dict[str, str]:
     """All metadata props of an ONNX file (ours and any others), as a dict."""
     return onnx_props(load_onnx(path, external_data=False))
 
 
-def read_onnx_metadata(path: str) -> ArtifactMetadata:
+def read_onnx_metadata(path: str | Path) -> ArtifactMetadata:
     """Read the metadata of an ONNX file written by ``resnet-deploy export``."""
     return ArtifactMetadata.from_props(read_onnx_props(path), source=str(path))
 
 
-def check_classifier_io(model_proto: Any, metadata: ArtifactMetadata, source: str) -> None:
-    """Refuse a graph whose inputs/outputs are not the (N, C, S, S) -> (N, classes) its metadata promises."""
-    initializers = {i.name for i in model_proto.graph.initializer}
-    inputs = [i for i in model_proto.graph.input if i.name not in initializers]
-    outputs = list(model_proto.graph.output)
-    cfg = metadata.config
-    expected_in = ("N", cfg.in_chans, cfg.input_size, cfg.input_size)
-    expected_out = ("N", cfg.num_classes)
+def _floats(props: dict[str, str], key: str, source: str) -> tuple[float, ...]:
+    try:
+        values = json.loads(props[key])  # NaN and Infinity parse: _check_values refuses them
+        if not isinstance(values, list) or not values:
+            raise TypeError
+        return tuple(float(v) for v in values)
+    except (ValueError, TypeError):
+        raise ResnetDeployError(
+            f"{source} metadata {key!r} is {props[key]!r}, not a JSON list of numbers (one per channel); re-export it"
+        ) from None
 
-    def dims(value: Any) -> tuple[int | str, ...]:
-        shape = value.type.tensor_type.shape
-        return tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in shape.dim)
 
-    def matches(got: tuple[int | str, ...], want: tuple[int | str, ...]) -> bool:
-        return len(got) == len(want) and all(g == w for g, w in zip(got[1:], want[1:], strict=True))
+def _class_names(text: str, source: str) -> tuple[str, ...]:
+    try:
+        names = json.loads(text)
+    except ValueError:
+        names = None
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise ResnetDeployError(
+            f"{source} metadata 'class_names' is not a JSON list of strings ({text[:60]!r}); re-export it"
+        )
+    return tuple(names)
 
+
+# ONNX TensorProto element types (and ONNX Runtime's "tensor(...)" names) the checks below tell apart
+_ELEMENT_TYPES = {1: "float32", 10: "float16", 11: "float64", 16: "bfloat16"}
+_ORT_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64"}
+
+Dims = tuple[int | str | None, ...]  # None: a size ONNX Runtime could not infer, which contradicts nothing
+
+
+def check_graph_matches_metadata(model: Any, *, source: str | None = None) -> ArtifactMetadata:
+    """The metadata of an ONNX model, once its graph is checked to be the classifier the metadata promises.
+
+    ``model``: a path, a loaded ``onnx.ModelProto``, or an ``onnxruntime.InferenceSession`` (so the
+    runner needs no ``onnx``). Refused, one line naming the contradiction and the fix: no or malformed
+    metadata; not one input and one output; an input or output named otherwise than ``input_name`` /
+    ``output_name`` say; an input that is not (N, in_chans, input_size, input_size) float32 or an output
+    that is not (N, num_classes) floating point.
+    """
+    if isinstance(model, (str, Path)):
+        source = source or str(model)
+        model = load_onnx(model, external_data=False)  # shapes and props only: no weights needed
+    source = source or "the model"
+    if hasattr(model, "get_modelmeta"):  # an onnxruntime.InferenceSession
+        props = dict(model.get_modelmeta().custom_metadata_map)
+        inputs = [(v.name, _ort_dims(v.shape), _ORT_TYPES.get(v.type, v.type)) for v in model.get_inputs()]
+        outputs = [(v.name, _ort_dims(v.shape), _ORT_TYPES.get(v.type, v.type)) for v in model.get_outputs()]
+    else:
+        props = onnx_props(model)
+        initializers = {i.name for i in model.graph.initializer}
+        inputs = [_proto_io(v) for v in model.graph.input if v.name not in initializers]
+        outputs = [_proto_io(v) for v in model.graph.output]
+    metadata = ArtifactMetadata.from_props(props, source=source)
+    _check_io(metadata, props, inputs, outputs, source)
+    return metadata
+
+
+def _ort_dims(shape: Any) -> Dims:
+    """A session's shapes are the ones ONNX Runtime inferred (what the graph computes, whatever its outputs
+    declare); a size it could not infer is left to the check of each result in ``Backend.infer``."""
+    return tuple(d if isinstance(d, int) and d >= 0 else (d if i == 0 else None) for i, d in enumerate(shape or ()))
+
+
+def _proto_io(value: Any) -> tuple[str, Dims, str]:
+    tensor = value.type.tensor_type
+    dims = tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in tensor.shape.dim)
+    return value.name, dims, _ELEMENT_TYPES.get(tensor.elem_type, f"element type {tensor.elem_type}")
+
+
+def _check_io(
+    metadata: ArtifactMetadata,
+    props: dict[str, str],
+    inputs: list[tuple[str, Dims, str]],
+    outputs: list[tuple[str, Dims, str]],
+    source: str,
+    fix: str = "re-export it with `resnet-deploy export`",
+) -> None:
+    """Refuse inputs/outputs (name, dims, element type) that are not the (N, C, S, S) float32 ->
+    (N, classes) classifier ``metadata`` promises (shared by ONNX files, sessions and engines)."""
+    fix = f"it is not the classifier it claims to be (edited after export?): {fix}"
     if len(inputs) != 1 or len(outputs) != 1:
         raise ResnetDeployError(
-            f"{source} has {len(inputs)} inputs and {len(outputs)} outputs; "
-            "an image classifier has one of each (re-export it with `resnet-deploy export`)"
+            f"{source} has {len(inputs)} inputs and {len(outputs)} outputs; an image classifier has one of each: {fix}"
         )
-    for kind, value, want in (("input", inputs[0], expected_in), ("output", outputs[0], expected_out)):
-        got = dims(value)
-        if not matches(got, want):
-            shown = ", ".join(str(d) for d in got)
+    cfg = metadata.config
+    expected: dict[str, tuple[int | str, ...]] = {
+        "input": ("N", cfg.in_chans, cfg.input_size, cfg.input_size),
+        "output": ("N", cfg.num_classes),
+    }
+    for kind, (name, got, dtype) in (("input", inputs[0]), ("output", outputs[0])):
+        want = expected[kind]
+        if len(got) != len(want) or any(g not in (None, w) for g, w in zip(got[1:], want[1:], strict=True)):
+            shown = ", ".join("?" if d is None else str(d) for d in got)
             raise ResnetDeployError(
-                f"{source} {kind} {value.name!r} has shape ({shown}) but its metadata promises "
-                f"({', '.join(str(d) for d in want)}); it is not the classifier it claims to be, re-export it"
+                f"{source} {kind} {name!r} has shape ({shown}) but its metadata promises "
+                f"({', '.join(str(d) for d in want)}); {fix}"
             )
+        promised = props.get(f"{kind}_name")
+        if promised is not None and name != promised:
+            raise ResnetDeployError(
+                f"{source} {kind} is named {name!r} but its metadata says {kind}_name {promised!r}; {fix}"
+            )
+        floating = dtype == "float32" if kind == "input" else dtype in ("float32", "float16", "float64", "bfloat16")
+        if not floating:
+            what = "float32 input" if kind == "input" else "floating-point logits"
+            raise ResnetDeployError(f"{source} {kind} {name!r} is {dtype}, but the runner needs {what}; {fix}")

@@ -102,7 +102,7 @@ def build_engine(
     from resnet_deploy.engine.build import build_engine as build
     from resnet_deploy.engine.build import plan_build
     from resnet_deploy.engine.options import BuildOptions, check_combination, parse_batch, parse_target_cc
-    from resnet_deploy.metadata import read_onnx_metadata as check_graph  # TODO graph-vs-metadata
+    from resnet_deploy.metadata import check_graph_matches_metadata
     from resnet_deploy.output_plan import OutputPlan
     from resnet_deploy.provenance import engine_built_from
     from resnet_deploy.runtime.load import ENGINE_SUFFIXES
@@ -147,7 +147,7 @@ def build_engine(
             raise click.BadParameter(f"{onnx_path} not found", param_hint="--onnx")
         source = Path(onnx_path)
         plan.read(source, "input ONNX")
-        check_graph(source)  # a graph contradicting its metadata is refused before any work
+        check_graph_matches_metadata(source)  # a graph contradicting its metadata: refused before any work
         name = source.name.removesuffix(".onnx").removesuffix(".fp16").removesuffix(".int8")
         output = output or str(source.with_name(name + suffix + ".engine"))
         engine_ours = engine_built_from(source)

@@ -203,14 +203,14 @@ def build_engine(
     from resnet_deploy.engine.network import build as run_build
     from resnet_deploy.engine.network import configure, io_tensors, load_timing_cache, parse
     from resnet_deploy.engine.progress import cancel_on_interrupt, make_monitor
-    from resnet_deploy.metadata import ArtifactMetadata, read_onnx_props
+    from resnet_deploy.metadata import check_graph_matches_metadata, read_onnx_props
 
     chosen = backend if isinstance(backend, Backend) else choose(backend)
     check_combination(options, chosen)
     output = check_writable(output)
     onnx_path = Path(onnx_path)
     given_props = read_onnx_props(str(onnx_path))
-    ArtifactMetadata.from_props(given_props, source=str(onnx_path))  # ours, or a clear refusal
+    check_graph_matches_metadata(onnx_path)  # ours, and the graph it claims to be, or a clear refusal
     if options.timing_cache:
         check_writable(options.timing_cache)
 

@@ -69,4 +69,67 @@ def read_sidecar(engine_path: str | Path) -> dict[str, Any]:
         raise ResnetDeployError(f"{path} is not readable JSON ({exc}); rebuild the engine") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise ResnetDeployError(f"{path} is not a resnet-deploy engine sidecar; rebuild the engine")
+    problem = sidecar_problem(data)
+    if problem:
+        command = data.get("rebuild_command")
+        how = f"rebuild it: {command}" if isinstance(command, str) and command else "rebuild the engine"
+        raise ResnetDeployError(f"{path}: {problem}; the sidecar was edited or damaged, {how}")
     return data
+
+
+# what the runner reads of a sidecar, and the JSON types each may have (None: absent, or null)
+_STR, _INT, _BOOL, _DICT, _LIST = "a string", "a whole number", "true or false", "an object", "a list"
+FIELDS: dict[str, tuple[str, bool]] = {  # field -> (kind, required)
+    "engine_bytes": (_INT, True),
+    "engine_sha256": (_STR, True),
+    "backend": (_STR, True),
+    "backend_version": (_STR, True),
+    "precision": (_STR, False),
+    "version_compatible": (_BOOL, False),
+    "hardware_compat": (_STR, False),
+    "rebuild_command": (_STR, False),
+    "source_onnx": (_STR, False),
+    "targets": (_DICT, False),
+    "io": (_DICT, False),
+    "model": (_DICT, True),
+}
+TARGET_FIELDS = {"gpu": _STR, "compute_capability": _STR, "compute_capabilities": _LIST, "dla_core": _INT}
+
+
+def _is(value: Any, kind: str) -> bool:
+    if kind == _INT:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, {_STR: str, _BOOL: bool, _DICT: dict, _LIST: list}[kind])
+
+
+def _shown(value: Any) -> str:
+    kinds = {bool: "true/false", int: "a number", float: "a number", str: "a string", list: "a list", dict: "an object"}
+    return f"{kinds.get(type(value), type(value).__name__)} ({json.dumps(value)[:40]})"
+
+
+def sidecar_problem(data: dict[str, Any]) -> str | None:
+    """What is wrong with the types of the fields the runner reads; None when nothing is."""
+    for key, (kind, required) in FIELDS.items():
+        value = data.get(key)
+        if value is None:
+            if required:
+                return f"field {key!r} is missing"
+        elif not _is(value, kind):
+            return f"field {key!r} is {_shown(value)} but must be {kind}"
+    for key, kind in TARGET_FIELDS.items():
+        value = (data.get("targets") or {}).get(key)
+        if value is not None and not _is(value, kind):
+            return f"field 'targets.{key}' is {_shown(value)} but must be {kind}"
+    if not all(isinstance(cc, str) for cc in (data.get("targets") or {}).get("compute_capabilities") or []):
+        return "field 'targets.compute_capabilities' must be a list of strings such as \"8.9\""
+    model = data["model"]
+    bad = next((k for k, v in model.items() if not isinstance(v, str)), None)
+    if bad is not None:
+        return f"field 'model.{bad}' is {_shown(model[bad])} but must be a string (ONNX metadata values are)"
+    for kind in ("inputs", "outputs"):
+        tensors = (data.get("io") or {}).get(kind)
+        if tensors is not None and not (
+            isinstance(tensors, list) and all(isinstance(t, dict) and isinstance(t.get("name"), str) for t in tensors)
+        ):
+            return f"field 'io.{kind}' must be a list of objects with a 'name'"
+    return None

@@ -50,7 +50,7 @@ def calibrate_onnx(
 ) -> CalibrateResult:
     import onnx
 
-    from resnet_deploy.metadata import ArtifactMetadata, check_classifier_io, load_onnx, onnx_props
+    from resnet_deploy.metadata import check_graph_matches_metadata, load_onnx, onnx_props
     from resnet_deploy.quantize.cache import cache_dir_problem, calibration_id, read_cached, write_cache
     from resnet_deploy.quantize.calib_data import load_calibration_set
     from resnet_deploy.quantize.ranges import METHODS, compute_ranges
@@ -67,8 +67,7 @@ def calibrate_onnx(
         warn(f"the calibration cache will not be written: {problem} (--cache-dir DIR chooses another)")
         writable_cache = False
     model = load_onnx(onnx_path)  # loaded once: metadata, checks, ranges and the Q/DQ graph all use it
-    metadata = ArtifactMetadata.from_props(onnx_props(model), source=str(onnx_path))
-    check_classifier_io(model, metadata, str(onnx_path))
+    metadata = check_graph_matches_metadata(model, source=str(onnx_path))
     if any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in model.graph.node):
         raise ResnetDeployError(f"{onnx_path} is already quantized; calibrate the FP32 export instead")
     if any(t.data_type == onnx.TensorProto.FLOAT16 for t in model.graph.initializer):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -42,7 +44,33 @@ class Backend(ABC):
             raise ResnetDeployError(f"{self.path.name} expects float32 input, got {batch.dtype}")
         if len(batch) == 0:  # nothing to run: no logits, from every backend alike
             return np.zeros((0, self.metadata.config.num_classes), np.float32)
-        return self._infer(np.ascontiguousarray(batch))
+        with self._runtime_errors(tuple(batch.shape)):
+            logits = self._infer(np.ascontiguousarray(batch))
+        classes = self.metadata.config.num_classes
+        if logits.shape != (len(batch), classes):
+            raise ResnetDeployError(
+                f"{self.path.name} returned logits of shape {tuple(logits.shape)} for a batch of {len(batch)}, "
+                f"but its metadata promises ({len(batch)}, {classes}): the graph and its metadata disagree; "
+                "re-export it with `resnet-deploy export`"
+            )
+        return logits
+
+    @contextmanager
+    def _runtime_errors(self, shape: tuple[int, ...]) -> Iterator[None]:
+        """What torch, ONNX Runtime or TensorRT raise while running, as this project's one-line error."""
+        try:
+            yield
+        except ResnetDeployError:
+            raise
+        except MemoryError:
+            raise ResnetDeployError(
+                f"out of memory running {self.path.name} on a batch of {shape[0]}; pass smaller batches"
+            ) from None
+        except Exception as exc:
+            raise ResnetDeployError(
+                f"{self.kind} failed to run {self.path.name} on a batch of shape {shape} ({one_line(exc)}); "
+                "if the artifact came from resnet-deploy, re-export or rebuild it"
+            ) from exc
 
     def _check_open(self) -> None:
         if self._closed:
@@ -74,3 +102,9 @@ class Backend(ABC):
 
     def describe(self) -> dict[str, Any]:
         return {"path": str(self.path), "backend": self.kind, "precision": self.precision}
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception's message on one line (ONNX Runtime's span several), at most 300 characters."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= 300 else text[:297] + "..."

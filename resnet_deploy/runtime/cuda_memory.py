@@ -32,7 +32,7 @@ import numpy as np
 
 from resnet_deploy._lazy import INSTALL_HINTS
 from resnet_deploy.errors import ResnetDeployError
-from resnet_deploy.machine import driver_cuda_version
+from resnet_deploy.machine import cuda_version_text, describe_no_gpu, driver_cuda_version, gpu_count
 
 INSUFFICIENT_DRIVER = 35  # cudaErrorInsufficientDriver / CUDA_ERROR_... : driver older than the bindings
 NON_BLOCKING = 1  # cudaStreamNonBlocking / CU_STREAM_NON_BLOCKING
@@ -43,8 +43,7 @@ class CudaError(ResnetDeployError):
     pass
 
 
-def version_text(version: int) -> str:
-    return f"{version // 1000}.{version % 1000 // 10}"
+version_text = cuda_version_text
 
 
 def cuda_extra(driver_version: int | None) -> str:
@@ -387,10 +386,20 @@ def open_cuda() -> CudaPython | PyCuda:
             problems.append(f"pycuda: {str(exc).strip() or type(exc).__name__}")
     if not problems:
         raise CudaError(f"running a TensorRT engine needs CUDA from Python: {install_hint(driver_version)}")
-    if too_old and driver_version is not None:
+    elsewhere = "or run the ONNX model with ONNX Runtime (on the CPU) instead"
+    if driver_version is None:
+        # no libcuda at all: what the bindings say then misleads (cuda-bindings >= 12.9 answer every call
+        # with cudaErrorInsufficientDriver, "CUDA driver version is insufficient"), so it is left out
+        raise CudaError(f"no usable NVIDIA GPU to run an engine on: {describe_no_gpu(None, 0)}, {elsewhere}")
+    if too_old:
         raise CudaError(
             f"the installed CUDA bindings are newer than this NVIDIA driver ({'; '.join(problems)}): "
             f'pip install "resnet-deploy[{cuda_extra(driver_version)}]", or update the driver'
         )
-    reason = "no NVIDIA driver is loaded" if driver_version is None else "engines need a GPU and its driver"
-    raise CudaError(f"no usable NVIDIA GPU to run an engine on: {reason} ({'; '.join(problems)})")
+    no_device = describe_no_gpu(driver_version, gpu_count())
+    if no_device is not None:
+        raise CudaError(f"no usable NVIDIA GPU to run an engine on: {no_device}, {elsewhere}")
+    raise CudaError(
+        f"no usable NVIDIA GPU to run an engine on: the driver sees one, but CUDA does not start "
+        f"({'; '.join(problems)})"
+    )

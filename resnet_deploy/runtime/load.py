@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import os
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,8 @@ ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
 def open_backend(path: str | Path, **options: Any) -> Backend:
     """Open ``path`` by its suffix. ``options`` go to the backend's constructor: ``providers`` and
     ``threads`` for ONNX Runtime, ``device`` and ``threads`` for PyTorch, ``cuda_graph`` for TensorRT."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise ResnetDeployError(f"an artifact path is a str or pathlib.Path, not {type(path).__name__} ({path!r})")
     path = Path(path)
     suffix = path.suffix.lower()
     if not path.is_file():

@@ -24,6 +24,7 @@ def _to_pil(image: Any, index: int) -> Any:
     from PIL import Image
 
     if isinstance(image, Image.Image):
+        _check_size(*image.size, index)
         return image.convert("RGB")
     array = np.asarray(image)
     if array.dtype != np.uint8:
@@ -35,9 +36,18 @@ def _to_pil(image: Any, index: int) -> Any:
         array = np.stack([array] * 3, axis=-1)
     if array.ndim != 3 or array.shape[2] not in (1, 3, 4):
         raise ResnetDeployError(f"image {index} has shape {array.shape}; expected H x W x 3 (RGB, uint8)")
+    _check_size(array.shape[1], array.shape[0], index)
     if array.shape[2] == 1:
         array = np.repeat(array, 3, axis=2)
     return Image.fromarray(array[:, :, :3])
+
+
+def _check_size(width: int, height: int, index: int) -> None:
+    if width < 1 or height < 1:
+        raise ResnetDeployError(
+            f"image {index} is {width}x{height} pixels: there is nothing to classify (an empty crop or a failed "
+            "decode?); pass images at least 1x1"
+        )
 
 
 def _fit(image: Any, size: int, family: str) -> np.ndarray:
@@ -82,4 +92,9 @@ def normalise(images: np.ndarray, metadata: ArtifactMetadata) -> np.ndarray:
     """[0, 1] NCHW images -> what the model takes: minus its mean, over its std, float32 contiguous."""
     mean = np.asarray(metadata.mean, dtype=np.float32).reshape(1, -1, 1, 1)
     std = np.asarray(metadata.std, dtype=np.float32).reshape(1, -1, 1, 1)
+    if not (np.isfinite(mean).all() and np.isfinite(std).all() and (std > 0).all()):  # NaN scores otherwise
+        raise ResnetDeployError(
+            f"the model's metadata has mean {list(metadata.mean)} and std {list(metadata.std)}: each must be finite "
+            "and each std above 0; re-export it with the mean and std its training data had"
+        )
     return np.ascontiguousarray((images - mean) / std, dtype=np.float32)

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from resnet_deploy.errors import ResnetDeployError
 from resnet_deploy.metadata import ArtifactMetadata
 from resnet_deploy.runtime.base import Backend
 
@@ -67,7 +68,16 @@ class Runner:
 
     def classify(self, images: Sequence[Any] | Any, topk: int = 5) -> list[list[Prediction]]:
         """The ``topk`` classes of each image, best first, with softmax scores."""
+        if isinstance(topk, bool) or not isinstance(topk, (int, np.integer)) or topk < 1:
+            raise ResnetDeployError(f"topk must be a whole number of at least 1, got {topk!r}")
         logits = np.asarray(self.infer(self.preprocess(images)), dtype=np.float64)
+        finite = np.isfinite(logits).all(axis=1)
+        if not finite.all():  # softmax of NaN or inf is NaN: no score is better than a wrong one
+            row = int(np.argmin(finite))
+            raise ResnetDeployError(
+                f"{self.backend.path.name} returned non-finite logits (NaN or inf) for image {row}: the model's "
+                "weights are broken or its precision overflows (try the FP32 artifact); nothing was classified"
+            )
         k = max(1, min(topk, logits.shape[1]))
         shifted = logits - logits.max(axis=1, keepdims=True)
         probs = np.exp(shifted)

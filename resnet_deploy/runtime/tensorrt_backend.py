@@ -112,11 +112,38 @@ def check_gpu(sidecar: dict[str, Any], gpu_name: str, compute_capability: str, p
             )
 
 
+def check_engine_io(
+    engine: Any, sidecar: dict[str, Any], metadata: ArtifactMetadata, props: dict[str, str], path: Path
+) -> None:
+    """The engine's tensors (names, per-sample shapes) must be what its sidecar records (``io``) and the
+    classifier its model metadata promises: else validate and classify would fail half-way."""
+    from resnet_deploy.metadata import _check_io
+
+    recorded = sidecar.get("io") or {}
+    for kind, name in (("inputs", engine.input_name), ("outputs", engine.output_name)):
+        names = [t.get("name") for t in recorded.get(kind) or []]
+        if names and names != [name]:
+            raise EngineMismatchError(
+                f"{path}'s sidecar records {kind} {names} but the engine has {name!r}: the sidecar belongs to "
+                f"another engine or was edited; {rebuild_hint(sidecar)}"
+            )
+    _check_io(
+        metadata,
+        props,
+        [(engine.input_name, ("N", *engine.sample_shape), "float32")],  # float32 I/O checked by the caller
+        [(engine.output_name, ("N", engine.num_classes), "float32")],
+        f"{path} (against its sidecar's model metadata)",
+        fix=f"re-export the model and {rebuild_hint(sidecar)}",
+    )
+
+
 class TensorRTBackend(Backend):
     kind = "tensorrt"
     timer = "cuda-events"
 
     def __init__(self, path: str | Path, cuda_graph: bool = False) -> None:
+        if not isinstance(cuda_graph, bool):
+            raise ResnetDeployError(f"cuda_graph is True or False, not {cuda_graph!r}")
         self._resources = ExitStack()  # unwound by close(), or at once when loading or activating fails
         try:
             self._load(Path(path), cuda_graph)
@@ -132,7 +159,9 @@ class TensorRTBackend(Backend):
         from resnet_deploy.engine.sidecar import read_sidecar
         from resnet_deploy.runtime.cuda_memory import open_cuda
 
-        sidecar = read_sidecar(path)
+        sidecar = read_sidecar(path)  # its fields' types checked
+        model_props = sidecar.get("model") or {}
+        metadata = ArtifactMetadata.from_props(model_props, source=f"{path} (its sidecar's model)")
         data = check_engine_file(path, sidecar)
         flavour = choose(sidecar.get("backend"))  # the TensorRT that built it, or how to install it
         check_version(sidecar, flavour.version, path)
@@ -188,7 +217,7 @@ class TensorRTBackend(Backend):
         self.cuda_graph = cuda_graph
         self.sidecar = sidecar
         self.dla_core = dla_core
-        metadata = ArtifactMetadata.from_props(sidecar.get("model") or {}, source=str(path))
+        check_engine_io(self, sidecar, metadata, model_props, path)
         super().__init__(path, metadata, str(sidecar.get("precision", "fp32")))
 
     def _drop_engine(self) -> None:
@@ -358,6 +387,10 @@ class TensorRTBackend(Backend):
 
     def _infer_torch(self, batch: Any) -> Any:
         """Zero-copy: the caller's CUDA tensor in, a new CUDA tensor out, ordered with the caller's stream."""
+        with self._runtime_errors(tuple(batch.shape)):
+            return self._infer_torch_checked(batch)
+
+    def _infer_torch_checked(self, batch: Any) -> Any:
         import torch
 
         if tuple(batch.shape[1:]) != self.sample_shape or batch.dtype != torch.float32:

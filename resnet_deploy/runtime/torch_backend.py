@@ -3,10 +3,61 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from resnet_deploy.runtime.base import Backend
+from resnet_deploy.errors import ResnetDeployError
+from resnet_deploy.runtime.base import Backend, one_line
+
+DEVICES = "'cpu', 'cuda' or 'cuda:N' (or 'mps' on Apple silicon)"
+
+
+def check_device(device: Any) -> Any:
+    """``device`` as a ``torch.device`` this process can run on; one line saying why not otherwise."""
+    import torch
+
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ResnetDeployError(f"device {device!r} is not a torch device; use {DEVICES}") from None
+    if parsed.type == "cpu":
+        return parsed
+    if parsed.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise ResnetDeployError(f"device {str(device)!r}: this machine has no Apple GPU (MPS); use device='cpu'")
+        return parsed
+    if parsed.type != "cuda":
+        raise ResnetDeployError(f"device {str(device)!r} is not one the runner supports; use {DEVICES}")
+    if not torch.cuda.is_available():
+        raise ResnetDeployError(f"device {str(device)!r} asked for, but {_why_no_cuda(torch)}")
+    count = torch.cuda.device_count()
+    if parsed.index is not None and parsed.index >= count:
+        raise ResnetDeployError(
+            f"device {str(device)!r} asked for, but torch sees {count} GPU{'s' if count != 1 else ''} "
+            f"(cuda:0{f' to cuda:{count - 1}' if count > 1 else ''}); check CUDA_VISIBLE_DEVICES"
+        )
+    return parsed
+
+
+def _why_no_cuda(torch: Any) -> str:
+    """Why torch cannot use CUDA here, and what to do about it."""
+    from resnet_deploy import machine
+
+    cpu = "or run on the CPU with device='cpu'"
+    if torch.version.cuda is None:
+        return f"this torch {torch.__version__} is a CPU-only build: install a CUDA build of torch, {cpu}"
+    reason = machine.no_gpu_reason()
+    if reason is not None:
+        return f"{reason}, {cpu}"
+    driver = machine.driver_cuda_version() or 0
+    driver_text = machine.cuda_version_text(driver)
+    if driver // 1000 < int(str(torch.version.cuda).split(".")[0]):  # CUDA runs on drivers of its major or later
+        return (
+            f"torch {torch.__version__} is built for CUDA {torch.version.cuda} and this NVIDIA driver supports only "
+            f"CUDA {driver_text}: update the driver or install a torch build for CUDA {driver_text}, {cpu}"
+        )
+    return f"torch cannot initialise CUDA on this GPU (driver for CUDA {driver_text}; see torch's warning), {cpu}"
 
 
 class TorchBackend(Backend):
@@ -15,7 +66,7 @@ class TorchBackend(Backend):
     def __init__(
         self,
         path: str | Path,
-        device: str = "cpu",
+        device: Any = "cpu",
         *,
         threads: int | None = None,
         depth: int | None = None,
@@ -27,22 +78,28 @@ class TorchBackend(Backend):
         only for foreign state dicts whose keys do not tell them."""
         import torch
 
+        torch_device = check_device(device)  # before the checkpoint is read: a wrong device is refused at once
         if threads is not None:
+            if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+                raise ResnetDeployError(f"threads must be a whole number of at least 1, got {threads!r}")
             torch.set_num_threads(threads)
 
         from resnet_deploy.model_source import open_model
 
         source = open_model(path, depth=depth, variant=variant, num_classes=num_classes, input_size=input_size)
         super().__init__(path, source.metadata, "fp32")
-        self.device = torch.device(device)
-        self.model = source.model.to(self.device).eval()
+        self.device = torch_device
+        try:
+            self.model = source.model.to(self.device).eval()
+        except Exception as exc:  # out of device memory, mostly
+            raise ResnetDeployError(f"cannot move {self.path.name} to {self.device} ({one_line(exc)})") from None
 
     def _infer(self, batch: np.ndarray) -> np.ndarray:
         import torch
 
         with torch.inference_mode():
             logits = self.model(torch.from_numpy(batch).to(self.device))
-        return logits.float().cpu().numpy()
+        return logits.float().cpu().numpy()  # errors become ResnetDeployError in Backend.infer
 
     @property
     def timer(self) -> str:  # type: ignore[override]
