@@ -124,7 +124,8 @@ def export_onnx(
 
     Raises:
         ExportError: the exporter failed or the ONNX does not pass ``onnx.checker``.
-        VerificationError: ONNX Runtime's outputs differ beyond ``rtol``; nothing is written.
+        VerificationError: ONNX Runtime's outputs differ beyond ``rtol`` x the logit scale and beyond
+            FP32's own noise (see :func:`resnet_deploy.verify.verify_onnx`); nothing is written.
     """
     import onnx
 
@@ -165,7 +166,7 @@ def export_onnx(
             worst = max(report.checks, key=lambda c: c.max_abs_error / c.allowed)
             raise VerificationError(
                 f"ONNX Runtime output differs from PyTorch: max |error| {worst.max_abs_error:.3g} at batch "
-                f"{worst.batch} exceeds {worst.allowed:.3g} (top-1 agreement {worst.top1_agreement:.0%}); "
+                f"{worst.batch} exceeds {worst.describe_allowed()} (top-1 agreement {worst.top1_agreement:.0%}); "
                 f"nothing written. Try another --opset, or report a bug with this command line"
             )
     write_bytes_atomic(output, data)

@@ -4,18 +4,23 @@ The reference (a PyTorch checkpoint) and each artifact see the same labelled ima
 normalised with its own metadata's mean/std, one batch at a time; the table answers "how much
 accuracy did deployment cost me?": errors, their delta in percentage points, top-1 agreement
 with the original, logit errors and throughput (measured side by side in this one process).
+What was left out is reported, never dropped silently: test images that do not decode (scored by
+no one, so the comparison stays fair) and, on a machine without an NVIDIA GPU, TensorRT engines.
 """
 
 from __future__ import annotations
 
 import platform
 import time
+from collections.abc import Sequence
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from resnet_deploy.data.base import name_files
 from resnet_deploy.errors import ResnetDeployError
 from resnet_deploy.machine import cpu_name
 from resnet_deploy.runtime.base import Backend
@@ -45,13 +50,22 @@ class Score:
 
 
 @dataclass
+class SkippedArtifact:
+    artifact: str  # the path as given
+    reason: str
+
+
+@dataclass
 class ValidationReport:
     dataset: str
-    images: int
+    images: int  # scored, by every row alike
     reference: Score
     artifacts: list[Score] = field(default_factory=list)
     machine: str = ""
     seconds: float = 0.0
+    skipped_images: int = 0  # test images that failed to decode
+    skipped_image_paths: list[str] = field(default_factory=list)
+    skipped_artifacts: list[SkippedArtifact] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -61,12 +75,34 @@ class ValidationReport:
             "seconds": round(self.seconds, 2),
             "reference": asdict(self.reference),
             "artifacts": [asdict(a) for a in self.artifacts],
+            "skipped_images": self.skipped_images,
+            "skipped_image_paths": list(self.skipped_image_paths),
+            "skipped_artifacts": [asdict(a) for a in self.skipped_artifacts],
         }
+
+    def skipped_images_note(self) -> str | None:
+        if not self.skipped_images:
+            return None
+        plural = self.skipped_images > 1
+        named = name_files(self.skipped_image_paths, total=self.skipped_images)
+        return (
+            f"{self.skipped_images} test image{'s' if plural else ''} did not decode and "
+            f"{'were' if plural else 'was'} not scored: {named}"
+        )
+
+    def notes(self) -> list[str]:
+        """One sentence per thing left out, naming it; empty when everything was scored."""
+        images = self.skipped_images_note()
+        return ([images] if images else []) + [
+            f"not validated: {a.artifact}: {a.reason}" for a in self.skipped_artifacts
+        ]
 
     def rows(self) -> list[Score]:
         return [self.reference, *self.artifacts]
 
-    def table(self, markdown: bool = False) -> str:
+    def table(self, markdown: bool = False, notes: bool = True) -> str:
+        """The scores, one row each; below them (``notes``) what was left out."""
+        left_out = self.notes() if notes else []
         head = [
             "artifact",
             "backend",
@@ -101,14 +137,14 @@ class ValidationReport:
         if markdown:
             out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
             out += ["| " + " | ".join(row) + " |" for row in lines]
-            return "\n".join(out)
+            return "\n".join(out + ([""] if left_out else []) + [f"- {n}" for n in left_out])
         widths = [max(len(h), *(len(r[i]) for r in lines)) for i, h in enumerate(head)]
 
         def fmt(row: list[str]) -> str:
             cells = zip(row, widths, strict=True)
             return "  ".join(c.ljust(w) if i < 3 else c.rjust(w) for i, (c, w) in enumerate(cells))
 
-        return "\n".join([fmt(head), *(fmt(r) for r in lines)])
+        return "\n".join([fmt(head), *(fmt(r) for r in lines), *(f"note: {n}" for n in left_out)])
 
     def markdown(self) -> str:
         return (
@@ -133,6 +169,40 @@ def _topk_hits(logits: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
     return (top == labels[:, None]).any(axis=1)
 
 
+def open_artifacts(paths: Sequence[str | Path], stack: ExitStack) -> tuple[list[Backend], list[SkippedArtifact]]:
+    """Open every artifact into ``stack``: the backends, and the engines skipped.
+
+    On a machine without an NVIDIA GPU a TensorRT engine can never run, so one that fails to load
+    is skipped with the reason and the rest are still scored (as the demo does). With a GPU its load
+    error is a real one, and so is any other artifact's. Every artifact skipped is an error.
+    """
+    from resnet_deploy.machine import gpu_present
+    from resnet_deploy.runtime import open_backend
+    from resnet_deploy.runtime.load import ENGINE_SUFFIXES
+
+    opened: list[Backend] = []
+    skipped: list[SkippedArtifact] = []
+    no_gpu: bool | None = None  # asked once, and only when there is an engine
+    for path in paths:
+        is_engine = Path(path).suffix.lower() in ENGINE_SUFFIXES and Path(path).is_file()
+        if is_engine and no_gpu is None:
+            no_gpu = not gpu_present()
+        if not (is_engine and no_gpu):
+            opened.append(stack.enter_context(open_backend(path)))
+            continue
+        try:
+            opened.append(stack.enter_context(open_backend(path)))
+        except ResnetDeployError as exc:
+            reason = " ".join(str(exc).split())  # one line, whatever TensorRT logged
+            skipped.append(SkippedArtifact(str(path), f"no NVIDIA GPU here to run TensorRT engines ({reason})"))
+    if not opened:
+        every = "; ".join(f"{s.artifact}: {s.reason}" for s in skipped)
+        raise ResnetDeployError(
+            f"nothing to validate on this machine: {every}; validate engines where they run, or pass ONNX artifacts"
+        )
+    return opened, skipped
+
+
 def validate(
     reference: Backend,
     artifacts: list[Backend],
@@ -140,7 +210,10 @@ def validate(
     data: str | None = None,
     limit: int | None = None,
     batch_size: int = 64,
+    skipped_artifacts: Sequence[SkippedArtifact] = (),
 ) -> ValidationReport:
+    """Score ``reference`` and every artifact on the same test images; ``skipped_artifacts`` (from
+    :func:`open_artifacts`) are listed in the report."""
     from resnet_deploy.data import open_dataset
 
     spec = data or reference.metadata.dataset
@@ -183,7 +256,13 @@ def validate(
     max_err = [0.0] * len(everyone)
     abs_sum = [0.0] * len(everyone)
     count = 0
+    skipped = 0
+    undecodable: list[str] = []
     for batch in dataset.test.batches(batch_size, size=ref_cfg.input_size, limit=limit):
+        skipped += batch.skipped
+        undecodable.extend(batch.skipped_paths)
+        if not len(batch.labels):  # no image of this batch decoded
+            continue
         images = batch.images.numpy()
         labels = batch.labels.numpy()
         ref_logits = None
@@ -202,7 +281,8 @@ def validate(
             abs_sum[i] += float(diff.mean()) * len(labels)
         count += len(labels)
     if count == 0:
-        raise ResnetDeployError(f"{spec} has no test images to validate on")
+        unreadable = f" (none decoded: {name_files(undecodable)})" if undecodable else ""
+        raise ResnetDeployError(f"{spec} has no test images to validate on{unreadable}")
     scores = []
     for i, backend in enumerate(everyone):
         scores.append(
@@ -229,6 +309,9 @@ def validate(
         artifacts=scores[1:],
         machine=machine_description(),
         seconds=time.perf_counter() - start,
+        skipped_images=skipped,
+        skipped_image_paths=undecodable,
+        skipped_artifacts=list(skipped_artifacts),
     )
 
 
@@ -239,9 +322,16 @@ def check_gate(report: ValidationReport, max_top1_drop: float | None) -> None:
     if bad:
         worst = ", ".join(f"{s.artifact} {s.delta_top1_pp:+.2f} pp" for s in bad)
         raise AccuracyGateError(f"top-1 error rose more than {max_top1_drop:g} pp: {worst}")
+    if report.skipped_artifacts:  # a gate passes only what it scored: an unscored artifact is not vouched for
+        names = ", ".join(a.artifact for a in report.skipped_artifacts)
+        raise AccuracyGateError(
+            f"the gate cannot pass {names}: not validated here ({report.skipped_artifacts[0].reason}); "
+            "validate it on a machine that runs it, or leave it out of this gate"
+        )
 
 
-def write_report(report: ValidationReport, path: str | Path) -> Path:
+def write_report(report: ValidationReport, path: str | Path, mark: str = "") -> Path:
+    """The Markdown report; ``mark`` (last line) records which command wrote it from which inputs."""
     from resnet_deploy._io import write_bytes_atomic
 
-    return write_bytes_atomic(path, report.markdown().encode())
+    return write_bytes_atomic(path, (report.markdown().rstrip("\n") + (f"\n\n{mark}" if mark else "") + "\n").encode())

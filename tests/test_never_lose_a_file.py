@@ -94,6 +94,7 @@ def test_build_engine_writes_the_fp16_twin_beside_never_over_the_given_onnx(r20)
     assert twin_path(r20.with_name("r20.best.plan"), "best") == r20.with_name("r20.best.int8.onnx")
 
 
+@pytest.mark.rtx  # build-engine picks its backend first
 def test_build_engine_plans_the_twin_and_refuses_a_collision(tmp_path, checkpoint) -> None:
     """A checkpoint e.fp16.pt exports to e.fp16.onnx, which is also the FP16 twin's path of e.fp16.engine."""
     odd = tmp_path / "e.fp16.pt"
@@ -102,8 +103,6 @@ def test_build_engine_plans_the_twin_and_refuses_a_collision(tmp_path, checkpoin
     result = invoke(
         "build-engine", "--checkpoint", str(odd), "--fp16", "--target-cc", "8.9", "-o", str(tmp_path / "e.fp16.engine")
     )
-    if "no TensorRT" in result.stderr or "tensorrt" in result.stderr.lower() and "install" in result.stderr:
-        pytest.skip("no engine backend installed")
     assert_one_line_error(result, "would both be written to")
     assert not (tmp_path / "e.fp16.onnx").exists()
 
@@ -176,7 +175,7 @@ def test_plan_rules_without_a_command(tmp_path) -> None:
     plan = OutputPlan("test")
     plan.write(tmp_path / "e.engine", "engine")
     (tmp_path / "e.engine.json").write_text("{}")  # a sidecar without its engine: not ours to replace
-    with pytest.raises(OutputPathError, match="e.engine.json exists"):
+    with pytest.raises(OutputPathError, match=r"e\.engine\.json exists"):
         plan.check()
     plan = OutputPlan("test")
     plan.write(a, "cache", existing_ok=True)
@@ -388,3 +387,27 @@ def test_resume_from_a_damaged_state_is_one_line(trained_resnet20, tmp_path, dam
     before = digest(run / "model.pt")
     assert_one_line_error(invoke("train", "--resume", str(run)), needle)
     assert digest(run / "model.pt") == before
+
+
+# ---- validate ---------------------------------------------------------------------------------------------
+
+
+def test_validate_never_writes_its_report_over_a_file_it_did_not_write(trained_resnet20, tmp_path) -> None:
+    checkpoint, onnx_path = (str(p) for p in trained_resnet20)
+    args = ("validate", "--checkpoint", checkpoint, onnx_path, "--limit", "16")
+    before = digest(Path(checkpoint))
+    assert_one_line_error(invoke(*args, "--report", checkpoint), "the report is Markdown: end it in .md")
+    assert_one_line_error(invoke(*args, "--report", onnx_path), "the report is Markdown")
+    assert digest(Path(checkpoint)) == before
+    notes = tmp_path / "notes.md"
+    notes.write_text("# my notes\n")
+    assert_one_line_error(invoke(*args, "--report", str(notes)), "pass --overwrite")
+    assert notes.read_text() == "# my notes\n"
+    report = tmp_path / "validation.md"
+    first = invoke(*args, "--report", str(report))
+    assert first.exit_code == 0, first.output
+    again = invoke(*args, "--report", str(report))  # the same inputs: its own report, replaced
+    assert again.exit_code == 0 and f"replacing {report}" in again.stdout
+    other = invoke("validate", "--checkpoint", checkpoint, onnx_path, "--limit", "8", "--report", str(report))
+    assert_one_line_error(other, "pass --overwrite")  # other inputs: not this report's
+    assert_one_line_error(invoke(*args, "--max-top1-drop", "nan"), "'nan' is not a finite number")

@@ -3,24 +3,33 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
 import click
 
-from resnet_deploy.cli.options import json_option, model_kwargs, model_options
+from resnet_deploy.cli.options import SEED_RANGE, json_option, model_kwargs, model_options, overwrite_option
 from resnet_deploy.cli.output import Reporter
 
 DATA_HELP = "digits (embedded, default), cifar10:PATH, cifar100:PATH or imagefolder:PATH"
 
 
 def describe_epoch(row: dict[str, Any], epochs: int) -> str:
-    return (
+    from resnet_deploy.data.base import name_files
+
+    line = (
         f"epoch {row['epoch']:>3}/{epochs}  lr {row['lr']:<7.3g} train loss {row['train_loss']:.4f} "
         f"err {row['train_top1_error']:5.2f}%  test top-1 {row['test_top1_error']:5.2f}% "
         f"top-5 {row['test_top5_error']:5.2f}%  {row['images_per_second']:6.0f} img/s  {row['epoch_seconds']:5.1f} s"
-        + (f"  ({row['skipped_images']} undecodable skipped)" if row.get("skipped_images") else "")
     )
+    skipped = row.get("skipped_images")
+    if not skipped:
+        return line
+    paths = row.get("skipped_paths")  # absent from rows logged before the paths were kept
+    if not paths:
+        return f"{line}  ({skipped} undecodable skipped)"
+    return f"{line}  ({skipped} undecodable skipped: {name_files(paths, total=skipped)})"
 
 
 @click.command()
@@ -42,7 +51,7 @@ def describe_epoch(row: dict[str, Any], epochs: int) -> str:
     help="pixel-mean: subtract the training set's mean image, inside the model (paper, CIFAR); "
     "channel: per-channel mean/std.",
 )
-@click.option("--seed", type=int, default=None, help="Seed for init, shuffling, augmentation (default 0).")
+@click.option("--seed", type=SEED_RANGE, default=None, help="Seed for init, shuffling, augmentation (default 0).")
 @click.option(
     "--device", default="auto", show_default=True, help="auto (CUDA when present, else CPU), cpu, cuda or cuda:N."
 )
@@ -68,6 +77,7 @@ def describe_epoch(row: dict[str, Any], epochs: int) -> str:
     help="Fraction of undecodable images to skip before failing.",
 )
 @click.option("-o", "--output", type=click.Path(file_okay=False), default=None, help="Run directory.")
+@overwrite_option
 @click.option("--no-progress", is_flag=True, help="No progress bar (epoch lines only).")
 @json_option
 def train(
@@ -85,6 +95,7 @@ def train(
     resume: str | None,
     max_bad_fraction: float,
     output: str | None,
+    overwrite: bool,
     no_progress: bool,
     as_json: bool,
     **kwargs: Any,
@@ -98,6 +109,7 @@ def train(
       resnet-deploy train --depth 50 --data imagefolder:/data/imagenet -o runs/r50
       resnet-deploy train --resume runs/r20                   # continue after Ctrl-C
     """
+    from resnet_deploy.output_plan import OutputPlan
     from resnet_deploy.training.trainer import Trainer, TrainOptions
 
     out = Reporter(as_json)
@@ -134,16 +146,38 @@ def train(
         out.say(line)
 
     def on_epoch(row: dict[str, Any]) -> None:
-        out.say(describe_epoch(row, trainer.plan.epochs if trainer.plan else 0))
+        out.say(describe_epoch(row, trainer.plan.epochs if trainer is not None and trainer.plan else 0))
 
-    trainer = Trainer(options, run_dir, resume=resume, on_epoch=on_epoch, on_info=on_info, progress=not no_progress)
+    from resnet_deploy.training.run_state import RUN_FILES, run_lock
+
+    trainer: Trainer | None = None
     try:
-        result = trainer.run()
-    except KeyboardInterrupt:
-        done = trainer.epochs_done
+        with run_lock(run_dir):  # checks below run under the lock: two `train -o DIR` cannot both pass them
+            trainer = Trainer(
+                options,
+                run_dir,
+                resume=resume,
+                on_epoch=on_epoch,
+                on_info=on_info,
+                on_warn=out.warn,
+                progress=not no_progress and sys.stderr.isatty(),
+            )
+            if resume is None:  # a new run never replaces files it did not write (a model.pt of no run)
+                plan = OutputPlan("train", overwrite=overwrite)
+                plan.read(checkpoint, "starting checkpoint")
+                for name in RUN_FILES:
+                    plan.write(run_dir / name, f"run file {name}", with_companion=False)
+                plan.check()
+            result = trainer.run()
+    except KeyboardInterrupt as exc:
+        from resnet_deploy.cli import interrupted_code
+        from resnet_deploy.errors import Terminated
+
+        done = trainer.epochs_done if trainer is not None else 0
         last = f"epoch {done} is saved in {run_dir}" if done else "no epoch finished, nothing was saved"
-        click.echo(f"\ninterrupted; {last}; continue with: resnet-deploy train --resume {run_dir}", err=True)
-        raise SystemExit(130) from None
+        how = "terminated" if isinstance(exc, Terminated) else "interrupted"
+        click.echo(f"\n{how}; {last}; continue with: resnet-deploy train --resume {run_dir}", err=True)
+        raise SystemExit(interrupted_code(exc)) from None
     final = result.final
     if final:
         out.say(

@@ -6,7 +6,7 @@ from contextlib import ExitStack
 
 import click
 
-from resnet_deploy.cli.options import json_option
+from resnet_deploy.cli.options import FiniteFloat, json_option, overwrite_option
 from resnet_deploy.cli.output import Reporter
 
 
@@ -21,11 +21,12 @@ from resnet_deploy.cli.output import Reporter
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
 @click.option(
     "--max-top1-drop",
-    type=click.FloatRange(min=0),
+    type=FiniteFloat(min=0),
     default=None,
-    help="Fail (exit 4) when an artifact loses more (pp).",
+    help="Fail (exit 4) when an artifact loses more (pp), or could not be validated here.",
 )
 @click.option("--report", type=click.Path(dir_okay=False), default=None, help="Also write a Markdown report.")
+@overwrite_option
 @json_option
 def validate(
     checkpoint: str,
@@ -36,9 +37,13 @@ def validate(
     batch_size: int,
     max_top1_drop: float | None,
     report: str | None,
+    overwrite: bool,
     as_json: bool,
 ) -> None:
     """Run the original and every artifact on the same labelled images; print one table.
+
+    Test images that do not decode are scored by none of them and named in a warning; without an
+    NVIDIA GPU, TensorRT engines are skipped with a warning and the other artifacts still scored.
 
     \b
     Examples:
@@ -46,10 +51,11 @@ def validate(
       resnet-deploy validate --checkpoint r50.pth r50.int8.onnx --data imagefolder:/data/imagenet \\
           --max-top1-drop 0.5 --report validation.md
     """
-    from resnet_deploy._io import check_writable
+    from resnet_deploy.output_plan import OutputPlan
+    from resnet_deploy.provenance import inputs_digest, report_mark, report_of
     from resnet_deploy.runtime import open_backend
     from resnet_deploy.runtime.load import TORCH_SUFFIXES
-    from resnet_deploy.validate import check_gate, write_report
+    from resnet_deploy.validate import check_gate, open_artifacts, write_report
     from resnet_deploy.validate import validate as run_validation
 
     out = Reporter(as_json)
@@ -61,15 +67,33 @@ def validate(
             "pass exported artifacts after the options",
             param_hint="--checkpoint",
         )
-    if report:
-        check_writable(report)
+    mark = ""
+    if report:  # never over the checkpoint, an artifact or their sidecars; planned before minutes of scoring
+        if not report.lower().endswith((".md", ".markdown", ".txt")):
+            raise click.BadParameter(f"the report is Markdown: end it in .md, not {report}", param_hint="--report")
+        digest = inputs_digest([checkpoint, *artifacts], extra=f"{data}|{limit}")
+        mark = report_mark("validate", digest)
+        plan = OutputPlan("validate", overwrite=overwrite)
+        plan.read(checkpoint, "reference checkpoint")
+        plan.read_all(artifacts, "artifact")
+        plan.write(report, "report", ours=report_of("validate", digest))
+        plan.check()
+        for note in plan.notes():
+            out.say(note)
     with ExitStack() as stack:
         reference = stack.enter_context(open_backend(checkpoint))
-        opened = [stack.enter_context(open_backend(path)) for path in artifacts]
-        result = run_validation(reference, opened, data=data, limit=limit, batch_size=batch_size)
+        opened, skipped = open_artifacts(artifacts, stack)
+        for item in skipped:  # now, not after minutes of scoring the rest
+            out.warn(f"not validating {item.artifact}: {item.reason}")
+        result = run_validation(
+            reference, opened, data=data, limit=limit, batch_size=batch_size, skipped_artifacts=skipped
+        )
     out.say(f"{result.images} images of {result.dataset} (test split); {result.machine}")
-    out.say(result.table())
+    out.say(result.table(notes=False))  # what was left out goes out as warnings instead
+    images_note = result.skipped_images_note()
+    if images_note:
+        out.warn(images_note)
     if report:
-        out.say(f"report: {write_report(result, report)}")
+        out.say(f"report: {write_report(result, report, mark)}")
     out.result({"ok": True, **result.to_dict()})
     check_gate(result, max_top1_drop)

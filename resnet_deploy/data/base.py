@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
 import torch
+
+NAMED_FILES = 3  # files a message names before "+N more": enough to find the pattern, still one line
 
 
 @dataclass
@@ -14,6 +16,16 @@ class Batch:
     images: torch.Tensor  # (N, C, S, S) float32 in [0, 1]
     labels: torch.Tensor  # (N,) int64
     skipped: int = 0  # images in this batch that failed to decode and were left out
+    skipped_paths: tuple[str, ...] = ()  # their files, so the user can find and fix them
+
+
+def name_files(paths: Iterable[str], limit: int = NAMED_FILES, total: int | None = None) -> str:
+    """``a.jpg, b.jpg, c.jpg (+4 more)``: the first ``limit`` paths, for one-line messages; ``total``
+    counts files beyond ``paths`` too (when only some were kept)."""
+    paths = list(paths)
+    shown = paths[:limit]
+    more = max(len(paths), total or 0) - len(shown)
+    return ", ".join(shown) + (f" (+{more} more)" if more > 0 else "")
 
 
 class Split(Protocol):

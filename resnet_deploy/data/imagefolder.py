@@ -3,12 +3,13 @@
 ``imagefolder:PATH`` where PATH holds ``train/`` and ``val/`` (or ``test/``) class folders, as
 ImageNet is usually laid out; or class folders directly, then a fixed, seeded, stratified 10% of
 each class is held out for testing. Eval: resize to 256/224 of the input size, centre crop.
-Train: random-resized crop and horizontal flip. Images that fail to decode are skipped and
-counted; the caller fails the run when too many do.
+Train: random-resized crop and horizontal flip. Images that fail to decode are skipped, counted
+and named (``Batch.skipped_paths``); the caller fails the run when too many do.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections.abc import Iterator
 from pathlib import Path
@@ -72,11 +73,12 @@ class _Files(torch.utils.data.Dataset):  # type: ignore[type-arg]
     def __len__(self) -> int:
         return len(self.samples)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int] | None:
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int] | str:
+        """The transformed image and its label; the path alone when the file does not decode."""
         path, label = self.samples[index]
         image = _decode(path)
         if image is None:
-            return None
+            return path
         if self.seed is None:
             return self.transform(image), label
         with torch.random.fork_rng(devices=[]):  # v2 transforms draw from the global generator
@@ -84,12 +86,12 @@ class _Files(torch.utils.data.Dataset):  # type: ignore[type-arg]
             return self.transform(image), label
 
 
-def _collate(items: list[tuple[torch.Tensor, int] | None]) -> Batch:
-    good = [item for item in items if item is not None]
-    skipped = len(items) - len(good)
+def _collate(items: list[tuple[torch.Tensor, int] | str]) -> Batch:
+    good = [item for item in items if not isinstance(item, str)]
+    bad = tuple(item for item in items if isinstance(item, str))
     if not good:
-        return Batch(torch.empty(0), torch.empty(0, dtype=torch.int64), skipped)
-    return Batch(torch.stack([g[0] for g in good]), torch.tensor([g[1] for g in good]), skipped)
+        return Batch(torch.empty(0), torch.empty(0, dtype=torch.int64), len(bad), bad)
+    return Batch(torch.stack([g[0] for g in good]), torch.tensor([g[1] for g in good]), len(bad), bad)
 
 
 class FolderSplit:
@@ -139,7 +141,9 @@ class FolderSplit:
         )
         for batch in loader:
             if device is not None:
-                batch = Batch(batch.images.to(device, non_blocking=True), batch.labels.to(device), batch.skipped)
+                batch = dataclasses.replace(
+                    batch, images=batch.images.to(device, non_blocking=True), labels=batch.labels.to(device)
+                )
             yield batch
 
     def pixel_mean(self, size: int) -> torch.Tensor:

@@ -33,6 +33,7 @@ def load_calibration_set(
     normalised with its mean/std, exactly as the deployed model will see them.
     """
     from resnet_deploy.data import open_dataset
+    from resnet_deploy.data.base import name_files
     from resnet_deploy.errors import DatasetError
     from resnet_deploy.runtime.preprocess import normalise
 
@@ -58,7 +59,11 @@ def load_calibration_set(
         )
     digest = hashlib.sha256(f"{spec}|{size}|{count}|{seed}".encode())
     batches = []
+    undecodable: list[str] = []
     for batch in dataset.train.batches(batch_size, size=size, shuffle=True, seed=seed, limit=count):
+        undecodable.extend(batch.skipped_paths)
+        if not len(batch.labels):  # every image of this batch failed to decode
+            continue
         if batch.images.shape[1] != metadata.config.in_chans:
             raise DatasetError(
                 f"{spec} has {batch.images.shape[1]}-channel images but the model takes {metadata.config.in_chans}"
@@ -68,8 +73,10 @@ def load_calibration_set(
         batches.append(array)
     got = sum(len(b) for b in batches)
     if got < count:  # images that failed to decode were skipped
+        # no "--calib-images {got}" advice: the seeded sample of fewer images can hold the same files
+        unreadable = f" ({name_files(sorted(undecodable))} did not)" if undecodable else ""
         raise DatasetError(
-            f"only {got} of the {count} calibration images from {spec} decoded; "
-            f"pass --calib-images {got} or fix the unreadable files"
+            f"only {got} of the {count} calibration images from {spec} decoded{unreadable}; "
+            "remove or fix the unreadable files"
         )
     return CalibrationSet(spec=spec, batches=batches, sha256=digest.hexdigest(), fallback=fallback)

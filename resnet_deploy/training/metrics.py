@@ -17,7 +17,8 @@ class EvalResult:
     loss: float
     top1_error: float  # percent
     top5_error: float  # percent (top-k with k = min(5, classes))
-    skipped: int = 0
+    skipped: int = 0  # undecodable images left out
+    skipped_paths: tuple[str, ...] = ()
 
 
 def topk_correct(logits: torch.Tensor, labels: torch.Tensor, k: int) -> int:
@@ -38,9 +39,11 @@ def evaluate(
 ) -> EvalResult:
     model.eval()
     seen = top1 = top5 = skipped = 0
+    skipped_paths: list[str] = []
     loss = 0.0
     for batch in split.batches(batch_size, size=size, device=device):
         skipped += batch.skipped
+        skipped_paths.extend(batch.skipped_paths)
         if not len(batch.labels):
             continue
         x = normalize(batch.images).contiguous(memory_format=torch.channels_last)
@@ -51,5 +54,7 @@ def evaluate(
         top5 += topk_correct(logits, batch.labels, 5)
         seen += len(batch.labels)
     if seen == 0:
-        return EvalResult(0, float("nan"), float("nan"), float("nan"), skipped)
-    return EvalResult(seen, loss / seen, 100 * (1 - top1 / seen), 100 * (1 - top5 / seen), skipped)
+        return EvalResult(0, float("nan"), float("nan"), float("nan"), skipped, tuple(skipped_paths))
+    return EvalResult(
+        seen, loss / seen, 100 * (1 - top1 / seen), 100 * (1 - top5 / seen), skipped, tuple(skipped_paths)
+    )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -22,6 +23,7 @@ import torch.nn.functional as F
 from resnet_deploy import __version__
 from resnet_deploy.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from resnet_deploy.data import Dataset, open_dataset
+from resnet_deploy.data.base import name_files
 from resnet_deploy.errors import DatasetError, OutputPathError, TrainingError
 from resnet_deploy.models.config import ResNetConfig, model_config
 from resnet_deploy.models.resnet import ResNet
@@ -31,6 +33,9 @@ from resnet_deploy.training.recipes import Plan, get_recipe, make_plan
 from resnet_deploy.training.run_state import MODEL_FILE, STATE_FILE, TrainState, load_state, save_state
 
 NORMALIZATIONS = ("pixel-mean", "channel")
+# Undecodable files an epoch's log row lists (all are counted): up to 1% of ImageNet may be skipped,
+# and 12,800 paths in every row of log.json, rewritten each epoch, would swamp it.
+LOGGED_SKIPPED_PATHS = 100
 
 
 @dataclass
@@ -116,6 +121,15 @@ def make_deterministic(device: torch.device) -> None:
 
 def _epoch_seed(seed: int, epoch: int) -> int:
     return (seed * 1_000_003 + epoch) % (2**63)
+
+
+def stderr_is_terminal() -> bool:
+    """Progress bars only for a person watching: in a log file or a pipe their carriage returns and
+    escape codes pile up (a 20-epoch demo wrote 48 KB of them)."""
+    try:
+        return sys.stderr is not None and sys.stderr.isatty()
+    except (AttributeError, ValueError):  # replaced by an object without isatty, or closed
+        return False
 
 
 @dataclass
@@ -251,13 +265,16 @@ class Trainer:
         resume: str | Path | None = None,
         on_epoch: Callable[[dict[str, Any]], None] | None = None,
         on_info: Callable[[str], None] | None = None,
+        on_warn: Callable[[str], None] | None = None,
         progress: bool = True,
     ) -> None:
         self.options = options
         self.run_dir = Path(run_dir)
         self.on_epoch = on_epoch or (lambda row: None)
         self.on_info = on_info or (lambda line: None)
-        self.progress = progress
+        self.on_warn = on_warn or (lambda line: self.on_info(f"warning: {line}"))
+        self.progress = progress  # drawn only where stderr is a terminal
+        self._warned_paths: set[str] = set()  # undecodable files named once per run, not every epoch
         self.device = pick_device(options.device)
         self.state: TrainState | None = None
         self.plan: Plan | None = None  # set once run() has opened the data
@@ -394,6 +411,7 @@ class Trainer:
         model.train()
         started = time.perf_counter()
         seen = correct = skipped = 0
+        skipped_paths: list[str] = []
         loss_sum = 0.0
         lr = plan.lr_at(step)
         bar = tqdm(
@@ -401,7 +419,7 @@ class Trainer:
             desc=f"epoch {epoch}/{plan.epochs}",
             unit="step",
             leave=False,
-            disable=not self.progress,
+            disable=not (self.progress and stderr_is_terminal()),
             dynamic_ncols=True,
         )
         batches = dataset.train.batches(
@@ -413,6 +431,7 @@ class Trainer:
         )
         for batch in batches:
             skipped += batch.skipped
+            skipped_paths.extend(batch.skipped_paths)
             if len(batch.labels) < 2:  # BatchNorm cannot train on one image
                 continue
             lr = plan.lr_at(step)
@@ -439,7 +458,7 @@ class Trainer:
             bar.update(1)
             bar.set_postfix(loss=f"{value:.3f}", lr=f"{lr:g}")
         bar.close()
-        self._check_skipped(skipped, seen + skipped, "training")
+        self._check_skipped(skipped, seen + skipped, "training", skipped_paths)
         train_seconds = time.perf_counter() - started
         result = evaluate(
             model,
@@ -450,7 +469,15 @@ class Trainer:
             batch_size=self.options.eval_batch_size,
             autocast=autocast,
         )
-        self._check_skipped(result.skipped, result.images + result.skipped, "test")
+        self._check_skipped(result.skipped, result.images + result.skipped, "test", result.skipped_paths)
+        undecodable = sorted({*skipped_paths, *result.skipped_paths})
+        new = [path for path in undecodable if path not in self._warned_paths]
+        if new:
+            self._warned_paths.update(new)
+            self.on_warn(
+                f"skipping {len(new)} undecodable image{'s' if len(new) > 1 else ''}: {name_files(new)}; "
+                "remove or fix them"
+            )
         row = {
             "epoch": epoch,
             "lr": lr,
@@ -462,16 +489,21 @@ class Trainer:
             "images_per_second": seen / train_seconds if train_seconds > 0 else 0.0,
             "epoch_seconds": time.perf_counter() - started,
             "skipped_images": skipped + result.skipped,
+            "skipped_paths": undecodable[:LOGGED_SKIPPED_PATHS],
         }
         return step, row
 
-    def _check_skipped(self, skipped: int, read: int, split: str) -> None:
+    def _check_skipped(self, skipped: int, read: int, split: str, paths: list[str] | tuple[str, ...]) -> None:
         if read and skipped == read:  # nothing to learn from or to score: errors would be NaN
-            raise DatasetError(f"none of the {read} {split} images decoded; check the files (are they images?)")
+            raise DatasetError(
+                f"none of the {read} {split} images decoded ({name_files(sorted(paths))}); "
+                "check the files (are they images?)"
+            )
         if skipped and skipped > self.options.max_bad_fraction * read:
             raise DatasetError(
                 f"{skipped} of {read} {split} images failed to decode (more than "
-                f"{self.options.max_bad_fraction:.1%}); remove or fix them, or raise --max-bad-fraction"
+                f"{self.options.max_bad_fraction:.1%}): {name_files(sorted(paths))}; remove or fix them, "
+                "or raise --max-bad-fraction"
             )
 
     def _save(
