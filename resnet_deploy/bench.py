@@ -7,7 +7,14 @@ and on 2 cores one runtime's spinning threads slowed the next one's call by up t
 pause between blocks lets them park. A timing is one synchronous ``infer`` call, host array in,
 host logits out: by ``perf_counter`` on the CPU; on a GPU by CUDA events recorded around the call
 on the backend's stream, so the host-device copies an application pays are included.
-Percentiles are over all timed calls after the warm-up.
+Percentiles are over all timed calls after the warm-up. Below ``P99_MIN_RUNS`` calls a p99 cannot be
+told from the slowest call, so it is reported as that maximum and the table marks it ``p99*``.
+
+Each row carries its spread: the interquartile range (p75 - p25), the sample standard deviation and
+the maximum of its calls. A row is *unstable* when its IQR exceeds ``UNSTABLE_IQR`` (25%) of its
+median or its slowest call took more than ``UNSTABLE_MAX`` (3x) its median: other load on the
+machine (another process, heat, a neighbour VM) moved its timings, so its p50 and the ratios
+against it are not to be trusted. ``bench`` and ``demo`` warn once per unstable row.
 """
 
 from __future__ import annotations
@@ -27,6 +34,14 @@ from resnet_deploy.runtime.base import Backend
 
 BLOCKS = 3  # alternating blocks per artifact and batch size
 PAUSE_SECONDS = 0.2
+P99_MIN_RUNS = 100  # fewer timed calls than this: "p99" is their maximum (marked p99*)
+UNSTABLE_IQR = 0.25  # IQR / p50 above this: unstable
+UNSTABLE_MAX = 3.0  # max / p50 above this: unstable
+# /proc/cpuinfo flags that decide which CPU kernels (MLAS, oneDNN) run, hence speed and rounding (x86, then ARM)
+ISA_FLAGS = (
+    *("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_int8", "amx_bf16"),
+    *("asimd", "asimddp", "i8mm", "sve"),
+)
 
 
 @dataclass
@@ -42,6 +57,54 @@ class BenchRow:
     images_per_second: float
     iters: int
     timer: str = "perf_counter"  # "cuda-events" for GPU backends
+    iqr_ms: float = 0.0  # p75 - p25
+    std_ms: float = 0.0  # sample standard deviation (ddof 1; 0 for one call)
+    max_ms: float = 0.0
+
+    @property
+    def p99_is_max(self) -> bool:
+        return self.iters < P99_MIN_RUNS
+
+    @property
+    def spread(self) -> float:
+        """IQR / p50: the relative spread of the calls (0.1: the middle half of the calls spans 10% of p50)."""
+        return self.iqr_ms / self.p50_ms if self.p50_ms > 0 else 0.0
+
+    @property
+    def max_over_p50(self) -> float:
+        return self.max_ms / self.p50_ms if self.p50_ms > 0 else 0.0
+
+    @property
+    def unstable(self) -> bool:
+        return self.spread > UNSTABLE_IQR or self.max_over_p50 > UNSTABLE_MAX
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **asdict(self),
+            "spread": self.spread,
+            "max_over_p50": self.max_over_p50,
+            "unstable": self.unstable,
+            "p99_is_max": self.p99_is_max,
+        }
+
+
+def summarise(seconds: list[float] | np.ndarray) -> dict[str, float]:
+    """Percentiles and spread (milliseconds) of per-call timings in seconds; p99 is the maximum below
+    ``P99_MIN_RUNS`` calls."""
+    ms = np.asarray(seconds, dtype=np.float64) * 1000
+    if ms.size == 0:
+        raise ResnetDeployError("no timings to summarise")
+    p25, p50, p75, p90 = (float(v) for v in np.percentile(ms, [25, 50, 75, 90]))
+    p99 = float(ms.max()) if ms.size < P99_MIN_RUNS else float(np.percentile(ms, 99))
+    return {
+        "p50_ms": p50,
+        "p90_ms": p90,
+        "p99_ms": p99,
+        "mean_ms": float(ms.mean()),
+        "iqr_ms": p75 - p25,
+        "std_ms": float(ms.std(ddof=1)) if ms.size > 1 else 0.0,
+        "max_ms": float(ms.max()),
+    }
 
 
 @dataclass
@@ -50,7 +113,11 @@ class BenchReport:
     rows: list[BenchRow] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"machine": self.machine, "rows": [asdict(r) for r in self.rows]}
+        return {
+            "machine": self.machine,
+            "rows": [r.to_dict() for r in self.rows],
+            "unstable_when": {"iqr_over_p50_above": UNSTABLE_IQR, "max_over_p50_above": UNSTABLE_MAX},
+        }
 
     def speedups(self, baseline: str) -> dict[tuple[str, int], float]:
         """p50 of ``baseline`` / p50 of each artifact, per batch size."""
@@ -58,22 +125,57 @@ class BenchReport:
         return {(r.artifact, r.batch): base[r.batch] / r.p50_ms for r in self.rows if r.batch in base}
 
     def table(self) -> str:
+        p99_max = any(r.p99_is_max for r in self.rows)
+        p99 = "p99* ms" if p99_max else "p99 ms"
         header = f"{'artifact':<28} {'backend':<12} {'precision':<9} {'batch':>5} {'p50 ms':>9} {'p90 ms':>9} "
-        header += f"{'p99 ms':>9} {'img/s':>9} {'vs first':>8}"
+        header += f"{p99:>9} {'IQR/p50':>8} {'img/s':>9} {'vs first':>8}"
         first = self.rows[0].artifact if self.rows else ""
         speed = self.speedups(first)
         lines = [header]
         for r in self.rows:
+            spread = f"{r.spread:.0%}" + ("!" if r.unstable else " ")
+            ratio = speed.get((r.artifact, r.batch), 1.0)
             lines.append(
                 f"{r.artifact:<28} {r.backend:<12} {r.precision:<9} {r.batch:>5} {r.p50_ms:>9.2f} {r.p90_ms:>9.2f} "
-                f"{r.p99_ms:>9.2f} {r.images_per_second:>9.1f} {speed.get((r.artifact, r.batch), 1.0):>7.2f}x"
+                f"{r.p99_ms:>9.2f} {spread:>8} {r.images_per_second:>9.1f} {ratio:>7.2f}x"
+            )
+        if p99_max:
+            runs = sorted({r.iters for r in self.rows if r.p99_is_max})
+            lines.append(f"* p99 of N<{P99_MIN_RUNS} runs is their max (N = {', '.join(map(str, runs))})")
+        if any(r.unstable for r in self.rows):
+            lines.append(
+                f"! unstable: IQR above {UNSTABLE_IQR:.0%} of p50 or max above {UNSTABLE_MAX:g}x p50 "
+                "(other load on this machine); its p50 and ratios are unreliable"
             )
         return "\n".join(lines)
+
+    def warnings(self) -> list[str]:
+        """One line per unstable row (see the module docstring), for ``Reporter.warn``."""
+        return [
+            f"{r.artifact} batch {r.batch}: unstable timings (IQR {r.spread:.0%} of p50, max {r.max_over_p50:.1f}x "
+            f"p50 over {r.iters} runs); its p50 and 'vs first' ratio are unreliable: rerun on an idle machine"
+            for r in self.rows
+            if r.unstable
+        ]
+
+
+def cpu_flags() -> list[str]:
+    """The ``ISA_FLAGS`` this CPU has (from /proc/cpuinfo; empty where there is none)."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith(("flags", "Features")):  # x86, ARM
+                    have = set(line.split(":", 1)[1].split())
+                    return [flag for flag in ISA_FLAGS if flag in have]
+    except OSError:
+        pass
+    return []
 
 
 def describe_machine(threads: int | None) -> dict[str, Any]:
     info: dict[str, Any] = {
         "cpu": cpu_name(),
+        "isa": cpu_flags(),
         "cores": os.cpu_count(),
         "threads": threads or "default",
         "os": f"{platform.system()} {platform.release()}",
@@ -126,20 +228,17 @@ def run_bench(
                 for _ in range(per_block):
                     timings[i].append(backend.timed_infer(x))
         for backend, seconds in zip(backends, timings, strict=True):
-            ms = np.asarray(seconds) * 1000
+            stats = summarise(seconds)
             report.rows.append(
                 BenchRow(
                     artifact=backend.path.name,
                     backend=backend.kind,
                     precision=backend.precision,
                     batch=batch,
-                    p50_ms=float(np.percentile(ms, 50)),
-                    p90_ms=float(np.percentile(ms, 90)),
-                    p99_ms=float(np.percentile(ms, 99)),
-                    mean_ms=float(ms.mean()),
-                    images_per_second=float(batch * 1000 / np.percentile(ms, 50)),
+                    images_per_second=batch * 1000 / stats["p50_ms"],
                     iters=iters,
                     timer=backend.timer,
+                    **stats,
                 )
             )
     return report
@@ -155,7 +254,7 @@ def check_plot_path(path: str) -> None:
         raise ResnetDeployError('--plot needs matplotlib: pip install "resnet-deploy[plot]"') from None
 
 
-def plot(report: BenchReport, path: str) -> None:
+def plot(report: BenchReport, path: str, mark: str = "") -> None:
     check_plot_path(path)
     import matplotlib
 
@@ -178,5 +277,5 @@ def plot(report: BenchReport, path: str) -> None:
     fig.suptitle(f"{report.machine['cpu']}, {report.machine['threads']} threads", fontsize=9)
     fig.tight_layout()
     with atomic_output(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120)
+        fig.savefig(tmp, format="png", dpi=120, metadata={"Description": mark} if mark else None)
     plt.close(fig)

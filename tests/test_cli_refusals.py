@@ -86,3 +86,14 @@ def test_plot_without_matplotlib_is_refused_before_timing(trained_like_onnx, tmp
     result = invoke("bench", str(trained_like_onnx), "--plot", str(tmp_path / "chart.png"))
     assert_one_line_error(result, 'pip install "resnet-deploy[plot]"')
     assert "p50" not in result.output and list(tmp_path.iterdir()) == []
+
+
+def test_the_demo_never_takes_over_a_directory_it_did_not_write(tmp_path) -> None:
+    mine = tmp_path / "work"
+    (mine / "train").mkdir(parents=True)
+    (mine / "train" / "train_state.pt").write_bytes(b"my run")
+    (mine / "resnet20.onnx").write_bytes(b"my export")
+    result = invoke("demo", "--out", str(mine), "--epochs", "1")
+    assert_one_line_error(result, "holds files a demo did not write")
+    assert (mine / "train" / "train_state.pt").read_bytes() == b"my run"
+    assert (mine / "resnet20.onnx").read_bytes() == b"my export"

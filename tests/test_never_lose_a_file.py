@@ -411,3 +411,19 @@ def test_validate_never_writes_its_report_over_a_file_it_did_not_write(trained_r
     other = invoke("validate", "--checkpoint", checkpoint, onnx_path, "--limit", "8", "--report", str(report))
     assert_one_line_error(other, "pass --overwrite")  # other inputs: not this report's
     assert_one_line_error(invoke(*args, "--max-top1-drop", "nan"), "'nan' is not a finite number")
+
+
+# ---- bench ------------------------------------------------------------------------------------------------
+
+
+def test_bench_plot_is_planned_like_every_output(r20, tmp_path) -> None:
+    pytest.importorskip("matplotlib")
+    args = ("bench", str(r20), "--batch", "1", "--warmup", "0", "--iters", "2")
+    mine = tmp_path / "mine.png"
+    mine.write_bytes(b"\x89PNG my chart")
+    assert_one_line_error(invoke(*args, "--plot", str(mine)), "pass --overwrite")
+    assert mine.read_bytes() == b"\x89PNG my chart"
+    chart = tmp_path / "chart.png"
+    assert invoke(*args, "--plot", str(chart)).exit_code == 0
+    again = invoke(*args, "--plot", str(chart))  # its own chart of the same artifacts: replaced
+    assert again.exit_code == 0 and f"replacing {chart}" in again.stdout

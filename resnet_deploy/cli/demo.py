@@ -23,14 +23,14 @@ from resnet_deploy.cli.options import json_option
 from resnet_deploy.cli.output import Reporter, human_bytes
 from resnet_deploy.cli.train import describe_epoch
 from resnet_deploy.engine.sidecar import sidecar_path
-from resnet_deploy.errors import ResnetDeployError
+from resnet_deploy.errors import OutputPathError, ResnetDeployError
 from resnet_deploy.models.config import ARCHITECTURES
 
 # TensorRT-RTX targets when there is no GPU to build for: RTX 30xx, 40xx, 50xx
 DEMO_TARGET_CC = ("8.6", "8.9", "12.0")
 
 
-def build_demo_engines(out: Reporter, artifacts: list[Path], directory: Path) -> list[Path]:
+def build_demo_engines(out: Reporter, artifacts: list[Path], directory: Path, progress: bool = False) -> list[Path]:
     """FP16 and INT8 engines with whatever TensorRT is installed; none (with the reason) otherwise."""
     from resnet_deploy.engine.backends import NoBackendError, choose
     from resnet_deploy.engine.build import build_engine
@@ -51,7 +51,10 @@ def build_demo_engines(out: Reporter, artifacts: list[Path], directory: Path) ->
         if precision is None or graph.name.endswith(".cpu.int8.onnx"):
             continue
         result = build_engine(
-            graph, graph.with_suffix(".engine"), BuildOptions(precision=precision, target_cc=target_cc)
+            graph,
+            graph.with_suffix(".engine"),
+            BuildOptions(precision=precision, target_cc=target_cc),
+            progress=progress,
         )
         out.say(
             f"{result.path} ({human_bytes(result.size_bytes)}, {result.backend} {result.backend_version}) "
@@ -59,6 +62,17 @@ def build_demo_engines(out: Reporter, artifacts: list[Path], directory: Path) ->
         )
         engines.append(result.path)
     return engines
+
+
+DEMO_MARKER = ".resnet-deploy-demo"
+
+
+def _demo_owns(directory: Path) -> bool:
+    """An --out the demo may replace: absent, empty, or a demo's (its marker, or an older demo's files)."""
+    if not directory.is_dir():
+        return not directory.exists()
+    names = {p.name for p in directory.iterdir()}
+    return not names or DEMO_MARKER in names or {"train", "bench.json", "validation.md"} <= names
 
 
 @click.command()
@@ -75,13 +89,17 @@ def build_demo_engines(out: Reporter, artifacts: list[Path], directory: Path) ->
     "--epochs", type=click.IntRange(min=1), default=None, help="Training epochs (default: the recipe's 20 on digits)."
 )
 @click.option("--calib-images", type=click.IntRange(min=1), default=512, show_default=True)
-@click.option("--no-progress", is_flag=True, help="No progress bars.")
+@click.option("--no-progress", is_flag=True, help="No progress bars (none are drawn when stderr is not a terminal).")
+@click.option("--overwrite", is_flag=True, help="Use an --out directory that holds files a demo did not write.")
 @json_option
-def demo(out_dir: str, depth: int, epochs: int | None, calib_images: int, no_progress: bool, as_json: bool) -> None:
+def demo(
+    out_dir: str, depth: int, epochs: int | None, calib_images: int, no_progress: bool, overwrite: bool, as_json: bool
+) -> None:
     """Run the pipeline end to end on the embedded digits: train, export, INT8, FP16, engines,
     validate, benchmark."""
     from resnet_deploy._io import write_bytes_atomic
     from resnet_deploy.bench import run_bench
+    from resnet_deploy.engine.progress import draws_bars
     from resnet_deploy.fp16 import convert_to_fp16
     from resnet_deploy.quantize.calibrate import calibrate_onnx
     from resnet_deploy.runtime import open_backend
@@ -99,11 +117,18 @@ def demo(out_dir: str, depth: int, epochs: int | None, calib_images: int, no_pro
             param_hint="--depth",
         )
     threads = os.cpu_count() or 1
+    progress = draws_bars(not no_progress)  # only on a terminal: in a log file bars are kilobytes of escape codes
     directory = Path(out_dir)
     run_dir = directory / "train"
+    if not (overwrite or _demo_owns(directory)):
+        raise OutputPathError(
+            f"{directory} holds files a demo did not write, and the demo replaces what is in its directory; "
+            "choose another --out, or pass --overwrite"
+        )
     if (run_dir / STATE_FILE).exists():
         shutil.rmtree(run_dir)  # the demo always starts fresh; use `train` for runs you keep
     directory.mkdir(parents=True, exist_ok=True)
+    (directory / DEMO_MARKER).write_text("written by `resnet-deploy demo`: a later demo replaces this directory\n")
     start = time.perf_counter()
 
     out.say(f"== 1. train resnet{depth} on the embedded digits")
@@ -112,7 +137,7 @@ def demo(out_dir: str, depth: int, epochs: int | None, calib_images: int, no_pro
         run_dir,
         on_info=out.say,
         on_epoch=lambda row: out.say(describe_epoch(row, trainer.plan.epochs if trainer.plan else 0)),
-        progress=not no_progress,
+        progress=progress,
     )
     trained = trainer.run()
 
@@ -126,6 +151,7 @@ def demo(out_dir: str, depth: int, epochs: int | None, calib_images: int, no_pro
         simplify=False,
         verify=True,
         tolerance=None,
+        overwrite=True,  # --out is the demo's own directory (checked above): a previous demo there is replaced
     )
     onnx_path = exported.path
     stem = str(onnx_path.with_suffix(""))
@@ -150,7 +176,7 @@ def demo(out_dir: str, depth: int, epochs: int | None, calib_images: int, no_pro
     artifacts.append(half.path)
 
     out.say("== 5. build TensorRT engines (FP16, INT8)")
-    engines = build_demo_engines(out, artifacts, directory)
+    engines = build_demo_engines(out, artifacts, directory, progress)
 
     out.say("== 6. validate every artifact against the original on the digits test split")
     with ExitStack() as stack:
@@ -169,6 +195,8 @@ def demo(out_dir: str, depth: int, epochs: int | None, calib_images: int, no_pro
         bench_report = run_bench([reference, *opened], [1, 32], warmup=3, iters=15, threads=threads)
     write_bytes_atomic(directory / "bench.json", (json.dumps(bench_report.to_dict(), indent=1) + "\n").encode())
     out.say(bench_report.table())
+    for warning in bench_report.warnings():
+        out.warn(warning)
     total = time.perf_counter() - start
     out.say("files:")
     out.say(f"  {run_dir}/  (the training run: {trained.checkpoint.name} with its .json, log and state)")

@@ -2,6 +2,8 @@
 
 TensorRT 8.6 (JetPack 6.0) has no IProgressMonitor: there ``make_monitor`` returns None, no bars are
 drawn, and Ctrl-C interrupts once TensorRT returns from the build (nothing is written either way).
+Bars are drawn only to a terminal: redirected to a file or a pipe (CI, ``demo > log 2>&1``) their
+carriage returns and escape codes would fill the log, so there the monitor only carries Ctrl-C.
 """
 
 from __future__ import annotations
@@ -10,17 +12,30 @@ import signal
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TextIO
 
 from resnet_deploy.engine.backends import Backend
 
 
-def make_monitor(backend: Backend, enabled: bool) -> Any:
-    """An ``IProgressMonitor`` of the backend's module drawing one tqdm bar per phase (``enabled``),
-    which also carries Ctrl-C to TensorRT; None where the release has no progress monitor."""
+def draws_bars(enabled: bool, stream: TextIO | None = None) -> bool:
+    """Whether progress bars are drawn: asked for (``enabled``) and ``stream`` (stderr) is a terminal."""
+    stream = sys.stderr if stream is None else stream
+    try:
+        return enabled and stream.isatty()
+    except (AttributeError, ValueError):  # no isatty, or a closed stream
+        return False
+
+
+def make_monitor(backend: Backend, enabled: bool, stream: TextIO | None = None) -> Any:
+    """An ``IProgressMonitor`` of the backend's module drawing one tqdm bar per phase on ``stream``
+    (stderr) when ``enabled`` and that is a terminal (``draws_bars``), which also carries Ctrl-C to
+    TensorRT; None where the release has no progress monitor."""
     if not backend.has_progress_monitor:
         return None
     from tqdm import tqdm
+
+    stream = sys.stderr if stream is None else stream
+    draw = draws_bars(enabled, stream)
 
     trt = backend.module
 
@@ -29,6 +44,7 @@ def make_monitor(backend: Backend, enabled: bool) -> Any:
             trt.IProgressMonitor.__init__(self)
             self.bars: dict[str, Any] = {}
             self.cancelled = False
+            self.drawing = draw
 
         def phase_start(self, phase_name: str, parent_phase: str | None, num_steps: int) -> None:
             self.bars[phase_name] = tqdm(
@@ -36,8 +52,8 @@ def make_monitor(backend: Backend, enabled: bool) -> Any:
                 desc=phase_name,
                 position=len(self.bars),
                 leave=False,
-                disable=not enabled,
-                file=sys.stderr,
+                disable=not draw,
+                file=stream,
             )
 
         def step_complete(self, phase_name: str, step: int) -> bool:

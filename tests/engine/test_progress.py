@@ -1,0 +1,61 @@
+"""TensorRT build progress bars are drawn only to a terminal; the monitor carries Ctrl-C either way."""
+
+from __future__ import annotations
+
+import io
+from types import SimpleNamespace
+
+import pytest
+
+from resnet_deploy.engine.backends import Backend
+from resnet_deploy.engine.progress import draws_bars, make_monitor
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+class _Monitor:  # the module's IProgressMonitor base
+    def __init__(self) -> None:
+        pass
+
+
+FAKE_TRT = SimpleNamespace(IProgressMonitor=_Monitor, IBuilderConfig=SimpleNamespace(progress_monitor=None))
+
+
+def _build(stream: io.StringIO, enabled: bool = True) -> tuple[object, str]:
+    monitor = make_monitor(Backend("tensorrt-rtx", FAKE_TRT, "1.7"), enabled, stream)
+    monitor.phase_start("Building engine", None, 3)
+    assert all(monitor.step_complete("Building engine", step) for step in range(3))
+    monitor.phase_finish("Building engine")
+    return monitor, stream.getvalue()
+
+
+@pytest.mark.parametrize("stream", [io.StringIO(), Terminal()], ids=["file", "terminal"])
+def test_bars_only_on_a_terminal(stream: io.StringIO) -> None:
+    tty = stream.isatty()
+    monitor, written = _build(stream)
+    assert monitor.drawing is tty and draws_bars(True, stream) is tty
+    if tty:
+        assert "Building engine" in written and "\r" in written and "0/3" in written
+    else:
+        assert written == ""  # no carriage returns or escape codes in a log
+
+
+def test_no_bars_when_not_asked_even_on_a_terminal() -> None:
+    monitor, written = _build(Terminal(), enabled=False)
+    assert monitor.drawing is False and written == "" and draws_bars(False, Terminal()) is False
+
+
+def test_a_closed_or_bare_stream_draws_nothing() -> None:
+    closed = io.StringIO()
+    closed.close()
+    assert draws_bars(True, closed) is False and draws_bars(True, object()) is False  # type: ignore[arg-type]
+
+
+def test_the_monitor_still_cancels_without_bars() -> None:
+    monitor = make_monitor(Backend("tensorrt-rtx", FAKE_TRT, "1.7"), True, io.StringIO())
+    monitor.phase_start("Building engine", None, 2)
+    monitor.cancelled = True  # what the Ctrl-C handler sets
+    assert monitor.step_complete("Building engine", 0) is False  # TensorRT abandons the build
