@@ -1,10 +1,23 @@
-"""Tiny datasets written in the real on-disk formats, for tests (no downloads)."""
+"""Tiny datasets written in the real on-disk formats, for tests (no downloads); scripts as modules."""
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
+
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+
+
+def load_script(name: str) -> ModuleType:
+    """``scripts/<name>.py`` imported as a module, so tests call its functions."""
+    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def class_pattern_images(labels: np.ndarray, size: int = 32, seed: int = 0) -> np.ndarray:

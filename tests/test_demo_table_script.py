@@ -3,7 +3,6 @@ between its markers is rewritten. A synthetic results file stands in for a demo 
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from dataclasses import asdict
 from pathlib import Path
@@ -12,6 +11,7 @@ import pytest
 
 from resnet_deploy.bench import BenchReport, BenchRow
 from resnet_deploy.validate import Score
+from tests.factories import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "demo_table.py"
@@ -19,10 +19,7 @@ SCRIPT = ROOT / "scripts" / "demo_table.py"
 
 @pytest.fixture(scope="module")
 def script():
-    spec = importlib.util.spec_from_file_location("demo_table", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("demo_table")
 
 
 def synthetic_results() -> dict:

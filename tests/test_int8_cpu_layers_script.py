@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 
 from resnet_deploy.quantize.calibrate import calibrate_onnx
+from tests.factories import load_script
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "int8_cpu_layers.py"
 
@@ -18,10 +18,7 @@ RESNET20_CONV_MACS = 32 * 32 * 16 * 27 + 6 * 32 * 32 * 16 * 144 + 2 * (16 * 16 *
 
 @pytest.fixture(scope="module")
 def script():
-    spec = importlib.util.spec_from_file_location("int8_cpu_layers", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("int8_cpu_layers")
 
 
 def test_layer_profile_of_resnet20_counts_the_paper_macs(script, trained_resnet20, tmp_path) -> None:

@@ -97,7 +97,7 @@ def build_engine(
       resnet-deploy build-engine --onnx r50.onnx --int8 --implicit --calib-cache calibration/<id>.calib.cache \\
           --dla-core 0 --batch 8                                                    # Jetson DLA, INT8
     """
-    from resnet_deploy.cli.export import export_ours, random_or_none, run_export
+    from resnet_deploy.cli.export import export_ours, export_planned, random_or_none
     from resnet_deploy.engine.backends import choose
     from resnet_deploy.engine.build import build_engine as build
     from resnet_deploy.engine.build import plan_build
@@ -178,19 +178,7 @@ def build_engine(
     if exported is not None and reuse_export:
         out.say(f"reusing {exported}, exported earlier from the same model")
     elif exported is not None:
-        model_opts = {} if checkpoint else model
-        run_export(
-            out,
-            checkpoint,
-            str(exported),
-            opset=None,
-            static_batch=None,
-            simplify=False,
-            verify=True,
-            tolerance=None,
-            planned=True,
-            **model_opts,
-        )
+        export_planned(out, checkpoint, exported, **({} if checkpoint else model))
     result = build(
         source,
         output,

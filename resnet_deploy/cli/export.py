@@ -143,18 +143,24 @@ def onnx_from_model_arg(out: Reporter, model_path: str, onnx_path: Path, reuse: 
     if reuse:
         out.say(f"reusing {onnx_path}, exported from {model_path}")
         return onnx_path
-    run_export(
+    export_planned(out, str(path), onnx_path)
+    return onnx_path
+
+
+def export_planned(out: Reporter, checkpoint: str | None, path: Path, **model_opts: Any) -> Any:
+    """The default, verified export to ``path``, which the caller's plan already checked."""
+    return run_export(
         out,
+        checkpoint,
         str(path),
-        str(onnx_path),
         opset=None,
         static_batch=None,
         simplify=False,
         verify=True,
         tolerance=None,
         planned=True,
+        **model_opts,
     )
-    return onnx_path
 
 
 @click.command()

@@ -6,20 +6,19 @@ INT8 convolutions, this fails, and the paragraph (and perhaps the Q/DQ placement
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
+
+from tests.factories import load_script
 
 pytestmark = pytest.mark.rtx
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_int8_convs_absorb_no_add_and_the_placement_moves_the_least_data() -> None:
-    spec = importlib.util.spec_from_file_location("rtx_int8_fusion", ROOT / "scripts" / "rtx_int8_fusion.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = load_script("rtx_int8_fusion")
     results = script.measure(20)
     fp32, int8 = results["fp32"], results["int8"]
     assert (fp32["convs"], fp32["adds_fused_into_convs"], fp32["add_kernels"]) == (19, 9, 0)
