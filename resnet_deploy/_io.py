@@ -7,6 +7,7 @@ import errno
 import hashlib
 import os
 import re
+import socket
 import tempfile
 import time
 from collections.abc import Iterator
@@ -26,7 +27,7 @@ def check_writable(path: str | os.PathLike[str]) -> Path:
     if not parent.is_dir():
         raise OutputPathError(f"cannot write {path}: {parent} is not a directory")
     try:  # a real probe: os.access is wrong for root, read-only mounts and pseudo file systems
-        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".probe", dir=parent)
+        fd, probe = tempfile.mkstemp(prefix=temporary_prefix(path.name), suffix=".probe", dir=parent)
         os.close(fd)
         os.unlink(probe)
     except OSError as exc:
@@ -36,11 +37,19 @@ def check_writable(path: str | os.PathLike[str]) -> Path:
     return path
 
 
-# Temporary files are ".NAME.<pid>.<random>.tmp" beside their target: the pid tells a later run
-# whether the writer is still alive (a concurrent write) or was killed (-9, power loss): its leftovers
-# are removed. Names without a pid (older versions) are removed once a day old.
-_TMP = re.compile(r"^\.(?P<name>.+?)\.(?:(?P<pid>\d+)\.)?[A-Za-z0-9_]{6,}\.(?:tmp|probe)$")
+# Temporary files are ".NAME.<host>-<pid>.<random>.tmp" beside their target: on the same host, the
+# pid tells a later run whether the writer is still alive (a concurrent write: kept) or was killed
+# (-9, power loss: its leftovers are removed). Writers on other hosts (NFS) are never judged. Names
+# of older versions (".NAME.<8 random>.tmp") are removed once a day old.
+_HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:6]
+_TMP = re.compile(
+    r"^\.(?P<name>.+?)\.(?:(?P<host>[0-9a-f]{6})-(?P<pid>\d+)\.[A-Za-z0-9_]{8}|(?P<old>[A-Za-z0-9_]{8}))\.(?:tmp|probe)$"
+)
 _OLD_TMP_SECONDS = 24 * 3600
+
+
+def temporary_prefix(name: str) -> str:
+    return f".{name}.{_HOST}-{os.getpid()}."
 
 
 def _alive(pid: int) -> bool:
@@ -66,9 +75,11 @@ def remove_stale_temporaries(directory: Path, name: str | None = None) -> list[P
         if not match or (name is not None and match["name"] != name):
             continue
         pid = match["pid"]
+        if pid is not None and (match["host"] != _HOST or int(pid) == os.getpid()):
+            continue  # another host's writer, or our own
         try:
             stale = (not _alive(int(pid))) if pid else now - entry.stat().st_mtime > _OLD_TMP_SECONDS
-            if stale and pid != str(os.getpid()):
+            if stale:
                 os.unlink(entry.path)
                 removed.append(Path(entry.path))
         except OSError:
@@ -76,8 +87,22 @@ def remove_stale_temporaries(directory: Path, name: str | None = None) -> list[P
     return removed
 
 
-def _write_error(path: Path, exc: BaseException) -> OutputPathError | None:
-    """A failed write as one line naming the file, or None for errors that are not about writing."""
+_WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG)  # about the output, wherever raised
+
+
+def _write_error(
+    path: Path | list[Path], exc: BaseException, landed: list[Path], renaming: bool = False
+) -> OutputPathError | None:
+    """A failed write as one line naming the file(s), or None for errors that are not about writing
+    (an input that cannot be read inside the ``with`` block keeps its own error)."""
+    where = " / ".join(str(p) for p in path) if isinstance(path, list) else str(path)
+    if isinstance(exc, OSError) and not renaming and exc.errno not in _WRITE_ERRNOS:
+        return None
+    outcome = (
+        f"{', '.join(map(str, landed))} was replaced without it (readers refuse the pair: write it again)"
+        if landed
+        else "nothing was written there"
+    )
     if isinstance(exc, OSError) and exc.errno is not None:
         hint = {
             errno.ENOSPC: "the disk is full; free space or choose another output path",
@@ -85,13 +110,13 @@ def _write_error(path: Path, exc: BaseException) -> OutputPathError | None:
             errno.EROFS: "the file system is read-only; choose another output path",
             errno.EACCES: "permission denied; choose another output path",
         }.get(exc.errno, "choose another output path")
-        return OutputPathError(f"cannot write {path}: {exc.strerror or exc} ({hint}); nothing was written there")
+        return OutputPathError(f"cannot write {where}: {exc.strerror or exc} ({hint}); {outcome}")
     text = str(exc)
     if isinstance(exc, RuntimeError) and ("unexpected pos" in text or "PytorchStreamWriter failed" in text):
         # torch.save's zip writer reports a short write (disk full, quota) this way
         return OutputPathError(
-            f"cannot write {path}: the write was cut short (disk full?); free space or choose another output path; "
-            "nothing was written there"
+            f"cannot write {where}: the write was cut short (disk full?); free space or choose another output path; "
+            f"{outcome}"
         )
     return None
 
@@ -119,17 +144,27 @@ def atomic_outputs(*paths: str | os.PathLike[str]) -> Iterator[tuple[Path, ...]]
     try:
         for target in targets:
             remove_stale_temporaries(target.parent, target.name)
-            fd, name = tempfile.mkstemp(prefix=f".{target.name}.{os.getpid()}.", suffix=".tmp", dir=target.parent)
+            fd, name = tempfile.mkstemp(prefix=temporary_prefix(target.name), suffix=".tmp", dir=target.parent)
             os.close(fd)
             temporaries.append(Path(name))
         yield tuple(temporaries)
-        for tmp, target in zip(temporaries, targets, strict=True):
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, target)
     except BaseException as exc:
         for tmp in temporaries:
             tmp.unlink(missing_ok=True)
-        failure = _write_error(targets[0], exc)
+        failure = _write_error(targets[0] if len(targets) == 1 else targets, exc, landed=[])
+        if failure is not None:
+            raise failure from None
+        raise
+    landed: list[Path] = []
+    try:
+        for tmp, target in zip(temporaries, targets, strict=True):
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, target)
+            landed.append(target)
+    except BaseException as exc:
+        for tmp in temporaries:
+            tmp.unlink(missing_ok=True)
+        failure = _write_error(targets[len(landed)], exc, landed, renaming=True)
         if failure is not None:
             raise failure from None
         raise

@@ -56,7 +56,8 @@ def save_checkpoint(model: ResNet, path: str | Path, metadata: dict[str, Any] | 
     """
     path = check_writable(path)
     with atomic_outputs(path, metadata_path(path)) as (tmp, meta_tmp):
-        torch.save(model.state_dict(), tmp)
+        with open(tmp, "wb") as fh:  # a file object: the zip's folder is "archive", not the temp name
+            torch.save(model.state_dict(), fh)  # so the same weights give the same bytes (and sha256)
         meta = {**(metadata or {}), "format": FORMAT, "config": model.config.to_dict(), "sha256": sha256_file(tmp)}
         meta_tmp.write_text(json.dumps(meta, indent=2))
     return path

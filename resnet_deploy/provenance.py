@@ -48,8 +48,11 @@ def onnx_export_of(checkpoint_sha256: str | None, arch: dict[str, str] | None = 
     return ours
 
 
-def onnx_twin_of(source: Path, precision: str, quantization: str | None = None) -> Ours:
-    """An FP16 or INT8 twin converted or calibrated from ``source``."""
+def onnx_twin_of(
+    source: Path, precision: str, quantization: str | None = None, settings: dict[str, str] | None = None
+) -> Ours:
+    """An FP16 or INT8 twin converted or calibrated from ``source`` with the same ``settings`` (props
+    such as calibration_method): a calibration made another way is the user's work, not ours to redo."""
 
     def ours(path: Path) -> bool:
         props = _props(path)
@@ -57,6 +60,7 @@ def onnx_twin_of(source: Path, precision: str, quantization: str | None = None) 
             props is not None
             and props.get("precision") == precision
             and (quantization is None or props.get("quantization") == quantization)
+            and all(props.get(key) == value for key, value in (settings or {}).items())
             and source.is_file()
             and props.get("source_onnx_sha256") == sha256_file(source)
         )

@@ -16,7 +16,8 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$PYTHON" -m venv "$VENV"
 fi
 stamp="$VENV/.resnet-deploy-install"
-want_hash="$(cat "$ROOT/pyproject.toml" "$ROOT/scripts/_venv.sh" | sha256sum | cut -d' ' -f1)"
+# $ROOT too: a venv shared by two checkouts (RESNET_DEPLOY_VENV) must run this checkout's code
+want_hash="$({ echo "$ROOT"; cat "$ROOT/pyproject.toml" "$ROOT/scripts/_venv.sh"; } | sha256sum | cut -d' ' -f1)"
 have_hash="" have_extras=""
 if [ -f "$stamp" ]; then read -r have_hash have_extras <"$stamp" || true; fi
 [ "$have_hash" = "$want_hash" ] || have_extras=""  # pyproject.toml or this file changed: start over
@@ -44,10 +45,10 @@ if [ "$fresh" = 1 ] || [ -n "$missing" ]; then
     && { [ "$stubs" = 0 ] || { "$VENV/bin/python" -m pip install -q --no-deps "tensorrt-stubs==10.13.0.35.1" \
          && "$VENV/bin/python" "$ROOT/scripts/trt_typings.py" "$VENV/typings"; }; }; } \
     >"$log" 2>&1 \
-    || { grep -v "is ignored: it is neither" "$log" >&2 || true; echo "[setup] pip install failed" >&2; exit 1; }
+    || { grep -v "is ignored: it is neither" "$log" >&2 || true; rm -f "$log"; echo "[setup] pip install failed" >&2; exit 1; }
   rm -f "$log"
   "$VENV/bin/python" -c "import resnet_deploy, torch, onnxruntime" \
-    || { echo "[setup] install failed; see the pip output above" >&2; exit 1; }
+    || { echo "[setup] the install finished but resnet_deploy, torch or onnxruntime does not import (above)" >&2; exit 1; }
   installed="$(printf '%s\n' $have_extras ${missing//,/ } | sort -u | tr '\n' ' ')"
   echo "$want_hash ${installed% }" >"$stamp"
 fi

@@ -21,8 +21,9 @@ resnet-deploy calibrate "$work/r50.onnx" --target cpu --method minmax --calib-im
 resnet-deploy calibrate "$work/r50.onnx" --target tensorrt --method minmax --calib-images 64 --no-cache -o "$work/r50.int8.onnx"
 mkdir -p scripts/results
 resnet-deploy bench "$work/r50.pt" "$work/r50.onnx" "$work/r50.cpu.int8.onnx" "$work/r50.int8.onnx" \
-  --batch 1,8 --iters 24 --threads "$threads" --plot scripts/results/bench-resnet50-cpu.png --json \
-  > scripts/results/bench-resnet50-cpu.json
+  --batch 1,8 --iters 24 --threads "$threads" --plot scripts/results/bench-resnet50-cpu.png --overwrite --json \
+  > "$work/bench.json"  # the committed result is replaced only by a run that finished
+mv "$work/bench.json" scripts/results/bench-resnet50-cpu.json
 python scripts/int8_cpu_layers.py "$work/r50.onnx" "$work/r50.cpu.int8.onnx" --threads "$threads" \
   --json scripts/results/int8-cpu-layers.json | tee scripts/results/int8-cpu-layers.txt
 echo "wrote scripts/results/bench-resnet50-cpu.{json,png} and scripts/results/int8-cpu-layers.{txt,json}"

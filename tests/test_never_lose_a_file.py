@@ -219,16 +219,33 @@ def test_a_crash_between_the_two_renames_never_leaves_metadata_of_weights_that_d
 
 
 def test_temporaries_of_killed_writers_are_removed_by_the_next_write(tmp_path) -> None:
-    from resnet_deploy._io import write_bytes_atomic
+    from resnet_deploy._io import _HOST, write_bytes_atomic
 
-    dead = tmp_path / ".out.bin.999999999.abcdefgh.tmp"  # no such pid
-    alive = tmp_path / f".out.bin.{os.getppid()}.abcdefgh.tmp"  # a concurrent writer: kept
-    other = tmp_path / ".other.bin.999999999.abcdefgh.tmp"  # another file's: not this write's business
-    for p in (dead, alive, other):
+    dead = tmp_path / f".out.bin.{_HOST}-999999999.abcdefgh.tmp"  # no such pid on this host
+    alive = tmp_path / f".out.bin.{_HOST}-{os.getppid()}.abcdefgh.tmp"  # a concurrent writer: kept
+    elsewhere = tmp_path / ".out.bin.0f0f0f-999999999.abcdefgh.tmp"  # another host's (NFS): never judged
+    other = tmp_path / f".other.bin.{_HOST}-999999999.abcdefgh.tmp"  # another file's: not this write's business
+    users = tmp_path / ".out.bin.backup1.tmp"  # a user's own hidden file: not our name pattern
+    for p in (dead, alive, elsewhere, other, users):
         p.write_bytes(b"partial")
+        os.utime(p, (0, 0))  # ancient: age alone never condemns a pid-named temporary
     write_bytes_atomic(tmp_path / "out.bin", b"data")
-    assert not dead.exists() and alive.exists() and other.exists()
+    assert not dead.exists() and alive.exists() and elsewhere.exists() and other.exists() and users.exists()
     assert (tmp_path / "out.bin").read_bytes() == b"data"
+
+
+def test_the_same_weights_save_to_the_same_bytes(tmp_path) -> None:
+    """torch.save to a path names its zip folder after the (random) temporary; through a file object
+    it is always "archive", so a re-made checkpoint is recognised as the same input."""
+    import torch
+
+    from resnet_deploy import build_model, save_checkpoint
+
+    torch.manual_seed(0)
+    model = build_model(20, input_size=8)
+    a = save_checkpoint(model, tmp_path / "a.pt", {})
+    b = save_checkpoint(model, tmp_path / "b.pt", {})
+    assert digest(a) == digest(b)
 
 
 @pytest.mark.parametrize(
@@ -427,3 +444,25 @@ def test_bench_plot_is_planned_like_every_output(r20, tmp_path) -> None:
     assert invoke(*args, "--plot", str(chart)).exit_code == 0
     again = invoke(*args, "--plot", str(chart))  # its own chart of the same artifacts: replaced
     assert again.exit_code == 0 and f"replacing {chart}" in again.stdout
+
+
+def test_resume_into_another_directory_never_replaces_files_there(trained_resnet20, tmp_path) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(Path(trained_resnet20[0]).parent, run)
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "log.csv").write_text("my log")
+    result = invoke("train", "--resume", str(run), "-o", str(mine))
+    assert_one_line_error(result, "log.csv exists")
+    assert (mine / "log.csv").read_text() == "my log"
+
+
+def test_a_calibration_made_another_way_is_not_ours_to_redo(r20, tmp_path) -> None:
+    out = tmp_path / "r20.int8.onnx"
+    base = ("calibrate", str(r20), "--calib-images", "8", "--no-cache", "-o", str(out))
+    assert invoke(*base, "--method", "minmax").exit_code == 0
+    before = digest(out)
+    assert_one_line_error(invoke(*base, "--method", "percentile"), "pass --overwrite")
+    assert digest(out) == before
+    again = invoke(*base, "--method", "minmax")  # the same settings: its own output, replaced
+    assert again.exit_code == 0 and f"replacing {out}" in again.stdout

@@ -167,7 +167,16 @@ def build_engine(
             plan.write(exported, "ONNX export", ours=export_test)
         source = exported
         engine_ours = engine_built_from(Path(checkpoint) if checkpoint else None, random_or_none(checkpoint, model))
-    plan_build(plan, source, Path(output), options, chosen, given_ours=engine_ours)
+    plan_build(
+        plan,
+        source,
+        Path(output),
+        options,
+        chosen,
+        given_ours=engine_ours,
+        exported_later=exported is not None and not reuse_export,
+        twin_settings={"calibration_method": method, "calibration_images": str(calib_images)},
+    )
     plan.check()
     for note in plan.notes():
         out.say(note)

@@ -94,7 +94,8 @@ def calibrate(
         onnx_path = Path(output).with_name(Path(model_path).stem + ".onnx")
         reuse = plan_model_export(plan, model_path, onnx_path)
     quantization = "qdq-tensorrt" if target == "tensorrt" else "qdq-onnxruntime-cpu"
-    plan.write(output, "INT8 ONNX", ours=onnx_twin_of(onnx_path, "int8", quantization))
+    settings = {"calibration_method": method, "calibration_images": str(calib_images)}
+    plan.write(output, "INT8 ONNX", ours=onnx_twin_of(onnx_path, "int8", quantization, settings))
     plan.check()
     for note in plan.notes():
         out.say(note)

@@ -68,11 +68,11 @@ DEMO_MARKER = ".resnet-deploy-demo"
 
 
 def _demo_owns(directory: Path) -> bool:
-    """An --out the demo may replace: absent, empty, or a demo's (its marker, or an older demo's files)."""
+    """An --out the demo may replace: absent, empty, or a demo's (its marker)."""
     if not directory.is_dir():
         return not directory.exists()
     names = {p.name for p in directory.iterdir()}
-    return not names or DEMO_MARKER in names or {"train", "bench.json", "validation.md"} <= names
+    return not names or DEMO_MARKER in names
 
 
 @click.command()
@@ -126,6 +126,11 @@ def demo(
             "choose another --out, or pass --overwrite"
         )
     if (run_dir / STATE_FILE).exists():
+        if not (directory / DEMO_MARKER).exists():  # --overwrite replaces files, never deletes a training run
+            raise OutputPathError(
+                f"{run_dir} holds a training run the demo did not make (or an older version's demo: delete it "
+                "yourself then); choose another --out"
+            )
         shutil.rmtree(run_dir)  # the demo always starts fresh; use `train` for runs you keep
     directory.mkdir(parents=True, exist_ok=True)
     (directory / DEMO_MARKER).write_text("written by `resnet-deploy demo`: a later demo replaces this directory\n")

@@ -148,11 +148,12 @@ def train(
     def on_epoch(row: dict[str, Any]) -> None:
         out.say(describe_epoch(row, trainer.plan.epochs if trainer is not None and trainer.plan else 0))
 
-    from resnet_deploy.training.run_state import RUN_FILES, run_lock
+    from resnet_deploy.training.run_state import RUN_FILES, STATE_FILE, run_lock
 
     trainer: Trainer | None = None
     try:
-        with run_lock(run_dir):  # checks below run under the lock: two `train -o DIR` cannot both pass them
+        # the checks below run under the lock: two `train -o DIR` cannot both pass them
+        with run_lock(run_dir, warn=out.warn):
             trainer = Trainer(
                 options,
                 run_dir,
@@ -162,7 +163,11 @@ def train(
                 on_warn=out.warn,
                 progress=not no_progress and sys.stderr.isatty(),
             )
-            if resume is None:  # a new run never replaces files it did not write (a model.pt of no run)
+            resumed_here = resume is not None and Path(resume).resolve() in (
+                run_dir.resolve(),
+                (run_dir / STATE_FILE).resolve(),
+            )
+            if not resumed_here:  # a run never replaces files it did not write (a model.pt of no run)
                 plan = OutputPlan("train", overwrite=overwrite)
                 plan.read(checkpoint, "starting checkpoint")
                 for name in RUN_FILES:

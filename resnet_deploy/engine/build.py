@@ -103,19 +103,25 @@ def plan_build(
     backend: Backend,
     *,
     given_ours: Callable[[Path], bool],
+    exported_later: bool = False,
+    twin_settings: dict[str, str] | None = None,
 ) -> None:
     """Add everything a build writes to ``plan``: the engine and its sidecar, the FP16/INT8 twin,
-    the timing cache (updated in place). A ``source`` not yet written is an FP32 export to come."""
+    the timing cache (updated in place). ``exported_later``: ``source`` is an FP32 export still to be
+    written (whatever a file there holds now is replaced)."""
     from resnet_deploy.provenance import onnx_twin_of
 
     plan.write(output, "engine", ours=given_ours)
     strongly_typed, _ = typing_mode(backend, options)
-    given = _graph_precision(_read_props(source)) if source.is_file() else "fp32"
+    given = "fp32" if exported_later else _graph_precision(_read_props(source))
     kind = twin_needed(given, options.precision, strongly_typed, options.implicit, source)
     if kind is not None:
         quantization = "qdq-tensorrt" if kind == "int8" else None
+        settings = twin_settings if kind == "int8" else None
         plan.write(
-            twin_path(output, options.precision), f"{kind.upper()} ONNX", ours=onnx_twin_of(source, kind, quantization)
+            twin_path(output, options.precision),
+            f"{kind.upper()} ONNX",
+            ours=onnx_twin_of(source, kind, quantization, settings),
         )
     if options.timing_cache:
         plan.write(options.timing_cache, "timing cache", existing_ok=True, with_companion=False)

@@ -72,30 +72,41 @@ def make_monitor(backend: Backend, enabled: bool, stream: TextIO | None = None) 
 
 @contextmanager
 def cancel_on_interrupt(monitor: Any) -> Iterator[None]:
-    """While building, Ctrl-C asks TensorRT to stop at its next step instead of killing the process.
+    """While building, Ctrl-C (and SIGTERM) ask TensorRT to stop at its next step instead of killing
+    the process; the interrupt is raised once TensorRT returns (Terminated for SIGTERM: exit 143).
 
     Without a monitor (TensorRT 8.6) Python's own handling stays: KeyboardInterrupt once TensorRT returns.
     """
+    from resnet_deploy.errors import Terminated
+
     if monitor is None:
         yield
         return
+    received: list[int] = []
+
+    def handler(signum: int, frame: Any) -> None:
+        received.append(signum)
+        monitor.cancelled = True
+
     try:
-        previous = signal.getsignal(signal.SIGINT)
-
-        def handler(signum: int, frame: Any) -> None:
-            monitor.cancelled = True
-
-        signal.signal(signal.SIGINT, handler)
+        previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+        for sig in previous:
+            signal.signal(sig, handler)
     except ValueError:  # not the main thread: leave signals alone
         yield
         return
+
+    def interrupt() -> KeyboardInterrupt:
+        return Terminated() if signal.SIGTERM in received else KeyboardInterrupt()
+
     try:
         yield
     except Exception:
         if monitor.cancelled:  # TensorRT returns no engine once cancelled: report the interrupt, not a failure
-            raise KeyboardInterrupt from None
+            raise interrupt() from None
         raise
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, handler_before in previous.items():
+            signal.signal(sig, handler_before)
     if monitor.cancelled:
-        raise KeyboardInterrupt
+        raise interrupt()

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,11 +31,12 @@ RUN_FILES = (MODEL_FILE, MODEL_FILE + ".json", STATE_FILE, "log.csv", "log.json"
 
 
 @contextlib.contextmanager
-def run_lock(run_dir: Path) -> Iterator[None]:
+def run_lock(run_dir: Path, warn: Callable[[str], None] = lambda message: None) -> Iterator[None]:
     """Hold ``run_dir`` for one training process: a second `train` on it is refused, not interleaved.
 
     An advisory lock (flock) the kernel drops when the holder dies, so kill -9 leaves no stale lock.
-    A directory made here and still empty at the end (the run failed to start) is removed again.
+    Only the holder cleans up: a directory it made that is still empty at the end (the run failed to
+    start) is removed again, before the lock is released. File systems without flock get a warning.
     """
     import fcntl
 
@@ -46,23 +47,37 @@ def run_lock(run_dir: Path) -> Iterator[None]:
         raise OutputPathError(f"cannot create run directory {run_dir} ({exc.strerror}); choose another -o") from None
     lock = run_dir / LOCK_FILE
     fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    held = False
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            held = os.fstat(fd).st_ino == os.stat(lock).st_ino  # not a lock file a finishing holder just removed
         except BlockingIOError:
+            pass
+        except FileNotFoundError:
+            held = False
+        except OSError as exc:  # ENOLCK, EOPNOTSUPP: some network and FUSE mounts have no flock
+            warn(f"{run_dir} cannot be locked ({exc.strerror}): do not start a second `train` on it meanwhile")
+            yield
+            return
+        if not held:
             holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
             raise TrainingError(
                 f"another `resnet-deploy train` (pid {holder}) is writing to {run_dir}; "
                 "wait for it to finish, or choose another -o"
-            ) from None
+            )
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
         yield
     finally:
-        os.close(fd)  # releases the lock
-        if created and [p.name for p in run_dir.iterdir()] == [LOCK_FILE]:
-            lock.unlink(missing_ok=True)
-            run_dir.rmdir()
+        if held and created:
+            try:
+                if [p.name for p in run_dir.iterdir()] == [LOCK_FILE]:
+                    lock.unlink()
+                    run_dir.rmdir()
+            except OSError:
+                pass  # tidying only; never hide the run's own outcome
+        os.close(fd)  # releases the lock, after the tidying
 
 
 @dataclass
@@ -82,7 +97,8 @@ class TrainState:
 
 def save_state(run_dir: Path, state: TrainState) -> None:
     with atomic_output(run_dir / STATE_FILE) as tmp:
-        torch.save(state.to_payload(), tmp)
+        with open(tmp, "wb") as fh:  # same bytes for the same state (see save_checkpoint)
+            torch.save(state.to_payload(), fh)
 
 
 def state_path(resume: str | Path) -> Path:

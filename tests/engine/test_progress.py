@@ -59,3 +59,21 @@ def test_the_monitor_still_cancels_without_bars() -> None:
     monitor.phase_start("Building engine", None, 2)
     monitor.cancelled = True  # what the Ctrl-C handler sets
     assert monitor.step_complete("Building engine", 0) is False  # TensorRT abandons the build
+
+
+def test_sigterm_during_a_build_cancels_it_and_ends_as_terminated() -> None:
+    """SIGTERM asks TensorRT to stop at its next step (as Ctrl-C does), then exits 143, not minutes later."""
+    import os
+    import signal
+    from types import SimpleNamespace
+
+    from resnet_deploy.engine.progress import cancel_on_interrupt
+    from resnet_deploy.errors import Terminated
+
+    monitor = SimpleNamespace(cancelled=False)
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(Terminated):
+        with cancel_on_interrupt(monitor):
+            os.kill(os.getpid(), signal.SIGTERM)  # arrives while "TensorRT builds"
+            assert monitor.cancelled  # the build is told to stop; the process is not killed
+    assert signal.getsignal(signal.SIGTERM) is before
