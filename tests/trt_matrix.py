@@ -170,9 +170,15 @@ def interrupting_monitor(monkeypatch: pytest.MonkeyPatch, module: Any) -> Iterat
 
         return Interrupting()
 
-    with monkeypatch.context() as patch:
-        patch.setattr(progress, "make_monitor", make)
-        yield
+    # A shell starts background jobs with SIGINT ignored (`cmd &`, nohup, some CI runners): then a
+    # raised SIGINT would do nothing. A terminal's Ctrl-C is what is simulated, so install its handler.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with monkeypatch.context() as patch:
+            patch.setattr(progress, "make_monitor", make)
+            yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def run_case(column: str, case: Case, inputs: Inputs, out_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Cell:
