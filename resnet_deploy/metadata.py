@@ -16,6 +16,7 @@ from typing import Any
 
 from resnet_deploy.errors import ResnetDeployError
 from resnet_deploy.models.config import ResNetConfig
+from resnet_deploy.preprocessing import Preprocess, for_family
 
 SCHEMA = "resnet-deploy/1"
 INPUT_NAME = "input"
@@ -37,6 +38,12 @@ class ArtifactMetadata:
     checkpoint_sha256: str | None = None  # None: randomly initialised weights
     dataset: str | None = None  # the dataset spec the weights were trained on, when known
     producer_version: str = ""
+    preprocess: Preprocess | None = None  # None: the family's (what files without the prop mean)
+
+    @property
+    def eval_preprocess(self) -> Preprocess:
+        """How an image becomes this model's input, for every evaluator and the runner alike."""
+        return self.preprocess or for_family(self.config.family)
 
     def to_props(self) -> dict[str, str]:
         cfg = self.config
@@ -60,6 +67,7 @@ class ArtifactMetadata:
             "std": json.dumps(list(self.std)),
             "weights": "checkpoint" if self.checkpoint_sha256 else "random-init",
             "producer_version": self.producer_version,
+            "preprocess": self.eval_preprocess.to_json(),
         }
         if self.checkpoint_sha256:
             props["checkpoint_sha256"] = self.checkpoint_sha256
@@ -100,6 +108,7 @@ class ArtifactMetadata:
                 checkpoint_sha256=props.get("checkpoint_sha256"),
                 dataset=props.get("dataset"),
                 producer_version=props.get("producer_version", ""),
+                preprocess=_recorded_policy(props.get("preprocess"), config.family),
             )
         except (KeyError, ValueError, TypeError) as exc:
             raise ResnetDeployError(f"{source} has malformed resnet-deploy metadata ({exc!r}); re-export it") from exc
@@ -143,6 +152,12 @@ class ArtifactMetadata:
         out = dataclasses.asdict(self)
         out["config"] = self.config.to_dict()
         return out
+
+
+def _recorded_policy(text: str | None, family: str) -> Preprocess | None:
+    """The recorded preprocessing; None when absent or the family's own (so metadata round-trips)."""
+    policy = Preprocess.from_json(text) if text is not None else None
+    return None if policy == for_family(family) else policy
 
 
 def write_onnx_metadata(model_proto: Any, metadata: ArtifactMetadata) -> None:

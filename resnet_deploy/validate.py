@@ -258,7 +258,9 @@ def validate(
     count = 0
     skipped = 0
     undecodable: list[str] = []
-    for batch in dataset.test.batches(batch_size, size=ref_cfg.input_size, limit=limit):
+    for batch in dataset.test.batches(
+        batch_size, size=ref_cfg.input_size, limit=limit, preprocess=reference.metadata.eval_preprocess
+    ):
         skipped += batch.skipped
         undecodable.extend(batch.skipped_paths)
         if not len(batch.labels):  # no image of this batch decoded

@@ -8,6 +8,8 @@ from typing import Protocol
 
 import torch
 
+from resnet_deploy.preprocessing import Preprocess
+
 NAMED_FILES = 3  # files a message names before "+N more": enough to find the pattern, still one line
 
 
@@ -43,11 +45,14 @@ class Split(Protocol):
         seed: int = 0,
         device: torch.device | None = None,
         limit: int | None = None,
+        preprocess: Preprocess | None = None,
     ) -> Iterator[Batch]:
         """Batches at ``size`` x ``size``; ``train`` shuffles and augments, reproducibly from ``seed``;
         ``shuffle`` (default: ``train``) shuffles without augmenting, e.g. to sample calibration images.
 
         ``limit`` takes only the first ``limit`` images (after the seeded shuffle when ``train``).
+        ``preprocess``: evaluation images of another size are resized by this policy, through the
+        runner's own :func:`resnet_deploy.preprocessing.fit` (so scores match deployment).
         """
         ...
 

@@ -2,7 +2,8 @@
 
 ``imagefolder:PATH`` where PATH holds ``train/`` and ``val/`` (or ``test/``) class folders, as
 ImageNet is usually laid out; or class folders directly, then a fixed, seeded, stratified 10% of
-each class is held out for testing. Eval: resize to 256/224 of the input size, centre crop.
+each class is held out for testing. Eval: the model's preprocessing policy through
+:func:`resnet_deploy.preprocessing.fit` (default: shorter side to 256/224 of the input, centre crop).
 Train: random-resized crop and horizontal flip. Images that fail to decode are skipped, counted
 and named (``Batch.skipped_paths``); the caller fails the run when too many do.
 """
@@ -10,6 +11,7 @@ and named (``Batch.skipped_paths``); the caller fails the run when too many do.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import random
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,11 +21,11 @@ import torch
 
 from resnet_deploy.data.base import Batch, Dataset
 from resnet_deploy.errors import DatasetError
+from resnet_deploy.preprocessing import Preprocess, fit
 
 EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm", ".tif", ".tiff")
 IMAGENET_MEAN_STD = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 HOLDOUT_FRACTION = 0.1
-EVAL_RESIZE_RATIO = 256 / 224
 
 
 def _scan(root: Path, classes: list[str] | None = None) -> tuple[list[str], list[tuple[str, int]]]:
@@ -61,6 +63,11 @@ def _decode(path: str) -> Any:
             return image.convert("RGB")
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
         return None
+
+
+def _eval_transform(image: Any, *, size: int, policy: Preprocess) -> torch.Tensor:
+    """(3, size, size) float32 in [0, 1]: the same division the runner does in numpy (exact in float32)."""
+    return torch.from_numpy(fit(image, size, policy)).permute(2, 0, 1).to(torch.float32).div(255.0)
 
 
 class _Files(torch.utils.data.Dataset):  # type: ignore[type-arg]
@@ -105,14 +112,15 @@ class FolderSplit:
         return len(self.samples)
 
     @staticmethod
-    def transform(size: int, train: bool) -> Any:
+    def transform(size: int, train: bool, preprocess: Preprocess | None = None) -> Any:
+        """Train: random-resized crop and flip. Eval: :func:`resnet_deploy.preprocessing.fit`, the
+        runner's own preprocessing, so validate and calibration score what deployment feeds."""
         from torchvision.transforms import v2
 
         if train:
             steps = [v2.RandomResizedCrop(size, antialias=True), v2.RandomHorizontalFlip()]
-        else:
-            steps = [v2.Resize(round(size * EVAL_RESIZE_RATIO), antialias=True), v2.CenterCrop(size)]
-        return v2.Compose([v2.PILToTensor(), *steps, v2.ToDtype(torch.float32, scale=True)])
+            return v2.Compose([v2.PILToTensor(), *steps, v2.ToDtype(torch.float32, scale=True)])
+        return functools.partial(_eval_transform, size=size, policy=preprocess or Preprocess("crop"))
 
     def batches(
         self,
@@ -124,6 +132,7 @@ class FolderSplit:
         seed: int = 0,
         device: torch.device | None = None,
         limit: int | None = None,
+        preprocess: Preprocess | None = None,
     ) -> Iterator[Batch]:
         samples = list(self.samples)
         if train if shuffle is None else shuffle:
@@ -131,7 +140,7 @@ class FolderSplit:
         if limit is not None:
             samples = samples[:limit]
         loader = torch.utils.data.DataLoader(
-            _Files(samples, self.transform(size, train), seed if train else None),
+            _Files(samples, self.transform(size, train, preprocess), seed if train else None),
             batch_size=batch_size,
             shuffle=False,  # order fixed above, so an epoch is a pure function of the seed
             num_workers=self.workers,

@@ -13,12 +13,26 @@ import torch
 import torch.nn.functional as F
 
 from resnet_deploy.data.base import Batch
+from resnet_deploy.preprocessing import Preprocess, fit
 
 
 def _resize(images: torch.Tensor, size: int) -> torch.Tensor:
     if images.shape[-1] == size and images.shape[-2] == size:
         return images
     return F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False, antialias=True).clamp_(0, 1)
+
+
+def _fit_each(images: torch.Tensor, size: int, policy: Preprocess) -> torch.Tensor:
+    """uint8 (N, C, H, W) -> float (N, C, size, size) through the runner's own resizing, image by image."""
+    from PIL import Image
+
+    out = torch.empty(images.shape[0], images.shape[1], size, size)
+    for i, image in enumerate(images.cpu()):
+        hwc = image.permute(1, 2, 0).numpy()
+        pil = Image.fromarray(hwc[:, :, 0] if hwc.shape[2] == 1 else hwc).convert("RGB")
+        fitted = fit(pil, size, policy)[:, :, : images.shape[1]]
+        out[i] = torch.from_numpy(fitted).permute(2, 0, 1).to(torch.float32).div(255.0)
+    return out
 
 
 def pad_and_crop(images: torch.Tensor, pad: int, generator: torch.Generator) -> torch.Tensor:
@@ -72,6 +86,7 @@ class TensorSplit:
         seed: int = 0,
         device: torch.device | None = None,
         limit: int | None = None,
+        preprocess: Preprocess | None = None,
     ) -> Iterator[Batch]:
         device = device or torch.device("cpu")
         generator = torch.Generator().manual_seed(seed)
@@ -82,7 +97,10 @@ class TensorSplit:
         pad = max(1, round(self.pad * size / self.images.shape[-1]))
         for start in range(0, count, batch_size):
             index = order[start : start + batch_size].to(device)
-            x = _resize(images[index].float().div_(255), size)
+            if not train and preprocess is not None and images.shape[-1] != size:
+                x = _fit_each(images[index], size, preprocess).to(device)  # as the runner resizes: one code
+            else:
+                x = _resize(images[index].float().div_(255), size)
             if train:
                 x = pad_and_crop(x, pad, generator)
                 if self.hflip:

@@ -57,10 +57,11 @@ def load_calibration_set(
             f"{spec} has only {available} training images but --calib-images is {count}; "
             f"pass --calib-images {available} or add images"
         )
-    digest = hashlib.sha256(f"{spec}|{size}|{count}|{seed}".encode())
+    policy = metadata.eval_preprocess  # images of another size are resized as the runner will
+    digest = hashlib.sha256(f"{spec}|{size}|{count}|{seed}|{policy.to_json()}".encode())
     batches = []
     undecodable: list[str] = []
-    for batch in dataset.train.batches(batch_size, size=size, shuffle=True, seed=seed, limit=count):
+    for batch in dataset.train.batches(batch_size, size=size, shuffle=True, seed=seed, limit=count, preprocess=policy):
         undecodable.extend(batch.skipped_paths)
         if not len(batch.labels):  # every image of this batch failed to decode
             continue

@@ -1,8 +1,8 @@
 """Raw images -> the normalised NCHW float32 batch a model expects, from the model's own metadata.
 
-Accepts PIL images and uint8 HWC arrays (RGB; grayscale is widened to 3 channels). ImageNet-family
-models get the standard evaluation crop (shorter side to 256/224 of the input, centre crop); CIFAR-
-family models are resized straight to their input, as they were trained. Then [0, 1], minus the
+Accepts PIL images and uint8 HWC arrays (RGB; grayscale is widened to 3 channels). Resizing and
+cropping follow the model's recorded policy through :func:`resnet_deploy.preprocessing.fit`, the one
+implementation validate and calibration use too. Then [0, 1], minus the
 mean, over the std (both 0/1 for models that subtract their pixel mean inside the graph).
 numpy always; Pillow only when an image has to be resized or is a PIL image.
 """
@@ -16,8 +16,7 @@ import numpy as np
 
 from resnet_deploy.errors import ResnetDeployError
 from resnet_deploy.metadata import ArtifactMetadata
-
-EVAL_RESIZE_RATIO = 256 / 224
+from resnet_deploy.preprocessing import fit
 
 
 def _to_pil(image: Any, index: int) -> Any:
@@ -50,22 +49,6 @@ def _check_size(width: int, height: int, index: int) -> None:
         )
 
 
-def _fit(image: Any, size: int, family: str) -> np.ndarray:
-    from PIL import Image
-
-    if family == "cifar":
-        image = image.resize((size, size), Image.Resampling.BILINEAR)
-    else:
-        short = round(size * EVAL_RESIZE_RATIO)
-        w, h = image.size
-        scale = short / min(w, h)
-        image = image.resize((max(size, round(w * scale)), max(size, round(h * scale))), Image.Resampling.BILINEAR)
-        w, h = image.size
-        left, top = (w - size) // 2, (h - size) // 2
-        image = image.crop((left, top, left + size, top + size))
-    return np.asarray(image, dtype=np.uint8)
-
-
 def preprocess(images: Sequence[Any] | Any, metadata: ArtifactMetadata) -> np.ndarray:
     """A list of PIL images / uint8 HWC arrays (or one of them) -> (N, C, S, S) float32."""
     cfg = metadata.config
@@ -84,7 +67,7 @@ def preprocess(images: Sequence[Any] | Any, metadata: ArtifactMetadata) -> np.nd
         if array is not None and array.dtype == np.uint8 and array.shape == (size, size, 3):
             out[i] = array  # already the model's size: no Pillow needed
         else:
-            out[i] = _fit(_to_pil(image, i), size, cfg.family)
+            out[i] = fit(_to_pil(image, i), size, metadata.eval_preprocess)
     return normalise(out.transpose(0, 3, 1, 2).astype(np.float32) / 255.0, metadata)
 
 

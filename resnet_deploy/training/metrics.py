@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from resnet_deploy.data.base import Split
+from resnet_deploy.preprocessing import for_family
 
 
 @dataclass
@@ -41,7 +42,9 @@ def evaluate(
     seen = top1 = top5 = skipped = 0
     skipped_paths: list[str] = []
     loss = 0.0
-    for batch in split.batches(batch_size, size=size, device=device):
+    config = getattr(model, "config", None)  # our ResNet: evaluated as its export will be preprocessed
+    policy = for_family(config.family) if config is not None else None
+    for batch in split.batches(batch_size, size=size, device=device, preprocess=policy):
         skipped += batch.skipped
         skipped_paths.extend(batch.skipped_paths)
         if not len(batch.labels):
