@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from resnet_deploy._io import sha256_file
+from resnet_deploy.output_plan import companion
 
 Ours = Callable[[Path], bool]
 _REPORT_MARK = "<!-- resnet-deploy {command}: inputs {digest} -->"
@@ -72,10 +73,9 @@ def engine_built_from(given: Path | None, arch: dict[str, str] | None = None) ->
     """An engine whose sidecar says it was built from the file given (or, from --depth, the same model)."""
 
     def ours(path: Path) -> bool:
-        from resnet_deploy.engine.sidecar import sidecar_path
-
+        sidecar = companion(path)
         try:
-            meta = json.loads(sidecar_path(path).read_text())
+            meta = json.loads(sidecar[0].read_text()) if sidecar else None
         except (OSError, ValueError):
             return False
         if not isinstance(meta, dict):

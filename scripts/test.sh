@@ -5,5 +5,8 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/_venv.sh" "dev"
 cd "$ROOT"
 ruff check resnet_deploy tests scripts
+# the import layers in pyproject.toml [tool.importlinter]; its banner only when a contract breaks
+layers="$(lint-imports --no-cache 2>&1)" || { echo "$layers"; exit 1; }
+echo "import layers: ${layers##*$'\n'}"
 MYPYPATH="$VENV/typings" mypy  # typings: tensorrt-stubs, fixed by scripts/trt_typings.py
 exec python -m pytest "$@"
