@@ -74,16 +74,16 @@ def main() -> None:
 
 def _register() -> None:
     from resnet_deploy.cli.bench import bench
-    from resnet_deploy.cli.build_engine import build_engine
+    from resnet_deploy.cli.build_engine import build_engine_command
     from resnet_deploy.cli.calibrate import calibrate
     from resnet_deploy.cli.convert import convert
     from resnet_deploy.cli.demo import demo
     from resnet_deploy.cli.export import export
     from resnet_deploy.cli.info import info
     from resnet_deploy.cli.train import train
-    from resnet_deploy.cli.validate import validate
+    from resnet_deploy.cli.validate import validate_command
 
-    for command in (info, train, export, convert, calibrate, build_engine, validate, bench, demo):
+    for command in (info, train, export, convert, calibrate, build_engine_command, validate_command, bench, demo):
         main.add_command(command)
 
 

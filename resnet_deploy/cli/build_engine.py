@@ -54,7 +54,7 @@ from resnet_deploy.cli.output import Reporter, human_bytes
 @click.option("--no-progress", is_flag=True, help="No progress bars (none are drawn when stderr is not a terminal).")
 @overwrite_option
 @json_option
-def build_engine(
+def build_engine_command(
     onnx_path: str | None,
     checkpoint: str | None,
     fp16: bool,
@@ -99,8 +99,7 @@ def build_engine(
     """
     from resnet_deploy.cli.export import export_ours, export_planned, random_or_none
     from resnet_deploy.engine.backends import choose
-    from resnet_deploy.engine.build import build_engine as build
-    from resnet_deploy.engine.build import plan_build
+    from resnet_deploy.engine.build import build_engine, plan_build
     from resnet_deploy.engine.options import BuildOptions, check_combination, parse_batch, parse_target_cc
     from resnet_deploy.metadata import check_graph_matches_metadata
     from resnet_deploy.output_plan import OutputPlan
@@ -188,7 +187,7 @@ def build_engine(
         out.say(f"reusing {exported}, exported earlier from the same model")
     elif exported is not None:
         export_planned(out, checkpoint, exported, **({} if checkpoint else model))
-    result = build(
+    result = build_engine(
         source,
         output,
         options,

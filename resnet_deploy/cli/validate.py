@@ -28,7 +28,7 @@ from resnet_deploy.cli.output import Reporter
 @click.option("--report", type=click.Path(dir_okay=False), default=None, help="Also write a Markdown report.")
 @overwrite_option
 @json_option
-def validate(
+def validate_command(
     checkpoint: str,
     artifacts_flag: bool,
     artifacts: tuple[str, ...],
@@ -55,8 +55,7 @@ def validate(
     from resnet_deploy.provenance import inputs_digest, report_mark, report_of
     from resnet_deploy.runtime import open_backend
     from resnet_deploy.runtime.load import TORCH_SUFFIXES
-    from resnet_deploy.validate import check_gate, open_artifacts, write_report
-    from resnet_deploy.validate import validate as run_validation
+    from resnet_deploy.validate import check_gate, open_artifacts, validate, write_report
 
     out = Reporter(as_json)
     if not artifacts:
@@ -85,7 +84,7 @@ def validate(
         opened, skipped = open_artifacts(artifacts, stack)
         for item in skipped:  # now, not after minutes of scoring the rest
             out.warn(f"not validating {item.artifact}: {item.reason}")
-        result = run_validation(
+        result = validate(
             reference, opened, data=data, limit=limit, batch_size=batch_size, skipped_artifacts=skipped
         )
     out.say(f"{result.images} images of {result.dataset} (test split); {result.machine}")

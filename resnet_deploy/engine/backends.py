@@ -19,7 +19,7 @@ class NoBackendError(MissingDependencyError):
 
 
 @dataclass(frozen=True)
-class Backend:
+class EngineBackend:
     name: str  # "tensorrt" or "tensorrt-rtx"
     module: Any  # the imported tensorrt / tensorrt_rtx module
     version: str
@@ -92,14 +92,14 @@ def installed() -> list[str]:
     return [name for name in BACKENDS if _import(name) is not None]
 
 
-def choose(name: str | None = None) -> Backend:
+def choose(name: str | None = None) -> EngineBackend:
     """``name``, or the first installed of full TensorRT, then TensorRT-RTX."""
     if name is not None and name not in BACKENDS:
         raise NoBackendError(f"unknown backend {name!r}; choose {' or '.join(BACKENDS)}")
     for candidate in [name] if name else list(BACKENDS):
         module = _import(candidate)
         if module is not None:
-            return Backend(candidate, module, str(module.__version__))
+            return EngineBackend(candidate, module, str(module.__version__))
     if name:
         raise NoBackendError(f"--backend {name} is not installed; install {INSTALL_HINTS[MODULES[name]]}")
     raise NoBackendError(

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from resnet_deploy._io import atomic_outputs, check_writable, sha256_bytes, sha256_file, write_bytes_atomic
-from resnet_deploy.engine.backends import Backend, choose
+from resnet_deploy.engine.backends import EngineBackend, choose
 from resnet_deploy.engine.options import BuildOptionError, BuildOptions, check_combination, resolve_batch
 from resnet_deploy.engine.sidecar import describe_build_gpu, sidecar, sidecar_path
 from resnet_deploy.output_plan import OutputPlan
@@ -100,7 +100,7 @@ def plan_build(
     source: Path,
     output: Path,
     options: BuildOptions,
-    backend: Backend,
+    backend: EngineBackend,
     *,
     given_ours: Callable[[Path], bool],
     exported_later: bool = False,
@@ -160,7 +160,7 @@ def _prepare_graph(
     return result.path, [result.path]
 
 
-def typing_mode(backend: Backend, options: BuildOptions) -> tuple[bool, tuple[str, ...]]:
+def typing_mode(backend: EngineBackend, options: BuildOptions) -> tuple[bool, tuple[str, ...]]:
     """(strongly typed?, builder precision flags) for this backend and precision (table above)."""
     weak = not backend.strongly_typed_only and (
         options.implicit
@@ -173,7 +173,7 @@ def typing_mode(backend: Backend, options: BuildOptions) -> tuple[bool, tuple[st
     return False, {"fp32": (), "fp16": ("FP16",), "int8": ("INT8",), "best": ("INT8", "FP16")}[options.precision]
 
 
-def rebuild_command(graph: Path, output: Path, options: BuildOptions, backend: Backend) -> str:
+def rebuild_command(graph: Path, output: Path, options: BuildOptions, backend: EngineBackend) -> str:
     """The command that builds this engine again from the graph TensorRT built (every shaping option)."""
     import shlex
 
@@ -198,7 +198,7 @@ def build_engine(
     output: str | Path,
     options: BuildOptions,
     *,
-    backend: Backend | str | None = None,
+    backend: EngineBackend | str | None = None,
     calibrate: dict[str, Any] | None = None,
     warn: Callable[[str], None] = lambda message: None,
     say: Callable[[str], None] = lambda message: None,
@@ -211,7 +211,7 @@ def build_engine(
     from resnet_deploy.engine.progress import cancel_on_interrupt, make_monitor
     from resnet_deploy.metadata import check_graph_matches_metadata, read_onnx_props
 
-    chosen = backend if isinstance(backend, Backend) else choose(backend)
+    chosen = backend if isinstance(backend, EngineBackend) else choose(backend)
     check_combination(options, chosen)
     output = check_writable(output)
     onnx_path = Path(onnx_path)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from resnet_deploy.engine.backends import Backend
+from resnet_deploy.engine.backends import EngineBackend
 from resnet_deploy.engine.options import BuildOptionError
 
 CALIBRATORS = {"EntropyCalibration2": "IInt8EntropyCalibrator2", "MinMaxCalibration": "IInt8MinMaxCalibrator"}
@@ -38,7 +38,7 @@ def read_cache(cache_path: Path, *, dla: bool = False) -> tuple[str, list[str]]:
     return algorithm, lines[1:]
 
 
-def cache_calibrator(backend: Backend, cache_path: Path, *, dla: bool = False) -> Any:
+def cache_calibrator(backend: EngineBackend, cache_path: Path, *, dla: bool = False) -> Any:
     """A calibrator of the cache's own algorithm that hands TensorRT the cache and no images
     (``check_combination`` has made sure the release has calibrators)."""
     from resnet_deploy.quantize.cache import cache_header

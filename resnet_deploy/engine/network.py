@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from resnet_deploy.engine.backends import Backend
+from resnet_deploy.engine.backends import EngineBackend
 from resnet_deploy.engine.options import HARDWARE_COMPAT, BatchProfile, BuildOptionError, BuildOptions
 from resnet_deploy.errors import ResnetDeployError
 
@@ -68,7 +68,7 @@ def _new_logger(trt: Any) -> Any:
     return Logger()
 
 
-def network_flags(backend: Backend, strongly_typed: bool) -> int:
+def network_flags(backend: EngineBackend, strongly_typed: bool) -> int:
     trt = backend.module
     flags = 0
     if strongly_typed:
@@ -79,7 +79,7 @@ def network_flags(backend: Backend, strongly_typed: bool) -> int:
 
 
 def parse(
-    backend: Backend, onnx_path: Path, strongly_typed: bool
+    backend: EngineBackend, onnx_path: Path, strongly_typed: bool
 ) -> tuple[trt_types.Builder, trt_types.INetworkDefinition, trt_types.OnnxParser, Any]:
     """Builder, network, parser (keep it alive with the network) and logger; parser errors listed."""
     trt = backend.module
@@ -126,7 +126,7 @@ def io_tensors(network: trt_types.INetworkDefinition) -> dict[str, list[dict[str
 
 
 def configure(
-    backend: Backend,
+    backend: EngineBackend,
     builder: trt_types.Builder,
     network: trt_types.INetworkDefinition,
     options: BuildOptions,
@@ -221,7 +221,7 @@ def load_timing_cache(
 
 
 def build(
-    backend: Backend, builder: trt_types.Builder, network: trt_types.INetworkDefinition, config: Any, logger: Any
+    backend: EngineBackend, builder: trt_types.Builder, network: trt_types.INetworkDefinition, config: Any, logger: Any
 ) -> bytes:
     mark = logger.mark()
     serialized = builder.build_serialized_network(network, config)

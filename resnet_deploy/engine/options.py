@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from resnet_deploy.engine.backends import Backend
+from resnet_deploy.engine.backends import EngineBackend
 from resnet_deploy.errors import ResnetDeployError
 
 PRECISIONS = ("fp32", "fp16", "int8", "best")
@@ -131,7 +131,7 @@ def parse_target_cc(text: str | None) -> tuple[str, ...]:
     return tuple(wanted)
 
 
-def check_combination(options: BuildOptions, backend: Backend) -> None:
+def check_combination(options: BuildOptions, backend: EngineBackend) -> None:
     """Refuse, before any export or calibration, what this backend (or TensorRT release) cannot build."""
     from resnet_deploy import machine
 
@@ -194,7 +194,7 @@ def check_combination(options: BuildOptions, backend: Backend) -> None:
         )
 
 
-def _check_dla(options: BuildOptions, backend: Backend) -> None:
+def _check_dla(options: BuildOptions, backend: EngineBackend) -> None:
     """DLA: FP16, or INT8 from a calibration cache (implicit), one static batch, TensorRT 8.6-10.7."""
     if backend.is_rtx:
         raise BuildOptionError("--dla-core needs TensorRT on a Jetson; TensorRT-RTX has no DLA")

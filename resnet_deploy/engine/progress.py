@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, TextIO
 
-from resnet_deploy.engine.backends import Backend
+from resnet_deploy.engine.backends import EngineBackend
 
 
 def draws_bars(enabled: bool, stream: TextIO | None = None) -> bool:
@@ -26,7 +26,7 @@ def draws_bars(enabled: bool, stream: TextIO | None = None) -> bool:
         return False
 
 
-def make_monitor(backend: Backend, enabled: bool, stream: TextIO | None = None) -> Any:
+def make_monitor(backend: EngineBackend, enabled: bool, stream: TextIO | None = None) -> Any:
     """An ``IProgressMonitor`` of the backend's module drawing one tqdm bar per phase on ``stream``
     (stderr) when ``enabled`` and that is a terminal (``draws_bars``), which also carries Ctrl-C to
     TensorRT; None where the release has no progress monitor."""

@@ -61,7 +61,7 @@ def test_contradictory_options(backend, options, message, monkeypatch) -> None:
     from tests.trt_standin import standin, standin_rtx
 
     module = standin_rtx() if backend == "rtx" else standin(backend)
-    flavour = backends.Backend("tensorrt-rtx" if backend == "rtx" else "tensorrt", module, module.__version__)
+    flavour = backends.EngineBackend("tensorrt-rtx" if backend == "rtx" else "tensorrt", module, module.__version__)
     monkeypatch.setattr(machine, "gpu_present", lambda: False)  # this machine: no GPU
     with pytest.raises(BuildOptionError, match=message):
         check_combination(options, flavour)

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from resnet_deploy.engine.backends import Backend
+from resnet_deploy.engine.backends import EngineBackend
 from resnet_deploy.engine.progress import draws_bars, make_monitor
 
 
@@ -25,7 +25,7 @@ FAKE_TRT = SimpleNamespace(IProgressMonitor=_Monitor, IBuilderConfig=SimpleNames
 
 
 def _build(stream: io.StringIO, enabled: bool = True) -> tuple[object, str]:
-    monitor = make_monitor(Backend("tensorrt-rtx", FAKE_TRT, "1.7"), enabled, stream)
+    monitor = make_monitor(EngineBackend("tensorrt-rtx", FAKE_TRT, "1.7"), enabled, stream)
     monitor.phase_start("Building engine", None, 3)
     assert all(monitor.step_complete("Building engine", step) for step in range(3))
     monitor.phase_finish("Building engine")
@@ -55,7 +55,7 @@ def test_a_closed_or_bare_stream_draws_nothing() -> None:
 
 
 def test_the_monitor_still_cancels_without_bars() -> None:
-    monitor = make_monitor(Backend("tensorrt-rtx", FAKE_TRT, "1.7"), True, io.StringIO())
+    monitor = make_monitor(EngineBackend("tensorrt-rtx", FAKE_TRT, "1.7"), True, io.StringIO())
     monitor.phase_start("Building engine", None, 2)
     monitor.cancelled = True  # what the Ctrl-C handler sets
     assert monitor.step_complete("Building engine", 0) is False  # TensorRT abandons the build
