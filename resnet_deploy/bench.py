@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from resnet_deploy.errors import ResnetDeployError
+from resnet_deploy.errors import BenchmarkError
 from resnet_deploy.machine import cpu_name
 from resnet_deploy.runtime.base import Backend
 
@@ -93,7 +93,7 @@ def summarise(seconds: list[float] | np.ndarray) -> dict[str, float]:
     ``P99_MIN_RUNS`` calls."""
     ms = np.asarray(seconds, dtype=np.float64) * 1000
     if ms.size == 0:
-        raise ResnetDeployError("no timings to summarise")
+        raise BenchmarkError("no timings to summarise")
     p25, p50, p75, p90 = (float(v) for v in np.percentile(ms, [25, 50, 75, 90]))
     p99 = float(ms.max()) if ms.size < P99_MIN_RUNS else float(np.percentile(ms, 99))
     return {
@@ -204,14 +204,14 @@ def run_bench(
     seed: int = 0,
 ) -> BenchReport:
     if not backends:
-        raise ResnetDeployError("nothing to benchmark: give at least one artifact")
+        raise BenchmarkError("nothing to benchmark: give at least one artifact")
     if not batches or min(batches) < 1:
-        raise ResnetDeployError(f"--batch sizes must be >= 1, got {batches}")
+        raise BenchmarkError(f"--batch sizes must be >= 1, got {batches}")
     if iters < 1 or warmup < 0:
-        raise ResnetDeployError("--iters must be >= 1 and --warmup >= 0")
+        raise BenchmarkError("--iters must be >= 1 and --warmup >= 0")
     shapes = {b.input_shape for b in backends}
     if len(shapes) != 1:
-        raise ResnetDeployError(f"artifacts take different inputs {sorted(shapes)}; bench models of one input size")
+        raise BenchmarkError(f"artifacts take different inputs {sorted(shapes)}; bench models of one input size")
     (shape,) = shapes
     rng = np.random.default_rng(seed)
     report = BenchReport(describe_machine(threads))
@@ -247,11 +247,11 @@ def run_bench(
 def check_plot_path(path: str) -> None:
     """Refuse a --plot that cannot be written, before any benchmarking is done."""
     if not path.lower().endswith(".png"):
-        raise ResnetDeployError(f"--plot writes a PNG chart: give a path ending in .png, not {path}")
+        raise BenchmarkError(f"--plot writes a PNG chart: give a path ending in .png, not {path}")
     try:
         import matplotlib  # noqa: F401
     except ImportError:
-        raise ResnetDeployError('--plot needs matplotlib: pip install "resnet-deploy[plot]"') from None
+        raise BenchmarkError('--plot needs matplotlib: pip install "resnet-deploy[plot]"') from None
 
 
 def plot(report: BenchReport, path: str, mark: str = "") -> None:

@@ -47,6 +47,52 @@ class MissingDependencyError(ResnetDeployError):
     """An optional dependency (TensorRT, cuda-python, ...) is needed but not installed."""
 
 
+class NoBackendError(MissingDependencyError):
+    """Neither TensorRT nor TensorRT-RTX is installed (or the one asked for is not)."""
+
+
+class ArtifactError(ResnetDeployError):
+    """A model file, its metadata or its sidecar is malformed or contradicts itself."""
+
+
+class BuildOptionError(ResnetDeployError):
+    """Build options the chosen TensorRT release, GPU or graph cannot build."""
+
+
+class EngineBuildError(ResnetDeployError):
+    """TensorRT or TensorRT-RTX could not parse or build the graph."""
+
+
+class EngineMismatchError(ResnetDeployError):
+    """An engine that does not fit this machine, this TensorRT or its own sidecar."""
+
+
+class CudaError(ResnetDeployError):
+    """The CUDA driver, runtime or bindings cannot do what the engine runner needs."""
+
+
+class RunnerError(ResnetDeployError):
+    """Inputs, options or a device the runner cannot use, or a failure while it infers."""
+
+
+class QuantizationError(ResnetDeployError):
+    """A model that cannot be calibrated to INT8 or converted to FP16 as asked."""
+
+
+class ValidationError(ResnetDeployError):
+    """Artifacts that cannot be scored against their reference as asked."""
+
+
+class AccuracyGateError(ResnetDeployError):
+    """An artifact lost more top-1 accuracy than --max-top1-drop allows, or was not scored."""
+
+    exit_code = 4
+
+
+class BenchmarkError(ResnetDeployError):
+    """Artifacts or options that cannot be benchmarked as asked."""
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM, raised like Ctrl-C so the same cleanup runs (temporaries removed, runs resumable); exit 143."""
 

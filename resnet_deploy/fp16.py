@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from resnet_deploy._io import atomic_output, check_writable, sha256_file
-from resnet_deploy.errors import ResnetDeployError, VerificationError
+from resnet_deploy.errors import QuantizationError, VerificationError
 from resnet_deploy.metadata import load_onnx, onnx_props
 
 DEFAULT_RTOL = 1e-2  # of the logit scale: fp16 keeps ~3 significant digits
@@ -53,13 +53,13 @@ def convert_to_fp16(
     model = load_onnx(onnx_path)
     props = onnx_props(model)
     if props.get("precision", "fp32") != "fp32" or any(n.op_type == "QuantizeLinear" for n in model.graph.node):
-        raise ResnetDeployError(
+        raise QuantizationError(
             f"{onnx_path} is not an FP32 model (precision {props.get('precision')}); convert the FP32 export"
         )
     op_types = sorted({n.op_type for n in model.graph.node})
     unknown = [op for op in keep_fp32 if op not in op_types]
     if unknown:
-        raise ResnetDeployError(
+        raise QuantizationError(
             f"--keep-fp32 {', '.join(unknown)}: {onnx_path} has no such op; its op types are {', '.join(op_types)}"
         )
     block = list(float16.DEFAULT_OP_BLOCK_LIST) + list(keep_fp32)

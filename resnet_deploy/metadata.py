@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from resnet_deploy.errors import ResnetDeployError
+from resnet_deploy.errors import ArtifactError
 from resnet_deploy.models.config import ResNetConfig
 from resnet_deploy.preprocessing import Preprocess, for_family
 
@@ -82,7 +82,7 @@ class ArtifactMetadata:
         """Parse and check the props: a value later stages would trip on (a std of 0, class names that do
         not count the classes) is refused here, naming its key."""
         if props.get("schema") != SCHEMA:
-            raise ResnetDeployError(
+            raise ArtifactError(
                 f"{source} carries no resnet-deploy metadata (schema {props.get('schema')!r}); "
                 "export it with `resnet-deploy export` first"
             )
@@ -111,10 +111,10 @@ class ArtifactMetadata:
                 preprocess=_recorded_policy(props.get("preprocess"), config.family),
             )
         except (KeyError, ValueError, TypeError) as exc:
-            raise ResnetDeployError(f"{source} has malformed resnet-deploy metadata ({exc!r}); re-export it") from exc
+            raise ArtifactError(f"{source} has malformed resnet-deploy metadata ({exc!r}); re-export it") from exc
         metadata._check_values(source)
         if props.get("layout", "NCHW") != "NCHW":
-            raise ResnetDeployError(
+            raise ArtifactError(
                 f"{source} metadata says layout {props['layout']!r}, but resnet-deploy models take NCHW input; "
                 "re-export it with `resnet-deploy export`"
             )
@@ -126,24 +126,24 @@ class ArtifactMetadata:
         chans = self.config.in_chans
         for key, values in (("mean", self.mean), ("std", self.std)):
             if len(values) not in (1, chans):
-                raise ResnetDeployError(
+                raise ArtifactError(
                     f"{source} metadata {key!r} has {len(values)} values but the model takes {chans}-channel input; "
                     f"re-export it with one {key} per channel"
                 )
         bad_mean = [v for v in self.mean if not math.isfinite(v)]
         if bad_mean:
-            raise ResnetDeployError(
+            raise ArtifactError(
                 f"{source} metadata 'mean' is {list(self.mean)}: every mean must be a finite number; "
                 "re-export it with the mean its training data had"
             )
         if any(not math.isfinite(v) or v <= 0 for v in self.std):
-            raise ResnetDeployError(
+            raise ArtifactError(
                 f"{source} metadata 'std' is {list(self.std)}: every std must be a finite number above 0 "
                 "(inputs are divided by it); re-export it with the std its training data had"
             )
         classes = self.config.num_classes
         if self.class_names is not None and len(self.class_names) != classes:
-            raise ResnetDeployError(
+            raise ArtifactError(
                 f"{source} metadata 'class_names' names {len(self.class_names)} classes but 'num_classes' is "
                 f"{classes}; re-export it with one name per class"
             )
@@ -179,9 +179,9 @@ def load_onnx(path: str | Path, *, external_data: bool = True) -> Any:
     try:
         return onnx.load(str(path), load_external_data=external_data)
     except FileNotFoundError:
-        raise ResnetDeployError(f"ONNX file {path} not found") from None
+        raise ArtifactError(f"ONNX file {path} not found") from None
     except Exception as exc:  # onnx raises DecodeError and others for foreign files
-        raise ResnetDeployError(f"{path} is not a readable ONNX model ({exc})") from exc
+        raise ArtifactError(f"{path} is not a readable ONNX model ({exc})") from exc
 
 
 def onnx_props(model: Any) -> dict[str, str]:
@@ -206,7 +206,7 @@ def _floats(props: dict[str, str], key: str, source: str) -> tuple[float, ...]:
             raise TypeError
         return tuple(float(v) for v in values)
     except (ValueError, TypeError):
-        raise ResnetDeployError(
+        raise ArtifactError(
             f"{source} metadata {key!r} is {props[key]!r}, not a JSON list of numbers (one per channel); re-export it"
         ) from None
 
@@ -217,7 +217,7 @@ def _class_names(text: str, source: str) -> tuple[str, ...]:
     except ValueError:
         names = None
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-        raise ResnetDeployError(
+        raise ArtifactError(
             f"{source} metadata 'class_names' is not a JSON list of strings ({text[:60]!r}); re-export it"
         )
     return tuple(names)
@@ -281,7 +281,7 @@ def _check_io(
     (N, classes) classifier ``metadata`` promises (shared by ONNX files, sessions and engines)."""
     fix = f"it is not the classifier it claims to be (edited after export?): {fix}"
     if len(inputs) != 1 or len(outputs) != 1:
-        raise ResnetDeployError(
+        raise ArtifactError(
             f"{source} has {len(inputs)} inputs and {len(outputs)} outputs; an image classifier has one of each: {fix}"
         )
     cfg = metadata.config
@@ -293,16 +293,16 @@ def _check_io(
         want = expected[kind]
         if len(got) != len(want) or any(g not in (None, w) for g, w in zip(got[1:], want[1:], strict=True)):
             shown = ", ".join("?" if d is None else str(d) for d in got)
-            raise ResnetDeployError(
+            raise ArtifactError(
                 f"{source} {kind} {name!r} has shape ({shown}) but its metadata promises "
                 f"({', '.join(str(d) for d in want)}); {fix}"
             )
         promised = props.get(f"{kind}_name")
         if promised is not None and name != promised:
-            raise ResnetDeployError(
+            raise ArtifactError(
                 f"{source} {kind} is named {name!r} but its metadata says {kind}_name {promised!r}; {fix}"
             )
         floating = dtype == "float32" if kind == "input" else dtype in ("float32", "float16", "float64", "bfloat16")
         if not floating:
             what = "float32 input" if kind == "input" else "floating-point logits"
-            raise ResnetDeployError(f"{source} {kind} {name!r} is {dtype}, but the runner needs {what}; {fix}")
+            raise ArtifactError(f"{source} {kind} {name!r} is {dtype}, but the runner needs {what}; {fix}")

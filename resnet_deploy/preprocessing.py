@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from resnet_deploy.errors import ResnetDeployError
+from resnet_deploy.errors import ArtifactError
 
 RESIZE_MODES = ("crop", "stretch")
 INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
@@ -33,12 +33,12 @@ class Preprocess:
 
     def __post_init__(self) -> None:
         if self.resize not in RESIZE_MODES or self.interpolation not in INTERPOLATIONS:
-            raise ResnetDeployError(
+            raise ArtifactError(
                 f"unknown preprocessing {self.resize!r}/{self.interpolation!r}: resize is one of "
                 f"{', '.join(RESIZE_MODES)}, interpolation one of {', '.join(INTERPOLATIONS)}"
             )
         if not 0 < self.crop_pct <= 1:
-            raise ResnetDeployError(f"preprocessing crop_pct {self.crop_pct} is not in (0, 1]")
+            raise ArtifactError(f"preprocessing crop_pct {self.crop_pct} is not in (0, 1]")
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -53,7 +53,7 @@ class Preprocess:
                 interpolation=str(data.get("interpolation", "bilinear")),
             )
         except (ValueError, KeyError, TypeError) as exc:
-            raise ResnetDeployError(f"malformed preprocessing metadata {text!r} ({exc}); re-export the model") from None
+            raise ArtifactError(f"malformed preprocessing metadata {text!r} ({exc}); re-export the model") from None
 
 
 def for_family(family: str) -> Preprocess:

@@ -21,16 +21,10 @@ from typing import Any
 import numpy as np
 
 from resnet_deploy.data.base import name_files
-from resnet_deploy.errors import ResnetDeployError
+from resnet_deploy.errors import AccuracyGateError, ResnetDeployError, ValidationError
 from resnet_deploy.machine import cpu_name
 from resnet_deploy.runtime.base import Backend
 from resnet_deploy.runtime.preprocess import normalise
-
-
-class AccuracyGateError(ResnetDeployError):
-    """An artifact lost more top-1 accuracy than --max-top1-drop allows."""
-
-    exit_code = 4
 
 
 @dataclass
@@ -197,7 +191,7 @@ def open_artifacts(paths: Sequence[str | Path], stack: ExitStack) -> tuple[list[
             skipped.append(SkippedArtifact(str(path), f"no NVIDIA GPU here to run TensorRT engines ({reason})"))
     if not opened:
         every = "; ".join(f"{s.artifact}: {s.reason}" for s in skipped)
-        raise ResnetDeployError(
+        raise ValidationError(
             f"nothing to validate on this machine: {every}; validate engines where they run, or pass ONNX artifacts"
         )
     return opened, skipped
@@ -218,19 +212,19 @@ def validate(
 
     spec = data or reference.metadata.dataset
     if spec is None:
-        raise ResnetDeployError(
+        raise ValidationError(
             f"{reference.path} records no dataset (random or foreign weights); pass --data SPEC with labelled images"
         )
     ref_cfg = reference.metadata.config
     for art in artifacts:
         cfg = art.metadata.config
         if cfg.num_classes != ref_cfg.num_classes:
-            raise ResnetDeployError(
+            raise ValidationError(
                 f"{art.path} has {cfg.num_classes} classes but the reference has {ref_cfg.num_classes}; "
                 "it was exported from another model"
             )
         if cfg.input_size != ref_cfg.input_size:
-            raise ResnetDeployError(
+            raise ValidationError(
                 f"{art.path} takes {cfg.input_size}x{cfg.input_size} inputs but the reference takes "
                 f"{ref_cfg.input_size}x{ref_cfg.input_size}; validate artifacts of one input size together"
             )
@@ -238,13 +232,13 @@ def validate(
             None,
             art.metadata.checkpoint_sha256,
         ):
-            raise ResnetDeployError(
+            raise ValidationError(
                 f"{art.path} was exported from another checkpoint (sha256 {art.metadata.checkpoint_sha256[:12]}... "
                 f"vs {reference.metadata.checkpoint_sha256[:12]}...); pass the checkpoint it came from"
             )
     dataset = open_dataset(spec)
     if dataset.num_classes != ref_cfg.num_classes:
-        raise ResnetDeployError(
+        raise ValidationError(
             f"{spec} has {dataset.num_classes} classes but the model has {ref_cfg.num_classes}; pass the right --data"
         )
     start = time.perf_counter()
@@ -284,7 +278,7 @@ def validate(
         count += len(labels)
     if count == 0:
         unreadable = f" (none decoded: {name_files(undecodable)})" if undecodable else ""
-        raise ResnetDeployError(f"{spec} has no test images to validate on{unreadable}")
+        raise ValidationError(f"{spec} has no test images to validate on{unreadable}")
     scores = []
     for i, backend in enumerate(everyone):
         scores.append(

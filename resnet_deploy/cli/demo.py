@@ -32,9 +32,10 @@ DEMO_TARGET_CC = ("8.6", "8.9", "12.0")
 
 def build_demo_engines(out: Reporter, artifacts: list[Path], directory: Path, progress: bool = False) -> list[Path]:
     """FP16 and INT8 engines with whatever TensorRT is installed; none (with the reason) otherwise."""
-    from resnet_deploy.engine.backends import NoBackendError, choose
+    from resnet_deploy.engine.backends import choose
     from resnet_deploy.engine.build import build_engine
     from resnet_deploy.engine.options import BuildOptions
+    from resnet_deploy.errors import NoBackendError
     from resnet_deploy.machine import gpu_present
 
     try:

@@ -84,9 +84,7 @@ def validate_command(
         opened, skipped = open_artifacts(artifacts, stack)
         for item in skipped:  # now, not after minutes of scoring the rest
             out.warn(f"not validating {item.artifact}: {item.reason}")
-        result = validate(
-            reference, opened, data=data, limit=limit, batch_size=batch_size, skipped_artifacts=skipped
-        )
+        result = validate(reference, opened, data=data, limit=limit, batch_size=batch_size, skipped_artifacts=skipped)
     out.say(f"{result.images} images of {result.dataset} (test split); {result.machine}")
     out.say(result.table(notes=False))  # what was left out goes out as warnings instead
     images_note = result.skipped_images_note()

@@ -8,14 +8,10 @@ from types import ModuleType
 from typing import Any
 
 from resnet_deploy._lazy import INSTALL_HINTS
-from resnet_deploy.errors import MissingDependencyError
+from resnet_deploy.errors import NoBackendError
 
 BACKENDS = ("tensorrt", "tensorrt-rtx")
 MODULES = {"tensorrt": "tensorrt", "tensorrt-rtx": "tensorrt_rtx"}
-
-
-class NoBackendError(MissingDependencyError):
-    pass
 
 
 @dataclass(frozen=True)

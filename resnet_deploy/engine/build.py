@@ -25,8 +25,9 @@ from typing import Any
 
 from resnet_deploy._io import atomic_outputs, check_writable, sha256_bytes, sha256_file, write_bytes_atomic
 from resnet_deploy.engine.backends import EngineBackend, choose
-from resnet_deploy.engine.options import BuildOptionError, BuildOptions, check_combination, resolve_batch
+from resnet_deploy.engine.options import BuildOptions, check_combination, resolve_batch
 from resnet_deploy.engine.sidecar import describe_build_gpu, sidecar, sidecar_path
+from resnet_deploy.errors import BuildOptionError
 from resnet_deploy.output_plan import OutputPlan
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from resnet_deploy.engine.backends import EngineBackend
-from resnet_deploy.engine.options import BuildOptionError
+from resnet_deploy.errors import BuildOptionError
 
 CALIBRATORS = {"EntropyCalibration2": "IInt8EntropyCalibrator2", "MinMaxCalibration": "IInt8MinMaxCalibrator"}
 

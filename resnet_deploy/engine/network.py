@@ -12,17 +12,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from resnet_deploy.engine.backends import EngineBackend
-from resnet_deploy.engine.options import HARDWARE_COMPAT, BatchProfile, BuildOptionError, BuildOptions
-from resnet_deploy.errors import ResnetDeployError
+from resnet_deploy.engine.options import HARDWARE_COMPAT, BatchProfile, BuildOptions
+from resnet_deploy.errors import BuildOptionError, EngineBuildError
 
 if TYPE_CHECKING:
     import tensorrt as trt_types
 
 MAX_LISTED_ERRORS = 5
-
-
-class EngineBuildError(ResnetDeployError):
-    pass
 
 
 _LOGGERS: dict[int, tuple[Any, Any]] = {}  # id(module) -> (module, its logger)

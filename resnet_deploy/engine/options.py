@@ -8,15 +8,11 @@ from pathlib import Path
 from typing import Any
 
 from resnet_deploy.engine.backends import EngineBackend
-from resnet_deploy.errors import ResnetDeployError
+from resnet_deploy.errors import BuildOptionError
 
 PRECISIONS = ("fp32", "fp16", "int8", "best")
 RTX_COMPUTE_CAPABILITIES = ("7.5", "8.0", "8.6", "8.9", "12.0", "12.1")  # TensorRT-RTX 1.x targets
 HARDWARE_COMPAT = {"none": "NONE", "ampere+": "AMPERE_PLUS", "same-cc": "SAME_COMPUTE_CAPABILITY"}
-
-
-class BuildOptionError(ResnetDeployError):
-    pass
 
 
 @dataclass(frozen=True)

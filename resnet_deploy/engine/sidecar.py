@@ -12,6 +12,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from resnet_deploy.errors import ArtifactError
+
 FORMAT = "resnet-deploy-engine/1"
 
 
@@ -56,24 +58,23 @@ def sidecar(**fields: Any) -> dict[str, Any]:
 
 
 def read_sidecar(engine_path: str | Path) -> dict[str, Any]:
-    from resnet_deploy.errors import ResnetDeployError
 
     path = sidecar_path(engine_path)
     try:
         data = json.loads(path.read_text())
     except FileNotFoundError:
-        raise ResnetDeployError(
+        raise ArtifactError(
             f"{path} not found: engines built by `resnet-deploy build-engine` carry it; rebuild the engine"
         ) from None
     except (OSError, ValueError) as exc:
-        raise ResnetDeployError(f"{path} is not readable JSON ({exc}); rebuild the engine") from None
+        raise ArtifactError(f"{path} is not readable JSON ({exc}); rebuild the engine") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise ResnetDeployError(f"{path} is not a resnet-deploy engine sidecar; rebuild the engine")
+        raise ArtifactError(f"{path} is not a resnet-deploy engine sidecar; rebuild the engine")
     problem = sidecar_problem(data)
     if problem:
         command = data.get("rebuild_command")
         how = f"rebuild it: {command}" if isinstance(command, str) and command else "rebuild the engine"
-        raise ResnetDeployError(f"{path}: {problem}; the sidecar was edited or damaged, {how}")
+        raise ArtifactError(f"{path}: {problem}; the sidecar was edited or damaged, {how}")
     return data
 
 

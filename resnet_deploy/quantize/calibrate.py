@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from resnet_deploy._io import atomic_output, check_writable, sha256_file
-from resnet_deploy.errors import ResnetDeployError
+from resnet_deploy.errors import QuantizationError, ResnetDeployError
 
 TARGETS = ("tensorrt", "cpu")
 RANGES_ALGORITHM = 2  # 1: ORT's collectors and signed entropy; 2: TensorRT-style |x| histograms (ranges.py)
@@ -57,9 +57,9 @@ def calibrate_onnx(
 
     start = time.perf_counter()
     if target not in TARGETS:
-        raise ResnetDeployError(f"unknown target {target!r}; choose tensorrt or cpu")
+        raise QuantizationError(f"unknown target {target!r}; choose tensorrt or cpu")
     if method not in METHODS:
-        raise ResnetDeployError(f"unknown calibration method {method!r}; choose one of {', '.join(METHODS)}")
+        raise QuantizationError(f"unknown calibration method {method!r}; choose one of {', '.join(METHODS)}")
     output = check_writable(output)
     writable_cache = cache_dir is not None
     if cache_dir is not None and (problem := cache_dir_problem(Path(cache_dir))):
@@ -69,9 +69,9 @@ def calibrate_onnx(
     model = load_onnx(onnx_path)  # loaded once: metadata, checks, ranges and the Q/DQ graph all use it
     metadata = check_graph_matches_metadata(model, source=str(onnx_path))
     if any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in model.graph.node):
-        raise ResnetDeployError(f"{onnx_path} is already quantized; calibrate the FP32 export instead")
+        raise QuantizationError(f"{onnx_path} is already quantized; calibrate the FP32 export instead")
     if any(t.data_type == onnx.TensorProto.FLOAT16 for t in model.graph.initializer):
-        raise ResnetDeployError(f"{onnx_path} is FP16; calibrate the FP32 export instead")
+        raise QuantizationError(f"{onnx_path} is FP16; calibrate the FP32 export instead")
     calib = load_calibration_set(metadata, data, count)
     if calib.fallback:
         warn(
@@ -154,7 +154,7 @@ def calibrate_onnx(
     try:
         onnx.checker.check_model(quantized, full_check=True)
     except onnx.checker.ValidationError as exc:
-        raise ResnetDeployError(f"the quantized graph failed onnx.checker ({str(exc).splitlines()[0]})") from exc
+        raise QuantizationError(f"the quantized graph failed onnx.checker ({str(exc).splitlines()[0]})") from exc
     with atomic_output(output) as tmp:
         onnx.save(quantized, str(tmp))
     return CalibrateResult(

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from resnet_deploy.errors import ResnetDeployError
+from resnet_deploy.errors import QuantizationError
 
 QMAX = 127  # narrow range: TensorRT's int8 is symmetric in [-127, 127]
 MIN_OPSET = 13  # per-axis DequantizeLinear
@@ -98,7 +98,7 @@ def insert_tensorrt_qdq(model, amax: dict[str, float]) -> PlacementReport:  # ty
     from onnx import helper, numpy_helper
 
     if _opset(model) < MIN_OPSET:
-        raise ResnetDeployError(
+        raise QuantizationError(
             f"INT8 Q/DQ needs ONNX opset >= {MIN_OPSET} (per-channel scales); this model is opset {_opset(model)}: "
             "re-export it with --opset 13 or higher"
         )
@@ -113,7 +113,7 @@ def insert_tensorrt_qdq(model, amax: dict[str, float]) -> PlacementReport:  # ty
     extra_inits = []
     for tensor, uses in wanted.items():
         if tensor not in amax:
-            raise ResnetDeployError(f"no calibration range for tensor {tensor!r}; recalibrate (the cache may be stale)")
+            raise QuantizationError(f"no calibration range for tensor {tensor!r}; recalibrate (the cache may be stale)")
         scale = max(float(amax[tensor]), 1e-8) / QMAX
         s_name, z_name = f"{tensor}_qdq_scale", f"{tensor}_qdq_zero_point"
         extra_inits += [

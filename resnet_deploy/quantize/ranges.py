@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from resnet_deploy.errors import ResnetDeployError
+from resnet_deploy.errors import QuantizationError
 
 METHODS = ("entropy", "percentile", "minmax")
 TENSORRT_HISTOGRAM_BINS = 2048  # what TensorRT's EntropyCalibration2 uses
@@ -86,9 +86,9 @@ def compute_ranges(
     from resnet_deploy.metadata import load_onnx
 
     if method not in METHODS:
-        raise ResnetDeployError(f"unknown calibration method {method!r}; choose one of {', '.join(METHODS)}")
+        raise QuantizationError(f"unknown calibration method {method!r}; choose one of {', '.join(METHODS)}")
     if not 0 < percentile <= 100:
-        raise ResnetDeployError(f"--percentile must be in (0, 100], got {percentile}")
+        raise QuantizationError(f"--percentile must be in (0, 100], got {percentile}")
     model = load_onnx(onnx_model) if isinstance(onnx_model, (str, Path)) else onnx_model
     if tensors is None:
         tensors = float_activations(model)
@@ -156,7 +156,7 @@ def compute_ranges(
             for n, values in result.items():
                 low[n], high[n] = float(values[0]), float(values[1])
     if not names or not batches:
-        raise ResnetDeployError("nothing to calibrate: no images or no float activations")
+        raise QuantizationError("nothing to calibrate: no images or no float activations")
     ranges = {}
     for n in names:
         lo, hi = min(low[n], 0.0), max(high[n], 0.0)  # the range must contain 0 for int8 with zero point

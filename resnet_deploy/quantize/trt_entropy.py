@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from resnet_deploy.errors import ResnetDeployError
+from resnet_deploy.errors import QuantizationError
 
 LEVELS = 128  # int8 magnitudes
 START_BIN = 128
@@ -119,7 +119,7 @@ class AbsHistograms:
             if first:
                 amax = float(flat.max())
                 if not np.isfinite(amax):
-                    raise ResnetDeployError(_non_finite(name))
+                    raise QuantizationError(_non_finite(name))
                 if amax == 0:
                     self.pending_zeros[name] = self.pending_zeros.get(name, 0) + flat.numel()
                     continue
@@ -132,7 +132,7 @@ class AbsHistograms:
             try:
                 counts = torch.bincount(index).numpy().astype(np.int64)
             except RuntimeError:
-                raise ResnetDeployError(_non_finite(name)) from None
+                raise QuantizationError(_non_finite(name)) from None
             old = self.counts.get(name)
             if old is None:
                 old = np.zeros(self.bins, np.int64)

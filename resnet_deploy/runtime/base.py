@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from resnet_deploy.errors import ResnetDeployError
+from resnet_deploy.errors import ResnetDeployError, RunnerError
 from resnet_deploy.metadata import ArtifactMetadata
 
 
@@ -36,19 +36,19 @@ class Backend(ABC):
         self._check_open()
         batch = np.asarray(batch)
         if batch.ndim != 4 or tuple(batch.shape[1:]) != self.input_shape:
-            raise ResnetDeployError(
+            raise RunnerError(
                 f"{self.path.name} expects input (N, {', '.join(map(str, self.input_shape))}) float32, "
                 f"got {tuple(batch.shape)} {batch.dtype}"
             )
         if batch.dtype != np.float32:
-            raise ResnetDeployError(f"{self.path.name} expects float32 input, got {batch.dtype}")
+            raise RunnerError(f"{self.path.name} expects float32 input, got {batch.dtype}")
         if len(batch) == 0:  # nothing to run: no logits, from every backend alike
             return np.zeros((0, self.metadata.config.num_classes), np.float32)
         with self._runtime_errors(tuple(batch.shape)):
             logits = self._infer(np.ascontiguousarray(batch))
         classes = self.metadata.config.num_classes
         if logits.shape != (len(batch), classes):
-            raise ResnetDeployError(
+            raise RunnerError(
                 f"{self.path.name} returned logits of shape {tuple(logits.shape)} for a batch of {len(batch)}, "
                 f"but its metadata promises ({len(batch)}, {classes}): the graph and its metadata disagree; "
                 "re-export it with `resnet-deploy export`"
@@ -63,18 +63,18 @@ class Backend(ABC):
         except ResnetDeployError:
             raise
         except MemoryError:
-            raise ResnetDeployError(
+            raise RunnerError(
                 f"out of memory running {self.path.name} on a batch of {shape[0]}; pass smaller batches"
             ) from None
         except Exception as exc:
-            raise ResnetDeployError(
+            raise RunnerError(
                 f"{self.kind} failed to run {self.path.name} on a batch of shape {shape} ({one_line(exc)}); "
                 "if the artifact came from resnet-deploy, re-export or rebuild it"
             ) from exc
 
     def _check_open(self) -> None:
         if self._closed:
-            raise ResnetDeployError(f"{self.path} was closed; open it again to run it")
+            raise RunnerError(f"{self.path} was closed; open it again to run it")
 
     @abstractmethod
     def _infer(self, batch: np.ndarray) -> np.ndarray: ...

@@ -31,16 +31,12 @@ from typing import Any, ClassVar
 import numpy as np
 
 from resnet_deploy._lazy import INSTALL_HINTS
-from resnet_deploy.errors import ResnetDeployError
+from resnet_deploy.errors import CudaError
 from resnet_deploy.machine import cuda_version_text, describe_no_gpu, driver_cuda_version, gpu_count
 
 INSUFFICIENT_DRIVER = 35  # cudaErrorInsufficientDriver / CUDA_ERROR_... : driver older than the bindings
 NON_BLOCKING = 1  # cudaStreamNonBlocking / CU_STREAM_NON_BLOCKING
 DISABLE_TIMING = 2  # cudaEventDisableTiming / CU_EVENT_DISABLE_TIMING
-
-
-class CudaError(ResnetDeployError):
-    pass
 
 
 version_text = cuda_version_text

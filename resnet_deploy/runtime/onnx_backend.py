@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from resnet_deploy.errors import ResnetDeployError
+from resnet_deploy.errors import RunnerError
 from resnet_deploy.metadata import check_graph_matches_metadata
 from resnet_deploy.runtime.base import Backend, one_line
 
@@ -31,7 +31,7 @@ def provider_name(provider: Any) -> str:
     if isinstance(provider, (tuple, list)) and len(provider) == 2 and isinstance(provider[1], dict):
         provider = provider[0]
     if not isinstance(provider, str):
-        raise ResnetDeployError(
+        raise RunnerError(
             f"ONNX Runtime provider {provider!r} is neither a name nor a (name, options) pair; "
             "pass e.g. providers=['CUDAExecutionProvider', 'CPUExecutionProvider']"
         )
@@ -43,12 +43,12 @@ def check_providers(providers: Any) -> list[str]:
     import onnxruntime as ort
 
     if isinstance(providers, str):
-        raise ResnetDeployError(f"providers is a list of names; pass providers=[{providers!r}]")
+        raise RunnerError(f"providers is a list of names; pass providers=[{providers!r}]")
     names = [provider_name(p) for p in providers]
     available = ort.get_available_providers()
     missing = [n for n in names if n not in available]
     if missing:
-        raise ResnetDeployError(
+        raise RunnerError(
             f"ONNX Runtime provider {', '.join(missing)} is not available in this onnxruntime {ort.__version__} "
             f"(it has {', '.join(available)}); pick one of those, or install the onnxruntime package that has it "
             "(onnxruntime-gpu for CUDA and TensorRT)"
@@ -64,21 +64,21 @@ class OnnxRuntimeBackend(Backend):
 
         path = Path(path)
         if not path.is_file():
-            raise ResnetDeployError(f"ONNX file {path} not found")
+            raise RunnerError(f"ONNX file {path} not found")
         requested = check_providers(providers) if providers else []
         if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
-            raise ResnetDeployError(f"threads must be a whole number of at least 1, got {threads!r}")
+            raise RunnerError(f"threads must be a whole number of at least 1, got {threads!r}")
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
         try:
             self.session = ort.InferenceSession(str(path), options, providers=providers or default_providers())
         except Exception as exc:  # ORT raises its own exception types for foreign or broken files
-            raise ResnetDeployError(f"ONNX Runtime cannot load {path} ({one_line(exc)})") from None
+            raise RunnerError(f"ONNX Runtime cannot load {path} ({one_line(exc)})") from None
         self.providers = self.session.get_providers()
         lost = [n for n in requested if n not in self.providers]
         if lost:
-            raise ResnetDeployError(
+            raise RunnerError(
                 f"ONNX Runtime could not use {', '.join(lost)} for {path.name} and fell back to "
                 f"{', '.join(self.providers)} (its warning above says why: missing CUDA/cuDNN/TensorRT libraries, "
                 "or no GPU); fix that, or ask for providers=['CPUExecutionProvider']"

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from resnet_deploy.errors import ResnetDeployError
+from resnet_deploy.errors import RunnerError
 from resnet_deploy.metadata import ArtifactMetadata
 from resnet_deploy.preprocessing import fit
 
@@ -27,14 +27,14 @@ def _to_pil(image: Any, index: int) -> Any:
         return image.convert("RGB")
     array = np.asarray(image)
     if array.dtype != np.uint8:
-        raise ResnetDeployError(
+        raise RunnerError(
             f"image {index} is a {array.dtype} array; classify takes uint8 HWC arrays or PIL images "
             "(for float NCHW batches use infer)"
         )
     if array.ndim == 2:
         array = np.stack([array] * 3, axis=-1)
     if array.ndim != 3 or array.shape[2] not in (1, 3, 4):
-        raise ResnetDeployError(f"image {index} has shape {array.shape}; expected H x W x 3 (RGB, uint8)")
+        raise RunnerError(f"image {index} has shape {array.shape}; expected H x W x 3 (RGB, uint8)")
     _check_size(array.shape[1], array.shape[0], index)
     if array.shape[2] == 1:
         array = np.repeat(array, 3, axis=2)
@@ -43,7 +43,7 @@ def _to_pil(image: Any, index: int) -> Any:
 
 def _check_size(width: int, height: int, index: int) -> None:
     if width < 1 or height < 1:
-        raise ResnetDeployError(
+        raise RunnerError(
             f"image {index} is {width}x{height} pixels: there is nothing to classify (an empty crop or a failed "
             "decode?); pass images at least 1x1"
         )
@@ -57,9 +57,9 @@ def preprocess(images: Sequence[Any] | Any, metadata: ArtifactMetadata) -> np.nd
     elif not isinstance(images, (list, tuple)):
         images = [images]
     if not images:
-        raise ResnetDeployError("no images to classify")
+        raise RunnerError("no images to classify")
     if cfg.in_chans != 3:
-        raise ResnetDeployError(f"the model takes {cfg.in_chans}-channel input; classify handles RGB models only")
+        raise RunnerError(f"the model takes {cfg.in_chans}-channel input; classify handles RGB models only")
     size = cfg.input_size
     out = np.empty((len(images), size, size, 3), dtype=np.uint8)
     for i, image in enumerate(images):
@@ -76,7 +76,7 @@ def normalise(images: np.ndarray, metadata: ArtifactMetadata) -> np.ndarray:
     mean = np.asarray(metadata.mean, dtype=np.float32).reshape(1, -1, 1, 1)
     std = np.asarray(metadata.std, dtype=np.float32).reshape(1, -1, 1, 1)
     if not (np.isfinite(mean).all() and np.isfinite(std).all() and (std > 0).all()):  # NaN scores otherwise
-        raise ResnetDeployError(
+        raise RunnerError(
             f"the model's metadata has mean {list(metadata.mean)} and std {list(metadata.std)}: each must be finite "
             "and each std above 0; re-export it with the mean and std its training data had"
         )

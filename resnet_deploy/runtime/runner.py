@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from resnet_deploy.errors import ResnetDeployError
+from resnet_deploy.errors import RunnerError
 from resnet_deploy.metadata import ArtifactMetadata
 from resnet_deploy.runtime.base import Backend
 
@@ -69,12 +69,12 @@ class Runner:
     def classify(self, images: Sequence[Any] | Any, topk: int = 5) -> list[list[Prediction]]:
         """The ``topk`` classes of each image, best first, with softmax scores."""
         if isinstance(topk, bool) or not isinstance(topk, (int, np.integer)) or topk < 1:
-            raise ResnetDeployError(f"topk must be a whole number of at least 1, got {topk!r}")
+            raise RunnerError(f"topk must be a whole number of at least 1, got {topk!r}")
         logits = np.asarray(self.infer(self.preprocess(images)), dtype=np.float64)
         finite = np.isfinite(logits).all(axis=1)
         if not finite.all():  # softmax of NaN or inf is NaN: no score is better than a wrong one
             row = int(np.argmin(finite))
-            raise ResnetDeployError(
+            raise RunnerError(
                 f"{self.backend.path.name} returned non-finite logits (NaN or inf) for image {row}: the model's "
                 "weights are broken or its precision overflows (try the FP32 artifact); nothing was classified"
             )

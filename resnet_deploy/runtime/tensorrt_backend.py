@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from resnet_deploy.errors import ResnetDeployError
+from resnet_deploy.errors import EngineMismatchError, RunnerError
 from resnet_deploy.metadata import ArtifactMetadata
 from resnet_deploy.runtime.base import Backend
 
@@ -43,10 +43,6 @@ if TYPE_CHECKING:
 ALIGNMENT = 256  # TensorRT's requirement for every tensor address (NvInferRuntime.h, setTensorAddress)
 # Version-compatible engines across majors: the pairs NVIDIA's support matrix lists (8 -> 10, 10 -> 11)
 CROSS_MAJOR = {(8, 10), (10, 11)}
-
-
-class EngineMismatchError(ResnetDeployError):
-    pass
 
 
 def rebuild_hint(sidecar: dict[str, Any]) -> str:
@@ -143,7 +139,7 @@ class TensorRTBackend(Backend):
 
     def __init__(self, path: str | Path, cuda_graph: bool = False) -> None:
         if not isinstance(cuda_graph, bool):
-            raise ResnetDeployError(f"cuda_graph is True or False, not {cuda_graph!r}")
+            raise RunnerError(f"cuda_graph is True or False, not {cuda_graph!r}")
         self._resources = ExitStack()  # unwound by close(), or at once when loading or activating fails
         try:
             self._load(Path(path), cuda_graph)
@@ -166,7 +162,7 @@ class TensorRTBackend(Backend):
         flavour = choose(sidecar.get("backend"))  # the TensorRT that built it, or how to install it
         check_version(sidecar, flavour.version, path)
         if cuda_graph and flavour.is_rtx:
-            raise ResnetDeployError(
+            raise RunnerError(
                 "cuda_graph=True is for TensorRT engines; TensorRT-RTX captures CUDA graphs itself "
                 "(its stream capture needs engines built with REQUIRE_USER_ALLOCATION)"
             )
@@ -174,7 +170,7 @@ class TensorRTBackend(Backend):
         self._resources.callback(cuda.close)  # unwound last: after every TensorRT object is gone
         self.cuda = cuda
         if cuda_graph and not cuda.supports_graphs:
-            raise ResnetDeployError(f"cuda_graph=True needs cuda-python for graph capture; this runner has {cuda.name}")
+            raise RunnerError(f"cuda_graph=True needs cuda-python for graph capture; this runner has {cuda.name}")
         gpu_name, compute_capability = cuda.device_properties()
         check_gpu(sidecar, gpu_name, compute_capability, path)
 
@@ -272,13 +268,13 @@ class TensorRTBackend(Backend):
         else:
             context = engine.create_execution_context()
         if context is None:
-            raise ResnetDeployError(
+            raise RunnerError(
                 f"{self.kind} could not create an execution context for {self.path.name}: {self.logger.since(mark)} "
                 "(is the GPU out of memory?)"
             )
         if getattr(context, "active_optimization_profile", 0) < 0:  # TensorRT 8.x: every context after the first
             if not context.set_optimization_profile_async(0, self.stream_handle):
-                raise ResnetDeployError(
+                raise RunnerError(
                     f"{self.path.name} gives its optimization profile to one execution context only (TensorRT 8.6 "
                     "without profile sharing), and cuda_graph=True needs one per batch size: "
                     + rebuild_hint(self.sidecar)
@@ -358,13 +354,13 @@ class TensorRTBackend(Backend):
     def _bind(self, context: Any, rows: int, input_address: int, output_address: int) -> None:
         mark = self.logger.mark()
         if not context.set_input_shape(self.input_name, (rows, *self.sample_shape)):
-            raise ResnetDeployError(
+            raise RunnerError(
                 f"{self.path.name} refused batch {rows} (profile {self.min_batch}..{self.max_batch}): "
                 + self.logger.since(mark)
             )
         for name, address in ((self.input_name, input_address), (self.output_name, output_address)):
             if not context.set_tensor_address(name, address):  # else the previous address stays bound
-                raise ResnetDeployError(
+                raise RunnerError(
                     f"TensorRT refused the address {address:#x} of {name!r} for {self.path.name}: "
                     + self.logger.since(mark)
                 )
@@ -372,7 +368,7 @@ class TensorRTBackend(Backend):
     def _execute(self, context: Any, stream: int) -> None:
         mark = self.logger.mark()
         if not context.execute_async_v3(stream):
-            raise ResnetDeployError(f"TensorRT failed to run {self.path.name}: {self.logger.since(mark)}")
+            raise RunnerError(f"TensorRT failed to run {self.path.name}: {self.logger.since(mark)}")
 
     def timed_infer(self, batch: np.ndarray) -> float:
         """Stream time of one call, copies included: events recorded around it on the runner's stream."""
@@ -394,17 +390,17 @@ class TensorRTBackend(Backend):
         import torch
 
         if tuple(batch.shape[1:]) != self.sample_shape or batch.dtype != torch.float32:
-            raise ResnetDeployError(
+            raise RunnerError(
                 f"{self.path.name} expects (N, {', '.join(map(str, self.sample_shape))}) float32, "
                 f"got {tuple(batch.shape)} {batch.dtype}"
             )
         if batch.device.index != self.cuda.device:
-            raise ResnetDeployError(
+            raise RunnerError(
                 f"the tensor is on {batch.device} but {self.path.name} runs on cuda:{self.cuda.device}; "
                 f"move it first (tensor.to('cuda:{self.cuda.device}'))"
             )
         if not self.min_batch <= len(batch) <= self.max_batch:
-            raise ResnetDeployError(f"{self.path.name} takes batches of {self.min_batch} to {self.max_batch}")
+            raise RunnerError(f"{self.path.name} takes batches of {self.min_batch} to {self.max_batch}")
         batch = batch.contiguous()
         if batch.data_ptr() % ALIGNMENT:
             batch = batch.clone()  # a view with an offset: TensorRT needs 256-byte aligned addresses

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from resnet_deploy.errors import ResnetDeployError
+from resnet_deploy.errors import RunnerError
 from resnet_deploy.runtime.base import Backend, one_line
 
 DEVICES = "'cpu', 'cuda' or 'cuda:N' (or 'mps' on Apple silicon)"
@@ -20,20 +20,20 @@ def check_device(device: Any) -> Any:
     try:
         parsed = torch.device(device)
     except (RuntimeError, TypeError, ValueError):
-        raise ResnetDeployError(f"device {device!r} is not a torch device; use {DEVICES}") from None
+        raise RunnerError(f"device {device!r} is not a torch device; use {DEVICES}") from None
     if parsed.type == "cpu":
         return parsed
     if parsed.type == "mps":
         if not torch.backends.mps.is_available():
-            raise ResnetDeployError(f"device {str(device)!r}: this machine has no Apple GPU (MPS); use device='cpu'")
+            raise RunnerError(f"device {str(device)!r}: this machine has no Apple GPU (MPS); use device='cpu'")
         return parsed
     if parsed.type != "cuda":
-        raise ResnetDeployError(f"device {str(device)!r} is not one the runner supports; use {DEVICES}")
+        raise RunnerError(f"device {str(device)!r} is not one the runner supports; use {DEVICES}")
     if not torch.cuda.is_available():
-        raise ResnetDeployError(f"device {str(device)!r} asked for, but {_why_no_cuda(torch)}")
+        raise RunnerError(f"device {str(device)!r} asked for, but {_why_no_cuda(torch)}")
     count = torch.cuda.device_count()
     if parsed.index is not None and parsed.index >= count:
-        raise ResnetDeployError(
+        raise RunnerError(
             f"device {str(device)!r} asked for, but torch sees {count} GPU{'s' if count != 1 else ''} "
             f"(cuda:0{f' to cuda:{count - 1}' if count > 1 else ''}); check CUDA_VISIBLE_DEVICES"
         )
@@ -81,7 +81,7 @@ class TorchBackend(Backend):
         torch_device = check_device(device)  # before the checkpoint is read: a wrong device is refused at once
         if threads is not None:
             if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-                raise ResnetDeployError(f"threads must be a whole number of at least 1, got {threads!r}")
+                raise RunnerError(f"threads must be a whole number of at least 1, got {threads!r}")
             torch.set_num_threads(threads)
 
         from resnet_deploy.model_source import open_model
@@ -92,14 +92,14 @@ class TorchBackend(Backend):
         try:
             self.model = source.model.to(self.device).eval()
         except Exception as exc:  # out of device memory, mostly
-            raise ResnetDeployError(f"cannot move {self.path.name} to {self.device} ({one_line(exc)})") from None
+            raise RunnerError(f"cannot move {self.path.name} to {self.device} ({one_line(exc)})") from None
 
     def _infer(self, batch: np.ndarray) -> np.ndarray:
         import torch
 
         with torch.inference_mode():
             logits = self.model(torch.from_numpy(batch).to(self.device))
-        return logits.float().cpu().numpy()  # errors become ResnetDeployError in Backend.infer
+        return logits.float().cpu().numpy()  # errors become RunnerError in Backend.infer
 
     @property
     def timer(self) -> str:  # type: ignore[override]

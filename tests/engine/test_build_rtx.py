@@ -69,7 +69,8 @@ def test_resnet18_fp32_and_int8(tmp_path) -> None:
 
 def test_parser_errors_are_listed_by_node_and_op(onnx_fp32, tmp_path) -> None:
     from resnet_deploy.engine.backends import choose
-    from resnet_deploy.engine.network import EngineBuildError, parse
+    from resnet_deploy.engine.network import parse
+    from resnet_deploy.errors import EngineBuildError
     from resnet_deploy.quantize.calibrate import calibrate_onnx
 
     cpu = calibrate_onnx(onnx_fp32, tmp_path / "cpu.onnx", target="cpu", method="minmax", count=32, cache_dir=None)
@@ -201,8 +202,9 @@ def test_turing_is_refused_where_tensorrt_rtx_cannot_build_for_it(onnx_fp32, tmp
     """TensorRT-RTX 1.7 fails FP32 GEMMs for SM75 (after an INT8 build's calibration): refused up front.
     If a newer TensorRT-RTX builds it, the first assertion fails: lift the refusal in check_combination."""
     from resnet_deploy.engine.backends import choose
-    from resnet_deploy.engine.network import EngineBuildError, build, configure, parse
+    from resnet_deploy.engine.network import build, configure, parse
     from resnet_deploy.engine.options import BatchProfile, BuildOptionError
+    from resnet_deploy.errors import EngineBuildError
 
     backend = choose("tensorrt-rtx")
     builder, network, _parser, logger = parse(backend, onnx_fp32, strongly_typed=True)

@@ -95,8 +95,8 @@ def test_ctrl_c_during_a_build_is_an_interrupt_not_a_build_failure() -> None:
     import signal
     from types import SimpleNamespace
 
-    from resnet_deploy.engine.network import EngineBuildError
     from resnet_deploy.engine.progress import cancel_on_interrupt
+    from resnet_deploy.errors import EngineBuildError
 
     monitor = SimpleNamespace(cancelled=False)
     before = signal.getsignal(signal.SIGINT)

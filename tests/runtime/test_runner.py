@@ -9,9 +9,9 @@ import sys
 import numpy as np
 import pytest
 
-from resnet_deploy.errors import ResnetDeployError
+from resnet_deploy.errors import EngineMismatchError, ResnetDeployError
 from resnet_deploy.runtime import Runner
-from resnet_deploy.runtime.tensorrt_backend import EngineMismatchError, check_gpu
+from resnet_deploy.runtime.tensorrt_backend import check_gpu
 
 
 def test_importing_the_runner_needs_numpy_only() -> None:

@@ -19,9 +19,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from resnet_deploy.errors import ResnetDeployError
+from resnet_deploy.errors import EngineMismatchError, ResnetDeployError
 from resnet_deploy.runtime import Runner
-from resnet_deploy.runtime.tensorrt_backend import EngineMismatchError, check_version
+from resnet_deploy.runtime.tensorrt_backend import check_version
 from tests.fake_cuda import FakeCudart, FakePyCuda
 from tests.trt_standin import JETSON, RELEASES, Machine, reference_weights, standin, standin_rtx
 

@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from resnet_deploy.errors import ResnetDeployError
+from resnet_deploy.errors import AccuracyGateError, ResnetDeployError
 from resnet_deploy.runtime import open_backend
-from resnet_deploy.validate import AccuracyGateError, Score, ValidationReport, check_gate, validate
+from resnet_deploy.validate import Score, ValidationReport, check_gate, validate
 from tests.cli_helpers import assert_one_line_error, invoke
 
 
