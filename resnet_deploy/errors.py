@@ -97,3 +97,8 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM, raised like Ctrl-C so the same cleanup runs (temporaries removed, runs resumable); exit 143."""
 
     exit_code = 143
+
+
+def interrupted_code(exc: KeyboardInterrupt) -> int:
+    """130 for Ctrl-C, 143 for SIGTERM: what a shell reports for a process those signals end."""
+    return Terminated.exit_code if isinstance(exc, Terminated) else 130

@@ -10,16 +10,11 @@ from typing import Any
 import click
 
 from resnet_deploy import __version__
-from resnet_deploy.errors import ResnetDeployError, Terminated
+from resnet_deploy.errors import ResnetDeployError, Terminated, interrupted_code
 
 
 def _terminate(_signum: int, _frame: Any) -> None:
     raise Terminated()
-
-
-def interrupted_code(exc: KeyboardInterrupt) -> int:
-    """130 for Ctrl-C, 143 for SIGTERM: what a shell reports for a process those signals end."""
-    return Terminated.exit_code if isinstance(exc, Terminated) else 130
 
 
 def _handle_sigterm() -> Any:

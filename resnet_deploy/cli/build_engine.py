@@ -97,12 +97,12 @@ def build_engine_command(
       resnet-deploy build-engine --onnx r50.onnx --int8 --implicit --calib-cache calibration/<id>.calib.cache \\
           --dla-core 0 --batch 8                                                    # Jetson DLA, INT8
     """
-    from resnet_deploy.cli.export import export_ours, export_planned, random_or_none
     from resnet_deploy.engine.backends import choose
     from resnet_deploy.engine.build import build_engine, plan_build
     from resnet_deploy.engine.options import BuildOptions, check_combination, parse_batch, parse_target_cc
     from resnet_deploy.metadata import check_graph_matches_metadata
     from resnet_deploy.output_plan import OutputPlan
+    from resnet_deploy.pipeline import export_ours, export_planned, random_or_none
     from resnet_deploy.provenance import engine_built_from
     from resnet_deploy.runtime.load import ENGINE_SUFFIXES
 

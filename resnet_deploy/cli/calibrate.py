@@ -74,8 +74,8 @@ def calibrate(
       resnet-deploy calibrate r50.onnx --target cpu -o r50.cpu.int8.onnx
       resnet-deploy calibrate runs/resnet20/model.pt               # exports runs/resnet20/model.onnx first
     """
-    from resnet_deploy.cli.export import onnx_from_model_arg, plan_model_export
     from resnet_deploy.output_plan import OutputPlan
+    from resnet_deploy.pipeline import onnx_from_model_arg, plan_model_export
     from resnet_deploy.provenance import onnx_twin_of
 
     out = Reporter(as_json)

@@ -18,13 +18,13 @@ from pathlib import Path
 
 import click
 
-from resnet_deploy.cli.export import run_export
 from resnet_deploy.cli.options import json_option
 from resnet_deploy.cli.output import Reporter, human_bytes
-from resnet_deploy.cli.train import describe_epoch
 from resnet_deploy.engine.sidecar import sidecar_path
 from resnet_deploy.errors import OutputPathError, ResnetDeployError
 from resnet_deploy.models.config import ARCHITECTURES
+from resnet_deploy.pipeline import export_model
+from resnet_deploy.training.log import describe_epoch
 
 # TensorRT-RTX targets when there is no GPU to build for: RTX 30xx, 40xx, 50xx
 DEMO_TARGET_CC = ("8.6", "8.9", "12.0")
@@ -148,7 +148,7 @@ def demo(
     trained = trainer.run()
 
     out.say("== 2. export to ONNX and verify against PyTorch")
-    exported = run_export(
+    exported = export_model(
         out,
         str(trained.checkpoint),
         str(directory / f"{trained.config.name}.onnx"),

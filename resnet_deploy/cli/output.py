@@ -7,6 +7,10 @@ from typing import Any
 
 import click
 
+from resnet_deploy._io import human_bytes
+
+__all__ = ["Reporter", "human_bytes", "human_count"]
+
 
 class Reporter:
     """Human text goes to stdout, or to stderr under ``--json`` so stdout holds only the JSON."""
@@ -23,15 +27,6 @@ class Reporter:
     def result(self, payload: dict[str, Any]) -> None:
         if self.as_json:
             click.echo(json.dumps(payload, indent=2, default=str))
-
-
-def human_bytes(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{size} B"
 
 
 def human_count(count: int) -> str:

@@ -11,25 +11,9 @@ import click
 
 from resnet_deploy.cli.options import SEED_RANGE, json_option, model_kwargs, model_options, overwrite_option
 from resnet_deploy.cli.output import Reporter
+from resnet_deploy.training.log import describe_epoch
 
 DATA_HELP = "digits (embedded, default), cifar10:PATH, cifar100:PATH or imagefolder:PATH"
-
-
-def describe_epoch(row: dict[str, Any], epochs: int) -> str:
-    from resnet_deploy.data.base import name_files
-
-    line = (
-        f"epoch {row['epoch']:>3}/{epochs}  lr {row['lr']:<7.3g} train loss {row['train_loss']:.4f} "
-        f"err {row['train_top1_error']:5.2f}%  test top-1 {row['test_top1_error']:5.2f}% "
-        f"top-5 {row['test_top5_error']:5.2f}%  {row['images_per_second']:6.0f} img/s  {row['epoch_seconds']:5.1f} s"
-    )
-    skipped = row.get("skipped_images")
-    if not skipped:
-        return line
-    paths = row.get("skipped_paths")  # absent from rows logged before the paths were kept
-    if not paths:
-        return f"{line}  ({skipped} undecodable skipped)"
-    return f"{line}  ({skipped} undecodable skipped: {name_files(paths, total=skipped)})"
 
 
 @click.command()
@@ -175,8 +159,7 @@ def train(
                 plan.check()
             result = trainer.run()
     except KeyboardInterrupt as exc:
-        from resnet_deploy.cli import interrupted_code
-        from resnet_deploy.errors import Terminated
+        from resnet_deploy.errors import Terminated, interrupted_code
 
         done = trainer.epochs_done if trainer is not None else 0
         last = f"epoch {done} is saved in {run_dir}" if done else "no epoch finished, nothing was saved"

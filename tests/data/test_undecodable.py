@@ -79,7 +79,7 @@ def folder_with_a_broken_image(tmp_path):
 
 
 def test_training_names_undecodable_files_in_its_epoch_lines_warning_and_log(folder_with_a_broken_image, tmp_path):
-    from resnet_deploy.cli.train import describe_epoch
+    from resnet_deploy.training.log import describe_epoch
     from resnet_deploy.training.trainer import Trainer, TrainOptions
 
     root, bad = folder_with_a_broken_image
@@ -101,7 +101,7 @@ def test_training_names_undecodable_files_in_its_epoch_lines_warning_and_log(fol
 
 
 def test_epoch_line_of_an_old_log_row_without_paths() -> None:
-    from resnet_deploy.cli.train import describe_epoch
+    from resnet_deploy.training.log import describe_epoch
 
     row = {
         "epoch": 3,
