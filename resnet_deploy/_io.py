@@ -180,11 +180,23 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+_SHA256: dict[tuple[str, int, int, int], str] = {}  # (real path, inode, size, mtime ns) -> digest
+_MEMO_BYTES = 16 << 20
+
+
 def sha256_file(path: str | os.PathLike[str]) -> str:
+    """The file's sha256, read once per process while the file is unchanged: a command checks one
+    checkpoint's identity in several places (plan, export, load), and a ResNet-152 is 230 MB."""
+    info = os.stat(path)
+    key = (os.path.realpath(path), info.st_ino, info.st_size, info.st_mtime_ns)
+    if key in _SHA256:
+        return _SHA256[key]
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)
+    if info.st_size >= _MEMO_BYTES:  # small files are cheap to re-read, and could be rewritten within a timestamp tick
+        _SHA256[key] = digest.hexdigest()
     return digest.hexdigest()
 
 

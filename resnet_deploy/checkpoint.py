@@ -22,6 +22,7 @@ from resnet_deploy._io import atomic_outputs, check_writable, sha256_file
 from resnet_deploy.errors import CheckpointError
 from resnet_deploy.models.config import ARCHITECTURES, ResNetConfig, model_config
 from resnet_deploy.models.resnet import ResNet
+from resnet_deploy.output_plan import json_beside
 
 FORMAT = "resnet-deploy-checkpoint/1"
 _SHOWN = 4
@@ -44,8 +45,7 @@ class Checkpoint:
 
 
 def metadata_path(path: str | Path) -> Path:
-    path = Path(path)
-    return path.with_name(path.name + ".json")
+    return json_beside(path)
 
 
 def save_checkpoint(model: ResNet, path: str | Path, metadata: dict[str, Any] | None = None) -> Path:

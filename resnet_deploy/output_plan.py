@@ -27,18 +27,20 @@ from resnet_deploy._io import check_writable
 from resnet_deploy.errors import OutputPathError
 
 # Files that travel with a file: reading or writing the first means reading or writing the second.
-_COMPANIONS: dict[str, tuple[str, str]] = {
-    ".pt": (".json", "metadata"),
-    ".pth": (".json", "metadata"),
-    ".engine": (".json", "sidecar"),
-    ".plan": (".json", "sidecar"),
-}
+_COMPANIONS: dict[str, str] = {".pt": "metadata", ".pth": "metadata", ".engine": "sidecar", ".plan": "sidecar"}
+
+
+def json_beside(path: str | os.PathLike[str]) -> Path:
+    """``model.pt`` -> ``model.pt.json``, ``r20.engine`` -> ``r20.engine.json``: the one naming rule
+    for checkpoint metadata and engine sidecars."""
+    path = Path(path)
+    return path.with_name(path.name + ".json")
 
 
 def companion(path: Path) -> tuple[Path, str] | None:
     """The file that travels with ``path`` (``model.pt`` -> ``model.pt.json``) and what it is."""
-    entry = _COMPANIONS.get(path.suffix.lower())
-    return (path.with_name(path.name + entry[0]), entry[1]) if entry else None
+    what = _COMPANIONS.get(path.suffix.lower())
+    return (json_beside(path), what) if what else None
 
 
 @dataclass(frozen=True)

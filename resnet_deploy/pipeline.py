@@ -36,11 +36,7 @@ class Printed:
 def describe_verification(report: Any) -> str:
     parts = [
         f"batch {c.batch}: max |err| {c.max_abs_error:.2e} (allowed {c.allowed:.1e}"
-        + (
-            f", {report.noise_factor:g}x PyTorch FP32's own error {c.fp32_error:.1e}"
-            if getattr(c, "bound", "rtol") == "fp32-noise"
-            else ""
-        )
+        + (f", {report.noise_factor:g}x PyTorch FP32's own error {c.fp32_error:.1e}" if c.bound == "fp32-noise" else "")
         + f"), top-1 agreement {c.top1_agreement:.0%}"
         for c in report.checks
     ]

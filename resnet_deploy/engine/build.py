@@ -28,6 +28,7 @@ from resnet_deploy.engine.backends import EngineBackend, choose
 from resnet_deploy.engine.options import BuildOptions, check_combination, resolve_batch
 from resnet_deploy.engine.sidecar import describe_build_gpu, sidecar, sidecar_path
 from resnet_deploy.errors import BuildOptionError
+from resnet_deploy.metadata import check_graph_matches_metadata, read_onnx_props
 from resnet_deploy.output_plan import OutputPlan
 
 
@@ -114,7 +115,7 @@ def plan_build(
 
     plan.write(output, "engine", ours=given_ours)
     strongly_typed, _ = typing_mode(backend, options)
-    given = "fp32" if exported_later else _graph_precision(_read_props(source))
+    given = "fp32" if exported_later else _graph_precision(read_onnx_props(source))
     kind = twin_needed(given, options.precision, strongly_typed, options.implicit, source)
     if kind is not None:
         quantization = "qdq-tensorrt" if kind == "int8" else None
@@ -127,12 +128,6 @@ def plan_build(
     if options.timing_cache:
         plan.write(options.timing_cache, "timing cache", existing_ok=True, with_companion=False)
     plan.read(options.calib_cache, "calibration cache")
-
-
-def _read_props(path: Path) -> dict[str, str]:
-    from resnet_deploy.metadata import read_onnx_props
-
-    return read_onnx_props(str(path))
 
 
 def _prepare_graph(
@@ -210,7 +205,6 @@ def build_engine(
     from resnet_deploy.engine.network import build as run_build
     from resnet_deploy.engine.network import configure, io_tensors, load_timing_cache, parse
     from resnet_deploy.engine.progress import cancel_on_interrupt, make_monitor
-    from resnet_deploy.metadata import check_graph_matches_metadata, read_onnx_props
 
     chosen = backend if isinstance(backend, EngineBackend) else choose(backend)
     check_combination(options, chosen)

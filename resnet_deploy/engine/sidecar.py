@@ -13,12 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from resnet_deploy.errors import ArtifactError
+from resnet_deploy.output_plan import json_beside
 
 FORMAT = "resnet-deploy-engine/1"
 
 
 def sidecar_path(engine_path: str | Path) -> Path:
-    return Path(f"{engine_path}.json")
+    return json_beside(engine_path)
 
 
 def describe_build_gpu() -> dict[str, Any]:
