@@ -18,13 +18,13 @@ _LAZY = {
     "get_model": "resnet_deploy.models",
     "summarize": "resnet_deploy.models",
     "ResNet": "resnet_deploy.models",
-    "ResNetConfig": "resnet_deploy.models.config",
-    "model_config": "resnet_deploy.models.config",
+    "ResNetConfig": "resnet_deploy.artifacts.model_spec",
+    "model_config": "resnet_deploy.artifacts.model_spec",
     "load_checkpoint": "resnet_deploy.checkpoint",
     "save_checkpoint": "resnet_deploy.checkpoint",
     "export_onnx": "resnet_deploy.export",
     "verify_onnx": "resnet_deploy.verify",
-    "read_onnx_metadata": "resnet_deploy.metadata",
+    "read_onnx_metadata": "resnet_deploy.onnx_io",
 }
 
 __all__ = ["ResnetDeployError", "__version__", *_LAZY]

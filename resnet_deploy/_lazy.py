@@ -2,6 +2,14 @@
 
 ``tensorrt = lazy_import("tensorrt", extra="tensorrt")`` costs nothing until an attribute is used;
 then it imports the module or raises :class:`MissingDependencyError` saying how to install it.
+
+Our own modules that pull in torch or onnx are imported the same way, so ``import resnet_deploy``
+and ``--help`` stay instant while each file's header still lists what it depends on::
+
+    if TYPE_CHECKING:  # seen by mypy and import-linter
+        from resnet_deploy import export
+    else:
+        export = lazy_module("resnet_deploy.export")
 """
 
 from __future__ import annotations
@@ -33,7 +41,7 @@ def is_available(name: str) -> bool:
 
 
 class _LazyModule(ModuleType):
-    def __init__(self, name: str, hint: str) -> None:
+    def __init__(self, name: str, hint: str | None) -> None:
         super().__init__(name)
         self._lazy_hint = hint
         self._lazy_module: ModuleType | None = None
@@ -43,6 +51,8 @@ class _LazyModule(ModuleType):
             try:
                 self._lazy_module = importlib.import_module(self.__name__)
             except ImportError as exc:
+                if self._lazy_hint is None:  # one of ours: its own missing dependency says what it is
+                    raise
                 raise MissingDependencyError(
                     f"{self.__name__} is not installed ({exc}); install {self._lazy_hint}"
                 ) from exc
@@ -58,3 +68,8 @@ def lazy_import(name: str, extra: str | None = None) -> Any:
     """A stand-in for module ``name`` that imports it on first attribute access."""
     hint = INSTALL_HINTS.get(name) or (f'`pip install "resnet-deploy[{extra}]"`' if extra else f"`pip install {name}`")
     return _LazyModule(name, hint)
+
+
+def lazy_module(name: str) -> Any:
+    """A stand-in for our module ``name`` (``resnet_deploy.export``), imported on first attribute access."""
+    return _LazyModule(name, None)

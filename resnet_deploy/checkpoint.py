@@ -8,27 +8,27 @@ their architecture is read off their keys. Nothing is ever unpickled beyond tens
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import pickle
 import re
 import zipfile
-from dataclasses import dataclass, field, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from resnet_deploy._io import atomic_outputs, check_writable, sha256_file
+from resnet_deploy.artifacts.checkpoint_meta import CheckpointMeta
+from resnet_deploy.artifacts.model_spec import ARCHITECTURES, ModelSpec, ResNetConfig, model_config
 from resnet_deploy.errors import CheckpointError
-from resnet_deploy.models.config import ARCHITECTURES, ResNetConfig, model_config
 from resnet_deploy.models.resnet import ResNet
 from resnet_deploy.output_plan import json_beside
 
-FORMAT = "resnet-deploy-checkpoint/1"
-_SHOWN = 4
-_UNSUPPORTED_GLOBAL = re.compile(
-    r"Unsupported global: GLOBAL ([\w.]+)"
-)  # keys named in a mismatch error before "(+N more)"
+_SHOWN = 4  # keys named in a mismatch error before "(+N more)"
+_UNSUPPORTED_GLOBAL = re.compile(r"Unsupported global: GLOBAL ([\w.]+)")  # what a refused pickle would load
 
 
 @dataclass
@@ -36,20 +36,29 @@ class Checkpoint:
     path: Path
     sha256: str
     state_dict: dict[str, torch.Tensor]
-    config: ResNetConfig | None  # None: a foreign state dict, architecture to be inferred
-    metadata: dict[str, Any] = field(default_factory=dict)
+    meta: CheckpointMeta | None = None  # None: a foreign state dict, architecture to be inferred
+
+    @property
+    def config(self) -> ResNetConfig | None:
+        return self.meta.config if self.meta else None
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        """The metadata as its JSON fields ({} for a foreign state dict)."""
+        return self.meta.to_json() if self.meta else {}
 
     @property
     def class_names(self) -> list[str] | None:
-        return self.metadata.get("class_names")
+        return list(self.meta.class_names) if self.meta and self.meta.class_names else None
 
 
 def metadata_path(path: str | Path) -> Path:
     return json_beside(path)
 
 
-def save_checkpoint(model: ResNet, path: str | Path, metadata: dict[str, Any] | None = None) -> Path:
-    """Write ``model``'s state dict, then its metadata naming the state dict's sha256.
+def save_checkpoint(model: ResNet, path: str | Path, metadata: Mapping[str, Any] | None = None) -> Path:
+    """Write ``model``'s state dict, then its metadata (:class:`CheckpointMeta`'s fields, plus any
+    keys of your own) naming the state dict's sha256.
 
     The .pt lands first: a crash between the two renames leaves metadata that names other bytes,
     which :func:`load_checkpoint` refuses with the way back, never metadata of weights that did not land.
@@ -58,8 +67,8 @@ def save_checkpoint(model: ResNet, path: str | Path, metadata: dict[str, Any] | 
     with atomic_outputs(path, metadata_path(path)) as (tmp, meta_tmp):
         with open(tmp, "wb") as fh:  # a file object: the zip's folder is "archive", not the temp name
             torch.save(model.state_dict(), fh)  # so the same weights give the same bytes (and sha256)
-        meta = {**(metadata or {}), "format": FORMAT, "config": model.config.to_dict(), "sha256": sha256_file(tmp)}
-        meta_tmp.write_text(json.dumps(meta, indent=2))
+        meta = CheckpointMeta.of(model.config, sha256_file(tmp), **(metadata or {}))
+        meta_tmp.write_text(meta.to_text())
     return path
 
 
@@ -111,25 +120,23 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     state_dict = _unwrap(obj, path)
     digest = sha256_file(path)
 
-    config, metadata = None, {}
+    meta = None
     meta_file = metadata_path(path)
     if meta_file.is_file():
         try:
-            metadata = json.loads(meta_file.read_text())
+            data = json.loads(meta_file.read_text())
         except (OSError, ValueError) as exc:
             raise CheckpointError(
                 f"checkpoint metadata {meta_file} is not valid JSON ({exc}); delete or fix it"
             ) from exc
-        if metadata.get("format") != FORMAT or "config" not in metadata:
-            raise CheckpointError(f"{meta_file} is not resnet-deploy checkpoint metadata; delete or move it")
-        if metadata.get("sha256") not in (None, digest):
+        meta = CheckpointMeta.from_json(data, str(meta_file))
+        if meta.sha256 not in (None, digest):
             if (path.parent / "train_state.pt").is_file():  # a run directory: resume rewrites both
                 fix = f"an interrupted save; `resnet-deploy train --resume {path.parent}` rewrites both"
             else:
                 fix = f"if you replaced {path.name} on purpose, move {meta_file.name} away (it then loads as weights)"
             raise CheckpointError(f"{meta_file} describes another version of {path.name} (sha256 differs): {fix}")
-        config = ResNetConfig.from_dict(metadata["config"])
-    return Checkpoint(path=path, sha256=digest, state_dict=state_dict, config=config, metadata=metadata)
+    return Checkpoint(path=path, sha256=digest, state_dict=state_dict, meta=meta)
 
 
 _BLOCK_KEY = re.compile(r"^layer(\d+)\.(\d+)\.")
@@ -212,17 +219,11 @@ def load_state_into(model: ResNet, state_dict: dict[str, torch.Tensor], source: 
     model.load_state_dict(state_dict, strict=False)
 
 
-def model_from_checkpoint(
-    checkpoint: Checkpoint,
-    *,
-    depth: int | None = None,
-    variant: str | None = None,
-    plain: bool = False,
-    shortcut: str | None = None,
-    num_classes: int | None = None,
-    input_size: int | None = None,
-) -> ResNet:
+def model_from_checkpoint(checkpoint: Checkpoint, spec: ModelSpec | None = None) -> ResNet:
     """Build the checkpoint's model and load its weights; options override only what the file leaves open."""
+    spec = spec or ModelSpec()
+    depth, variant, plain, shortcut = spec.depth, spec.variant, spec.plain, spec.shortcut
+    num_classes, input_size = spec.num_classes, spec.input_size
     source = f"checkpoint {checkpoint.path}"
     if checkpoint.config is not None:
         cfg = checkpoint.config
@@ -255,13 +256,13 @@ def model_from_checkpoint(
                 "pass --shortcut A or --plain"
             )
         config = model_config(
-            depth,
-            variant=variant,
-            plain=plain,
-            shortcut=None if plain else (shortcut or layout.shortcut),
-            num_classes=num_classes or layout.num_classes,
-            input_size=input_size,
-            in_chans=layout.in_chans or 3,
+            dataclasses.replace(
+                spec,
+                depth=depth,
+                shortcut=None if plain else (shortcut or layout.shortcut),
+                num_classes=num_classes or layout.num_classes,
+                in_chans=layout.in_chans or spec.in_chans,
+            )
         )
     model = ResNet(config)
     load_state_into(model, checkpoint.state_dict, source)

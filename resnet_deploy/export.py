@@ -19,8 +19,9 @@ from typing import Any
 import torch
 
 from resnet_deploy._io import check_writable, write_bytes_atomic
+from resnet_deploy.artifacts.onnx_metadata import INPUT_NAME, OUTPUT_NAME, ArtifactMetadata
 from resnet_deploy.errors import ExportError, VerificationError
-from resnet_deploy.metadata import INPUT_NAME, OUTPUT_NAME, ArtifactMetadata, write_onnx_metadata
+from resnet_deploy.onnx_io import write_onnx_metadata
 from resnet_deploy.verify import DEFAULT_RTOL, VerifyReport, verify_onnx
 
 DEFAULT_OPSET = 18

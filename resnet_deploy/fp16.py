@@ -19,7 +19,7 @@ import numpy as np
 
 from resnet_deploy._io import atomic_output, check_writable, sha256_file
 from resnet_deploy.errors import QuantizationError, VerificationError
-from resnet_deploy.metadata import load_onnx, onnx_props
+from resnet_deploy.onnx_io import load_onnx, onnx_props
 
 DEFAULT_RTOL = 1e-2  # of the logit scale: fp16 keeps ~3 significant digits
 

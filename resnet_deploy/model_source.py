@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from resnet_deploy import __version__
+from resnet_deploy.artifacts.model_spec import ModelSpec
+from resnet_deploy.artifacts.onnx_metadata import ArtifactMetadata
 from resnet_deploy.checkpoint import Checkpoint, load_checkpoint, model_from_checkpoint
-from resnet_deploy.metadata import ArtifactMetadata
 from resnet_deploy.models.registry import build_model
 from resnet_deploy.models.resnet import ResNet
 
@@ -36,51 +39,35 @@ def _imagenet_categories() -> tuple[str, ...] | None:
         return None
 
 
-def open_model(
-    checkpoint: str | Path | None = None,
-    *,
-    depth: int | None = None,
-    variant: str | None = None,
-    plain: bool = False,
-    shortcut: str | None = None,
-    num_classes: int | None = None,
-    input_size: int | None = None,
-) -> ModelSource:
-    """Load ``checkpoint`` (our format or a foreign state dict) or build a random model from the options."""
+def open_model(checkpoint: str | Path | None = None, spec: ModelSpec | None = None, **options: Any) -> ModelSource:
+    """Load ``checkpoint`` (our format or a foreign state dict) or build a random model from ``spec``
+    (or the spec's fields as keyword options: ``open_model(depth=20)``)."""
+    spec = ModelSpec.of(spec, **options)
     if checkpoint is None:
         import torch
 
         with torch.random.fork_rng(devices=[]):  # seeded without disturbing the caller's generator
             torch.manual_seed(RANDOM_WEIGHTS_SEED)
-            model = build_model(
-                depth, variant=variant, plain=plain, shortcut=shortcut, num_classes=num_classes, input_size=input_size
-            ).eval()
+            model = build_model(spec).eval()
         mean, std = model.config.default_mean_std
         meta = ArtifactMetadata(config=model.config, mean=mean, std=std, producer_version=__version__)
         return ModelSource(model=model, metadata=meta, checkpoint=None)
 
     ckpt = load_checkpoint(checkpoint)
-    model = model_from_checkpoint(
-        ckpt,
-        depth=depth,
-        variant=variant,
-        plain=plain,
-        shortcut=shortcut,
-        num_classes=num_classes,
-        input_size=input_size,
-    )
+    model = model_from_checkpoint(ckpt, spec)
     config = model.config
     default_mean, default_std = config.default_mean_std
-    class_names = ckpt.metadata.get("class_names")
-    if class_names is None and ckpt.config is None and config.family == "imagenet" and config.num_classes == 1000:
+    recorded = ckpt.meta
+    class_names: Sequence[str] | None = ckpt.class_names
+    if recorded is None and config.family == "imagenet" and config.num_classes == 1000:
         class_names = _imagenet_categories()  # a torchvision ImageNet-1k checkpoint
     meta = ArtifactMetadata(
         config=config,
-        mean=tuple(ckpt.metadata.get("mean", default_mean)),
-        std=tuple(ckpt.metadata.get("std", default_std)),
+        mean=(recorded and recorded.mean) or default_mean,
+        std=(recorded and recorded.std) or default_std,
         class_names=tuple(class_names) if class_names else None,
         checkpoint_sha256=ckpt.sha256,
-        dataset=ckpt.metadata.get("dataset"),
+        dataset=recorded.dataset if recorded else None,
         producer_version=__version__,
     )
     return ModelSource(model=model, metadata=meta, checkpoint=ckpt)

@@ -27,7 +27,7 @@ def architecture(props: dict[str, str]) -> dict[str, str]:
 
 
 def _props(path: Path) -> dict[str, str] | None:
-    from resnet_deploy.metadata import read_onnx_props
+    from resnet_deploy.onnx_io import read_onnx_props
 
     try:
         return read_onnx_props(str(path))

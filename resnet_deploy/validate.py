@@ -10,6 +10,7 @@ no one, so the comparison stays fair) and, on a machine without an NVIDIA GPU, T
 
 from __future__ import annotations
 
+import os
 import platform
 import time
 from collections.abc import Sequence
@@ -20,10 +21,14 @@ from typing import Any
 
 import numpy as np
 
+from resnet_deploy import machine, runtime
+from resnet_deploy._io import write_bytes_atomic
+from resnet_deploy.data import Dataset, open_dataset
 from resnet_deploy.data.base import name_files
 from resnet_deploy.errors import AccuracyGateError, ResnetDeployError, ValidationError
 from resnet_deploy.machine import cpu_name
 from resnet_deploy.runtime.base import Backend
+from resnet_deploy.runtime.load import ENGINE_SUFFIXES
 from resnet_deploy.runtime.preprocess import normalise
 
 
@@ -151,8 +156,6 @@ class ValidationReport:
 
 
 def machine_description() -> str:
-    import os
-
     python = platform.python_version()
     return f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPU cores ({cpu_name()}), Python {python}"
 
@@ -170,22 +173,18 @@ def open_artifacts(paths: Sequence[str | Path], stack: ExitStack) -> tuple[list[
     is skipped with the reason and the rest are still scored (as the demo does). With a GPU its load
     error is a real one, and so is any other artifact's. Every artifact skipped is an error.
     """
-    from resnet_deploy.machine import gpu_present
-    from resnet_deploy.runtime import open_backend
-    from resnet_deploy.runtime.load import ENGINE_SUFFIXES
-
     opened: list[Backend] = []
     skipped: list[SkippedArtifact] = []
     no_gpu: bool | None = None  # asked once, and only when there is an engine
     for path in paths:
         is_engine = Path(path).suffix.lower() in ENGINE_SUFFIXES and Path(path).is_file()
         if is_engine and no_gpu is None:
-            no_gpu = not gpu_present()
+            no_gpu = not machine.gpu_present()
         if not (is_engine and no_gpu):
-            opened.append(stack.enter_context(open_backend(path)))
+            opened.append(stack.enter_context(runtime.open_backend(path)))
             continue
         try:
-            opened.append(stack.enter_context(open_backend(path)))
+            opened.append(stack.enter_context(runtime.open_backend(path)))
         except ResnetDeployError as exc:
             reason = " ".join(str(exc).split())  # one line, whatever TensorRT logged
             skipped.append(SkippedArtifact(str(path), f"no NVIDIA GPU here to run TensorRT engines ({reason})"))
@@ -208,107 +207,155 @@ def validate(
 ) -> ValidationReport:
     """Score ``reference`` and every artifact on the same test images; ``skipped_artifacts`` (from
     :func:`open_artifacts`) are listed in the report."""
-    from resnet_deploy.data import open_dataset
-
-    spec = data or reference.metadata.dataset
-    if spec is None:
-        raise ValidationError(
-            f"{reference.path} records no dataset (random or foreign weights); pass --data SPEC with labelled images"
-        )
-    ref_cfg = reference.metadata.config
+    spec = _dataset_spec(reference, data)
     for art in artifacts:
-        cfg = art.metadata.config
-        if cfg.num_classes != ref_cfg.num_classes:
-            raise ValidationError(
-                f"{art.path} has {cfg.num_classes} classes but the reference has {ref_cfg.num_classes}; "
-                "it was exported from another model"
-            )
-        if cfg.input_size != ref_cfg.input_size:
-            raise ValidationError(
-                f"{art.path} takes {cfg.input_size}x{cfg.input_size} inputs but the reference takes "
-                f"{ref_cfg.input_size}x{ref_cfg.input_size}; validate artifacts of one input size together"
-            )
-        if art.metadata.checkpoint_sha256 and reference.metadata.checkpoint_sha256 not in (
-            None,
-            art.metadata.checkpoint_sha256,
-        ):
-            raise ValidationError(
-                f"{art.path} was exported from another checkpoint (sha256 {art.metadata.checkpoint_sha256[:12]}... "
-                f"vs {reference.metadata.checkpoint_sha256[:12]}...); pass the checkpoint it came from"
-            )
-    dataset = open_dataset(spec)
-    if dataset.num_classes != ref_cfg.num_classes:
-        raise ValidationError(
-            f"{spec} has {dataset.num_classes} classes but the model has {ref_cfg.num_classes}; pass the right --data"
-        )
+        _check_comparable(art, reference)
+    dataset = _open_test_data(spec, reference)
     start = time.perf_counter()
-    everyone = [reference, *artifacts]
-    seconds = [0.0] * len(everyone)
-    top1 = [[] for _ in everyone]  # type: list[list[np.ndarray]]
-    top5 = [[] for _ in everyone]  # type: list[list[np.ndarray]]
-    agree = [[] for _ in everyone]  # type: list[list[np.ndarray]]
-    max_err = [0.0] * len(everyone)
-    abs_sum = [0.0] * len(everyone)
-    count = 0
-    skipped = 0
-    undecodable: list[str] = []
-    for batch in dataset.test.batches(
-        batch_size, size=ref_cfg.input_size, limit=limit, preprocess=reference.metadata.eval_preprocess
-    ):
-        skipped += batch.skipped
-        undecodable.extend(batch.skipped_paths)
-        if not len(batch.labels):  # no image of this batch decoded
-            continue
-        images = batch.images.numpy()
-        labels = batch.labels.numpy()
-        ref_logits = None
-        for i, backend in enumerate(everyone):
-            x = normalise(images, backend.metadata)
-            t = time.perf_counter()
-            logits = backend.infer(x)
-            seconds[i] += time.perf_counter() - t
-            if ref_logits is None:
-                ref_logits = logits
-            top1[i].append(_topk_hits(logits, labels, 1))
-            top5[i].append(_topk_hits(logits, labels, 5))
-            agree[i].append(logits.argmax(1) == ref_logits.argmax(1))
-            diff = np.abs(logits - ref_logits)
-            max_err[i] = max(max_err[i], float(diff.max()))
-            abs_sum[i] += float(diff.mean()) * len(labels)
-        count += len(labels)
-    if count == 0:
-        unreadable = f" (none decoded: {name_files(undecodable)})" if undecodable else ""
+    tallies = [_Tally(backend) for backend in [reference, *artifacts]]
+    images = _score_test_split(dataset, tallies, batch_size=batch_size, limit=limit)
+    if images.count == 0:
+        unreadable = f" (none decoded: {name_files(images.undecodable)})" if images.undecodable else ""
         raise ValidationError(f"{spec} has no test images to validate on{unreadable}")
-    scores = []
-    for i, backend in enumerate(everyone):
-        scores.append(
-            Score(
-                artifact=backend.path.name,
-                backend=backend.kind,
-                precision=backend.precision,
-                images=count,
-                top1_error=100 * (1 - float(np.concatenate(top1[i]).mean())),
-                top5_error=100 * (1 - float(np.concatenate(top5[i]).mean())),
-                top1_agreement=float(np.concatenate(agree[i]).mean()),
-                max_abs_logit_error=max_err[i],
-                mean_abs_logit_error=abs_sum[i] / count,
-                images_per_second=count / seconds[i] if seconds[i] > 0 else 0.0,
-            )
-        )
+    scores = [tally.score(images.count) for tally in tallies]
     for s in scores[1:]:
         s.delta_top1_pp = s.top1_error - scores[0].top1_error
         s.delta_top5_pp = s.top5_error - scores[0].top5_error
     return ValidationReport(
         dataset=dataset.spec,
-        images=count,
+        images=images.count,
         reference=scores[0],
         artifacts=scores[1:],
         machine=machine_description(),
         seconds=time.perf_counter() - start,
-        skipped_images=skipped,
-        skipped_image_paths=undecodable,
+        skipped_images=images.skipped,
+        skipped_image_paths=images.undecodable,
         skipped_artifacts=list(skipped_artifacts),
     )
+
+
+def _dataset_spec(reference: Backend, data: str | None) -> str:
+    """The labelled images to score on: ``data``, else the dataset the reference was trained on."""
+    spec = data or reference.metadata.dataset
+    if spec is None:
+        raise ValidationError(
+            f"{reference.path} records no dataset (random or foreign weights); pass --data SPEC with labelled images"
+        )
+    return spec
+
+
+def _check_comparable(art: Backend, reference: Backend) -> None:
+    """Refuse an artifact that is not a deployed form of the reference model."""
+    cfg, ref_cfg = art.metadata.config, reference.metadata.config
+    if cfg.num_classes != ref_cfg.num_classes:
+        raise ValidationError(
+            f"{art.path} has {cfg.num_classes} classes but the reference has {ref_cfg.num_classes}; "
+            "it was exported from another model"
+        )
+    if cfg.input_size != ref_cfg.input_size:
+        raise ValidationError(
+            f"{art.path} takes {cfg.input_size}x{cfg.input_size} inputs but the reference takes "
+            f"{ref_cfg.input_size}x{ref_cfg.input_size}; validate artifacts of one input size together"
+        )
+    if art.metadata.checkpoint_sha256 and reference.metadata.checkpoint_sha256 not in (
+        None,
+        art.metadata.checkpoint_sha256,
+    ):
+        raise ValidationError(
+            f"{art.path} was exported from another checkpoint (sha256 {art.metadata.checkpoint_sha256[:12]}... "
+            f"vs {reference.metadata.checkpoint_sha256[:12]}...); pass the checkpoint it came from"
+        )
+
+
+def _open_test_data(spec: str, reference: Backend) -> Dataset:
+    dataset = open_dataset(spec)
+    num_classes = reference.metadata.config.num_classes
+    if dataset.num_classes != num_classes:
+        raise ValidationError(
+            f"{spec} has {dataset.num_classes} classes but the model has {num_classes}; pass the right --data"
+        )
+    return dataset
+
+
+@dataclass
+class _TestImages:
+    """What a pass over the test split saw: images scored, and images that did not decode."""
+
+    count: int = 0
+    skipped: int = 0
+    undecodable: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Tally:
+    """One backend's running results over the test images, against the reference's logits."""
+
+    backend: Backend
+    seconds: float = 0.0  # in inference alone
+    top1: list[np.ndarray] = field(default_factory=list)  # per batch: hit or not, per image
+    top5: list[np.ndarray] = field(default_factory=list)
+    agree: list[np.ndarray] = field(default_factory=list)  # top-1 class equals the reference's
+    max_err: float = 0.0
+    abs_sum: float = 0.0  # of the mean |logit error| of each batch, times its images
+
+    def infer(self, images: np.ndarray) -> np.ndarray:
+        """Logits of ``images`` (in [0, 1]), normalised as this backend's metadata says; only inference is timed."""
+        x = normalise(images, self.backend.metadata)
+        t = time.perf_counter()
+        logits = self.backend.infer(x)
+        self.seconds += time.perf_counter() - t
+        return logits
+
+    def add(self, logits: np.ndarray, labels: np.ndarray, ref_logits: np.ndarray) -> None:
+        self.top1.append(_topk_hits(logits, labels, 1))
+        self.top5.append(_topk_hits(logits, labels, 5))
+        self.agree.append(logits.argmax(1) == ref_logits.argmax(1))
+        diff = np.abs(logits - ref_logits)
+        self.max_err = max(self.max_err, float(diff.max()))
+        self.abs_sum += float(diff.mean()) * len(labels)
+
+    def score(self, count: int) -> Score:
+        return Score(
+            artifact=self.backend.path.name,
+            backend=self.backend.kind,
+            precision=self.backend.precision,
+            images=count,
+            top1_error=100 * (1 - float(np.concatenate(self.top1).mean())),
+            top5_error=100 * (1 - float(np.concatenate(self.top5).mean())),
+            top1_agreement=float(np.concatenate(self.agree).mean()),
+            max_abs_logit_error=self.max_err,
+            mean_abs_logit_error=self.abs_sum / count,
+            images_per_second=count / self.seconds if self.seconds > 0 else 0.0,
+        )
+
+
+def _score_test_split(dataset: Dataset, tallies: list[_Tally], *, batch_size: int, limit: int | None) -> _TestImages:
+    """Run every backend on each test batch (preprocessed as the reference, the first tally, records)."""
+    reference = tallies[0].backend
+    seen = _TestImages()
+    for batch in dataset.test.batches(
+        batch_size,
+        size=reference.metadata.config.input_size,
+        limit=limit,
+        preprocess=reference.metadata.eval_preprocess,
+    ):
+        seen.skipped += batch.skipped
+        seen.undecodable.extend(batch.skipped_paths)
+        if not len(batch.labels):  # no image of this batch decoded
+            continue
+        labels = batch.labels.numpy()
+        _score_batch(tallies, batch.images.numpy(), labels)
+        seen.count += len(labels)
+    return seen
+
+
+def _score_batch(tallies: list[_Tally], images: np.ndarray, labels: np.ndarray) -> None:
+    """The reference (the first tally) first: every other backend is compared with its logits."""
+    reference, *others = tallies
+    ref_logits = reference.infer(images)
+    reference.add(ref_logits, labels, ref_logits)
+    for tally in others:
+        tally.add(tally.infer(images), labels, ref_logits)
 
 
 def check_gate(report: ValidationReport, max_top1_drop: float | None) -> None:
@@ -328,6 +375,4 @@ def check_gate(report: ValidationReport, max_top1_drop: float | None) -> None:
 
 def write_report(report: ValidationReport, path: str | Path, mark: str = "") -> Path:
     """The Markdown report; ``mark`` (last line) records which command wrote it from which inputs."""
-    from resnet_deploy._io import write_bytes_atomic
-
     return write_bytes_atomic(path, (report.markdown().rstrip("\n") + (f"\n\n{mark}" if mark else "") + "\n").encode())

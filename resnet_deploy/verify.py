@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from resnet_deploy.metadata import INPUT_NAME
+from resnet_deploy.artifacts.onnx_metadata import INPUT_NAME
 
 # FP32 ONNX Runtime vs PyTorch differ by summation order only: ~1e-6 relative on ResNet-50
 # (measured 2.7e-5 abs on logits of magnitude 49). 1e-4 relative leaves room and still catches

@@ -35,7 +35,9 @@ def train_all(data: str, epochs: int | None, seed: int, out: Path, device: str) 
     for kind, depth in MODELS:
         name = f"{kind}{depth}"
         run_dir = out / name
-        options = TrainOptions(depth=depth, plain=kind == "plain", data=data, epochs=epochs, seed=seed, device=device)
+        options = TrainOptions.of(
+            depth=depth, plain=kind == "plain", data=data, epochs=epochs, seed=seed, device=device
+        )
         # An interrupted sweep continues; the full options go along, so a finished or interrupted run
         # with other settings (say another --epochs) is refused rather than reported as this sweep.
         resume = run_dir if (run_dir / "train_state.pt").exists() else None

@@ -24,7 +24,7 @@ def _has_cuda() -> bool:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     run_slow = config.getoption("--runslow") or os.environ.get("RESNET_DEPLOY_SLOW") == "1"
-    from resnet_deploy.engine.backends import installed
+    from resnet_deploy.trt.flavours import installed
 
     # a real import, not find_spec: tensorrt-stubs (for mypy) leaves a bare `tensorrt` namespace
     backends = installed() if is_available("tensorrt") or is_available("tensorrt_rtx") else []
@@ -66,7 +66,7 @@ def trained_resnet20(tmp_path_factory: pytest.TempPathFactory):
     from resnet_deploy.training.trainer import Trainer, TrainOptions
 
     root = tmp_path_factory.mktemp("trained")
-    result = Trainer(TrainOptions(depth=20, epochs=3), root / "run", progress=False).run()
+    result = Trainer(TrainOptions.of(depth=20, epochs=3), root / "run", progress=False).run()
     source = open_model(result.checkpoint)
     export_onnx(source.model, root / "resnet20.onnx", source.metadata)
     return result.checkpoint, root / "resnet20.onnx"

@@ -59,3 +59,17 @@ def write_image_folder(
             pixels = class_pattern_images(np.array([c]), size=size, seed=int(rng.integers(1 << 30)))[0]
             Image.fromarray(pixels).save(root / name / f"{i:03d}.{fmt}")
     return root
+
+
+class Collected:
+    """A pipeline's ``out`` (``say`` and ``warn``) that keeps the lines for the test to check."""
+
+    def __init__(self, warnings: list[str] | None = None) -> None:
+        self.lines: list[str] = []
+        self.warnings: list[str] = [] if warnings is None else warnings
+
+    def say(self, message: str = "") -> None:
+        self.lines.append(message)
+
+    def warn(self, message: str) -> None:
+        self.warnings.append(message)

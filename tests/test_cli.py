@@ -85,7 +85,7 @@ def test_demo_runs_the_pipeline_and_validates_every_artifact(tmp_path):
     assert rows["resnet20.int8.onnx"]["precision"] == "int8" and rows["resnet20.fp16.onnx"]["precision"] == "fp16"
     assert (tmp_path / "validation.md").is_file() and (tmp_path / "train" / "model.pt.json").is_file()
     assert list((tmp_path / "calibration").glob("*.calib.cache"))
-    from resnet_deploy.engine.backends import installed
+    from resnet_deploy.trt.flavours import installed
 
     if installed():  # engines are built (TensorRT-RTX ahead of time here); they run only on a GPU
         assert sorted(Path(e).name for e in data["engines"]) == ["resnet20.fp16.engine", "resnet20.int8.engine"]

@@ -6,10 +6,11 @@ import onnxruntime as ort
 import pytest
 import torch
 
+from resnet_deploy.artifacts.onnx_metadata import ArtifactMetadata
 from resnet_deploy.errors import ExportError, VerificationError
 from resnet_deploy.export import export_onnx
-from resnet_deploy.metadata import ArtifactMetadata, read_onnx_metadata
 from resnet_deploy.model_source import open_model
+from resnet_deploy.onnx_io import read_onnx_metadata
 
 
 def _run(path, x):

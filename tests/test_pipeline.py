@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from resnet_deploy.artifacts import ModelSpec
 from resnet_deploy.errors import OutputPathError, UnknownModelError
 from resnet_deploy.pipeline import export_model
 
@@ -21,8 +22,9 @@ class Collected:
 
 
 def export(out: Collected, path, **options):
+    spec = ModelSpec(**options)
     return export_model(
-        out, None, str(path), opset=None, static_batch=None, simplify=False, verify=False, tolerance=None, **options
+        out, None, str(path), opset=None, static_batch=None, simplify=False, verify=False, tolerance=None, spec=spec
     )
 
 

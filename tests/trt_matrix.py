@@ -182,9 +182,10 @@ def interrupting_monitor(monkeypatch: pytest.MonkeyPatch, module: Any) -> Iterat
 
 
 def run_case(column: str, case: Case, inputs: Inputs, out_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Cell:
-    from resnet_deploy.engine.backends import choose
-    from resnet_deploy.engine.build import build_engine
     from resnet_deploy.errors import ResnetDeployError
+    from resnet_deploy.pipeline import build_engine
+    from resnet_deploy.quantize.options import CalibrationOptions
+    from resnet_deploy.trt.flavours import choose
 
     out_dir.mkdir(parents=True, exist_ok=True)
     output = out_dir / f"r20.{case.key}.engine"
@@ -195,7 +196,7 @@ def run_case(column: str, case: Case, inputs: Inputs, out_dir: Path, monkeypatch
             note = ": at the build's end (no progress monitor)" if case.interrupt else "; no bars (no progress monitor)"
         try:
             options = case_options(column, case, inputs, out_dir)
-            calibrate = {"method": "minmax", "count": 32, "cache_dir": None}
+            calibrate = CalibrationOptions(method="minmax", count=32, cache_dir=None)
             with interrupting_monitor(monkeypatch, module) if case.interrupt else nullcontext():
                 build_engine(
                     case_onnx(case, inputs),
@@ -203,7 +204,7 @@ def run_case(column: str, case: Case, inputs: Inputs, out_dir: Path, monkeypatch
                     options,
                     backend=backend,
                     progress=case.progress,
-                    calibrate=calibrate,
+                    calibration=calibrate,
                 )
         except ResnetDeployError as exc:
             return Cell("refused", str(exc), written=_files(out_dir))

@@ -1,4 +1,7 @@
-"""The ``resnet-deploy`` command line. Commands import torch/onnx lazily, so --help is instant."""
+"""The ``resnet-deploy`` command line: parse options, call the library once, print (one-line errors).
+
+Commands import torch/onnx lazily, so --help is instant.
+"""
 
 from __future__ import annotations
 

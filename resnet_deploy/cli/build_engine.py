@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from resnet_deploy.cli.options import json_option, model_kwargs, model_options, overwrite_option
+from resnet_deploy.cli.options import json_option, model_options, model_spec, overwrite_option
 from resnet_deploy.cli.output import Reporter, human_bytes
 
 
@@ -97,26 +97,29 @@ def build_engine_command(
       resnet-deploy build-engine --onnx r50.onnx --int8 --implicit --calib-cache calibration/<id>.calib.cache \\
           --dla-core 0 --batch 8                                                    # Jetson DLA, INT8
     """
-    from resnet_deploy.engine.backends import choose
-    from resnet_deploy.engine.build import build_engine, plan_build
-    from resnet_deploy.engine.options import BuildOptions, check_combination, parse_batch, parse_target_cc
-    from resnet_deploy.metadata import check_graph_matches_metadata
-    from resnet_deploy.output_plan import OutputPlan
-    from resnet_deploy.pipeline import export_ours, export_planned, random_or_none
-    from resnet_deploy.provenance import engine_built_from
+    from resnet_deploy.engine.options import BuildOptions, parse_batch, parse_target_cc
+    from resnet_deploy.pipeline import EngineJob, plan_engine, run_planned_engine
+    from resnet_deploy.quantize.options import CalibrationOptions
     from resnet_deploy.runtime.load import ENGINE_SUFFIXES
 
     out = Reporter(as_json)
     chosen_precisions = [name for name, on in (("fp32", fp32), ("fp16", fp16), ("int8", int8), ("best", best)) if on]
     if len(chosen_precisions) > 1:
         raise click.UsageError(f"choose one precision, not {' and '.join('--' + p for p in chosen_precisions)}")
-    precision = chosen_precisions[0] if chosen_precisions else "fp32"
-    model = model_kwargs(kwargs)
-    sources = [s for s in (onnx_path, checkpoint, model["depth"] and "depth") if s]
+    model = model_spec(kwargs)
+    sources = [s for s in (onnx_path, checkpoint, model.depth and "depth") if s]
     if len(sources) != 1:
         raise click.UsageError("give exactly one of --onnx, --checkpoint or --depth")
+    for given, flag in ((onnx_path, "--onnx"), (checkpoint, "--checkpoint")):
+        if given is not None and not Path(given).is_file():
+            raise click.BadParameter(f"{given} not found", param_hint=flag)
+    if output is not None and not output.lower().endswith(ENGINE_SUFFIXES):
+        raise click.BadParameter(
+            f"an engine file ends in {' or '.join(ENGINE_SUFFIXES)} (the runner goes by the suffix), not {output}",
+            param_hint="-o",
+        )
     options = BuildOptions(
-        precision=precision,
+        precision=chosen_precisions[0] if chosen_precisions else "fp32",
         batch=parse_batch(batch) if batch else None,
         workspace_mib=workspace_mib,
         timing_cache=timing_cache,
@@ -129,74 +132,18 @@ def build_engine_command(
         implicit=implicit,
         calib_cache=calib_cache,
     )
-    if output is not None and not output.lower().endswith(ENGINE_SUFFIXES):
-        raise click.BadParameter(
-            f"an engine file ends in {' or '.join(ENGINE_SUFFIXES)} (the runner goes by the suffix), not {output}",
-            param_hint="-o",
-        )
-    chosen = choose(backend)  # fail before an export or a calibration when nothing can build
-    check_combination(options, chosen)  # and when this backend cannot build what is asked
-    suffix = "" if precision == "fp32" else f".{precision}"
-    # Every path is planned, and checked, before an export, a calibration or a build.
-    plan = OutputPlan("build-engine", overwrite=overwrite)
-    exported: Path | None = None
-    reuse_export = False
-    if onnx_path is not None:
-        if not Path(onnx_path).is_file():
-            raise click.BadParameter(f"{onnx_path} not found", param_hint="--onnx")
-        source = Path(onnx_path)
-        plan.read(source, "input ONNX")
-        check_graph_matches_metadata(source)  # a graph contradicting its metadata: refused before any work
-        name = source.name.removesuffix(".onnx").removesuffix(".fp16").removesuffix(".int8")
-        output = output or str(source.with_name(name + suffix + ".engine"))
-        engine_ours = engine_built_from(source)
-    else:
-        if checkpoint is not None and not Path(checkpoint).is_file():
-            raise click.BadParameter(f"{checkpoint} not found", param_hint="--checkpoint")
-        stem = Path(checkpoint).stem if checkpoint else f"resnet{model['depth']}"
-        directory = Path(checkpoint).parent if checkpoint else Path(".")
-        output = output or str(directory / f"{stem}{suffix}.engine")
-        exported = Path(output).with_name(stem + ".onnx")
-        plan.read(checkpoint, "checkpoint")
-        export_test = export_ours(checkpoint, model)  # a wrong --depth is refused here, before torch loads
-        if exported.exists() and export_test(exported):
-            reuse_export = True  # the same export (same checkpoint, or the same seeded random model)
-            plan.read(exported, "ONNX exported earlier from the same model")
-        else:
-            plan.write(exported, "ONNX export", ours=export_test)
-        source = exported
-        engine_ours = engine_built_from(Path(checkpoint) if checkpoint else None, random_or_none(checkpoint, model))
-    plan_build(
-        plan,
-        source,
-        Path(output),
+    job = EngineJob(
         options,
-        chosen,
-        given_ours=engine_ours,
-        exported_later=exported is not None and not reuse_export,
-        twin_settings={"calibration_method": method, "calibration_images": str(calib_images)},
+        onnx=Path(onnx_path) if onnx_path else None,
+        checkpoint=checkpoint,
+        spec=model,
+        output=output,
+        backend=backend,
+        calibration=CalibrationOptions(method=method, data=data, count=calib_images, cache_dir=cache_dir),
+        overwrite=overwrite,
     )
-    plan.check()
-    for note in plan.notes():
-        out.say(note)
-    if data and precision in ("int8", "best"):
-        from resnet_deploy.data.spec import check_spec  # imports torch: only when calibrating
-
-        check_spec(data)  # a wrong --data fails now, not after the export
-    if exported is not None and reuse_export:
-        out.say(f"reusing {exported}, exported earlier from the same model")
-    elif exported is not None:
-        export_planned(out, checkpoint, exported, **({} if checkpoint else model))
-    result = build_engine(
-        source,
-        output,
-        options,
-        backend=chosen,
-        calibrate={"method": method, "data": data, "count": calib_images, "cache_dir": cache_dir},
-        warn=out.warn,
-        say=out.say,
-        progress=not no_progress and not as_json and sys.stderr.isatty(),
-    )
+    planned = plan_engine(out, job)  # every path checked before an export, a calibration or a build
+    result = run_planned_engine(out, planned, progress=not no_progress and not as_json and sys.stderr.isatty())
     for path in result.derived:
         out.say(f"wrote {path} on the way")
     out.say(

@@ -104,19 +104,13 @@ def calibrate(
 
         check_spec(data)
     from resnet_deploy.quantize.calibrate import calibrate_onnx
+    from resnet_deploy.quantize.options import CalibrationOptions
 
     onnx_path = onnx_from_model_arg(out, model_path, onnx_path, reuse)
-    result = calibrate_onnx(
-        onnx_path,
-        output,
-        target=target,
-        method=method,
-        percentile=percentile,
-        data=data,
-        count=calib_images,
-        cache_dir=None if no_cache else cache_dir,
-        warn=out.warn,
+    options = CalibrationOptions(
+        method=method, percentile=percentile, data=data, count=calib_images, cache_dir=None if no_cache else cache_dir
     )
+    result = calibrate_onnx(onnx_path, output, options, target=target, warn=out.warn)
     how = "from cache" if result.cache_hit else f"in {result.calibrate_seconds:.1f} s"
     out.say(
         f"calibrated {result.images} images of {result.dataset} ({result.method}, {how}; id {result.calibration_id})"

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from resnet_deploy.cli.options import FiniteFloat, json_option, model_kwargs, model_options, overwrite_option
+from resnet_deploy.cli.options import FiniteFloat, json_option, model_options, model_spec, overwrite_option
 from resnet_deploy.cli.output import Reporter
 from resnet_deploy.pipeline import export_model
 
@@ -75,6 +75,6 @@ def export(
         verify=not no_verify,
         tolerance=tolerance,
         overwrite=overwrite,
-        **model_kwargs(kwargs),
+        spec=model_spec(kwargs),
     )
     out.result({"ok": True, **result.to_dict()})

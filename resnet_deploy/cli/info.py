@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from resnet_deploy.cli.options import json_option, model_kwargs, model_options
+from resnet_deploy.cli.options import json_option, model_options, model_spec
 from resnet_deploy.cli.output import Reporter, human_count
 
 
@@ -19,13 +19,13 @@ def info(as_json: bool, **kwargs: Any) -> None:
     \b
     Example: resnet-deploy info --depth 50 --variant v1
     """
-    from resnet_deploy.models.config import model_config, valid_depths_text
+    from resnet_deploy.artifacts.model_spec import model_config, valid_depths_text
     from resnet_deploy.models.stats import summarize
 
-    options = model_kwargs(kwargs)
-    if options["depth"] is None:
+    spec = model_spec(kwargs)
+    if spec.depth is None:
         raise click.UsageError(f"give --depth; valid depths: {valid_depths_text()}")
-    config = model_config(options.pop("depth"), **options)
+    config = model_config(spec)
     summary = summarize(config)
     out = Reporter(as_json)
     family = "ImageNet" if config.family == "imagenet" else "CIFAR"

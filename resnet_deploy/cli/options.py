@@ -8,6 +8,8 @@ from typing import Any
 
 import click
 
+from resnet_deploy.artifacts.model_spec import ModelSpec
+
 F = Callable[..., Any]
 SEED_RANGE = click.IntRange(0, 2**63 - 1)  # what torch.manual_seed takes
 
@@ -71,10 +73,16 @@ def model_options(f: F) -> F:
             "(ImageNet default); C: projection everywhere.",
         ),
         click.option(
-            "--num-classes", type=int, default=None, help="Classifier outputs (default 1000 ImageNet, 10 CIFAR)."
+            "--num-classes",
+            type=click.IntRange(min=1),
+            default=None,
+            help="Classifier outputs (default 1000 ImageNet, 10 CIFAR).",
         ),
         click.option(
-            "--input-size", type=int, default=None, help="Square input side (default 224 ImageNet, 32 CIFAR)."
+            "--input-size",
+            type=click.IntRange(min=1),
+            default=None,
+            help="Square input side (default 224 ImageNet, 32 CIFAR; at least the model's total stride).",
         ),
     ]
     for option in reversed(options):
@@ -82,10 +90,10 @@ def model_options(f: F) -> F:
     return f
 
 
-def model_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
-    """Pop the architecture options out of a command's kwargs."""
+def model_spec(kwargs: dict[str, Any]) -> ModelSpec:
+    """Pop the architecture options out of a command's kwargs, as one :class:`ModelSpec`."""
     keys = ("depth", "variant", "plain", "shortcut", "num_classes", "input_size")
-    out = {k: kwargs.pop(k) for k in keys}
-    if out["shortcut"]:
-        out["shortcut"] = out["shortcut"].upper()
-    return out
+    values = {k: kwargs.pop(k) for k in keys}
+    if values["shortcut"]:
+        values["shortcut"] = values["shortcut"].upper()
+    return ModelSpec(**values)

@@ -5,20 +5,32 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
+from click.core import ParameterSource
 
-from resnet_deploy.cli.options import SEED_RANGE, json_option, model_kwargs, model_options, overwrite_option
+from resnet_deploy._lazy import lazy_module
+from resnet_deploy.artifacts.model_spec import ModelSpec
+from resnet_deploy.artifacts.train_state import DEFAULT_DATA, EpochRecord
+from resnet_deploy.cli.options import SEED_RANGE, json_option, model_options, model_spec, overwrite_option
 from resnet_deploy.cli.output import Reporter
+from resnet_deploy.errors import Terminated, interrupted_code
+from resnet_deploy.output_plan import OutputPlan
 from resnet_deploy.training.log import describe_epoch
+
+if TYPE_CHECKING:  # seen by mypy and import-linter
+    from resnet_deploy.training import run_state, trainer
+else:  # they import torch: `resnet-deploy --help` stays instant
+    run_state = lazy_module("resnet_deploy.training.run_state")
+    trainer = lazy_module("resnet_deploy.training.trainer")
 
 DATA_HELP = "digits (embedded, default), cifar10:PATH, cifar100:PATH or imagefolder:PATH"
 
 
 @click.command()
 @model_options
-@click.option("--data", default="digits", show_default=True, help=f"Dataset: {DATA_HELP}.")
+@click.option("--data", default=DEFAULT_DATA, show_default=True, help=f"Dataset: {DATA_HELP}.")
 @click.option(
     "--recipe",
     type=click.Choice(["paper-cifar", "paper-imagenet"]),
@@ -93,20 +105,12 @@ def train(
       resnet-deploy train --depth 50 --data imagefolder:/data/imagenet -o runs/r50
       resnet-deploy train --resume runs/r20                   # continue after Ctrl-C
     """
-    from resnet_deploy.output_plan import OutputPlan
-    from resnet_deploy.training.trainer import Trainer, TrainOptions
-
     out = Reporter(as_json)
-    model_opts = model_kwargs(kwargs)
-    if resume is None and checkpoint is None and model_opts["depth"] is None:
-        raise click.UsageError("give --depth (e.g. --depth 20), --checkpoint or --resume")
-    if new_head and checkpoint is None:
-        raise click.UsageError("--new-head needs --checkpoint")
-    if not 0 <= max_bad_fraction <= 1:
-        raise click.UsageError("--max-bad-fraction must be between 0 and 1")
-    options = TrainOptions(
-        **model_opts,
-        data=data,
+    spec = model_spec(kwargs)
+    _check_usage(spec, checkpoint, new_head, resume, max_bad_fraction)
+    options = trainer.TrainOptions(
+        model=spec,
+        data=_given("data", data),  # None: the default, or on --resume the run's own data
         recipe=recipe,
         epochs=epochs,
         batch_size=batch_size,
@@ -119,58 +123,87 @@ def train(
         new_head=new_head,
         max_bad_fraction=max_bad_fraction,
     )
-    run_dir = Path(output) if output else (Path(resume) if resume else None)
-    if run_dir is None:
-        name = f"{'plain' if options.plain else 'resnet'}{options.depth or 'ft'}-{data.split(':')[0]}"
-        run_dir = Path("runs") / name
-    if resume and Path(resume).is_file():
-        run_dir = Path(output) if output else Path(resume).parent
+    run_dir = _run_dir(output, resume, spec, data)
+    progress = not no_progress and sys.stderr.isatty()
+    result = _train(options, run_dir, resume=resume, overwrite=overwrite, progress=progress, out=out)
+    _report(out, result)
 
-    def on_info(line: str) -> None:
-        out.say(line)
 
-    def on_epoch(row: dict[str, Any]) -> None:
-        out.say(describe_epoch(row, trainer.plan.epochs if trainer is not None and trainer.plan else 0))
+def _given(name: str, value: str) -> str | None:
+    """``value`` when the option was given, None when it is its default (shown in --help)."""
+    source = click.get_current_context().get_parameter_source(name)
+    return None if source is ParameterSource.DEFAULT else value
 
-    from resnet_deploy.training.run_state import RUN_FILES, STATE_FILE, run_lock
 
-    trainer: Trainer | None = None
+def _check_usage(
+    spec: ModelSpec, checkpoint: str | None, new_head: bool, resume: str | None, max_bad_fraction: float
+) -> None:
+    if resume is None and checkpoint is None and spec.depth is None:
+        raise click.UsageError("give --depth (e.g. --depth 20), --checkpoint or --resume")
+    if new_head and checkpoint is None:
+        raise click.UsageError("--new-head needs --checkpoint")
+    if not 0 <= max_bad_fraction <= 1:
+        raise click.UsageError("--max-bad-fraction must be between 0 and 1")
+
+
+def _run_dir(output: str | None, resume: str | None, spec: ModelSpec, data: str) -> Path:
+    """-o; else the run resumed (the directory of a state file given); else runs/<model>-<data>."""
+    if output:
+        return Path(output)
+    if resume:
+        return Path(resume).parent if Path(resume).is_file() else Path(resume)
+    return Path("runs") / f"{'plain' if spec.plain else 'resnet'}{spec.depth or 'ft'}-{data.split(':')[0]}"
+
+
+def _train(
+    options: trainer.TrainOptions,
+    run_dir: Path,
+    *,
+    resume: str | None,
+    overwrite: bool,
+    progress: bool,
+    out: Reporter,
+) -> trainer.TrainResult:
+    """The run, under the run directory's lock: two `train -o DIR` cannot both pass its checks."""
+    current: trainer.Trainer | None = None
+
+    def on_epoch(row: EpochRecord) -> None:
+        out.say(describe_epoch(row, current.plan.epochs if current is not None and current.plan else 0))
+
     try:
-        # the checks below run under the lock: two `train -o DIR` cannot both pass them
-        with run_lock(run_dir, warn=out.warn):
-            trainer = Trainer(
-                options,
-                run_dir,
-                resume=resume,
-                on_epoch=on_epoch,
-                on_info=on_info,
-                on_warn=out.warn,
-                progress=not no_progress and sys.stderr.isatty(),
+        with run_state.run_lock(run_dir, warn=out.warn):
+            current = trainer.Trainer(
+                options, run_dir, resume=resume, on_epoch=on_epoch, on_info=out.say, on_warn=out.warn, progress=progress
             )
-            resumed_here = resume is not None and Path(resume).resolve() in (
-                run_dir.resolve(),
-                (run_dir / STATE_FILE).resolve(),
-            )
-            if not resumed_here:  # a run never replaces files it did not write (a model.pt of no run)
-                plan = OutputPlan("train", overwrite=overwrite)
-                plan.read(checkpoint, "starting checkpoint")
-                for name in RUN_FILES:
-                    plan.write(run_dir / name, f"run file {name}", with_companion=False)
-                plan.check()
-            result = trainer.run()
+            if not run_state.resumes_in_place(resume, run_dir):
+                _check_run_files(run_dir, options.checkpoint, overwrite)
+            return current.run()
     except KeyboardInterrupt as exc:
-        from resnet_deploy.errors import Terminated, interrupted_code
+        _exit_interrupted(exc, current.epochs_done if current is not None else 0, run_dir)
 
-        done = trainer.epochs_done if trainer is not None else 0
-        last = f"epoch {done} is saved in {run_dir}" if done else "no epoch finished, nothing was saved"
-        how = "terminated" if isinstance(exc, Terminated) else "interrupted"
-        click.echo(f"\n{how}; {last}; continue with: resnet-deploy train --resume {run_dir}", err=True)
-        raise SystemExit(interrupted_code(exc)) from None
+
+def _check_run_files(run_dir: Path, checkpoint: str | None, overwrite: bool) -> None:
+    """A run never replaces files it did not write (a model.pt of no run), nor its starting checkpoint."""
+    plan = OutputPlan("train", overwrite=overwrite)
+    plan.read(checkpoint, "starting checkpoint")
+    for name in run_state.RUN_FILES:
+        plan.write(run_dir / name, f"run file {name}", with_companion=False)
+    plan.check()
+
+
+def _exit_interrupted(exc: KeyboardInterrupt, epochs_done: int, run_dir: Path) -> NoReturn:
+    last = f"epoch {epochs_done} is saved in {run_dir}" if epochs_done else "no epoch finished, nothing was saved"
+    how = "terminated" if isinstance(exc, Terminated) else "interrupted"
+    click.echo(f"\n{how}; {last}; continue with: resnet-deploy train --resume {run_dir}", err=True)
+    raise SystemExit(interrupted_code(exc)) from None
+
+
+def _report(out: Reporter, result: trainer.TrainResult) -> None:
     final = result.final
-    if final:
+    if final is not None:
         out.say(
-            f"{result.config.name}: test top-1 error {final['test_top1_error']:.2f}%, top-5 "
-            f"{final['test_top5_error']:.2f}% after {result.epochs} epochs ({result.seconds:.0f} s); "
+            f"{result.config.name}: test top-1 error {final.test_top1_error:.2f}%, top-5 "
+            f"{final.test_top5_error:.2f}% after {result.epochs} epochs ({result.seconds:.0f} s); "
             f"checkpoint {result.checkpoint} (+ .json), log {result.run_dir / 'log.csv'}"
         )
         out.say(f"next: resnet-deploy export --checkpoint {result.checkpoint}")

@@ -8,7 +8,7 @@ from typing import Protocol
 
 import torch
 
-from resnet_deploy.preprocessing import Preprocess
+from resnet_deploy.artifacts.preprocess_spec import Preprocess
 
 NAMED_FILES = 3  # files a message names before "+N more": enough to find the pattern, still one line
 

@@ -19,9 +19,10 @@ from typing import Any
 
 import torch
 
+from resnet_deploy.artifacts.preprocess_spec import Preprocess
 from resnet_deploy.data.base import Batch, Dataset
 from resnet_deploy.errors import DatasetError
-from resnet_deploy.preprocessing import Preprocess, fit
+from resnet_deploy.preprocessing import fit
 
 EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm", ".tif", ".tiff")
 IMAGENET_MEAN_STD = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))

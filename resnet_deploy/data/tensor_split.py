@@ -12,8 +12,9 @@ from collections.abc import Iterator
 import torch
 import torch.nn.functional as F
 
+from resnet_deploy.artifacts.preprocess_spec import Preprocess
 from resnet_deploy.data.base import Batch
-from resnet_deploy.preprocessing import Preprocess, fit
+from resnet_deploy.preprocessing import fit
 
 
 def _resize(images: torch.Tensor, size: int) -> torch.Tensor:

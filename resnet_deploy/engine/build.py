@@ -1,4 +1,4 @@
-"""``build_engine``: an ONNX artifact -> a TensorRT / TensorRT-RTX engine plus its sidecar JSON.
+"""``build_engine_file``: an ONNX graph -> a TensorRT / TensorRT-RTX engine plus its sidecar record.
 
 Which graph is built depends on the precision and on the backend's typing:
 
@@ -16,7 +16,7 @@ flags (DLA runs FP16 from the FP16 flag and INT8 from a calibration cache only).
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,12 +24,16 @@ from pathlib import Path
 from typing import Any
 
 from resnet_deploy._io import atomic_outputs, check_writable, sha256_bytes, sha256_file, write_bytes_atomic
-from resnet_deploy.engine.backends import EngineBackend, choose
-from resnet_deploy.engine.options import BuildOptions, check_combination, resolve_batch
-from resnet_deploy.engine.sidecar import describe_build_gpu, sidecar, sidecar_path
+from resnet_deploy.artifacts.engine_sidecar import EngineSidecar, EngineTargets, sidecar_path
+from resnet_deploy.engine import network as tensorrt_api  # through the module: tests replace its calls
+from resnet_deploy.engine import progress as progress_bars  # through the module, as tensorrt_api
+from resnet_deploy.engine.build_gpu import describe_build_gpu
+from resnet_deploy.engine.implicit_int8 import cache_calibrator
+from resnet_deploy.engine.options import BatchProfile, BuildOptions, check_combination, resolve_batch
 from resnet_deploy.errors import BuildOptionError
-from resnet_deploy.metadata import check_graph_matches_metadata, read_onnx_props
+from resnet_deploy.onnx_io import read_onnx_props
 from resnet_deploy.output_plan import OutputPlan
+from resnet_deploy.trt.flavours import EngineBackend, choose
 
 
 @dataclass
@@ -55,7 +59,7 @@ class BuildResult:
         return out
 
 
-def _graph_precision(props: dict[str, str]) -> str:
+def graph_precision(props: dict[str, str]) -> str:
     if props.get("quantization") == "qdq-onnxruntime-cpu":
         return "int8-cpu"
     return props.get("precision", "fp32")
@@ -115,7 +119,7 @@ def plan_build(
 
     plan.write(output, "engine", ours=given_ours)
     strongly_typed, _ = typing_mode(backend, options)
-    given = "fp32" if exported_later else _graph_precision(read_onnx_props(source))
+    given = "fp32" if exported_later else graph_precision(read_onnx_props(source))
     kind = twin_needed(given, options.precision, strongly_typed, options.implicit, source)
     if kind is not None:
         quantization = "qdq-tensorrt" if kind == "int8" else None
@@ -128,32 +132,6 @@ def plan_build(
     if options.timing_cache:
         plan.write(options.timing_cache, "timing cache", existing_ok=True, with_companion=False)
     plan.read(options.calib_cache, "calibration cache")
-
-
-def _prepare_graph(
-    onnx_path: Path,
-    given: str,
-    output: Path,
-    precision: str,
-    strongly_typed: bool,
-    implicit: bool,
-    calibrate: dict[str, Any],
-    warn: Callable[[str], None],
-) -> tuple[Path, list[Path]]:
-    """The ONNX to hand TensorRT: the given one (of precision ``given``), or its FP16 / INT8 twin
-    written beside the engine."""
-    kind = twin_needed(given, precision, strongly_typed, implicit, onnx_path)
-    if kind is None:
-        return onnx_path, []
-    twin = twin_path(output, precision)
-    if kind == "fp16":
-        from resnet_deploy.fp16 import convert_to_fp16
-
-        return convert_to_fp16(onnx_path, twin).path, [twin]
-    from resnet_deploy.quantize.calibrate import calibrate_onnx
-
-    result = calibrate_onnx(onnx_path, twin, target="tensorrt", warn=warn, **calibrate)
-    return result.path, [result.path]
 
 
 def typing_mode(backend: EngineBackend, options: BuildOptions) -> tuple[bool, tuple[str, ...]]:
@@ -189,122 +167,57 @@ def rebuild_command(graph: Path, output: Path, options: BuildOptions, backend: E
     )
 
 
-def build_engine(
-    onnx_path: str | Path,
+def build_engine_file(
+    graph: str | Path,
     output: str | Path,
     options: BuildOptions,
     *,
     backend: EngineBackend | str | None = None,
-    calibrate: dict[str, Any] | None = None,
+    input_onnx: Path | None = None,
+    derived: list[Path] | None = None,
     warn: Callable[[str], None] = lambda message: None,
     say: Callable[[str], None] = lambda message: None,
     progress: bool = False,
 ) -> BuildResult:
-    """Build ``onnx_path`` into ``output`` (+ its sidecar). ``progress`` draws bars; Ctrl-C cancels."""
-    from resnet_deploy.engine.implicit_int8 import cache_calibrator
-    from resnet_deploy.engine.network import build as run_build
-    from resnet_deploy.engine.network import configure, io_tensors, load_timing_cache, parse
-    from resnet_deploy.engine.progress import cancel_on_interrupt, make_monitor
-
+    """Build ``graph``, an ONNX of the precision ``options`` asks for (the table above; converting or
+    calibrating one on the way is ``resnet_deploy.pipeline.build_engine``'s job), into ``output`` and
+    its sidecar. ``input_onnx``: the FP32 ONNX ``graph`` was made from. ``progress`` draws bars;
+    Ctrl-C cancels."""
     chosen = backend if isinstance(backend, EngineBackend) else choose(backend)
     check_combination(options, chosen)
-    output = check_writable(output)
-    onnx_path = Path(onnx_path)
-    given_props = read_onnx_props(str(onnx_path))
-    check_graph_matches_metadata(onnx_path)  # ours, and the graph it claims to be, or a clear refusal
-    if options.timing_cache:
-        check_writable(options.timing_cache)
-
+    output, graph = check_writable(output), Path(graph)
     strongly_typed, weak_flags = typing_mode(chosen, options)
-    graph, derived = _prepare_graph(
-        onnx_path,
-        _graph_precision(given_props),
-        output,
-        options.precision,
-        strongly_typed,
-        options.implicit,
-        calibrate or {},
-        warn,
-    )
+    props = read_onnx_props(graph)
+    if twin_needed(graph_precision(props), options.precision, strongly_typed, options.implicit, graph) is not None:
+        raise BuildOptionError(
+            f"{graph} is an {graph_precision(props)} model; a {options.precision} engine is built from its "
+            f"{'FP16' if options.precision == 'fp16' else 'INT8 Q/DQ'} form, "
+            "which resnet_deploy.pipeline.build_engine makes on the way"
+        )
     if options.precision == "best" and strongly_typed:
         warn(
             f"{chosen.describe()} builds strongly typed: --best is the INT8 Q/DQ graph; "
             "layers without Q/DQ run in the graph's float type"
         )
-
-    builder, network, _parser, logger = parse(chosen, graph, strongly_typed)
-    if network.num_inputs != 1 or len(network.get_input(0).shape) != 4:
-        raise BuildOptionError(f"{graph} is not an image classifier with one (N, C, H, W) input")
-    onnx_batch = network.get_input(0).shape[0]
-    dla = options.dla_core is not None
-    profile = resolve_batch(options.batch, onnx_batch, static=dla)
-    if dla and options.batch is None and onnx_batch <= 0:
-        warn(f"DLA has no dynamic shapes: building one static batch of {profile.opt} (choose it with --batch N)")
-    calibrator = (
-        cache_calibrator(chosen, Path(options.calib_cache), dla=dla)
-        if options.implicit and options.calib_cache
-        else None
-    )
-    config = configure(chosen, builder, network, options, profile, weak_flags=weak_flags, calibrator=calibrator)
-    timing_cache_path = Path(options.timing_cache) if options.timing_cache else None
-    if timing_cache_path is not None and not chosen.has_timing_cache:
-        warn("TensorRT-RTX keeps no timing cache (its timing-cache calls are no-ops); --timing-cache ignored")
-        timing_cache_path = None
-    load_timing_cache(config, timing_cache_path, logger, warn)
-    monitor = make_monitor(chosen, progress)
+    builder, network, _parser, logger = tensorrt_api.parse(chosen, graph, strongly_typed)
+    profile = _batch_profile(network, graph, options, warn)
+    config = _configure(chosen, builder, network, options, profile, weak_flags)
+    timing_cache_path = _timing_cache(chosen, config, options, logger, warn)
+    monitor = progress_bars.make_monitor(chosen, progress)
     if monitor is not None:
         config.progress_monitor = monitor
     elif progress:
         say(f"{chosen.describe()} has no progress monitor: no progress bars; Ctrl-C stops when TensorRT returns")
-
-    say(
-        f"building {options.precision} engine from {graph.name} with {chosen.describe()} "
-        f"({'strongly typed' if strongly_typed else 'flags ' + '+'.join(weak_flags or ('none',))}, batch {profile})"
-    )
+    typing = "strongly typed" if strongly_typed else "flags " + "+".join(weak_flags or ("none",))
+    say(f"building {options.precision} engine from {graph.name} with {chosen.describe()} ({typing}, batch {profile})")
     start = time.perf_counter()
-    with cancel_on_interrupt(monitor):
-        engine = run_build(chosen, builder, network, config, logger)
+    with progress_bars.cancel_on_interrupt(monitor):
+        engine = tensorrt_api.build(chosen, builder, network, config, logger)
     seconds = time.perf_counter() - start
-
-    shape = [int(d) for d in network.get_input(0).shape[1:]]
-    props = given_props if graph == onnx_path else read_onnx_props(str(graph))
-    if chosen.is_rtx:
-        targets: dict[str, Any] = {"compute_capabilities": list(options.target_cc) or ["current GPU"]}
-    else:
-        targets = describe_build_gpu()
-        if options.dla_core is not None:
-            targets["dla_core"] = options.dla_core
-    meta = sidecar(
-        engine=output.name,
-        engine_bytes=len(engine),
-        engine_sha256=sha256_bytes(engine),
-        backend=chosen.name,
-        backend_version=chosen.version,
-        precision=options.precision,
-        strongly_typed=strongly_typed,
-        builder_flags=list(weak_flags),
-        targets=targets,
-        hardware_compat=options.hardware_compat,
-        version_compatible=options.version_compatible,
-        profile={
-            "input": network.get_input(0).name,
-            "min": [profile.min, *shape],
-            "opt": [profile.opt, *shape],
-            "max": [profile.max, *shape],
-        },
-        io=io_tensors(network),
-        source_onnx=str(graph),
-        source_onnx_sha256=sha256_file(graph),
-        input_onnx_sha256=sha256_file(onnx_path) if graph != onnx_path else None,  # the FP32 ONNX of a twin
-        calibration_id=props.get("calibration_id"),
-        build_options=options.to_dict(),
-        build_seconds=round(seconds, 3),
-        model={k: v for k, v in props.items() if not k.startswith("calibration_") and k != "source_onnx_sha256"},
-        rebuild_command=rebuild_command(graph, output, options, chosen),
-    )
+    record = _sidecar(engine, output, graph, input_onnx, props, network, profile, options, chosen, weak_flags, seconds)
     with atomic_outputs(output, sidecar_path(output)) as (engine_tmp, meta_tmp):  # engine first: see atomic_outputs
         engine_tmp.write_bytes(engine)
-        meta_tmp.write_text(json.dumps(meta, indent=1) + "\n")
+        meta_tmp.write_text(record.to_text())
     if timing_cache_path is not None:
         write_bytes_atomic(timing_cache_path, bytes(memoryview(config.get_timing_cache().serialize())))
     return BuildResult(
@@ -318,6 +231,96 @@ def build_engine(
         size_bytes=len(engine),
         build_seconds=seconds,
         batch=str(profile),
-        derived=derived,
+        derived=list(derived or []),
         timing_cache=timing_cache_path,
+    )
+
+
+def _batch_profile(network: Any, graph: Path, options: BuildOptions, warn: Callable[[str], None]) -> BatchProfile:
+    if network.num_inputs != 1 or len(network.get_input(0).shape) != 4:
+        raise BuildOptionError(f"{graph} is not an image classifier with one (N, C, H, W) input")
+    onnx_batch = network.get_input(0).shape[0]
+    dla = options.dla_core is not None
+    profile = resolve_batch(options.batch, onnx_batch, static=dla)
+    if dla and options.batch is None and onnx_batch <= 0:
+        warn(f"DLA has no dynamic shapes: building one static batch of {profile.opt} (choose it with --batch N)")
+    return profile
+
+
+def _configure(
+    chosen: EngineBackend,
+    builder: Any,
+    network: Any,
+    options: BuildOptions,
+    profile: BatchProfile,
+    weak: tuple[str, ...],
+) -> Any:
+    dla = options.dla_core is not None
+    calibrator = (
+        cache_calibrator(chosen, Path(options.calib_cache), dla=dla)
+        if options.implicit and options.calib_cache
+        else None
+    )
+    return tensorrt_api.configure(chosen, builder, network, options, profile, weak_flags=weak, calibrator=calibrator)
+
+
+def _timing_cache(
+    chosen: EngineBackend, config: Any, options: BuildOptions, logger: Any, warn: Callable[[str], None]
+) -> Path | None:
+    path = Path(options.timing_cache) if options.timing_cache else None
+    if path is not None and not chosen.has_timing_cache:
+        warn("TensorRT-RTX keeps no timing cache (its timing-cache calls are no-ops); --timing-cache ignored")
+        path = None
+    tensorrt_api.load_timing_cache(config, path, logger, warn)
+    return path
+
+
+def _sidecar(
+    engine: bytes,
+    output: Path,
+    graph: Path,
+    input_onnx: Path | None,
+    props: dict[str, str],
+    network: Any,
+    profile: BatchProfile,
+    options: BuildOptions,
+    chosen: EngineBackend,
+    weak_flags: tuple[str, ...],
+    seconds: float,
+) -> EngineSidecar:
+    """The engine's record: what it is, for which GPUs, from which graph, and how to build it again."""
+    if chosen.is_rtx:
+        targets = EngineTargets(compute_capabilities=tuple(options.target_cc) or ("current GPU",))
+    else:
+        targets = describe_build_gpu()
+        if options.dla_core is not None:
+            targets = dataclasses.replace(targets, dla_core=options.dla_core)
+    shape = [int(d) for d in network.get_input(0).shape[1:]]
+    return EngineSidecar(
+        engine=output.name,
+        engine_bytes=len(engine),
+        engine_sha256=sha256_bytes(engine),
+        backend=chosen.name,
+        backend_version=chosen.version,
+        precision=options.precision,
+        strongly_typed=typing_mode(chosen, options)[0],
+        builder_flags=tuple(weak_flags),
+        targets=targets,
+        hardware_compat=options.hardware_compat,
+        version_compatible=options.version_compatible,
+        profile={
+            "input": network.get_input(0).name,
+            "min": [profile.min, *shape],
+            "opt": [profile.opt, *shape],
+            "max": [profile.max, *shape],
+        },
+        io=tensorrt_api.io_tensors(network),
+        source_onnx=str(graph),
+        source_onnx_sha256=sha256_file(graph),
+        input_onnx_sha256=sha256_file(input_onnx) if input_onnx is not None and input_onnx != graph else None,
+        calibration_id=props.get("calibration_id"),
+        build_options=options.to_dict(),
+        build_seconds=round(seconds, 3),
+        model={k: v for k, v in props.items() if not k.startswith("calibration_") and k != "source_onnx_sha256"},
+        rebuild_command=rebuild_command(graph, output, options, chosen),
     )

@@ -10,8 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from resnet_deploy.engine.backends import EngineBackend
 from resnet_deploy.errors import BuildOptionError
+from resnet_deploy.trt.flavours import EngineBackend
 
 CALIBRATORS = {"EntropyCalibration2": "IInt8EntropyCalibrator2", "MinMaxCalibration": "IInt8MinMaxCalibrator"}
 

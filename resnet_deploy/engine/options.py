@@ -7,8 +7,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from resnet_deploy.engine.backends import EngineBackend
 from resnet_deploy.errors import BuildOptionError
+from resnet_deploy.trt.flavours import EngineBackend
 
 PRECISIONS = ("fp32", "fp16", "int8", "best")
 RTX_COMPUTE_CAPABILITIES = ("7.5", "8.0", "8.6", "8.9", "12.0", "12.1")  # TensorRT-RTX 1.x targets

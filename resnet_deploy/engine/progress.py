@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, TextIO
 
-from resnet_deploy.engine.backends import EngineBackend
+from resnet_deploy.trt.flavours import EngineBackend
 
 
 def draws_bars(enabled: bool, stream: TextIO | None = None) -> bool:

@@ -1,49 +1,25 @@
-"""``build_model`` and the named entry points (``resnet50()``, ``plain20()``, ``get_model("resnet56")``)."""
+"""``build_model`` and the registered entry points (``resnet50()``, ``plain20()``, ``get_model("resnet56")``)."""
 
 from __future__ import annotations
 
+import fnmatch
 import re
 from collections.abc import Callable
 from typing import Any
 
+from resnet_deploy.artifacts.model_spec import ARCHITECTURES, ModelSpec, ResNetConfig, model_config, valid_depths_text
 from resnet_deploy.errors import UnknownModelError
-from resnet_deploy.models.config import ARCHITECTURES, ResNetConfig, model_config, valid_depths_text
 from resnet_deploy.models.resnet import ResNet
 
 
-def build_model(
-    depth: int | None = None,
-    *,
-    config: ResNetConfig | None = None,
-    variant: str | None = None,
-    plain: bool = False,
-    shortcut: str | None = None,
-    num_classes: int | None = None,
-    input_size: int | None = None,
-    in_chans: int = 3,
-) -> ResNet:
-    """Build a randomly initialised ResNet from a depth and options, or from a saved config.
-
-    Args:
-        depth: 18/34/50/101/152 (ImageNet) or 20/32/44/56/110/1202 (CIFAR).
-        config: a full config instead of depth and options (as read from a checkpoint).
-        variant: "v1" or "v1.5" (bottleneck stride placement); None means the family default.
-        plain: drop every shortcut.
-        shortcut: "A", "B" or "C"; None means the family default (B ImageNet, A CIFAR).
-        num_classes, input_size, in_chans: None means the family default.
-    """
+def build_model(spec: ModelSpec | int | None = None, *, config: ResNetConfig | None = None, **options: Any) -> ResNet:
+    """A randomly initialised ResNet from a :class:`ModelSpec` (or a depth and the spec's fields as
+    keyword options: ``build_model(50, num_classes=10)``), or from a saved ``config``."""
     if config is None:
-        if depth is None:
+        spec = ModelSpec.of(spec, **options)
+        if spec.depth is None:
             raise UnknownModelError(f"give a depth; valid depths: {valid_depths_text()}")
-        config = model_config(
-            depth,
-            variant=variant,
-            plain=plain,
-            shortcut=shortcut,
-            num_classes=num_classes,
-            input_size=input_size,
-            in_chans=in_chans,
-        )
+        config = model_config(spec)
     return ResNet(config)
 
 
@@ -62,8 +38,9 @@ def get_model(name: str, **kwargs: Any) -> ResNet:
     return build_model(int(depth), plain=kind == "plain", variant=variant, shortcut=shortcut, **kwargs)
 
 
-def list_models() -> list[str]:
-    return [f"{kind}{depth}" for kind in ("resnet", "plain") for depth in ARCHITECTURES]
+def list_models(pattern: str = "*") -> list[str]:
+    """Every registered name (``resnet18`` ... ``plain1202``), or those matching a shell pattern."""
+    return [name for name in ENTRY_POINTS if fnmatch.fnmatchcase(name, pattern)]
 
 
 def _entry_point(name: str) -> Callable[..., ResNet]:
@@ -75,7 +52,14 @@ def _entry_point(name: str) -> Callable[..., ResNet]:
     return builder
 
 
-resnet18, resnet34, resnet50, resnet101, resnet152 = (_entry_point(f"resnet{d}") for d in (18, 34, 50, 101, 152))
-resnet20, resnet32, resnet44, resnet56, resnet110, resnet1202 = (
-    _entry_point(f"resnet{d}") for d in (20, 32, 44, 56, 110, 1202)
-)
+# One registry: every depth as a ResNet and as its plain twin; ``resnet_deploy.models.<name>`` and
+# ``list_models()`` both read it, so a name is listed exactly when it can be called.
+ENTRY_POINTS: dict[str, Callable[..., ResNet]] = {
+    f"{kind}{depth}": _entry_point(f"{kind}{depth}") for kind in ("resnet", "plain") for depth in ARCHITECTURES
+}
+
+
+def __getattr__(name: str) -> Callable[..., ResNet]:
+    if name in ENTRY_POINTS:
+        return ENTRY_POINTS[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

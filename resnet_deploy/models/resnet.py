@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from resnet_deploy.artifacts.model_spec import ResNetConfig
 from resnet_deploy.models.blocks import BasicBlock, Bottleneck
-from resnet_deploy.models.config import ResNetConfig
 
 
 class ResNet(nn.Module):

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from resnet_deploy.models.config import ResNetConfig
+from resnet_deploy.artifacts.model_spec import ResNetConfig
 from resnet_deploy.models.resnet import ResNet
 
 

@@ -16,7 +16,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from resnet_deploy._io import write_bytes_atomic
+from resnet_deploy._io import check_writable, write_bytes_atomic
+from resnet_deploy.errors import OutputPathError
 
 FORMAT = "resnet-deploy-calibration/1"
 QMAX = 127
@@ -63,9 +64,6 @@ def read_cached(directory: Path, cal_id: str) -> dict[str, tuple[float, float]] 
 
 def cache_dir_problem(directory: Path) -> str | None:
     """Why ``directory`` cannot hold cache entries (checked before calibrating), or None."""
-    from resnet_deploy._io import check_writable
-    from resnet_deploy.errors import OutputPathError
-
     if directory.exists() and not directory.is_dir():
         return f"{directory} is a file, not a directory"
     try:

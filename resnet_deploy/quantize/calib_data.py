@@ -4,10 +4,20 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from resnet_deploy.metadata import ArtifactMetadata
+from resnet_deploy._lazy import lazy_module
+from resnet_deploy.artifacts.onnx_metadata import ArtifactMetadata
+from resnet_deploy.errors import DatasetError
+from resnet_deploy.runtime.preprocess import normalise
+
+if TYPE_CHECKING:  # the datasets pull in torch: imported when calibration images are first loaded
+    from resnet_deploy import data
+    from resnet_deploy.data import base as data_base
+else:
+    data, data_base = lazy_module("resnet_deploy.data"), lazy_module("resnet_deploy.data.base")
 
 DEFAULT_SPEC = "digits"
 
@@ -32,16 +42,11 @@ def load_calibration_set(
     Images are a seeded random subset (un-augmented), resized to the model's input size and
     normalised with its mean/std, exactly as the deployed model will see them.
     """
-    from resnet_deploy.data import open_dataset
-    from resnet_deploy.data.base import name_files
-    from resnet_deploy.errors import DatasetError
-    from resnet_deploy.runtime.preprocess import normalise
-
     if count < 1:
         raise DatasetError(f"--calib-images must be at least 1, got {count}")
     fallback = spec is None and not metadata.dataset
     spec = spec or metadata.dataset or DEFAULT_SPEC
-    dataset = open_dataset(spec)
+    dataset = data.open_dataset(spec)
     size = metadata.config.input_size
     if not fallback and dataset.native_size is not None and dataset.native_size != size:
         # Resizing 32x32 CIFAR to a 224 model's input calibrates on images unlike any it will see.
@@ -75,7 +80,7 @@ def load_calibration_set(
     got = sum(len(b) for b in batches)
     if got < count:  # images that failed to decode were skipped
         # no "--calib-images {got}" advice: the seeded sample of fewer images can hold the same files
-        unreadable = f" ({name_files(sorted(undecodable))} did not)" if undecodable else ""
+        unreadable = f" ({data_base.name_files(sorted(undecodable))} did not)" if undecodable else ""
         raise DatasetError(
             f"only {got} of the {count} calibration images from {spec} decoded{unreadable}; "
             "remove or fix the unreadable files"

@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from resnet_deploy.quantize.ranges import float_activations
+
 
 def cpu_calibration_tensors(model: Any) -> tuple[list[str], dict[str, str]]:
     """The activations to measure for ORT's quantizer, and aliases that take another tensor's range.
@@ -17,8 +19,6 @@ def cpu_calibration_tensors(model: Any) -> tuple[list[str], dict[str, str]]:
     such outputs are not measured (a third of ResNet-50's activations, and the costly signed ones)
     and get the ReLU's range; the quantized graph is identical (tests check it).
     """
-    from resnet_deploy.quantize.ranges import float_activations
-
     readers: dict[str, list[str]] = {}
     for node in model.graph.node:
         for name in node.input:

@@ -21,10 +21,17 @@ A tensor feeding several such consumers gets one Q/DQ pair that all of them shar
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from resnet_deploy._lazy import lazy_import
 from resnet_deploy.errors import QuantizationError
+
+if TYPE_CHECKING:
+    import onnx
+else:
+    onnx = lazy_import("onnx")
 
 QMAX = 127  # narrow range: TensorRT's int8 is symmetric in [-127, 127]
 MIN_OPSET = 13  # per-axis DequantizeLinear
@@ -95,84 +102,133 @@ def qdq_tensors(model) -> list[str]:  # type: ignore[no-untyped-def]
 
 def insert_tensorrt_qdq(model, amax: dict[str, float]) -> PlacementReport:  # type: ignore[no-untyped-def]
     """Rewrite ``model`` (an onnx.ModelProto, in place) with TensorRT-style Q/DQ nodes."""
-    from onnx import helper, numpy_helper
+    _check_opset(model)
+    graph = model.graph
+    wanted, residuals = _plan(model)
+    report = PlacementReport(residual_inputs=residuals)
+    after, activation_inits = _quantize_activations(graph, wanted, amax, report)
+    before, weight_inits = _quantize_weights(graph, report)
+    _insert_nodes(graph, before=before, after=after)  # at positions in the graph as it was: none changed before
+    _replace_initializers(graph, activation_inits + weight_inits)
+    return report
 
+
+def _check_opset(model: Any) -> None:
     if _opset(model) < MIN_OPSET:
         raise QuantizationError(
             f"INT8 Q/DQ needs ONNX opset >= {MIN_OPSET} (per-channel scales); this model is opset {_opset(model)}: "
             "re-export it with --opset 13 or higher"
         )
-    graph = model.graph
-    inits = {i.name: i for i in graph.initializer}
-    producers = {o: n for n in graph.node for o in n.output}
-    wanted, residuals = _plan(model)
-    report = PlacementReport(residual_inputs=residuals)
-    after: dict[int, list] = {}  # type: ignore[type-arg]  # node index -> Q/DQ to insert after it (-1: at the top)
-    before: dict[int, list] = {}  # type: ignore[type-arg]  # node index -> weight DQ to insert before it
-    order = {id(n): i for i, n in enumerate(graph.node)}
-    extra_inits = []
+
+
+def _quantize_activations(
+    graph: Any,
+    wanted: dict[str, list[tuple[Any, int]]],
+    amax: dict[str, float],
+    report: PlacementReport,
+) -> tuple[dict[int, list[Any]], list[Any]]:
+    """A Q/DQ pair per wanted tensor, its readers rewired to the DQ output.
+
+    Returns the pairs by the index of the node to insert them after (-1: at the top), and their initializers.
+    """
+    producer = {o: i for i, n in enumerate(graph.node) for o in n.output}  # tensor -> index of its node
+    after: dict[int, list[Any]] = {}
+    inits: list[Any] = []
     for tensor, uses in wanted.items():
         if tensor not in amax:
             raise QuantizationError(f"no calibration range for tensor {tensor!r}; recalibrate (the cache may be stale)")
-        scale = max(float(amax[tensor]), 1e-8) / QMAX
-        s_name, z_name = f"{tensor}_qdq_scale", f"{tensor}_qdq_zero_point"
-        extra_inits += [
-            numpy_helper.from_array(np.array(scale, dtype=np.float32), s_name),
-            numpy_helper.from_array(np.array(0, dtype=np.int8), z_name),
-        ]
-        q = helper.make_node(
-            "QuantizeLinear", [tensor, s_name, z_name], [f"{tensor}_q"], name=f"{tensor}_QuantizeLinear"
-        )
-        dq = helper.make_node(
-            "DequantizeLinear", [f"{tensor}_q", s_name, z_name], [f"{tensor}_dq"], name=f"{tensor}_DequantizeLinear"
-        )
+        nodes, pair_inits = _activation_qdq(tensor, amax[tensor])
+        inits += pair_inits
         for node, index in uses:
-            node.input[index] = f"{tensor}_dq"  # type: ignore[attr-defined]
-        at = order[id(producers[tensor])] if tensor in producers else -1
-        after.setdefault(at, []).extend([q, dq])
+            node.input[index] = f"{tensor}_dq"
+        after.setdefault(producer.get(tensor, -1), []).extend(nodes)
         report.activations.append(tensor)
+    return after, inits
 
-    for node in graph.node:
+
+def _activation_qdq(tensor: str, amax: float) -> tuple[list[Any], list[Any]]:
+    """The QuantizeLinear/DequantizeLinear pair of ``tensor`` (per-tensor scale amax / 127) and its initializers."""
+    scale = max(float(amax), 1e-8) / QMAX
+    s_name, z_name = f"{tensor}_qdq_scale", f"{tensor}_qdq_zero_point"
+    inits = [
+        onnx.numpy_helper.from_array(np.array(scale, dtype=np.float32), s_name),
+        onnx.numpy_helper.from_array(np.array(0, dtype=np.int8), z_name),
+    ]
+    q = onnx.helper.make_node(
+        "QuantizeLinear", [tensor, s_name, z_name], [f"{tensor}_q"], name=f"{tensor}_QuantizeLinear"
+    )
+    dq = onnx.helper.make_node(
+        "DequantizeLinear", [f"{tensor}_q", s_name, z_name], [f"{tensor}_dq"], name=f"{tensor}_DequantizeLinear"
+    )
+    return [q, dq], inits
+
+
+def _quantize_weights(graph: Any, report: PlacementReport) -> tuple[dict[int, list[Any]], list[Any]]:
+    """Every Conv/Gemm weight initializer made int8 per output channel behind a DequantizeLinear.
+
+    Returns the DQ nodes by the index of the node to insert them before, and their initializers.
+    """
+    inits = {i.name: i for i in graph.initializer}
+    before: dict[int, list[Any]] = {}
+    new_inits: list[Any] = []
+    for i, node in enumerate(graph.node):
         if node.op_type not in ("Conv", "Gemm") or len(node.input) < 2 or node.input[1] not in inits:
             continue
         name = node.input[1]
-        weight = numpy_helper.to_array(inits[name]).astype(np.float32)
-        axis = 0
-        if node.op_type == "Gemm":
-            trans_b = next((a.i for a in node.attribute if a.name == "transB"), 0)
-            axis = 0 if trans_b else 1
-        reduce_axes = tuple(i for i in range(weight.ndim) if i != axis)
-        channel_amax = np.abs(weight).max(axis=reduce_axes)
-        scales = np.where(channel_amax > 0, channel_amax / QMAX, 1.0).astype(np.float32)
-        shape = [1] * weight.ndim
-        shape[axis] = -1
-        quantized = np.clip(np.round(weight / scales.reshape(shape)), -QMAX, QMAX).astype(np.int8)
-        extra_inits += [
-            numpy_helper.from_array(quantized, f"{name}_int8"),
-            numpy_helper.from_array(scales, f"{name}_scale"),
-            numpy_helper.from_array(np.zeros(len(scales), dtype=np.int8), f"{name}_zero_point"),
-        ]
-        dq = helper.make_node(
-            "DequantizeLinear",
-            [f"{name}_int8", f"{name}_scale", f"{name}_zero_point"],
-            [f"{name}_dq"],
-            name=f"{name}_DequantizeLinear",
-            axis=axis,
-        )
-        before.setdefault(order[id(node)], []).append(dq)
+        dq, weight_inits = _weight_dq(name, inits[name], _channel_axis(node))
+        new_inits += weight_inits
+        before.setdefault(i, []).append(dq)
         node.input[1] = f"{name}_dq"
         report.weights.append(name)
+    return before, new_inits
 
-    nodes = list(graph.node)
+
+def _channel_axis(node: Any) -> int:
+    """The output-channel axis of a Conv or Gemm weight: Conv 0; Gemm 0 with transB=1, else 1."""
+    if node.op_type != "Gemm":
+        return 0
+    trans_b = next((a.i for a in node.attribute if a.name == "transB"), 0)
+    return 0 if trans_b else 1
+
+
+def _weight_dq(name: str, initializer: Any, axis: int) -> tuple[Any, list[Any]]:
+    """The per-channel DequantizeLinear of weight ``name`` and its initializers (int8 weight, scales, zero points)."""
+    weight = onnx.numpy_helper.to_array(initializer).astype(np.float32)
+    reduce_axes = tuple(i for i in range(weight.ndim) if i != axis)
+    channel_amax = np.abs(weight).max(axis=reduce_axes)
+    scales = np.where(channel_amax > 0, channel_amax / QMAX, 1.0).astype(np.float32)
+    shape = [1] * weight.ndim
+    shape[axis] = -1
+    quantized = np.clip(np.round(weight / scales.reshape(shape)), -QMAX, QMAX).astype(np.int8)
+    inits = [
+        onnx.numpy_helper.from_array(quantized, f"{name}_int8"),
+        onnx.numpy_helper.from_array(scales, f"{name}_scale"),
+        onnx.numpy_helper.from_array(np.zeros(len(scales), dtype=np.int8), f"{name}_zero_point"),
+    ]
+    dq = onnx.helper.make_node(
+        "DequantizeLinear",
+        [f"{name}_int8", f"{name}_scale", f"{name}_zero_point"],
+        [f"{name}_dq"],
+        name=f"{name}_DequantizeLinear",
+        axis=axis,
+    )
+    return dq, inits
+
+
+def _insert_nodes(graph: Any, *, before: dict[int, list[Any]], after: dict[int, list[Any]]) -> None:
+    """Put the new nodes beside the nodes they were planned for (by index), keeping the graph sorted."""
     rebuilt = list(after.get(-1, []))
-    for i, node in enumerate(nodes):
+    for i, node in enumerate(list(graph.node)):
         rebuilt.extend(before.get(i, []))
         rebuilt.append(node)
         rebuilt.extend(after.get(i, []))
     del graph.node[:]
     graph.node.extend(rebuilt)
+
+
+def _replace_initializers(graph: Any, new: list[Any]) -> None:
+    """Drop the initializers no node reads any more (the float weights), then add ``new``."""
     used = {name for n in graph.node for name in n.input}
     kept = [i for i in graph.initializer if i.name in used]
     del graph.initializer[:]
-    graph.initializer.extend(kept + extra_inits)
-    return report
+    graph.initializer.extend(kept + new)

@@ -1,7 +1,7 @@
 """Activation ranges of an FP32 ONNX over calibration images (entropy, percentile, minmax).
 
 The FP32 model runs in ONNX Runtime on the CPU with the tensors to calibrate added as graph
-outputs, a chunk of images at a time. Each chunk's values go to:
+outputs, a chunk of images at a time. Each chunk's values go to one collector, by method:
 
 - entropy (both targets) and percentile (TensorRT target): histograms of |x| as TensorRT keeps them,
   and TensorRT's threshold search (``trt_entropy.py``). The CPU target's uint8 range is then
@@ -22,18 +22,30 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from resnet_deploy._lazy import lazy_import
 from resnet_deploy.errors import QuantizationError
+from resnet_deploy.onnx_io import load_onnx
+from resnet_deploy.quantize.options import METHODS
+from resnet_deploy.quantize.trt_entropy import LEVELS, AbsHistograms, entropy_amax, percentile_amax
 
-METHODS = ("entropy", "percentile", "minmax")
+if TYPE_CHECKING:
+    import onnx
+    import onnxruntime as ort
+else:
+    onnx = lazy_import("onnx")
+    ort = lazy_import("onnxruntime")
+
 TENSORRT_HISTOGRAM_BINS = 2048  # what TensorRT's EntropyCalibration2 uses
 CHUNK = 8  # images per ORT run: bounds memory (all requested activations of a chunk are alive at once)
+
+Extrema = tuple[dict[str, float], dict[str, float]]  # tensor -> lowest, tensor -> highest
 
 
 def float_activations(model) -> list[str]:  # type: ignore[no-untyped-def]
@@ -52,10 +64,6 @@ def float_activations(model) -> list[str]:  # type: ignore[no-untyped-def]
 
 def _augmented_session(model, tensors: Iterable[str]):  # type: ignore[no-untyped-def]
     """An ORT session over a copy of ``model`` with ``tensors`` (the float ones) added as outputs."""
-    import onnx
-    import onnxruntime as ort
-    from onnx import helper
-
     model = copy.deepcopy(model)
     inferred = onnx.shape_inference.infer_shapes(model)
     types = {vi.name: vi.type.tensor_type.elem_type for vi in [*inferred.graph.value_info, *inferred.graph.input]}
@@ -63,10 +71,130 @@ def _augmented_session(model, tensors: Iterable[str]):  # type: ignore[no-untype
     wanted = [t for t in tensors if types.get(t, onnx.TensorProto.FLOAT) == onnx.TensorProto.FLOAT]
     for name in wanted:
         if name not in existing:
-            model.graph.output.append(helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
+            model.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
     options = ort.SessionOptions()
     session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
     return session, wanted
+
+
+def _chunks(session: Any, names: list[str], batches: list[np.ndarray], input_name: str) -> Iterator[dict[str, Any]]:
+    """``names``' values, CHUNK images at a time: tensor name -> array."""
+    outputs = [o.name for o in session.get_outputs()]
+    index = {name: outputs.index(name) for name in names}
+    for batch in batches:
+        for start in range(0, len(batch), CHUNK):
+            values = session.run(None, {input_name: batch[start : start + CHUNK]})
+            yield {n: values[i] for n, i in index.items()}
+
+
+class MinMaxCollector:
+    """Running extrema of each tensor; the base of the other collectors, which fill the same extrema.
+
+    A context manager, so that a collector holding a thread lets it go whatever happens.
+    """
+
+    def __init__(self, names: list[str]) -> None:
+        self.names = names
+        self.low: dict[str, float] = {n: np.inf for n in names}
+        self.high: dict[str, float] = {n: -np.inf for n in names}
+
+    def __enter__(self) -> MinMaxCollector:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def collect(self, chunk: dict[str, Any]) -> None:
+        for n, v in chunk.items():
+            self.low[n] = min(self.low[n], float(v.min()))
+            self.high[n] = max(self.high[n], float(v.max()))
+
+    def extrema(self) -> Extrema:
+        return self.low, self.high
+
+
+class AbsHistogramCollector(MinMaxCollector):
+    """entropy, and percentile when symmetric: TensorRT-style |x| histograms (``trt_entropy.py``).
+
+    The histograms of chunk k are counted on a second thread while ONNX Runtime runs chunk k + 1
+    (both release the GIL), at the cost of one more chunk of activations in memory.
+    """
+
+    def __init__(self, names: list[str], model: Any, *, method: str, symmetric: bool, percentile: float) -> None:
+        super().__init__(names)
+        self.method, self.symmetric, self.percentile = method, symmetric, percentile
+        relu_outputs = frozenset(o for n in model.graph.node if n.op_type == "Relu" for o in n.output)
+        self.histograms = AbsHistograms(TENSORRT_HISTOGRAM_BINS, nonnegative=relu_outputs)
+        self._pool = ThreadPoolExecutor(1)
+        self._pending: Future[None] | None = None
+
+    def __exit__(self, *exc: object) -> None:
+        self._pool.shutdown(wait=True)
+
+    def collect(self, chunk: dict[str, Any]) -> None:
+        self._wait()
+        self._pending = self._pool.submit(self.histograms.collect, chunk)
+
+    def _wait(self) -> None:
+        if self._pending is not None:
+            self._pending.result()
+
+    def extrema(self) -> Extrema:
+        self._wait()
+        for n in self.names:
+            counts, edges = self.histograms.histogram(n)
+            if self.method == "entropy":
+                amax = entropy_amax(counts, edges)
+            else:
+                amax = percentile_amax(counts, edges, self.percentile)
+            # symmetric: +-amax; asymmetric (uint8): the same amax, the negative side only as far as
+            # values went (0 for ReLU outputs), so no uint8 level is spent on values that never occur
+            self.low[n] = -amax if self.symmetric else max(-amax, self.histograms.minimum.get(n, 0.0))
+            self.high[n] = amax
+        return self.low, self.high
+
+
+class SignedHistogramCollector(MinMaxCollector):
+    """percentile when asymmetric (CPU target): ONNX Runtime's signed ``HistogramCollector``, both tails."""
+
+    def __init__(self, names: list[str], *, percentile: float) -> None:
+        from onnxruntime.quantization.calibrate import HistogramCollector
+
+        super().__init__(names)
+        self.collector = HistogramCollector(
+            method="percentile",
+            symmetric=False,
+            num_bins=TENSORRT_HISTOGRAM_BINS,
+            num_quantized_bins=LEVELS,
+            percentile=percentile,
+            scenario="same",
+        )
+
+    def collect(self, chunk: dict[str, Any]) -> None:
+        self.collector.collect(chunk)
+
+    def extrema(self) -> Extrema:
+        for n, values in self.collector.compute_collection_result().items():
+            self.low[n], self.high[n] = float(values[0]), float(values[1])
+        return self.low, self.high
+
+
+def make_collector(method: str, names: list[str], model: Any, *, symmetric: bool, percentile: float) -> MinMaxCollector:
+    """The collector that measures ``names`` for ``method``."""
+    if method == "entropy" or (method == "percentile" and symmetric):
+        return AbsHistogramCollector(names, model, method=method, symmetric=symmetric, percentile=percentile)
+    if method == "percentile":
+        return SignedHistogramCollector(names, percentile=percentile)
+    return MinMaxCollector(names)
+
+
+def _int8_range(low: float, high: float, *, symmetric: bool) -> tuple[float, float]:
+    """Measured extrema -> the range to quantize: it must contain 0 (int8 with a zero point); +-amax when symmetric."""
+    lo, hi = min(low, 0.0), max(high, 0.0)
+    if symmetric:
+        amax = max(abs(lo), abs(hi))
+        lo, hi = -amax, amax
+    return lo, hi
 
 
 def compute_ranges(
@@ -83,85 +211,18 @@ def compute_ranges(
 
     ``onnx_model``: a path, or a loaded ModelProto (left unchanged).
     """
-    from resnet_deploy.metadata import load_onnx
-
     if method not in METHODS:
         raise QuantizationError(f"unknown calibration method {method!r}; choose one of {', '.join(METHODS)}")
     if not 0 < percentile <= 100:
         raise QuantizationError(f"--percentile must be in (0, 100], got {percentile}")
     model = load_onnx(onnx_model) if isinstance(onnx_model, (str, Path)) else onnx_model
-    if tensors is None:
-        tensors = float_activations(model)
-    session, names = _augmented_session(model, tensors)
-    outputs = [o.name for o in session.get_outputs()]
-    index = {name: outputs.index(name) for name in names}
-
-    collector = None
-    histograms = None
-    if method == "entropy" or (method == "percentile" and symmetric):  # |x| histograms (trt_entropy.py)
-        from resnet_deploy.quantize.trt_entropy import AbsHistograms
-
-        relu_outputs = frozenset(o for n in model.graph.node if n.op_type == "Relu" for o in n.output)
-        histograms = AbsHistograms(TENSORRT_HISTOGRAM_BINS, nonnegative=relu_outputs)
-    elif method == "percentile":  # asymmetric: ONNX Runtime's signed histograms, both tails
-        from onnxruntime.quantization.calibrate import HistogramCollector
-
-        from resnet_deploy.quantize.trt_entropy import LEVELS
-
-        collector = HistogramCollector(
-            method=method,
-            symmetric=symmetric,
-            num_bins=TENSORRT_HISTOGRAM_BINS,
-            num_quantized_bins=LEVELS,
-            percentile=percentile,
-            scenario="same",
-        )
-    low = {n: np.inf for n in names}
-    high = {n: -np.inf for n in names}
-    # Histograms of chunk k are counted on a second thread while ONNX Runtime runs chunk k + 1
-    # (both release the GIL): 8% faster on 2 cores, one more chunk of activations in memory.
-    pending: Future[None] | None = None
+    session, names = _augmented_session(model, float_activations(model) if tensors is None else tensors)
+    collector = make_collector(method, names, model, symmetric=symmetric, percentile=percentile)
     # ORT's collectors print a line per call
-    with ThreadPoolExecutor(1) as pool, contextlib.redirect_stdout(io.StringIO()):
-        for batch in batches:
-            for start in range(0, len(batch), CHUNK):
-                values = session.run(None, {input_name: batch[start : start + CHUNK]})
-                chunk = {n: values[i] for n, i in index.items()}
-                if histograms is not None:
-                    if pending is not None:
-                        pending.result()
-                    pending = pool.submit(histograms.collect, chunk)
-                elif collector is not None:
-                    collector.collect(chunk)
-                else:
-                    for n, v in chunk.items():
-                        low[n] = min(low[n], float(v.min()))
-                        high[n] = max(high[n], float(v.max()))
-        if pending is not None:
-            pending.result()
-        if histograms is not None:
-            from resnet_deploy.quantize.trt_entropy import entropy_amax, percentile_amax
-
-            for n in names:
-                counts, edges = histograms.histogram(n)
-                amax = (
-                    entropy_amax(counts, edges) if method == "entropy" else percentile_amax(counts, edges, percentile)
-                )
-                # symmetric: +-amax; asymmetric (uint8): the same amax, the negative side only as far as
-                # values went (0 for ReLU outputs), so no uint8 level is spent on values that never occur
-                low[n] = -amax if symmetric else max(-amax, histograms.minimum.get(n, 0.0))
-                high[n] = amax
-        elif collector is not None:
-            result = collector.compute_collection_result()
-            for n, values in result.items():
-                low[n], high[n] = float(values[0]), float(values[1])
+    with collector, contextlib.redirect_stdout(io.StringIO()):
+        for chunk in _chunks(session, names, batches, input_name):
+            collector.collect(chunk)
+        low, high = collector.extrema()
     if not names or not batches:
         raise QuantizationError("nothing to calibrate: no images or no float activations")
-    ranges = {}
-    for n in names:
-        lo, hi = min(low[n], 0.0), max(high[n], 0.0)  # the range must contain 0 for int8 with zero point
-        if symmetric:
-            amax = max(abs(lo), abs(hi))
-            lo, hi = -amax, amax
-        ranges[n] = (lo, hi)
-    return ranges
+    return {n: _int8_range(low[n], high[n], symmetric=symmetric) for n in names}

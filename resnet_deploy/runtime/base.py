@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from resnet_deploy.artifacts.onnx_metadata import ArtifactMetadata
 from resnet_deploy.errors import ResnetDeployError, RunnerError
-from resnet_deploy.metadata import ArtifactMetadata
 
 
 class Backend(ABC):

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from resnet_deploy.errors import RunnerError
-from resnet_deploy.metadata import check_graph_matches_metadata
+from resnet_deploy.onnx_io import check_graph_matches_metadata
 from resnet_deploy.runtime.base import Backend, one_line
 
 

@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from resnet_deploy.artifacts.onnx_metadata import ArtifactMetadata
 from resnet_deploy.errors import RunnerError
-from resnet_deploy.metadata import ArtifactMetadata
 from resnet_deploy.preprocessing import fit
 
 

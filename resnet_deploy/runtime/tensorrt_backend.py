@@ -31,9 +31,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from resnet_deploy._io import sha256_bytes
+from resnet_deploy.artifacts.engine_sidecar import EngineSidecar
+from resnet_deploy.artifacts.onnx_metadata import ArtifactMetadata, check_io
 from resnet_deploy.errors import EngineMismatchError, RunnerError
-from resnet_deploy.metadata import ArtifactMetadata
 from resnet_deploy.runtime.base import Backend
+from resnet_deploy.runtime.cuda_memory import open_cuda
+from resnet_deploy.trt.flavours import choose, version_tuple
+from resnet_deploy.trt.logger import make_logger
 
 if TYPE_CHECKING:
     import tensorrt as trt_types
@@ -45,91 +50,75 @@ ALIGNMENT = 256  # TensorRT's requirement for every tensor address (NvInferRunti
 CROSS_MAJOR = {(8, 10), (10, 11)}
 
 
-def rebuild_hint(sidecar: dict[str, Any]) -> str:
-    command = sidecar.get("rebuild_command")
-    if not command:
-        precision = sidecar.get("precision", "fp32")
-        flag = "" if precision == "fp32" else f" --{precision}"
-        command = f"resnet-deploy build-engine --onnx {sidecar.get('source_onnx', 'MODEL.onnx')}{flag}"
-    return f"rebuild it here: {command}"
-
-
-def check_engine_file(path: Path, sidecar: dict[str, Any]) -> bytes:
-    from resnet_deploy._io import sha256_bytes
-
+def check_engine_file(path: Path, sidecar: EngineSidecar) -> bytes:
     data = path.read_bytes()
-    if len(data) != sidecar.get("engine_bytes") or sha256_bytes(data) != sidecar.get("engine_sha256"):
+    if len(data) != sidecar.engine_bytes or sha256_bytes(data) != sidecar.engine_sha256:
         raise EngineMismatchError(
-            f"{path} ({len(data)} bytes) does not match its sidecar ({sidecar.get('engine_bytes')} bytes, "
-            f"sha256 {str(sidecar.get('engine_sha256'))[:12]}...): truncated, damaged or replaced; "
-            + rebuild_hint(sidecar)
+            f"{path} ({len(data)} bytes) does not match its sidecar ({sidecar.engine_bytes} bytes, "
+            f"sha256 {sidecar.engine_sha256[:12]}...): truncated, damaged or replaced; " + sidecar.rebuild_hint()
         )
     return data
 
 
-def check_version(sidecar: dict[str, Any], installed: str, path: Path) -> None:
+def check_version(sidecar: EngineSidecar, installed: str, path: Path) -> None:
     """Same version, or a version-compatible engine on a later release its lean runtime covers."""
-    from resnet_deploy.engine.backends import version_tuple
-
-    built_text = str(sidecar.get("backend_version"))
+    built_text = sidecar.backend_version
     built, here = version_tuple(built_text), version_tuple(installed)
     if built[:3] == here[:3]:
         return
-    if sidecar.get("version_compatible"):
+    if sidecar.version_compatible:
         if built[:2] <= here[:2] and (built[0] == here[0] or (built[0], here[0]) in CROSS_MAJOR):
             return
         raise EngineMismatchError(
-            f"{path} is version-compatible from {sidecar.get('backend')} {built_text}, but {installed} is installed: "
+            f"{path} is version-compatible from {sidecar.backend} {built_text}, but {installed} is installed: "
             "such engines run on later releases of the same major version, and from 8.x on 10.x and from 10.x "
-            f"on 11.x only; {rebuild_hint(sidecar)}"
+            f"on 11.x only; {sidecar.rebuild_hint()}"
         )
     raise EngineMismatchError(
-        f"{path} was built with {sidecar.get('backend')} {built_text} but {installed} is installed; "
-        "engines run only on the version that built them (unless built --version-compatible); " + rebuild_hint(sidecar)
+        f"{path} was built with {sidecar.backend} {built_text} but {installed} is installed; "
+        "engines run only on the version that built them (unless built --version-compatible); " + sidecar.rebuild_hint()
     )
 
 
-def check_gpu(sidecar: dict[str, Any], gpu_name: str, compute_capability: str, path: Path) -> None:
-    targets = sidecar.get("targets") or {}
-    wanted = targets.get("compute_capabilities")  # TensorRT-RTX
-    if wanted and wanted != ["current GPU"] and compute_capability not in wanted:
+def check_gpu(sidecar: EngineSidecar, gpu_name: str, compute_capability: str, path: Path) -> None:
+    targets = sidecar.targets
+    wanted = targets.compute_capabilities  # TensorRT-RTX
+    if wanted and wanted != ("current GPU",) and compute_capability not in wanted:
         raise EngineMismatchError(
             f"{path} was built for compute capabilities {', '.join(wanted)} but this GPU ({gpu_name}) is "
-            f"{compute_capability}; {rebuild_hint(sidecar)} (or add --target-cc {compute_capability})"
+            f"{compute_capability}; {sidecar.rebuild_hint()} (or add --target-cc {compute_capability})"
         )
-    built_cc = targets.get("compute_capability")  # full TensorRT: the GPU it was built on
+    built_cc = targets.compute_capability  # full TensorRT: the GPU it was built on
     if wanted is None and built_cc and built_cc != compute_capability:
         major = int(compute_capability.split(".")[0])
-        if not (sidecar.get("hardware_compat") == "ampere+" and major >= 8):
+        if not (sidecar.hardware_compat == "ampere+" and major >= 8):
             raise EngineMismatchError(
-                f"{path} was built on {targets.get('gpu')} (compute capability {built_cc}) but this GPU "
-                f"({gpu_name}) is {compute_capability}; {rebuild_hint(sidecar)} "
+                f"{path} was built on {targets.gpu} (compute capability {built_cc}) but this GPU "
+                f"({gpu_name}) is {compute_capability}; {sidecar.rebuild_hint()} "
                 "(or build with --hardware-compat ampere+)"
             )
 
 
 def check_engine_io(
-    engine: Any, sidecar: dict[str, Any], metadata: ArtifactMetadata, props: dict[str, str], path: Path
+    engine: Any, sidecar: EngineSidecar, metadata: ArtifactMetadata, props: dict[str, str], path: Path
 ) -> None:
     """The engine's tensors (names, per-sample shapes) must be what its sidecar records (``io``) and the
     classifier its model metadata promises: else validate and classify would fail half-way."""
-    from resnet_deploy.metadata import _check_io
-
-    recorded = sidecar.get("io") or {}
+    recorded = sidecar.io or {}
     for kind, name in (("inputs", engine.input_name), ("outputs", engine.output_name)):
         names = [t.get("name") for t in recorded.get(kind) or []]
         if names and names != [name]:
             raise EngineMismatchError(
                 f"{path}'s sidecar records {kind} {names} but the engine has {name!r}: the sidecar belongs to "
-                f"another engine or was edited; {rebuild_hint(sidecar)}"
+                f"another engine or was edited; {sidecar.rebuild_hint()}"
             )
-    _check_io(
+    check_io(
         metadata,
         props,
         [(engine.input_name, ("N", *engine.sample_shape), "float32")],  # float32 I/O checked by the caller
         [(engine.output_name, ("N", engine.num_classes), "float32")],
         f"{path} (against its sidecar's model metadata)",
-        fix=f"re-export the model and {rebuild_hint(sidecar)}",
+        fix=f"re-export the model and {sidecar.rebuild_hint()}",
     )
 
 
@@ -150,16 +139,11 @@ class TensorRTBackend(Backend):
 
     # -- load: check, open CUDA, deserialise ---------------------------------------------------
     def _load(self, path: Path, cuda_graph: bool) -> None:
-        from resnet_deploy.engine.backends import choose
-        from resnet_deploy.engine.network import make_logger
-        from resnet_deploy.engine.sidecar import read_sidecar
-        from resnet_deploy.runtime.cuda_memory import open_cuda
-
-        sidecar = read_sidecar(path)  # its fields' types checked
-        model_props = sidecar.get("model") or {}
+        sidecar = EngineSidecar.read(path)  # its fields' types checked
+        model_props = sidecar.model
         metadata = ArtifactMetadata.from_props(model_props, source=f"{path} (its sidecar's model)")
         data = check_engine_file(path, sidecar)
-        flavour = choose(sidecar.get("backend"))  # the TensorRT that built it, or how to install it
+        flavour = choose(sidecar.backend)  # the TensorRT that built it, or how to install it
         check_version(sidecar, flavour.version, path)
         if cuda_graph and flavour.is_rtx:
             raise RunnerError(
@@ -181,16 +165,16 @@ class TensorRTBackend(Backend):
         mark = self.logger.mark()
         self._resources.callback(self._drop_engine)
         self.runtime: trt_types.Runtime = trt.Runtime(self.logger)
-        if sidecar.get("version_compatible"):
+        if sidecar.version_compatible:
             self.runtime.engine_host_code_allowed = True  # the plan carries its lean runtime
-        dla_core = (sidecar.get("targets") or {}).get("dla_core")
+        dla_core = sidecar.targets.dla_core
         if dla_core is not None:
             self.runtime.DLA_core = int(dla_core)  # the core it was built for (default -1), as trtexec does
         engine: trt_types.ICudaEngine | None = self.runtime.deserialize_cuda_engine(data)
         if engine is None:
             raise EngineMismatchError(
                 f"{flavour.name} {flavour.version} cannot load {path} ({self.logger.since(mark)}); "
-                + rebuild_hint(sidecar)
+                + sidecar.rebuild_hint()
             )
         self.engine = engine
         names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
@@ -214,7 +198,7 @@ class TensorRTBackend(Backend):
         self.sidecar = sidecar
         self.dla_core = dla_core
         check_engine_io(self, sidecar, metadata, model_props, path)
-        super().__init__(path, metadata, str(sidecar.get("precision", "fp32")))
+        super().__init__(path, metadata, sidecar.precision)
 
     def _drop_engine(self) -> None:
         self.engine = self.runtime = None  # type: ignore[assignment]
@@ -277,7 +261,7 @@ class TensorRTBackend(Backend):
                 raise RunnerError(
                     f"{self.path.name} gives its optimization profile to one execution context only (TensorRT 8.6 "
                     "without profile sharing), and cuda_graph=True needs one per batch size: "
-                    + rebuild_hint(self.sidecar)
+                    + self.sidecar.rebuild_hint()
                 )
             self.cuda.synchronize(self.stream)
         return context
@@ -423,7 +407,7 @@ class TensorRTBackend(Backend):
     def describe(self) -> dict[str, Any]:
         return {
             **super().describe(),
-            "backend_version": self.sidecar.get("backend_version"),
+            "backend_version": self.sidecar.backend_version,
             "batch": f"{self.min_batch}..{self.max_batch}",
             "cuda": self.cuda.name,
             "cuda_graph": self.cuda_graph,

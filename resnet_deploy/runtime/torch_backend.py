@@ -7,7 +7,9 @@ from typing import Any
 
 import numpy as np
 
+from resnet_deploy.artifacts.model_spec import ModelSpec
 from resnet_deploy.errors import RunnerError
+from resnet_deploy.model_source import open_model
 from resnet_deploy.runtime.base import Backend, one_line
 
 DEVICES = "'cpu', 'cuda' or 'cuda:N' (or 'mps' on Apple silicon)"
@@ -69,13 +71,10 @@ class TorchBackend(Backend):
         device: Any = "cpu",
         *,
         threads: int | None = None,
-        depth: int | None = None,
-        variant: str | None = None,
-        num_classes: int | None = None,
-        input_size: int | None = None,
+        spec: ModelSpec | None = None,
     ) -> None:
-        """``threads``: torch's CPU threads (process-wide, as torch has them); ``depth`` and friends
-        only for foreign state dicts whose keys do not tell them."""
+        """``threads``: torch's CPU threads (process-wide, as torch has them); ``spec`` only for
+        foreign state dicts whose keys do not tell the architecture."""
         import torch
 
         torch_device = check_device(device)  # before the checkpoint is read: a wrong device is refused at once
@@ -84,9 +83,7 @@ class TorchBackend(Backend):
                 raise RunnerError(f"threads must be a whole number of at least 1, got {threads!r}")
             torch.set_num_threads(threads)
 
-        from resnet_deploy.model_source import open_model
-
-        source = open_model(path, depth=depth, variant=variant, num_classes=num_classes, input_size=input_size)
+        source = open_model(path, spec)
         super().__init__(path, source.metadata, "fp32")
         self.device = torch_device
         try:

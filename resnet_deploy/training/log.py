@@ -5,10 +5,18 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from resnet_deploy._io import write_bytes_atomic
+from resnet_deploy._lazy import lazy_module
+from resnet_deploy.artifacts.train_state import EpochRecord
+
+if TYPE_CHECKING:  # seen by mypy and import-linter
+    from resnet_deploy.data import base
+else:  # it imports torch: `resnet-deploy --help` imports this module
+    base = lazy_module("resnet_deploy.data.base")
 
 COLUMNS = (
     "epoch",
@@ -24,28 +32,29 @@ COLUMNS = (
 )
 
 
-def write_log(run_dir: Path, history: list[dict[str, Any]]) -> None:
+def write_log(run_dir: Path, history: Sequence[EpochRecord]) -> None:
+    rows = [record.to_dict() for record in history]
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=COLUMNS, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
-    for row in history:
+    for row in rows:
         writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
     write_bytes_atomic(run_dir / "log.csv", buffer.getvalue().encode())
-    write_bytes_atomic(run_dir / "log.json", json.dumps(history, indent=1).encode())
+    write_bytes_atomic(run_dir / "log.json", json.dumps(rows, indent=1).encode())
 
 
-def describe_epoch(row: dict[str, Any], epochs: int) -> str:
-    from resnet_deploy.data.base import name_files
-
+def describe_epoch(row: EpochRecord | Mapping[str, Any], epochs: int) -> str:
+    """One line per epoch; ``row`` may also be a row of ``log.json`` (of this release or an older one)."""
+    record = row if isinstance(row, EpochRecord) else EpochRecord.from_dict(row)
     line = (
-        f"epoch {row['epoch']:>3}/{epochs}  lr {row['lr']:<7.3g} train loss {row['train_loss']:.4f} "
-        f"err {row['train_top1_error']:5.2f}%  test top-1 {row['test_top1_error']:5.2f}% "
-        f"top-5 {row['test_top5_error']:5.2f}%  {row['images_per_second']:6.0f} img/s  {row['epoch_seconds']:5.1f} s"
+        f"epoch {record.epoch:>3}/{epochs}  lr {record.lr:<7.3g} train loss {record.train_loss:.4f} "
+        f"err {record.train_top1_error:5.2f}%  test top-1 {record.test_top1_error:5.2f}% "
+        f"top-5 {record.test_top5_error:5.2f}%  {record.images_per_second:6.0f} img/s  "
+        f"{record.epoch_seconds:5.1f} s"
     )
-    skipped = row.get("skipped_images")
+    skipped = record.skipped_images
     if not skipped:
         return line
-    paths = row.get("skipped_paths")  # absent from rows logged before the paths were kept
-    if not paths:
+    if not record.skipped_paths:  # rows logged before the paths were kept
         return f"{line}  ({skipped} undecodable skipped)"
-    return f"{line}  ({skipped} undecodable skipped: {name_files(paths, total=skipped)})"
+    return f"{line}  ({skipped} undecodable skipped: {base.name_files(record.skipped_paths, total=skipped)})"

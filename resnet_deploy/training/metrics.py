@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from resnet_deploy.artifacts.preprocess_spec import for_family
 from resnet_deploy.data.base import Split
-from resnet_deploy.preprocessing import for_family
 
 
 @dataclass

@@ -17,9 +17,9 @@ shape of the schedule; a batch size other than the recipe's scales lr linearly (
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
 
+from resnet_deploy.artifacts.train_state import PlanFields, RecipeFields
 from resnet_deploy.errors import TrainingError
 
 
@@ -38,8 +38,38 @@ class Recipe:
     epochs: int  # default epochs on the recipe's own dataset
     epochs_digits: int  # default epochs on the embedded digits
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    def to_dict(self) -> RecipeFields:
+        return RecipeFields(
+            name=self.name,
+            batch_size=self.batch_size,
+            lr=self.lr,
+            momentum=self.momentum,
+            weight_decay=self.weight_decay,
+            milestones=self.milestones,
+            warmup_fraction=self.warmup_fraction,
+            warmup_factor=self.warmup_factor,
+            warmup_min_depth=self.warmup_min_depth,
+            normalize=self.normalize,
+            epochs=self.epochs,
+            epochs_digits=self.epochs_digits,
+        )
+
+    @classmethod
+    def from_dict(cls, data: RecipeFields) -> Recipe:
+        return cls(
+            name=data["name"],
+            batch_size=data["batch_size"],
+            lr=data["lr"],
+            momentum=data["momentum"],
+            weight_decay=data["weight_decay"],
+            milestones=tuple(data["milestones"]),
+            warmup_fraction=data["warmup_fraction"],
+            warmup_factor=data["warmup_factor"],
+            warmup_min_depth=data["warmup_min_depth"],
+            normalize=data["normalize"],
+            epochs=data["epochs"],
+            epochs_digits=data["epochs_digits"],
+        )
 
 
 RECIPES = {
@@ -105,15 +135,30 @@ class Plan:
         drops = sum(step >= m for m in self.milestone_steps)
         return self.lr * 0.1**drops
 
-    def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["recipe"] = self.recipe.to_dict()
-        return out
+    def to_dict(self) -> PlanFields:
+        """Stored in ``train_state.pt`` (tuples kept: the same plan, the same bytes)."""
+        return PlanFields(
+            recipe=self.recipe.to_dict(),
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            lr=self.lr,
+            steps_per_epoch=self.steps_per_epoch,
+            warmup_steps=self.warmup_steps,
+            milestone_steps=self.milestone_steps,
+        )
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Plan:
-        recipe = Recipe(**{**data["recipe"], "milestones": tuple(data["recipe"]["milestones"])})
-        return cls(**{**data, "recipe": recipe, "milestone_steps": tuple(data["milestone_steps"])})
+    def from_dict(cls, data: PlanFields) -> Plan:
+        """The plan of a stored :class:`PlanFields` (check one read from a file with ``plan_fields``)."""
+        return cls(
+            recipe=Recipe.from_dict(data["recipe"]),
+            epochs=data["epochs"],
+            batch_size=data["batch_size"],
+            lr=data["lr"],
+            steps_per_epoch=data["steps_per_epoch"],
+            warmup_steps=data["warmup_steps"],
+            milestone_steps=tuple(data["milestone_steps"]),
+        )
 
 
 def make_plan(

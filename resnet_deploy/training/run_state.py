@@ -21,9 +21,21 @@ from typing import Any
 import torch
 
 from resnet_deploy._io import atomic_output
-from resnet_deploy.errors import OutputPathError, TrainingError
+from resnet_deploy.artifacts.model_spec import ResNetConfig
+from resnet_deploy.artifacts.train_state import (
+    FORMAT,
+    EpochRecord,
+    RunSetup,
+    history_records,
+    plan_fields,
+    read_format,
+)
+from resnet_deploy.checkpoint import load_state_into
+from resnet_deploy.errors import ArtifactError, OutputPathError, ResnetDeployError, TrainingError
+from resnet_deploy.models.resnet import ResNet
+from resnet_deploy.training.recipes import Plan
 
-STATE_FORMAT = "resnet-deploy-train-state/1"
+STATE_FORMAT = FORMAT  # the format tag train_state.pt carries (resnet-deploy-train-state/N)
 MODEL_FILE = "model.pt"
 STATE_FILE = "train_state.pt"
 LOCK_FILE = ".train.lock"
@@ -82,17 +94,53 @@ def run_lock(run_dir: Path, warn: Callable[[str], None] = lambda message: None) 
 
 @dataclass
 class TrainState:
+    """What --resume needs: the tensors, and the typed records of ``artifacts.train_state``."""
+
     model: dict[str, torch.Tensor]
     optimizer: dict[str, Any]
     epoch: int  # epochs completed
     step: int  # optimizer steps taken
-    config: dict[str, Any]  # ResNetConfig.to_dict()
-    plan: dict[str, Any]  # Plan.to_dict()
-    setup: dict[str, Any]  # data spec, seed, normalisation, class names, mean/std
-    history: list[dict[str, Any]]
+    config: ResNetConfig
+    plan: Plan
+    setup: RunSetup  # data spec, seed, normalisation, class names, mean/std
+    history: list[EpochRecord]
 
     def to_payload(self) -> dict[str, Any]:
-        return {"format": STATE_FORMAT, **self.__dict__}
+        """What ``train_state.pt`` holds: tensors and plain data only (``weights_only`` loads it)."""
+        return {
+            "format": FORMAT,
+            "model": self.model,
+            "optimizer": self.optimizer,
+            "epoch": self.epoch,
+            "step": self.step,
+            "config": self.config.to_dict(),
+            "plan": self.plan.to_dict(),
+            "setup": self.setup.to_dict(),
+            "history": [row.to_dict() for row in self.history],
+        }
+
+    @classmethod
+    def from_payload(cls, payload: object, path: Path) -> TrainState:
+        """The state in a loaded payload, written by this release or an older one; one line if damaged."""
+        try:
+            read_format(payload, str(path))
+        except ArtifactError as exc:
+            raise TrainingError(str(exc)) from None
+        assert isinstance(payload, dict)
+        _check_payload(payload, path)
+        try:
+            return cls(
+                model=payload["model"],
+                optimizer=payload["optimizer"],
+                epoch=payload["epoch"],
+                step=payload["step"],
+                config=ResNetConfig.from_dict(payload["config"]),
+                plan=Plan.from_dict(plan_fields(payload["plan"])),
+                setup=RunSetup.from_dict(payload["setup"]),
+                history=history_records(payload["history"]),
+            )
+        except ResnetDeployError as exc:
+            raise TrainingError(f"{path} is a damaged training state: {exc}") from None
 
 
 def save_state(run_dir: Path, state: TrainState) -> None:
@@ -112,6 +160,11 @@ def state_path(resume: str | Path) -> Path:
     return path
 
 
+def resumes_in_place(resume: str | Path | None, run_dir: Path) -> bool:
+    """Whether ``--resume`` names ``run_dir`` itself (or its state file): the run writes where it was."""
+    return resume is not None and Path(resume).resolve() in (run_dir.resolve(), (run_dir / STATE_FILE).resolve())
+
+
 def load_state(resume: str | Path) -> TrainState:
     path = state_path(resume)
     try:
@@ -119,42 +172,44 @@ def load_state(resume: str | Path) -> TrainState:
     except Exception as exc:  # torch raises many kinds for foreign or damaged files
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise TrainingError(f"{path} is not a readable training state ({first}); resume from a run directory") from None
-    if not isinstance(payload, dict) or payload.get("format") != STATE_FORMAT:
-        raise TrainingError(f"{path} is not a resnet-deploy training state; resume from a run directory")
-    payload.pop("format")
-    try:
-        state = TrainState(**payload)
-    except TypeError as exc:
-        raise TrainingError(f"{path} is an incomplete training state ({exc})") from None
-    _check_state(state, path)
+    state = TrainState.from_payload(payload, path)
+    _check_model(state, path)
     return state
 
 
-def _check_state(state: TrainState, path: Path) -> None:
-    """Refuse a damaged state now, in one line, not as a torch error deep inside the resume."""
-    from resnet_deploy.checkpoint import load_state_into
-    from resnet_deploy.errors import ResnetDeployError
-    from resnet_deploy.models.config import ResNetConfig
-    from resnet_deploy.models.resnet import ResNet
+_PAYLOAD_FIELDS = {
+    "model": dict,
+    "optimizer": dict,
+    "epoch": int,
+    "step": int,
+    "config": dict,
+    "plan": dict,
+    "setup": dict,
+    "history": list,
+}
 
+
+def _check_payload(payload: dict[str, Any], path: Path) -> None:
+    """Refuse a damaged state now, in one line, not as a torch error deep inside the resume."""
     damaged = f"{path} is a damaged training state"
-    fields = {"model": dict, "optimizer": dict, "epoch": int, "step": int, "config": dict, "plan": dict, "setup": dict}
-    for name, kind in fields.items():
-        if not isinstance(getattr(state, name), kind):
-            raise TrainingError(
-                f"{damaged}: its {name} is a {type(getattr(state, name)).__name__}, not a {kind.__name__}"
-            )
-    if not isinstance(state.history, list) or state.epoch < 0 or state.step < 0:
-        raise TrainingError(
-            f"{damaged}: epoch {state.epoch}, step {state.step}, history {type(state.history).__name__}"
-        )
-    optimizer = state.optimizer
+    missing = [name for name in _PAYLOAD_FIELDS if name not in payload]
+    if missing:
+        raise TrainingError(f"{path} is an incomplete training state (no {', '.join(missing)})")
+    for name, kind in _PAYLOAD_FIELDS.items():
+        if not isinstance(payload[name], kind):
+            raise TrainingError(f"{damaged}: its {name} is a {type(payload[name]).__name__}, not a {kind.__name__}")
+    if payload["epoch"] < 0 or payload["step"] < 0:
+        raise TrainingError(f"{damaged}: epoch {payload['epoch']}, step {payload['step']}")
+    optimizer = payload["optimizer"]
     if not isinstance(optimizer.get("state"), dict) or not isinstance(optimizer.get("param_groups"), list):
         raise TrainingError(f"{damaged}: its optimizer state has no state/param_groups")
+
+
+def _check_model(state: TrainState, path: Path) -> None:
+    """The saved weights fit the saved architecture."""
     try:
-        model = ResNet(ResNetConfig.from_dict(state.config))
-        load_state_into(model, state.model, f"the model in {path}")
+        load_state_into(ResNet(state.config), state.model, f"the model in {path}")
     except ResnetDeployError as exc:
-        raise TrainingError(f"{damaged}: {exc}") from None
+        raise TrainingError(f"{path} is a damaged training state: {exc}") from None
     except (AttributeError, KeyError, TypeError, ValueError, RuntimeError) as exc:
-        raise TrainingError(f"{damaged}: {type(exc).__name__} {exc}") from None
+        raise TrainingError(f"{path} is a damaged training state: {type(exc).__name__} {exc}") from None

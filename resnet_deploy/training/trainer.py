@@ -8,47 +8,54 @@ GPU: bf16 autocast and channels_last, data resident on the device for in-memory 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
+from tqdm import tqdm
 
 from resnet_deploy import __version__
+from resnet_deploy.artifacts.model_spec import ModelSpec, ResNetConfig, model_config
+from resnet_deploy.artifacts.train_state import DEFAULT_DATA, EpochRecord, RunSetup
 from resnet_deploy.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
-from resnet_deploy.data import Dataset, open_dataset
+from resnet_deploy.data import Batch, Dataset, open_dataset
 from resnet_deploy.data.base import name_files
 from resnet_deploy.errors import DatasetError, OutputPathError, TrainingError
-from resnet_deploy.models.config import ResNetConfig, model_config
 from resnet_deploy.models.resnet import ResNet
 from resnet_deploy.training.log import write_log
-from resnet_deploy.training.metrics import evaluate, topk_correct
-from resnet_deploy.training.recipes import Plan, get_recipe, make_plan
-from resnet_deploy.training.run_state import MODEL_FILE, STATE_FILE, TrainState, load_state, save_state
+from resnet_deploy.training.metrics import EvalResult, evaluate, topk_correct
+from resnet_deploy.training.recipes import Plan, Recipe, get_recipe, make_plan
+from resnet_deploy.training.run_state import (
+    MODEL_FILE,
+    STATE_FILE,
+    TrainState,
+    load_state,
+    resumes_in_place,
+    save_state,
+)
 
 NORMALIZATIONS = ("pixel-mean", "channel")
 # Undecodable files an epoch's log row lists (all are counted): up to 1% of ImageNet may be skipped,
 # and 12,800 paths in every row of log.json, rewritten each epoch, would swamp it.
 LOGGED_SKIPPED_PATHS = 100
 
+Normalizer = Callable[[torch.Tensor], torch.Tensor]
+
 
 @dataclass
 class TrainOptions:
     """What a run is asked to do; None means "the recipe's / the dataset's default"."""
 
-    depth: int | None = None
-    variant: str | None = None
-    plain: bool = False
-    shortcut: str | None = None
-    num_classes: int | None = None
-    input_size: int | None = None
-    data: str = "digits"
+    model: ModelSpec = field(default_factory=ModelSpec)  # the architecture; over --checkpoint, its overrides
+    data: str | None = None  # None: the embedded digits, or on --resume the run's own data
     recipe: str | None = None
     epochs: int | None = None
     batch_size: int | None = None
@@ -62,6 +69,13 @@ class TrainOptions:
     max_bad_fraction: float = 0.01  # undecodable images tolerated, as a fraction of those read
     eval_batch_size: int = 256
 
+    @classmethod
+    def of(cls, **options: Any) -> TrainOptions:
+        """Options with the model spec's fields given flat: ``TrainOptions.of(depth=20, epochs=3)``."""
+        names = {f.name for f in dataclasses.fields(ModelSpec)}
+        model = ModelSpec(**{k: options.pop(k) for k in list(options) if k in names})
+        return cls(model=model, **options)
+
 
 @dataclass
 class TrainResult:
@@ -69,15 +83,15 @@ class TrainResult:
     checkpoint: Path
     config: ResNetConfig
     epochs: int
-    history: list[dict[str, Any]]
+    history: list[EpochRecord]
     seconds: float
     resumed_from: int = 0
     device: str = "cpu"
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
-    def final(self) -> dict[str, Any]:
-        return self.history[-1] if self.history else {}
+    def final(self) -> EpochRecord | None:
+        return self.history[-1] if self.history else None
 
     def to_dict(self) -> dict[str, Any]:
         final = self.final
@@ -89,10 +103,10 @@ class TrainResult:
             "resumed_from_epoch": self.resumed_from,
             "device": self.device,
             "seconds": round(self.seconds, 2),
-            "test_top1_error": final.get("test_top1_error"),
-            "test_top5_error": final.get("test_top5_error"),
-            "train_top1_error": final.get("train_top1_error"),
-            "history": self.history,
+            "test_top1_error": final.test_top1_error if final else None,
+            "test_top5_error": final.test_top5_error if final else None,
+            "train_top1_error": final.train_top1_error if final else None,
+            "history": [row.to_dict() for row in self.history],
             **self.extra,
         }
 
@@ -132,68 +146,78 @@ def stderr_is_terminal() -> bool:
         return False
 
 
-@dataclass
-class _Setup:
-    """What a run fixes at its start and keeps across --resume."""
-
-    data: str
-    seed: int
-    normalize: str
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    class_names: tuple[str, ...]
-    init_checkpoint: str | None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**self.__dict__, "mean": list(self.mean), "std": list(self.std), "class_names": list(self.class_names)}
+# --- a new run's model: built, or loaded for fine-tuning --------------------------------------------------
 
 
-def _fresh_model(options: TrainOptions, dataset: Dataset) -> tuple[ResNet, _Setup]:
+def _fresh_model(options: TrainOptions, dataset: Dataset) -> tuple[ResNet, RunSetup]:
     """Build (or load for fine-tuning) the model and fix its normalisation from the training data."""
-    classes = dataset.num_classes
-    if options.num_classes is not None and options.num_classes != classes:
-        raise TrainingError(
-            f"dataset {dataset.name} has {classes} classes, not {options.num_classes}; drop --num-classes"
-        )
-    size = options.input_size if options.input_size is not None else dataset.native_size
-    seed = options.seed or 0
-    torch.manual_seed(seed)
+    _check_class_count(options, dataset)
+    torch.manual_seed(options.seed or 0)  # before any weight is drawn
     if options.checkpoint:
-        ckpt = load_checkpoint(options.checkpoint)
-        model = model_from_checkpoint(
-            ckpt,
-            depth=options.depth,
-            variant=options.variant,
-            plain=options.plain,
-            shortcut=options.shortcut,
-            input_size=options.input_size,
-        )
-        if model.config.num_classes != classes:
-            if not options.new_head:
-                raise TrainingError(
-                    f"checkpoint {options.checkpoint} has {model.config.num_classes} classes but dataset "
-                    f"{dataset.name} has {classes}; pass --new-head to train a new classifier"
-                )
-            config = replace(model.config, num_classes=classes)
-            state = {k: v for k, v in model.state_dict().items() if not k.startswith("fc.")}
-            model = ResNet(config)
-            model.load_state_dict(state, strict=False)
-        default_mean, default_std = model.config.default_mean_std
-        mean = tuple(ckpt.metadata.get("mean", default_mean))
-        std = tuple(ckpt.metadata.get("std", default_std))
-        normalize = "pixel-mean" if model.config.pixel_mean else "channel"
-        if options.normalize not in (None, normalize):
-            raise TrainingError(
-                f"checkpoint {options.checkpoint} was trained with {normalize} normalisation; drop --normalize"
-            )
-        return model, _Setup(dataset.spec, seed, normalize, mean, std, dataset.class_names, str(ckpt.path))
+        return _fine_tuned_model(options, options.checkpoint, dataset)
+    return _new_model(options, dataset)
 
-    if options.depth is None:
-        raise TrainingError("give --depth (e.g. --depth 20) or --checkpoint")
-    family_probe = model_config(
-        options.depth, plain=options.plain, shortcut=None if options.plain else options.shortcut
+
+def _check_class_count(options: TrainOptions, dataset: Dataset) -> None:
+    asked = options.model.num_classes
+    if asked is not None and asked != dataset.num_classes:
+        raise TrainingError(
+            f"dataset {dataset.name} has {dataset.num_classes} classes, not {asked}; drop --num-classes"
+        )
+
+
+def _fine_tuned_model(options: TrainOptions, checkpoint: str, dataset: Dataset) -> tuple[ResNet, RunSetup]:
+    ckpt = load_checkpoint(checkpoint)
+    model = model_from_checkpoint(ckpt, replace(options.model, num_classes=None))
+    if model.config.num_classes != dataset.num_classes:
+        model = _with_new_head(model, options, dataset)
+    default_mean, default_std = model.config.default_mean_std
+    normalize = "pixel-mean" if model.config.pixel_mean else "channel"
+    if options.normalize not in (None, normalize):
+        raise TrainingError(f"checkpoint {checkpoint} was trained with {normalize} normalisation; drop --normalize")
+    setup = RunSetup(
+        data=dataset.spec,
+        seed=options.seed or 0,
+        normalize=normalize,
+        mean=tuple(ckpt.metadata.get("mean", default_mean)),
+        std=tuple(ckpt.metadata.get("std", default_std)),
+        class_names=dataset.class_names,
+        init_checkpoint=str(ckpt.path),
     )
-    recipe = get_recipe(options.recipe, family_probe.family)
+    return model, setup
+
+
+def _with_new_head(model: ResNet, options: TrainOptions, dataset: Dataset) -> ResNet:
+    """``model`` with a fresh classifier for the dataset's classes (--new-head), the rest kept."""
+    if not options.new_head:
+        raise TrainingError(
+            f"checkpoint {options.checkpoint} has {model.config.num_classes} classes but dataset "
+            f"{dataset.name} has {dataset.num_classes}; pass --new-head to train a new classifier"
+        )
+    state = {k: v for k, v in model.state_dict().items() if not k.startswith("fc.")}
+    headed = ResNet(replace(model.config, num_classes=dataset.num_classes))
+    headed.load_state_dict(state, strict=False)
+    return headed
+
+
+def _new_model(options: TrainOptions, dataset: Dataset) -> tuple[ResNet, RunSetup]:
+    spec = options.model
+    if spec.depth is None:
+        raise TrainingError("give --depth (e.g. --depth 20) or --checkpoint")
+    family = model_config(ModelSpec(spec.depth, plain=spec.plain, shortcut=spec.shortcut)).family
+    normalize = _normalization(options, dataset, get_recipe(options.recipe, family))
+    size = spec.input_size if spec.input_size is not None else dataset.native_size
+    config = model_config(
+        replace(spec, num_classes=dataset.num_classes, input_size=size), pixel_mean=normalize == "pixel-mean"
+    )
+    model = ResNet(config)
+    mean, std = _normalization_stats(model, dataset)
+    setup = RunSetup(dataset.spec, options.seed or 0, normalize, mean, std, dataset.class_names, None)
+    return model, setup
+
+
+def _normalization(options: TrainOptions, dataset: Dataset, recipe: Recipe) -> str:
+    """The normalisation asked for, else the recipe's; per channel where images vary in size."""
     normalize = options.normalize or recipe.normalize
     if normalize not in NORMALIZATIONS:
         raise TrainingError(f"unknown normalisation {normalize!r}; choose {' or '.join(NORMALIZATIONS)}")
@@ -201,57 +225,218 @@ def _fresh_model(options: TrainOptions, dataset: Dataset) -> tuple[ResNet, _Setu
         if options.normalize:
             raise TrainingError(f"{dataset.name}: per-pixel mean needs fixed-size images; use --normalize channel")
         normalize = "channel"  # ImageFolder images vary in size: per-channel mean/std
-    config = model_config(
-        options.depth,
-        variant=options.variant,
-        plain=options.plain,
-        shortcut=options.shortcut,
-        num_classes=classes,
-        input_size=size,
-        pixel_mean=normalize == "pixel-mean",
-    )
-    model = ResNet(config)
-    if normalize == "pixel-mean":
-        assert model.pixel_mean is not None
+    return normalize
+
+
+def _normalization_stats(model: ResNet, dataset: Dataset) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The mean/std a new model's inputs are normalised with; a pixel-mean model gets its mean image."""
+    config = model.config
+    if model.pixel_mean is not None:
         model.pixel_mean.copy_(dataset.train.pixel_mean(config.input_size))
-        mean, std = (0.0,) * config.in_chans, (1.0,) * config.in_chans
-    else:
-        mean, std = dataset.default_mean_std or dataset.train.channel_stats(config.input_size)
-    return model, _Setup(dataset.spec, seed, normalize, tuple(mean), tuple(std), dataset.class_names, None)
+        return (0.0,) * config.in_chans, (1.0,) * config.in_chans
+    mean, std = dataset.default_mean_std or dataset.train.channel_stats(config.input_size)
+    return tuple(mean), tuple(std)
+
+
+# --- where a run starts: fresh, or from its saved state -------------------------------------------------
+
+
+@dataclass
+class _Start:
+    """A run's starting point: the model, what the run fixed, and how far it got."""
+
+    model: ResNet
+    setup: RunSetup
+    plan: Plan
+    history: list[EpochRecord]
+    first_epoch: int
+    step: int
+    optimizer_state: dict[str, Any] | None = None
+
+
+def _fresh_start(options: TrainOptions, dataset: Dataset) -> _Start:
+    model, setup = _fresh_model(options, dataset)
+    config = model.config
+    plan = make_plan(
+        get_recipe(options.recipe, config.family),
+        train_images=len(dataset.train),
+        depth=config.depth,
+        epochs=options.epochs,
+        on_digits=dataset.spec == DEFAULT_DATA,
+        batch_size=options.batch_size,
+        lr=options.lr,
+    )
+    return _Start(model, setup, plan, history=[], first_epoch=1, step=0)
+
+
+def _resumed_start(state: TrainState, dataset: Dataset) -> _Start:
+    model = ResNet(state.config)
+    model.load_state_dict(state.model)
+    if tuple(dataset.class_names) != state.setup.class_names:
+        raise TrainingError(
+            f"the data at {state.setup.data} now has classes {list(dataset.class_names)[:4]}..., not those the run "
+            "started with; restore the dataset or start a new run"
+        )
+    history = list(state.history)
+    return _Start(model, state.setup, state.plan, history, state.epoch + 1, state.step, state.optimizer)
 
 
 def _check_resume(options: TrainOptions, state: TrainState, source: str) -> None:
     """The options given with --resume must not contradict the run being resumed."""
-    config = ResNetConfig.from_dict(state.config)
-    plan = state.plan
-    given: dict[str, tuple[Any, Any]] = {
-        "--depth": (options.depth, config.depth),
-        "--variant": (options.variant, config.variant if config.block == "bottleneck" else options.variant),
-        "--shortcut": (options.shortcut, config.shortcut),
-        "--num-classes": (options.num_classes, config.num_classes),
-        "--input-size": (options.input_size, config.input_size),
-        "--epochs": (options.epochs, plan["epochs"]),
-        "--batch-size": (options.batch_size, plan["batch_size"]),
-        "--lr": (options.lr, plan["lr"]),
-        "--recipe": (options.recipe, plan["recipe"]["name"]),
-        "--normalize": (options.normalize, state.setup["normalize"]),
-        "--seed": (options.seed, state.setup["seed"]),
-    }
-    if options.plain and not config.plain:
+    config = state.config
+    if options.model.plain and not config.plain:
         raise TrainingError(
             f"{source} trains {config.name}, not a plain network; drop --plain, or start a new run with another -o"
         )
     if options.checkpoint:
         raise TrainingError(f"{source} continues from its own state; drop --checkpoint")
-    for flag, (value, recorded) in given.items():
+    for flag, (value, recorded) in _resume_settings(options, state).items():
         if value is not None and value != recorded:
             raise TrainingError(
                 f"{source} trains {config.name} with {flag} {recorded}, not {value}; "
                 f"drop {flag} to resume it, or start a new run with another -o"
             )
-    saved_kind = state.setup["data"].partition(":")[0]
-    if options.data != "digits" and options.data.partition(":")[0] != saved_kind:
-        raise TrainingError(f"{source} was trained on {state.setup['data']}, not {options.data}; drop --data")
+    if options.data is not None and options.data.partition(":")[0] != state.setup.data.partition(":")[0]:
+        raise TrainingError(f"{source} was trained on {state.setup.data}, not {options.data}; drop --data")
+
+
+def _resume_settings(options: TrainOptions, state: TrainState) -> dict[str, tuple[Any, Any]]:
+    """flag -> (the value given, None when not; the value the run records)."""
+    config, plan, spec = state.config, state.plan, options.model
+    return {
+        "--depth": (spec.depth, config.depth),
+        "--variant": (spec.variant, config.variant if config.block == "bottleneck" else spec.variant),
+        "--shortcut": (spec.shortcut, config.shortcut),
+        "--num-classes": (spec.num_classes, config.num_classes),
+        "--input-size": (spec.input_size, config.input_size),
+        "--epochs": (options.epochs, plan.epochs),
+        "--batch-size": (options.batch_size, plan.batch_size),
+        "--lr": (options.lr, plan.lr),
+        "--recipe": (options.recipe, plan.recipe.name),
+        "--normalize": (options.normalize, state.setup.normalize),
+        "--seed": (options.seed, state.setup.seed),
+    }
+
+
+def _data_spec(given: str | None, state: TrainState | None) -> str:
+    """The data a run trains on: the spec given, else the default; on --resume, the run's own unless
+    the same kind of data was given from somewhere else (moved: the classes are checked)."""
+    if state is None:
+        return DEFAULT_DATA if given is None else given
+    saved = state.setup.data
+    return saved if given is None or saved == DEFAULT_DATA else given
+
+
+def _check_run_dir(run_dir: Path, resume: str | Path | None) -> None:
+    if run_dir.exists() and not run_dir.is_dir():
+        raise OutputPathError(f"run directory {run_dir} is a file; choose another -o")
+    if (run_dir / STATE_FILE).exists() and not resumes_in_place(resume, run_dir):
+        raise TrainingError(
+            f"{run_dir} already holds a training run; continue it with --resume {run_dir} or choose another -o"
+        )
+
+
+# --- one epoch's pieces -------------------------------------------------------------------------------
+
+
+@dataclass
+class _Loop:
+    """What every epoch of a run works with."""
+
+    model: ResNet
+    optimizer: torch.optim.Optimizer
+    dataset: Dataset
+    plan: Plan
+    setup: RunSetup
+    normalize: Normalizer
+    autocast: bool  # bf16 on CUDA
+
+
+@dataclass
+class _Tally:
+    """One epoch's training pass so far."""
+
+    lr: float
+    seen: int = 0
+    correct: int = 0
+    loss_sum: float = 0.0
+    skipped: int = 0
+    skipped_paths: list[str] = field(default_factory=list)
+
+    def count(self, loss: float, logits: torch.Tensor, labels: torch.Tensor) -> None:
+        n = len(labels)
+        self.loss_sum += loss * n
+        self.correct += topk_correct(logits.detach().float(), labels, 1)
+        self.seen += n
+
+
+def _check_finite(loss: float, epoch: int, step: int, plan: Plan) -> None:
+    if not math.isfinite(loss):
+        raise TrainingError(
+            f"training diverged: loss {loss} at epoch {epoch}, step {step}; lower --lr "
+            f"(now {plan.lr:g}) or check the data"
+        )
+
+
+def _epoch_record(
+    epoch: int, tally: _Tally, test: EvalResult, undecodable: list[str], train_seconds: float, seconds: float
+) -> EpochRecord:
+    return EpochRecord(
+        epoch=epoch,
+        lr=tally.lr,
+        train_loss=tally.loss_sum / max(tally.seen, 1),
+        train_top1_error=100 * (1 - tally.correct / max(tally.seen, 1)),
+        test_loss=test.loss,
+        test_top1_error=test.top1_error,
+        test_top5_error=test.top5_error,
+        images_per_second=tally.seen / train_seconds if train_seconds > 0 else 0.0,
+        epoch_seconds=seconds,
+        skipped_images=tally.skipped + test.skipped,
+        skipped_paths=tuple(undecodable[:LOGGED_SKIPPED_PATHS]),
+    )
+
+
+def _describe_start(loop: _Loop, device: torch.device) -> str:
+    config, dataset, plan = loop.model.config, loop.dataset, loop.plan
+    size = config.input_size
+    warmup = (
+        f" (lr x{plan.recipe.warmup_factor:g} for the first {plan.warmup_steps} steps)" if plan.warmup_steps else ""
+    )
+    return (
+        f"training {config.name} on {dataset.name} ({len(dataset.train)} train / {len(dataset.test)} test images, "
+        f"{dataset.num_classes} classes, {size}x{size}) on {device.type}: recipe {plan.recipe.name}, "
+        f"{plan.epochs} epochs x {plan.steps_per_epoch} steps of batch {plan.batch_size}, lr {plan.lr:g}{warmup}"
+        f", lr /10 at steps {', '.join(map(str, plan.milestone_steps))}; {loop.setup.normalize} normalisation"
+    )
+
+
+def _checkpoint_metadata(loop: _Loop, final: EpochRecord, epoch: int) -> dict[str, Any]:
+    setup, plan = loop.setup, loop.plan
+    return {
+        "dataset": setup.data if setup.data == DEFAULT_DATA else loop.dataset.spec,
+        "class_names": list(setup.class_names),
+        "mean": list(setup.mean),
+        "std": list(setup.std),
+        "normalize": setup.normalize,
+        "recipe": plan.recipe.name,
+        "seed": setup.seed,
+        "epochs": epoch,
+        "epochs_planned": plan.epochs,
+        "test_top1_error": round(final.test_top1_error, 4),
+        "test_top5_error": round(final.test_top5_error, 4),
+        "train_top1_error": round(final.train_top1_error, 4),
+        "init_checkpoint": setup.init_checkpoint,
+        "producer_version": __version__,
+    }
+
+
+def _cpu_copy(model: ResNet) -> ResNet:
+    copy = ResNet(model.config)
+    copy.load_state_dict({k: v.detach().cpu() for k, v in model.state_dict().items()})
+    return copy
+
+
+# --- the run --------------------------------------------------------------------------------------------
 
 
 class Trainer:
@@ -263,12 +448,11 @@ class Trainer:
         run_dir: str | Path,
         *,
         resume: str | Path | None = None,
-        on_epoch: Callable[[dict[str, Any]], None] | None = None,
+        on_epoch: Callable[[EpochRecord], None] | None = None,
         on_info: Callable[[str], None] | None = None,
         on_warn: Callable[[str], None] | None = None,
         progress: bool = True,
     ) -> None:
-        self.options = options
         self.run_dir = Path(run_dir)
         self.on_epoch = on_epoch or (lambda row: None)
         self.on_info = on_info or (lambda line: None)
@@ -283,138 +467,103 @@ class Trainer:
         if resume is not None:
             self.state = load_state(resume)
             _check_resume(options, self.state, f"the run in {resume}")
-            if options.data == "digits" or self.state.setup["data"] == "digits":
-                options.data = self.state.setup["data"]  # else: the same kind of data, moved (classes are checked)
-        if self.run_dir.exists() and not self.run_dir.is_dir():
-            raise OutputPathError(f"run directory {self.run_dir} is a file; choose another -o")
-        if (self.run_dir / STATE_FILE).exists() and (
-            resume is None
-            or Path(resume).resolve() not in (self.run_dir.resolve(), (self.run_dir / STATE_FILE).resolve())
-        ):
-            raise TrainingError(
-                f"{self.run_dir} already holds a training run; continue it with --resume {self.run_dir} "
-                "or choose another -o"
-            )
-
-    def _normalizer(self, setup: _Setup) -> Callable[[torch.Tensor], torch.Tensor]:
-        if setup.normalize == "pixel-mean":
-            return lambda x: x
-        mean = torch.tensor(setup.mean, device=self.device).view(1, -1, 1, 1)
-        std = torch.tensor(setup.std, device=self.device).view(1, -1, 1, 1)
-        return lambda x: (x - mean) / std
+        self.data = _data_spec(options.data, self.state)
+        self.options = replace(options, data=self.data)  # the caller's options are left as they were
+        _check_run_dir(self.run_dir, resume)
 
     def run(self) -> TrainResult:
         start = time.perf_counter()
         make_deterministic(self.device)
-        dataset = open_dataset(self.options.data, workers=self.options.workers)
-        if self.state is None:
-            model, setup = _fresh_model(self.options, dataset)
-            config = model.config
-            recipe = get_recipe(self.options.recipe, config.family)
-            plan = make_plan(
-                recipe,
-                train_images=len(dataset.train),
-                depth=config.depth,
-                epochs=self.options.epochs,
-                on_digits=dataset.spec == "digits",
-                batch_size=self.options.batch_size,
-                lr=self.options.lr,
-            )
-            history: list[dict[str, Any]] = []
-            first_epoch, step = 1, 0
-        else:
-            config = ResNetConfig.from_dict(self.state.config)
-            model = ResNet(config)
-            model.load_state_dict(self.state.model)
-            s = self.state.setup
-            setup = _Setup(
-                s["data"],
-                s["seed"],
-                s["normalize"],
-                tuple(s["mean"]),
-                tuple(s["std"]),
-                tuple(s["class_names"]),
-                s["init_checkpoint"],
-            )
-            if tuple(dataset.class_names) != setup.class_names:
-                raise TrainingError(
-                    f"the data at {setup.data} now has classes {list(dataset.class_names)[:4]}..., not those the run "
-                    "started with; restore the dataset or start a new run"
-                )
-            plan = Plan.from_dict(self.state.plan)
-            history = list(self.state.history)
-            first_epoch, step = self.state.epoch + 1, self.state.step
+        dataset = open_dataset(self.data, workers=self.options.workers)
+        begin = _fresh_start(self.options, dataset) if self.state is None else _resumed_start(self.state, dataset)
+        self._make_run_dir()
+        self.plan, self.seed, self.epochs_done = begin.plan, begin.setup.seed, begin.first_epoch - 1
+        loop = self._loop(begin, dataset)
+        self.on_info(_describe_start(loop, self.device))
+        if begin.first_epoch > begin.plan.epochs:
+            self.on_info(f"the run in {self.run_dir} already finished its {begin.plan.epochs} epochs; nothing to do")
+        history = self._train_epochs(loop, begin)
+        return TrainResult(
+            run_dir=self.run_dir,
+            checkpoint=self.run_dir / MODEL_FILE,
+            config=loop.model.config,
+            epochs=begin.plan.epochs,
+            history=history,
+            seconds=time.perf_counter() - start,
+            resumed_from=begin.first_epoch - 1,
+            device=self.device.type,
+        )
+
+    def _make_run_dir(self) -> None:
         try:
             self.run_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise OutputPathError(
                 f"cannot create run directory {self.run_dir} ({exc.strerror}); choose another -o"
             ) from None
-        self.plan = plan
-        self.seed = setup.seed
-        self.epochs_done = first_epoch - 1
 
-        model = model.to(self.device).to(memory_format=torch.channels_last)
+    def _loop(self, begin: _Start, dataset: Dataset) -> _Loop:
+        """The model on the device, its optimizer (restored on --resume) and the input normalisation."""
+        plan = begin.plan
+        model = begin.model.to(self.device).to(memory_format=torch.channels_last)
         optimizer = torch.optim.SGD(
             model.parameters(), lr=plan.lr, momentum=plan.recipe.momentum, weight_decay=plan.recipe.weight_decay
         )
-        if self.state is not None:
-            optimizer.load_state_dict(self.state.optimizer)
-        normalize = self._normalizer(setup)
+        if begin.optimizer_state is not None:
+            optimizer.load_state_dict(begin.optimizer_state)
         autocast = self.device.type == "cuda"
-        size = config.input_size
-        self.on_info(
-            f"training {config.name} on {dataset.name} ({len(dataset.train)} train / {len(dataset.test)} test images, "
-            f"{dataset.num_classes} classes, {size}x{size}) on {self.device.type}: recipe {plan.recipe.name}, "
-            f"{plan.epochs} epochs x {plan.steps_per_epoch} steps of batch {plan.batch_size}, lr {plan.lr:g}"
-            + (
-                f" (lr x{plan.recipe.warmup_factor:g} for the first {plan.warmup_steps} steps)"
-                if plan.warmup_steps
-                else ""
-            )
-            + f", lr /10 at steps {', '.join(map(str, plan.milestone_steps))}; {setup.normalize} normalisation"
-        )
-        if first_epoch > plan.epochs:
-            self.on_info(f"the run in {self.run_dir} already finished its {plan.epochs} epochs; nothing to do")
+        return _Loop(model, optimizer, dataset, plan, begin.setup, self._normalizer(begin.setup), autocast)
 
-        for epoch in range(first_epoch, plan.epochs + 1):
-            step, row = self._epoch(model, optimizer, dataset, plan, normalize, epoch, step, autocast)
+    def _normalizer(self, setup: RunSetup) -> Normalizer:
+        if setup.normalize == "pixel-mean":
+            return lambda x: x
+        mean = torch.tensor(setup.mean, device=self.device).view(1, -1, 1, 1)
+        std = torch.tensor(setup.std, device=self.device).view(1, -1, 1, 1)
+        return lambda x: (x - mean) / std
+
+    def _train_epochs(self, loop: _Loop, begin: _Start) -> list[EpochRecord]:
+        """The epochs left, each saved before the next starts; the run's whole history."""
+        history, step = list(begin.history), begin.step
+        for epoch in range(begin.first_epoch, loop.plan.epochs + 1):
+            step, row = self._epoch(loop, epoch, step)
             history.append(row)
-            self._save(model, optimizer, config, plan, setup, history, epoch, step, dataset)
+            self._save(loop, history, epoch, step)
             self.epochs_done = epoch
             self.on_epoch(row)
-        seconds = time.perf_counter() - start
-        return TrainResult(
-            run_dir=self.run_dir,
-            checkpoint=self.run_dir / MODEL_FILE,
-            config=config,
-            epochs=plan.epochs,
-            history=history,
-            seconds=seconds,
-            resumed_from=first_epoch - 1,
-            device=self.device.type,
-        )
+        return history
 
-    def _epoch(
-        self,
-        model: ResNet,
-        optimizer: torch.optim.Optimizer,
-        dataset: Dataset,
-        plan: Plan,
-        normalize: Callable[[torch.Tensor], torch.Tensor],
-        epoch: int,
-        step: int,
-        autocast: bool,
-    ) -> tuple[int, dict[str, Any]]:
-        from tqdm import tqdm
-
-        model.train()
+    def _epoch(self, loop: _Loop, epoch: int, step: int) -> tuple[int, EpochRecord]:
+        """Train one epoch, then score the test split: the step reached and the epoch's record."""
         started = time.perf_counter()
-        seen = correct = skipped = 0
-        skipped_paths: list[str] = []
-        loss_sum = 0.0
-        lr = plan.lr_at(step)
-        bar = tqdm(
+        step, tally = self._train_pass(loop, epoch, step)
+        train_seconds = time.perf_counter() - started
+        test = self._test_pass(loop)
+        undecodable = sorted({*tally.skipped_paths, *test.skipped_paths})
+        self._warn_undecodable(undecodable)
+        return step, _epoch_record(epoch, tally, test, undecodable, train_seconds, time.perf_counter() - started)
+
+    def _train_pass(self, loop: _Loop, epoch: int, step: int) -> tuple[int, _Tally]:
+        loop.model.train()
+        tally = _Tally(lr=loop.plan.lr_at(step))
+        bar = self._progress_bar(loop.plan, epoch)
+        for batch in self._train_batches(loop, epoch):
+            tally.skipped += batch.skipped
+            tally.skipped_paths.extend(batch.skipped_paths)
+            if len(batch.labels) < 2:  # BatchNorm cannot train on one image
+                continue
+            tally.lr = loop.plan.lr_at(step)
+            loss, logits = self._step(loop, batch, tally.lr)
+            step += 1
+            _check_finite(loss, epoch, step, loop.plan)
+            tally.count(loss, logits, batch.labels)
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss:.3f}", lr=f"{tally.lr:g}")
+        bar.close()
+        self._check_skipped(tally.skipped, tally.seen + tally.skipped, "training", tally.skipped_paths)
+        return step, tally
+
+    def _progress_bar(self, plan: Plan, epoch: int) -> tqdm[Any]:
+        return tqdm(
             total=plan.steps_per_epoch,
             desc=f"epoch {epoch}/{plan.epochs}",
             unit="step",
@@ -422,76 +571,52 @@ class Trainer:
             disable=not (self.progress and stderr_is_terminal()),
             dynamic_ncols=True,
         )
-        batches = dataset.train.batches(
-            plan.batch_size,
-            size=model.config.input_size,
+
+    def _train_batches(self, loop: _Loop, epoch: int) -> Iterator[Batch]:
+        """The epoch's shuffled, augmented batches: a pure function of (seed, epoch)."""
+        return loop.dataset.train.batches(
+            loop.plan.batch_size,
+            size=loop.model.config.input_size,
             train=True,
             seed=_epoch_seed(self.seed, epoch),
             device=self.device,
         )
-        for batch in batches:
-            skipped += batch.skipped
-            skipped_paths.extend(batch.skipped_paths)
-            if len(batch.labels) < 2:  # BatchNorm cannot train on one image
-                continue
-            lr = plan.lr_at(step)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            x = normalize(batch.images).contiguous(memory_format=torch.channels_last)
-            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=autocast):
-                logits = model(x)
-                loss = F.cross_entropy(logits.float(), batch.labels)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            step += 1
-            value = float(loss.detach())
-            if not math.isfinite(value):
-                raise TrainingError(
-                    f"training diverged: loss {value} at epoch {epoch}, step {step}; lower --lr "
-                    f"(now {plan.lr:g}) or check the data"
-                )
-            n = len(batch.labels)
-            loss_sum += value * n
-            correct += topk_correct(logits.detach().float(), batch.labels, 1)
-            seen += n
-            bar.update(1)
-            bar.set_postfix(loss=f"{value:.3f}", lr=f"{lr:g}")
-        bar.close()
-        self._check_skipped(skipped, seen + skipped, "training", skipped_paths)
-        train_seconds = time.perf_counter() - started
+
+    def _step(self, loop: _Loop, batch: Batch, lr: float) -> tuple[float, torch.Tensor]:
+        """One optimizer step at ``lr``: the batch's loss and logits."""
+        for group in loop.optimizer.param_groups:
+            group["lr"] = lr
+        x = loop.normalize(batch.images).contiguous(memory_format=torch.channels_last)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=loop.autocast):
+            logits = loop.model(x)
+            loss = F.cross_entropy(logits.float(), batch.labels)
+        loop.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        loop.optimizer.step()
+        return float(loss.detach()), logits
+
+    def _test_pass(self, loop: _Loop) -> EvalResult:
         result = evaluate(
-            model,
-            dataset.test,
-            size=model.config.input_size,
-            normalize=normalize,
+            loop.model,
+            loop.dataset.test,
+            size=loop.model.config.input_size,
+            normalize=loop.normalize,
             device=self.device,
             batch_size=self.options.eval_batch_size,
-            autocast=autocast,
+            autocast=loop.autocast,
         )
         self._check_skipped(result.skipped, result.images + result.skipped, "test", result.skipped_paths)
-        undecodable = sorted({*skipped_paths, *result.skipped_paths})
-        new = [path for path in undecodable if path not in self._warned_paths]
+        return result
+
+    def _warn_undecodable(self, paths: list[str]) -> None:
+        """Name undecodable files once a run, not once an epoch."""
+        new = [path for path in paths if path not in self._warned_paths]
         if new:
             self._warned_paths.update(new)
             self.on_warn(
                 f"skipping {len(new)} undecodable image{'s' if len(new) > 1 else ''}: {name_files(new)}; "
                 "remove or fix them"
             )
-        row = {
-            "epoch": epoch,
-            "lr": lr,
-            "train_loss": loss_sum / max(seen, 1),
-            "train_top1_error": 100 * (1 - correct / max(seen, 1)),
-            "test_loss": result.loss,
-            "test_top1_error": result.top1_error,
-            "test_top5_error": result.top5_error,
-            "images_per_second": seen / train_seconds if train_seconds > 0 else 0.0,
-            "epoch_seconds": time.perf_counter() - started,
-            "skipped_images": skipped + result.skipped,
-            "skipped_paths": undecodable[:LOGGED_SKIPPED_PATHS],
-        }
-        return step, row
 
     def _check_skipped(self, skipped: int, read: int, split: str, paths: list[str] | tuple[str, ...]) -> None:
         if read and skipped == read:  # nothing to learn from or to score: errors would be NaN
@@ -506,52 +631,19 @@ class Trainer:
                 "or raise --max-bad-fraction"
             )
 
-    def _save(
-        self,
-        model: ResNet,
-        optimizer: torch.optim.Optimizer,
-        config: ResNetConfig,
-        plan: Plan,
-        setup: _Setup,
-        history: list[dict[str, Any]],
-        epoch: int,
-        step: int,
-        dataset: Dataset,
-    ) -> None:
-        final = history[-1]
-        cpu_model = ResNet(config)
-        cpu_model.load_state_dict({k: v.detach().cpu() for k, v in model.state_dict().items()})
-        save_checkpoint(
-            cpu_model,
-            self.run_dir / MODEL_FILE,
-            {
-                "dataset": setup.data if setup.data == "digits" else dataset.spec,
-                "class_names": list(setup.class_names),
-                "mean": list(setup.mean),
-                "std": list(setup.std),
-                "normalize": setup.normalize,
-                "recipe": plan.recipe.name,
-                "seed": setup.seed,
-                "epochs": epoch,
-                "epochs_planned": plan.epochs,
-                "test_top1_error": round(final["test_top1_error"], 4),
-                "test_top5_error": round(final["test_top5_error"], 4),
-                "train_top1_error": round(final["train_top1_error"], 4),
-                "init_checkpoint": setup.init_checkpoint,
-                "producer_version": __version__,
-            },
-        )
+    def _save(self, loop: _Loop, history: list[EpochRecord], epoch: int, step: int) -> None:
+        """The checkpoint, the log, then the state: an interruption leaves the last good epoch whole."""
+        cpu_model = _cpu_copy(loop.model)
+        save_checkpoint(cpu_model, self.run_dir / MODEL_FILE, _checkpoint_metadata(loop, history[-1], epoch))
         write_log(self.run_dir, history)
-        save_state(
-            self.run_dir,
-            TrainState(
-                model=cpu_model.state_dict(),
-                optimizer=optimizer.state_dict(),
-                epoch=epoch,
-                step=step,
-                config=config.to_dict(),
-                plan=plan.to_dict(),
-                setup=setup.to_dict(),
-                history=history,
-            ),
+        state = TrainState(
+            model=cpu_model.state_dict(),
+            optimizer=loop.optimizer.state_dict(),
+            epoch=epoch,
+            step=step,
+            config=cpu_model.config,
+            plan=loop.plan,
+            setup=loop.setup,
+            history=list(history),
         )
+        save_state(self.run_dir, state)

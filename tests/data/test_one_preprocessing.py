@@ -13,11 +13,11 @@ import pytest
 import torch
 from PIL import Image
 
+from resnet_deploy.artifacts.model_spec import model_config
+from resnet_deploy.artifacts.onnx_metadata import ArtifactMetadata
+from resnet_deploy.artifacts.preprocess_spec import Preprocess
 from resnet_deploy.data.imagefolder import FolderSplit
 from resnet_deploy.data.tensor_split import TensorSplit
-from resnet_deploy.metadata import ArtifactMetadata
-from resnet_deploy.models.config import model_config
-from resnet_deploy.preprocessing import Preprocess
 from resnet_deploy.runtime.preprocess import preprocess
 
 SHAPES = [((1024, 683), "RGB"), ((333, 500), "RGB"), ((640, 480), "L"), ((500, 375), "RGBA"), ((97, 301), "RGB")]

@@ -50,8 +50,8 @@ def test_a_batch_of_only_undecodable_files_is_empty_but_named(tmp_path) -> None:
 
 
 def test_calibration_names_the_files_that_did_not_decode(tmp_path) -> None:
-    from resnet_deploy.metadata import ArtifactMetadata
-    from resnet_deploy.models.config import model_config
+    from resnet_deploy.artifacts.model_spec import model_config
+    from resnet_deploy.artifacts.onnx_metadata import ArtifactMetadata
     from resnet_deploy.quantize.calib_data import load_calibration_set
 
     write_image_folder(tmp_path, per_class=10, size=16)  # 27 train images after the 10% holdout
@@ -83,7 +83,7 @@ def test_training_names_undecodable_files_in_its_epoch_lines_warning_and_log(fol
     from resnet_deploy.training.trainer import Trainer, TrainOptions
 
     root, bad = folder_with_a_broken_image
-    opts = TrainOptions(
+    opts = TrainOptions.of(
         depth=20, data=f"imagefolder:{root}", epochs=2, batch_size=8, input_size=8, max_bad_fraction=0.1
     )
     warnings: list[str] = []

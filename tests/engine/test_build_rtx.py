@@ -8,10 +8,12 @@ import onnx
 import pytest
 
 from resnet_deploy._io import sha256_file
-from resnet_deploy.engine.build import build_engine
 from resnet_deploy.engine.options import BuildOptions
 from resnet_deploy.errors import ResnetDeployError
+from resnet_deploy.pipeline import build_engine
+from resnet_deploy.quantize.options import CalibrationOptions
 from tests.cli_helpers import assert_one_line_error, invoke
+from tests.factories import Collected
 
 pytestmark = pytest.mark.rtx
 TARGETS = ("8.6", "8.9")
@@ -23,8 +25,10 @@ def onnx_fp32(trained_resnet20):
 
 
 def build(onnx_path, out, precision="fp32", **kw):
-    calibrate = {"method": "minmax", "count": 64, "cache_dir": None}
-    return build_engine(onnx_path, out, BuildOptions(precision=precision, target_cc=TARGETS, **kw), calibrate=calibrate)
+    calibrate = CalibrationOptions(method="minmax", count=64, cache_dir=None)
+    return build_engine(
+        onnx_path, out, BuildOptions(precision=precision, target_cc=TARGETS, **kw), calibration=calibrate
+    )
 
 
 @pytest.mark.parametrize(
@@ -68,10 +72,10 @@ def test_resnet18_fp32_and_int8(tmp_path) -> None:
 
 
 def test_parser_errors_are_listed_by_node_and_op(onnx_fp32, tmp_path) -> None:
-    from resnet_deploy.engine.backends import choose
     from resnet_deploy.engine.network import parse
     from resnet_deploy.errors import EngineBuildError
     from resnet_deploy.quantize.calibrate import calibrate_onnx
+    from resnet_deploy.trt.flavours import choose
 
     cpu = calibrate_onnx(onnx_fp32, tmp_path / "cpu.onnx", target="cpu", method="minmax", count=32, cache_dir=None)
     with pytest.raises(EngineBuildError) as info:
@@ -124,7 +128,7 @@ def test_static_batch_profile_and_bad_requests(tmp_path, resnet20_export) -> Non
 def test_timing_cache_is_ignored_with_a_warning_by_rtx(onnx_fp32, tmp_path) -> None:
     warnings: list[str] = []
     options = BuildOptions(target_cc=("8.9",), timing_cache=str(tmp_path / "timing.cache"))
-    result = build_engine(onnx_fp32, tmp_path / "a.engine", options, warn=warnings.append)
+    result = build_engine(onnx_fp32, tmp_path / "a.engine", options, out=Collected(warnings))
     assert result.timing_cache is None and not (tmp_path / "timing.cache").exists()
     assert warnings == [
         "TensorRT-RTX keeps no timing cache (its timing-cache calls are no-ops); --timing-cache ignored"
@@ -137,11 +141,11 @@ def test_timing_cache_is_written_and_a_foreign_one_ignored(onnx_fp32, tmp_path) 
     cache.write_bytes(b"not a timing cache from any TensorRT")
     warnings: list[str] = []
     options = BuildOptions(timing_cache=str(cache))
-    build_engine(onnx_fp32, tmp_path / "a.engine", options, backend="tensorrt", warn=warnings.append)
+    build_engine(onnx_fp32, tmp_path / "a.engine", options, backend="tensorrt", out=Collected(warnings))
     assert any("from another TensorRT version or damaged; ignored" in w for w in warnings)
     assert cache.read_bytes() != b"not a timing cache from any TensorRT"
     warnings.clear()
-    build_engine(onnx_fp32, tmp_path / "b.engine", options, backend="tensorrt", warn=warnings.append)
+    build_engine(onnx_fp32, tmp_path / "b.engine", options, backend="tensorrt", out=Collected(warnings))
     assert warnings == []
 
 
@@ -181,13 +185,13 @@ def test_cli_builds_from_a_checkpoint(trained_resnet20, tmp_path) -> None:
 @pytest.mark.parametrize("precision", ["fp16", "int8", "best"])
 def test_full_tensorrt_builds_for_the_gpu_present(onnx_fp32, tmp_path, precision) -> None:
     """As on a Jetson or a data-centre GPU: full TensorRT builds for the GPU it runs on."""
-    calibrate = {"method": "minmax", "count": 64, "cache_dir": None}
+    calibrate = CalibrationOptions(method="minmax", count=64, cache_dir=None)
     result = build_engine(
         onnx_fp32,
         tmp_path / f"r20.{precision}.engine",
         BuildOptions(precision=precision),
         backend="tensorrt",
-        calibrate=calibrate,
+        calibration=calibrate,
     )
     meta = json.loads(result.sidecar_path.read_text())
     assert meta["backend"] == "tensorrt" and meta["targets"]["compute_capability"]
@@ -201,10 +205,10 @@ def test_full_tensorrt_builds_for_the_gpu_present(onnx_fp32, tmp_path, precision
 def test_turing_is_refused_where_tensorrt_rtx_cannot_build_for_it(onnx_fp32, tmp_path) -> None:
     """TensorRT-RTX 1.7 fails FP32 GEMMs for SM75 (after an INT8 build's calibration): refused up front.
     If a newer TensorRT-RTX builds it, the first assertion fails: lift the refusal in check_combination."""
-    from resnet_deploy.engine.backends import choose
     from resnet_deploy.engine.network import build, configure, parse
     from resnet_deploy.engine.options import BatchProfile, BuildOptionError
     from resnet_deploy.errors import EngineBuildError
+    from resnet_deploy.trt.flavours import choose
 
     backend = choose("tensorrt-rtx")
     builder, network, _parser, logger = parse(backend, onnx_fp32, strongly_typed=True)

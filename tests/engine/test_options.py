@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from resnet_deploy.engine import backends
 from resnet_deploy.engine.options import (
     BatchProfile,
     BuildOptionError,
@@ -14,6 +13,7 @@ from resnet_deploy.engine.options import (
     parse_target_cc,
     resolve_batch,
 )
+from resnet_deploy.trt import flavours as backends
 
 
 def test_batch_profiles() -> None:

@@ -7,8 +7,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from resnet_deploy.engine.backends import EngineBackend
 from resnet_deploy.engine.progress import draws_bars, make_monitor
+from resnet_deploy.trt.flavours import EngineBackend
 
 
 class Terminal(io.StringIO):

@@ -183,7 +183,7 @@ def test_implicit_int8_reads_only_the_caches_calibrate_writes(inputs, tmp_path, 
     minmax.write_text(inputs.calib_cache.read_text().replace("EntropyCalibration2", "MinMaxCalibration"))
     for release in ("8.6", "10.3", "10.16"):
         with environment(release, monkeypatch):
-            from resnet_deploy.engine.backends import choose
+            from resnet_deploy.trt.flavours import choose
 
             backend = choose("tensorrt")
             with pytest.raises(BuildOptionError, match="is a LegacyCalibration cache; --implicit reads the"):
@@ -192,7 +192,7 @@ def test_implicit_int8_reads_only_the_caches_calibrate_writes(inputs, tmp_path, 
             if release in JETPACK:
                 with pytest.raises(BuildOptionError, match="DLA takes EntropyCalibration2 scales only"):
                     check_combination(dla, backend)
-            from resnet_deploy.engine.build import build_engine
+            from resnet_deploy.pipeline import build_engine
 
             options = BuildOptions(precision="int8", implicit=True, calib_cache=str(minmax))
             result = build_engine(inputs.fp32, tmp_path / f"{release}.engine", options, backend=backend)
@@ -267,7 +267,7 @@ def test_parser_errors_name_the_node_as_the_release_can(inputs, tmp_path, releas
     )
     onnx.save(model, tmp_path / "cpu_form.onnx")
     with environment(release, monkeypatch):
-        from resnet_deploy.engine.backends import choose
+        from resnet_deploy.trt.flavours import choose
 
         with pytest.raises(EngineBuildError) as info:
             parse(choose("tensorrt"), tmp_path / "cpu_form.onnx", strongly_typed=release != "8.6")

@@ -1,8 +1,8 @@
 import pytest
 
+from resnet_deploy.artifacts.model_spec import ResNetConfig
 from resnet_deploy.errors import UnknownModelError
 from resnet_deploy.models import get_model, model_config
-from resnet_deploy.models.config import ResNetConfig
 
 
 def test_unknown_depth_lists_every_valid_depth():
@@ -19,7 +19,7 @@ def test_unknown_depth_lists_every_valid_depth():
         ({"plain": True, "shortcut": "A"}, "plain networks have no shortcuts"),
         ({"variant": "v2"}, "unknown variant"),
         ({"shortcut": "D"}, "unknown shortcut"),
-        ({"num_classes": 0}, "--num-classes must be at least 1"),
+        ({"num_classes": 0}, "number of classes must be at least 1"),
         ({"input_size": 16}, "use at least 32"),
     ],
 )

@@ -83,7 +83,7 @@ def test_fully_trained_digits_resnet20_int8_meets_the_issue_numbers(tmp_path) ->
     from resnet_deploy.model_source import open_model
     from resnet_deploy.training.trainer import Trainer, TrainOptions
 
-    result = Trainer(TrainOptions(depth=20), tmp_path / "run", progress=False).run()
+    result = Trainer(TrainOptions.of(depth=20), tmp_path / "run", progress=False).run()
     source = open_model(result.checkpoint)
     export_onnx(source.model, tmp_path / "r20.onnx", source.metadata)
     fp32, labels = digits_accuracy(tmp_path / "r20.onnx")
@@ -148,7 +148,7 @@ def test_random_init_export_warns_and_falls_back_to_digits(resnet20_export, tmp_
 
 
 def _metadata(**config):
-    from resnet_deploy.metadata import ArtifactMetadata
+    from resnet_deploy.artifacts.onnx_metadata import ArtifactMetadata
     from resnet_deploy.models.registry import build_model
 
     cfg = build_model(20, **config).config
@@ -235,7 +235,7 @@ def test_cpu_target_measures_less_for_the_same_graph(trained_onnx, tmp_path) -> 
             ).path
         )
     )
-    from resnet_deploy.metadata import read_onnx_metadata
+    from resnet_deploy.onnx_io import read_onnx_metadata
 
     batches = load_calibration_set(read_onnx_metadata(str(trained_onnx)), None, 32).batches
     everything = quantize_for_cpu(trained_onnx, compute_ranges(trained_onnx, batches, method="minmax", symmetric=False))

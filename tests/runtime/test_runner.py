@@ -49,7 +49,7 @@ def test_classify_raw_images_matches_validation_preprocessing(trained_resnet20) 
 def test_preprocessing_follows_the_model(trained_resnet20) -> None:
     from PIL import Image
 
-    from resnet_deploy.metadata import ArtifactMetadata
+    from resnet_deploy.artifacts.onnx_metadata import ArtifactMetadata
     from resnet_deploy.models.registry import build_model
     from resnet_deploy.runtime.preprocess import preprocess
 
@@ -69,8 +69,8 @@ def test_preprocessing_follows_the_model(trained_resnet20) -> None:
 
 @pytest.mark.rtx
 def test_engines_are_checked_against_their_sidecar_before_loading(trained_resnet20, tmp_path) -> None:
-    from resnet_deploy.engine.build import build_engine
     from resnet_deploy.engine.options import BuildOptions
+    from resnet_deploy.pipeline import build_engine
 
     _, onnx_path = trained_resnet20
     result = build_engine(onnx_path, tmp_path / "r.engine", BuildOptions(target_cc=("8.9",)))
@@ -91,16 +91,24 @@ def test_engines_are_checked_against_their_sidecar_before_loading(trained_resnet
 
 
 def test_gpu_checks() -> None:
-    rtx = {"targets": {"compute_capabilities": ["8.6", "8.9"]}, "source_onnx": "m.onnx", "precision": "int8"}
+    from resnet_deploy.artifacts import EngineSidecar, EngineTargets
+
+    def sidecar(**fields):
+        return EngineSidecar(
+            engine_bytes=0, engine_sha256="", backend="tensorrt", backend_version="10.3", model={}, **fields
+        )
+
+    rtx = sidecar(targets=EngineTargets(compute_capabilities=("8.6", "8.9")), source_onnx="m.onnx", precision="int8")
     check_gpu(rtx, "RTX 4090", "8.9", "m.engine")
     with pytest.raises(
         EngineMismatchError, match=r"built for compute capabilities 8\.6, 8\.9 but this GPU \(RTX 5090\)"
     ):
         check_gpu(rtx, "RTX 5090", "12.0", "m.engine")
-    trt = {"targets": {"gpu": "Orin", "compute_capability": "8.7"}, "rebuild_command": "resnet-deploy build-engine X"}
+    orin = EngineTargets(gpu="Orin", compute_capability="8.7")
+    trt = sidecar(targets=orin, rebuild_command="resnet-deploy build-engine X")
     with pytest.raises(EngineMismatchError, match="rebuild it here: resnet-deploy build-engine X"):
         check_gpu(trt, "A100", "8.0", "m.engine")
-    check_gpu({**trt, "hardware_compat": "ampere+"}, "A100", "8.0", "m.engine")
+    check_gpu(sidecar(targets=orin, hardware_compat="ampere+"), "A100", "8.0", "m.engine")
 
 
 def test_edge_app_classifies_a_folder(trained_resnet20, tmp_path) -> None:

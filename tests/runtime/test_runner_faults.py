@@ -10,8 +10,9 @@ from typing import Any
 import numpy as np
 import pytest
 
+from resnet_deploy.artifacts.onnx_metadata import ArtifactMetadata
 from resnet_deploy.errors import ResnetDeployError
-from resnet_deploy.metadata import ArtifactMetadata, check_graph_matches_metadata, write_onnx_metadata
+from resnet_deploy.onnx_io import check_graph_matches_metadata, write_onnx_metadata
 from resnet_deploy.runtime import Runner
 
 
@@ -313,12 +314,12 @@ def test_torch_errors_while_running_become_one_line(tiny_checkpoint) -> None:
 
 def write_engine(tmp_path: Path, tiny_onnx: Path, **fields: Any) -> Path:
     """An engine file and a sidecar whose types are right (unless ``fields`` says otherwise)."""
-    from resnet_deploy.engine.sidecar import sidecar, sidecar_path
-    from resnet_deploy.metadata import read_onnx_props
+    from resnet_deploy.artifacts.engine_sidecar import EngineSidecar, EngineTargets, sidecar_path
+    from resnet_deploy.onnx_io import read_onnx_props
 
     engine = tmp_path / "m.engine"
     engine.write_bytes(b"\0" * 64)
-    meta = sidecar(
+    record = EngineSidecar(
         engine="m.engine",
         engine_bytes=64,
         engine_sha256="0" * 64,
@@ -327,11 +328,12 @@ def write_engine(tmp_path: Path, tiny_onnx: Path, **fields: Any) -> Path:
         precision="fp32",
         version_compatible=False,
         hardware_compat="none",
-        targets={"gpu": "NVIDIA H100", "compute_capability": "9.0"},
+        targets=EngineTargets(gpu="NVIDIA H100", compute_capability="9.0"),
         io={"inputs": [{"name": "input"}], "outputs": [{"name": "logits"}]},
         model=read_onnx_props(str(tiny_onnx)),
         rebuild_command="resnet-deploy build-engine --onnx tiny.onnx",
     )
+    meta = record.to_json()
     for key, value in fields.items():
         if value is None:
             meta.pop(key)
@@ -372,7 +374,7 @@ def test_options_and_paths_of_the_wrong_type_are_refused(tmp_path, tiny_onnx) ->
 
 
 def test_a_sidecar_model_metadata_with_a_zero_std_is_refused(tmp_path, tiny_onnx) -> None:
-    from resnet_deploy.metadata import read_onnx_props
+    from resnet_deploy.onnx_io import read_onnx_props
 
     model = {**read_onnx_props(str(tiny_onnx)), "std": "[0, 0, 0]"}
     engine = write_engine(tmp_path, tiny_onnx, model=model)
@@ -385,7 +387,7 @@ def test_a_sidecar_model_metadata_with_a_zero_std_is_refused(tmp_path, tiny_onnx
 
 
 def test_an_engine_that_contradicts_its_sidecar_is_refused_and_freed(tiny_onnx, tmp_path, monkeypatch) -> None:
-    from resnet_deploy.engine.sidecar import sidecar_path
+    from resnet_deploy.artifacts.engine_sidecar import sidecar_path
     from tests.runtime.test_tensorrt_runner import assert_all_freed, build, device
 
     with device(monkeypatch, "10.16") as (_, cuda, machine):

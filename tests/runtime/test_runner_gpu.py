@@ -117,8 +117,8 @@ def gpu(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iter
 
 
 def engine(onnx: Path, out: Path, batch: str) -> Path:
-    from resnet_deploy.engine.build import build_engine
     from resnet_deploy.engine.options import BuildOptions, parse_batch
+    from resnet_deploy.pipeline import build_engine
 
     return build_engine(onnx, out, BuildOptions(batch=parse_batch(batch)), backend="tensorrt").path
 

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from resnet_deploy.artifacts import EngineSidecar
 from resnet_deploy.errors import EngineMismatchError, ResnetDeployError
 from resnet_deploy.runtime import Runner
 from resnet_deploy.runtime.tensorrt_backend import check_version
@@ -58,8 +59,8 @@ def device(
 
 
 def build(onnx: Path, out: Path, release: str, **options: Any) -> Path:
-    from resnet_deploy.engine.build import build_engine
     from resnet_deploy.engine.options import BuildOptions, parse_batch
+    from resnet_deploy.pipeline import build_engine
 
     options.setdefault("batch", parse_batch("1:4:8"))
     if release == "rtx":
@@ -297,12 +298,15 @@ def test_no_driver_at_all_is_named(monkeypatch) -> None:
     ],
 )
 def test_version_compatible_engines_run_only_where_the_support_matrix_says(built, installed, compatible, runs):
-    sidecar = {
-        "backend": "tensorrt",
-        "backend_version": built,
-        "version_compatible": compatible,
-        "rebuild_command": "resnet-deploy build-engine --onnx m.onnx --version-compatible",
-    }
+    sidecar = EngineSidecar(
+        engine_bytes=0,
+        engine_sha256="",
+        backend="tensorrt",
+        backend_version=built,
+        model={},
+        version_compatible=compatible,
+        rebuild_command="resnet-deploy build-engine --onnx m.onnx --version-compatible",
+    )
     if runs:
         check_version(sidecar, installed, Path("m.engine"))
     else:
@@ -354,7 +358,8 @@ def test_torch_tensors_on_another_gpu_are_refused_before_any_cuda_work(tiny_onnx
 def test_a_timing_cache_tensorrt_cannot_create_is_ignored(tmp_path) -> None:
     from types import SimpleNamespace
 
-    from resnet_deploy.engine.network import ErrorLog, load_timing_cache
+    from resnet_deploy.engine.network import load_timing_cache
+    from resnet_deploy.trt.logger import ErrorLog
 
     def refuse(data: bytes) -> Any:
         raise RuntimeError("cannot create a timing cache")

@@ -47,7 +47,7 @@ def test_train_into_a_pipe_writes_no_bar_and_no_escape_codes(cifar_dir, tmp_path
 def test_a_terminal_still_gets_the_bar(cifar_dir, tmp_path, monkeypatch) -> None:
     terminal = _Terminal()
     monkeypatch.setattr(sys, "stderr", terminal)
-    opts = TrainOptions(depth=20, data=f"cifar10:{cifar_dir}", epochs=1, batch_size=8)
+    opts = TrainOptions.of(depth=20, data=f"cifar10:{cifar_dir}", epochs=1, batch_size=8)
     Trainer(opts, tmp_path / "tty").run()
     drawn = terminal.getvalue()
     assert "epoch 1/1" in drawn and "2/2" in drawn and "\r" in drawn  # both steps, redrawn in place

@@ -66,6 +66,8 @@ def test_resume_via_cli(cifar_dir, tmp_path) -> None:
     assert invoke("train", "--depth", "20", "--epochs", "1", "-o", str(run_dir), *args).exit_code == 0
     assert_one_line_error(invoke("train", "--depth", "20", "--epochs", "1", "-o", str(run_dir), *args), "--resume")
     assert_one_line_error(invoke("train", "--resume", str(run_dir), "--depth", "56"), "drop --depth")
+    # --data digits given is data given, not "no --data": this run trained on CIFAR
+    assert_one_line_error(invoke("train", "--resume", str(run_dir), "--data", "digits"), "not digits; drop --data")
     result = invoke("train", "--resume", str(run_dir), "--no-progress")
     assert result.exit_code == 0, result.output
     assert "already finished its 1 epochs" in result.stdout
@@ -79,7 +81,8 @@ def test_resume_via_cli(cifar_dir, tmp_path) -> None:
         (["--depth", "21"], "unknown depth 21"),
         (["--depth", "20", "--num-classes", "3"], "has 10 classes, not 3; drop --num-classes"),
         (["--resume", "/nonexistent/run"], "nothing to resume"),
-        (["--depth", "20", "--input-size", "0"], "--input-size 0 is too small"),
+        (["--depth", "20", "--input-size", "0"], "'--input-size': 0 is not in the range x>=1"),
+        (["--depth", "20", "--input-size", "2"], "input size 2 is too small for resnet20"),
     ],
 )
 def test_bad_input_is_one_line(tmp_path, args, needle) -> None:

@@ -20,7 +20,7 @@ def cifar_dir(tmp_path_factory):
 
 
 def options(cifar_dir, **kw) -> TrainOptions:
-    return TrainOptions(**{"depth": 20, "data": f"cifar10:{cifar_dir}", "epochs": 2, "batch_size": 32, **kw})
+    return TrainOptions.of(**{"depth": 20, "data": f"cifar10:{cifar_dir}", "epochs": 2, "batch_size": 32, **kw})
 
 
 def run(opts: TrainOptions, run_dir, **kw):
@@ -36,7 +36,8 @@ def test_run_writes_checkpoint_metadata_and_logs(cifar_dir, tmp_path) -> None:
     assert meta["class_names"] == [f"class{i}" for i in range(10)]
     assert meta["epochs"] == 2 and meta["recipe"] == "paper-cifar" and meta["normalize"] == "pixel-mean"
     assert (meta["mean"], meta["std"]) == ([0.0] * 3, [1.0] * 3)  # the model subtracts its mean image itself
-    assert meta["test_top1_error"] == pytest.approx(result.final["test_top1_error"], abs=1e-3)
+    assert result.final is not None
+    assert meta["test_top1_error"] == pytest.approx(result.final.test_top1_error, abs=1e-3)
     assert ckpt.config is not None and ckpt.config.pixel_mean and ckpt.config.num_classes == 10
     # the pixel mean is the training set's mean image, stored in the checkpoint
     from resnet_deploy.data import open_dataset
@@ -48,7 +49,7 @@ def test_run_writes_checkpoint_metadata_and_logs(cifar_dir, tmp_path) -> None:
     assert set(rows[0]) >= {"train_loss", "train_top1_error", "test_top1_error", "test_top5_error", "lr"}
     assert json.loads((tmp_path / "r" / "log.json").read_text())[1]["epoch"] == 2
     # lr: 3 steps/epoch of 32 on 70 images, 6 steps, drops at 3 and 4 (50%, 75%)
-    assert [r["lr"] for r in result.history] == pytest.approx([0.025, 0.00025])
+    assert [r.lr for r in result.history] == pytest.approx([0.025, 0.00025])
 
 
 def test_same_seed_same_weights_other_seed_other_weights(cifar_dir, tmp_path) -> None:
@@ -65,7 +66,7 @@ def test_resume_after_interrupt_is_bit_for_bit(cifar_dir, tmp_path, kw) -> None:
     straight = run(options(cifar_dir, epochs=3, **kw), tmp_path / "straight")
 
     def interrupt(row):
-        if row["epoch"] == 2:
+        if row.epoch == 2:
             raise KeyboardInterrupt
 
     trainer = Trainer(options(cifar_dir, epochs=3, **kw), tmp_path / "cut", progress=False, on_epoch=interrupt)
@@ -75,17 +76,17 @@ def test_resume_after_interrupt_is_bit_for_bit(cifar_dir, tmp_path, kw) -> None:
     assert load_checkpoint(tmp_path / "cut" / "model.pt").metadata["epochs"] == 2  # last good epoch intact
     assert not [p for p in (tmp_path / "cut").iterdir() if p.name.startswith(".")]  # no temp files left
     # resumed with no options at all: seed, plain, data and plan all come from the saved state
-    resumed = Trainer(TrainOptions(), tmp_path / "cut", resume=tmp_path / "cut", progress=False).run()
+    resumed = Trainer(TrainOptions.of(), tmp_path / "cut", resume=tmp_path / "cut", progress=False).run()
     assert resumed.resumed_from == 2 and len(resumed.history) == 3
     a = load_checkpoint(straight.checkpoint).state_dict
     b = load_checkpoint(resumed.checkpoint).state_dict
     assert all(torch.equal(a[k], b[k]) for k in a)
-    assert resumed.history[-1]["test_loss"] == straight.history[-1]["test_loss"]
+    assert resumed.history[-1].test_loss == straight.history[-1].test_loss
 
 
 def test_resume_of_a_finished_run_does_nothing(cifar_dir, tmp_path) -> None:
     run(options(cifar_dir, epochs=1), tmp_path / "r")
-    again = Trainer(TrainOptions(), tmp_path / "r", resume=tmp_path / "r", progress=False).run()
+    again = Trainer(TrainOptions.of(), tmp_path / "r", resume=tmp_path / "r", progress=False).run()
     assert again.resumed_from == 1 and len(again.history) == 1
 
 
@@ -102,12 +103,12 @@ def test_resume_of_a_finished_run_does_nothing(cifar_dir, tmp_path) -> None:
 def test_resume_refuses_another_architecture_or_plan(cifar_dir, tmp_path, kw, message) -> None:
     run(options(cifar_dir, epochs=1), tmp_path / "r")
     with pytest.raises(TrainingError, match=message):
-        Trainer(TrainOptions(**kw), tmp_path / "r", resume=tmp_path / "r")
+        Trainer(TrainOptions.of(**kw), tmp_path / "r", resume=tmp_path / "r")
 
 
 def test_resume_needs_a_run(tmp_path) -> None:
     with pytest.raises(TrainingError, match="nothing to resume"):
-        Trainer(TrainOptions(), tmp_path, resume=tmp_path)
+        Trainer(TrainOptions.of(), tmp_path, resume=tmp_path)
 
 
 def test_existing_run_is_not_overwritten(cifar_dir, tmp_path) -> None:
@@ -179,12 +180,12 @@ def test_imagefolder_training_with_a_broken_image(tmp_path) -> None:
     write_image_folder(tmp_path / "d" / "train", per_class=6)
     write_image_folder(tmp_path / "d" / "val", per_class=2)
     (tmp_path / "d" / "train" / "cat" / "bad.png").write_bytes(b"\x89PNG broken")
-    opts = TrainOptions(depth=20, data=f"imagefolder:{tmp_path / 'd'}", epochs=1, batch_size=8, input_size=32)
+    opts = TrainOptions.of(depth=20, data=f"imagefolder:{tmp_path / 'd'}", epochs=1, batch_size=8, input_size=32)
     with pytest.raises(Exception, match=r"1 of 19 training images failed to decode"):
         run(opts, tmp_path / "r")
     opts.max_bad_fraction = 0.1
     result = run(opts, tmp_path / "r2")
-    assert result.history[0]["skipped_images"] == 1 and result.config.input_size == 32
+    assert result.history[0].skipped_images == 1 and result.config.input_size == 32
     assert load_checkpoint(result.checkpoint).metadata["class_names"] == ["cat", "dog", "fox"]
     # every test image undecodable: refused even with a lenient limit (errors would be NaN)
     for image in (tmp_path / "d" / "val").rglob("*.png"):

@@ -1,36 +1,27 @@
 """Which ONNX a command starts from: a checkpoint or ``--depth`` model exported (and verified), or
-an earlier export of the same model reused; every path planned before the work.
-
-The library layer under the CLI: `export`, `calibrate`, `build-engine` and `demo` call it, and
-Python code can too (see the README's Export section). It reports through ``out`` (anything with
-``say`` and ``warn``: :class:`Printed` prints) and raises the project's errors.
-"""
+an earlier export of the same model reused; every path planned before the work."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
-from resnet_deploy._io import human_bytes
+from resnet_deploy._io import human_bytes, sha256_file
+from resnet_deploy._lazy import lazy_module
+from resnet_deploy.artifacts.model_spec import ModelSpec, model_config
+from resnet_deploy.artifacts.onnx_metadata import ArtifactMetadata
 from resnet_deploy.errors import CheckpointError, OutputPathError, UnknownModelError
+from resnet_deploy.output_plan import OutputPlan
+from resnet_deploy.pipeline.messages import Messages
+from resnet_deploy.provenance import architecture, onnx_export_of
 
-
-class Messages(Protocol):
-    """Where progress lines and warnings go (the CLI's Reporter; a logger adapter; a test's list)."""
-
-    def say(self, message: str = "") -> None: ...
-
-    def warn(self, message: str) -> None: ...
-
-
-class Printed:
-    """Messages printed to stdout, warnings prefixed: for scripts and notebooks."""
-
-    def say(self, message: str = "") -> None:
-        print(message)
-
-    def warn(self, message: str) -> None:
-        print(f"warning: {message}")
+if TYPE_CHECKING:
+    from resnet_deploy import export, model_source
+    from resnet_deploy import verify as verification
+else:
+    export, model_source, verification = map(
+        lazy_module, ("resnet_deploy.export", "resnet_deploy.model_source", "resnet_deploy.verify")
+    )
 
 
 def describe_verification(report: Any) -> str:
@@ -43,30 +34,22 @@ def describe_verification(report: Any) -> str:
     return "verified against PyTorch in ONNX Runtime: " + "; ".join(parts)
 
 
-def random_architecture(model_opts: dict[str, Any]) -> dict[str, str]:
+def random_architecture(spec: ModelSpec) -> dict[str, str]:
     """The architecture props of ``--depth ...`` (random weights), checked without importing torch:
     ``export --depth 51`` is refused at once."""
-    from resnet_deploy.metadata import ArtifactMetadata
-    from resnet_deploy.models.config import model_config
-    from resnet_deploy.provenance import architecture
-
-    opts = {k: v for k, v in model_opts.items() if k != "depth"}
-    config = model_config(model_opts["depth"], **opts)
+    config = model_config(spec)
     return architecture(ArtifactMetadata(config=config, mean=(0.0,), std=(1.0,)).to_props())
 
 
-def random_or_none(checkpoint: str | None, model_opts: dict[str, Any]) -> dict[str, str] | None:
-    return None if checkpoint is not None else random_architecture(model_opts)
+def random_or_none(checkpoint: str | None, spec: ModelSpec) -> dict[str, str] | None:
+    return None if checkpoint is not None else random_architecture(spec)
 
 
-def export_ours(checkpoint: str | None, model_opts: dict[str, Any]) -> Any:
+def export_ours(checkpoint: str | None, spec: ModelSpec) -> Any:
     """The test for "an existing ONNX is this export from the same inputs" (replaced or reused)."""
-    from resnet_deploy._io import sha256_file
-    from resnet_deploy.provenance import onnx_export_of
-
     if checkpoint is not None:
         return onnx_export_of(sha256_file(checkpoint) if Path(checkpoint).is_file() else "missing")
-    return onnx_export_of(None, random_architecture(model_opts))
+    return onnx_export_of(None, random_architecture(spec))
 
 
 def export_model(
@@ -81,35 +64,32 @@ def export_model(
     tolerance: float | None,
     overwrite: bool = False,
     planned: bool = False,
-    **model_opts: Any,
+    spec: ModelSpec | None = None,
 ) -> Any:
     """Open the model, plan the output (``planned``: the caller's plan holds it already), warn on
     random weights, export and verify, and say what was written."""
-    if checkpoint is None and model_opts.get("depth") is None:
+    spec = spec or ModelSpec()
+    if checkpoint is None and spec.depth is None:
         raise UnknownModelError("give a depth (--depth) or a checkpoint (--checkpoint) to export")
     if output is not None and not output.endswith(".onnx"):
         raise OutputPathError(f"the export is an ONNX file: give an output ending in .onnx, not {output}")
     if checkpoint is not None and not Path(checkpoint).is_file():
         raise CheckpointError(f"checkpoint {checkpoint} not found")
-    ours = export_ours(checkpoint, model_opts)  # a wrong --depth is refused here, before torch loads
+    ours = export_ours(checkpoint, spec)  # a wrong --depth is refused here, before torch loads
     if output is not None and not planned:
         _plan_export(out, checkpoint, Path(output), ours, overwrite)  # before minutes of work, not after
 
-    from resnet_deploy.export import export_onnx
-    from resnet_deploy.model_source import RANDOM_WEIGHTS_SEED, open_model
-    from resnet_deploy.verify import DEFAULT_RTOL
-
-    source = open_model(checkpoint, **model_opts)
+    source = model_source.open_model(checkpoint, spec)
     name = source.metadata.config.name
     path = Path(output) if output else Path(f"{name}.onnx")
     if output is None and not planned:
         _plan_export(out, checkpoint, path, ours, overwrite)
     if source.random_init:
         out.warn(
-            f"no --checkpoint: exporting a randomly initialised {name} (seed {RANDOM_WEIGHTS_SEED}, the same on every "
-            "run); its predictions are meaningless (pass --checkpoint PATH to export trained weights)"
+            f"no --checkpoint: exporting a randomly initialised {name} (seed {model_source.RANDOM_WEIGHTS_SEED}, "
+            "the same on every run); its predictions are meaningless (pass --checkpoint PATH to export trained weights)"
         )
-    result = export_onnx(
+    result = export.export_onnx(
         source.model,
         path,
         source.metadata,
@@ -117,7 +97,7 @@ def export_model(
         static_batch=static_batch,
         simplify=simplify,
         verify=verify,
-        rtol=tolerance or DEFAULT_RTOL,
+        rtol=tolerance or verification.DEFAULT_RTOL,
     )
     batch = "dynamic batch" if result.batch == "dynamic" else f"static batch {result.batch}"
     out.say(
@@ -130,8 +110,6 @@ def export_model(
 
 
 def _plan_export(out: Messages, checkpoint: str | None, path: Path, ours: Any, overwrite: bool) -> None:
-    from resnet_deploy.output_plan import OutputPlan
-
     plan = OutputPlan("export", overwrite=overwrite)
     plan.read(checkpoint, "checkpoint")
     plan.write(path, "ONNX export", ours=ours)
@@ -143,7 +121,7 @@ def _plan_export(out: Messages, checkpoint: str | None, path: Path, ours: Any, o
 def plan_model_export(plan: Any, model_path: str, onnx_path: Path) -> bool:
     """Plan the ONNX that a checkpoint MODEL is exported to; True when an existing one is reused
     (an export of the same checkpoint: exporting again would write the same model)."""
-    ours = export_ours(model_path, {})
+    ours = export_ours(model_path, ModelSpec())
     if onnx_path.exists() and ours(onnx_path):
         plan.read(onnx_path, "ONNX exported from the checkpoint")
         return True
@@ -164,7 +142,7 @@ def onnx_from_model_arg(out: Messages, model_path: str, onnx_path: Path, reuse: 
     return onnx_path
 
 
-def export_planned(out: Messages, checkpoint: str | None, path: Path, **model_opts: Any) -> Any:
+def export_planned(out: Messages, checkpoint: str | None, path: Path, spec: ModelSpec | None = None) -> Any:
     """The default, verified export to ``path``, which the caller's plan already checked."""
     return export_model(
         out,
@@ -176,5 +154,5 @@ def export_planned(out: Messages, checkpoint: str | None, path: Path, **model_op
         verify=True,
         tolerance=None,
         planned=True,
-        **model_opts,
+        spec=spec,
     )

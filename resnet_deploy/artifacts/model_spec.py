@@ -1,4 +1,5 @@
-"""Architecture configs: the paper's tables as data. Pure Python, so metadata code needs no torch.
+"""Architectures as data: what a user asks for (:class:`ModelSpec`) and what it resolves to
+(:class:`ResNetConfig`, saved in checkpoints, ONNX metadata and engine sidecars). Pure Python.
 
 ImageNet nets follow Table 1 of He et al. 2015; CIFAR nets follow section 4.2 (6n+2 layers,
 16/32/64 filters, feature maps 32/16/8, global average pool, 10 classes).
@@ -138,35 +139,69 @@ class ResNetConfig:
         return config
 
 
-def model_config(
-    depth: int,
-    *,
-    variant: str | None = None,
-    plain: bool = False,
-    shortcut: str | None = None,
-    num_classes: int | None = None,
-    input_size: int | None = None,
-    in_chans: int = 3,
-    pixel_mean: bool = False,
-) -> ResNetConfig:
-    """Validate the options and fill the family's defaults; None means default."""
+@dataclass(frozen=True)
+class ModelSpec:
+    """The architecture asked for: one bundle from the CLI's options to the model builder.
+
+    None means "the family's default" (or, when a checkpoint is given, "what the checkpoint records").
+    """
+
+    depth: int | None = None
+    variant: str | None = None  # "v1" or "v1.5"
+    plain: bool = False
+    shortcut: str | None = None  # "A", "B" or "C"
+    num_classes: int | None = None
+    input_size: int | None = None
+    in_chans: int | None = None
+
+    def given(self) -> dict[str, Any]:
+        """The options set to other than their defaults (what a user typed)."""
+        return {f.name: v for f in dataclasses.fields(self) if (v := getattr(self, f.name)) != f.default}
+
+    def with_depth(self, depth: int | None) -> ModelSpec:
+        return dataclasses.replace(self, depth=depth)
+
+    @classmethod
+    def of(cls, spec: ModelSpec | int | None = None, **options: Any) -> ModelSpec:
+        """``spec`` itself, or one made from a depth and keyword options (``of(50, num_classes=10)``)."""
+        if isinstance(spec, ModelSpec):
+            if options:
+                return dataclasses.replace(spec, **options)
+            return spec
+        try:
+            return cls(**options) if spec is None else cls(spec, **options)
+        except TypeError:
+            known = ", ".join(f.name for f in dataclasses.fields(cls))
+            unknown = ", ".join(sorted(set(options) - {f.name for f in dataclasses.fields(cls)})) or "depth twice"
+            raise UnknownModelError(f"unknown model option {unknown}; the options are {known}") from None
+
+
+def model_config(spec: ModelSpec | int, *, pixel_mean: bool = False, **options: Any) -> ResNetConfig:
+    """Validate the options and fill the family's defaults; None means default.
+
+    ``spec``: a :class:`ModelSpec`, or a depth with the spec's fields as keyword options.
+    """
+    spec = ModelSpec.of(spec, **options)
+    depth = spec.depth
     if depth not in ARCHITECTURES:
         raise UnknownModelError(f"unknown depth {depth}; valid depths: {valid_depths_text()}")
     family, block, layers = ARCHITECTURES[depth]
     defaults = FAMILY_DEFAULTS[family]
-    variant = variant or defaults["variant"]
+    variant = spec.variant or defaults["variant"]
     if variant not in VARIANTS:
         raise UnknownModelError(f"unknown variant {variant!r}; choose one of {', '.join(VARIANTS)}")
-    if plain:
+    shortcut = spec.shortcut
+    if spec.plain:
         if shortcut is not None:
-            raise UnknownModelError("plain networks have no shortcuts; drop --shortcut or --plain")
+            raise UnknownModelError("plain networks have no shortcuts; give a shortcut or plain, not both")
     else:
         shortcut = (shortcut or defaults["shortcut"]).upper()
         if shortcut not in SHORTCUTS:
             raise UnknownModelError(f"unknown shortcut option {shortcut!r}; choose A, B or C")
-    num_classes = defaults["num_classes"] if num_classes is None else int(num_classes)
+    num_classes = defaults["num_classes"] if spec.num_classes is None else int(spec.num_classes)
     if num_classes < 1:
-        raise UnknownModelError(f"--num-classes must be at least 1, got {num_classes}")
+        raise UnknownModelError(f"the number of classes must be at least 1, got {num_classes}")
+    in_chans = 3 if spec.in_chans is None else int(spec.in_chans)
     if in_chans < 1:
         raise UnknownModelError(f"input channels must be at least 1, got {in_chans}")
     config = ResNetConfig(
@@ -176,16 +211,16 @@ def model_config(
         layers=layers,
         widths=tuple(defaults["widths"]),
         variant=variant,
-        plain=plain,
+        plain=spec.plain,
         shortcut=shortcut,
         num_classes=num_classes,
-        input_size=defaults["input_size"] if input_size is None else int(input_size),
+        input_size=defaults["input_size"] if spec.input_size is None else int(spec.input_size),
         in_chans=in_chans,
         pixel_mean=pixel_mean,
     )
     if config.input_size < config.total_stride:
         raise UnknownModelError(
-            f"--input-size {config.input_size} is too small for {config.name}: "
+            f"input size {config.input_size} is too small for {config.name}: "
             f"it subsamples by {config.total_stride}, so use at least {config.total_stride}"
         )
     return config

@@ -1,8 +1,9 @@
 """What an artifact knows about itself: architecture, preprocessing, classes, provenance.
 
-Stored as ONNX ``metadata_props`` (flat string key/values, visible in Netron) so that calibration,
-engine building, validation and the runner need nothing but the file. Lists are JSON-encoded.
-Pure Python: the runner reads these through ONNX Runtime's ``custom_metadata_map`` without onnx.
+Stored as ONNX ``metadata_props`` (flat string key/values, visible in Netron) and copied into every
+engine's sidecar, so that calibration, engine building, validation and the runner need nothing but
+the file. Lists are JSON-encoded. The format is versioned (``schema``: ``resnet-deploy/N``): a newer
+one is refused with a message, an older one read.
 """
 
 from __future__ import annotations
@@ -11,14 +12,15 @@ import dataclasses
 import json
 import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
+from resnet_deploy.artifacts.model_spec import ResNetConfig
+from resnet_deploy.artifacts.preprocess_spec import Preprocess, for_family
+from resnet_deploy.artifacts.versions import read_version
 from resnet_deploy.errors import ArtifactError
-from resnet_deploy.models.config import ResNetConfig
-from resnet_deploy.preprocessing import Preprocess, for_family
 
-SCHEMA = "resnet-deploy/1"
+SCHEMA_KIND, SCHEMA_VERSION = "resnet-deploy", 1
+SCHEMA = f"{SCHEMA_KIND}/{SCHEMA_VERSION}"
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
 
@@ -81,11 +83,13 @@ class ArtifactMetadata:
     def from_props(cls, props: dict[str, str], source: str = "the model") -> ArtifactMetadata:
         """Parse and check the props: a value later stages would trip on (a std of 0, class names that do
         not count the classes) is refused here, naming its key."""
-        if props.get("schema") != SCHEMA:
+        if "schema" not in props:
             raise ArtifactError(
-                f"{source} carries no resnet-deploy metadata (schema {props.get('schema')!r}); "
-                "export it with `resnet-deploy export` first"
+                f"{source} carries no resnet-deploy metadata; export it with `resnet-deploy export` first"
             )
+        read_version(
+            props["schema"], SCHEMA_KIND, SCHEMA_VERSION, source, not_ours="export it with `resnet-deploy export` first"
+        )
         try:
             config = ResNetConfig.from_dict(
                 {
@@ -160,45 +164,6 @@ def _recorded_policy(text: str | None, family: str) -> Preprocess | None:
     return None if policy == for_family(family) else policy
 
 
-def write_onnx_metadata(model_proto: Any, metadata: ArtifactMetadata) -> None:
-    """Replace the model's metadata props with ``metadata`` (other keys are kept)."""
-    props = metadata.to_props()
-    kept = [(p.key, p.value) for p in model_proto.metadata_props if p.key not in props]
-    del model_proto.metadata_props[:]
-    for key, value in [*kept, *props.items()]:
-        entry = model_proto.metadata_props.add()
-        entry.key, entry.value = key, value
-    model_proto.producer_name = "resnet-deploy"
-    model_proto.producer_version = metadata.producer_version
-
-
-def load_onnx(path: str | Path, *, external_data: bool = True) -> Any:
-    """The ModelProto in ``path``; a missing or foreign file is a one-line error."""
-    import onnx
-
-    try:
-        return onnx.load(str(path), load_external_data=external_data)
-    except FileNotFoundError:
-        raise ArtifactError(f"ONNX file {path} not found") from None
-    except Exception as exc:  # onnx raises DecodeError and others for foreign files
-        raise ArtifactError(f"{path} is not a readable ONNX model ({exc})") from exc
-
-
-def onnx_props(model: Any) -> dict[str, str]:
-    """All metadata props of a loaded ONNX model (ours and any others), as a dict."""
-    return {p.key: p.value for p in model.metadata_props}
-
-
-def read_onnx_props(path: str | Path) -> dict[str, str]:
-    """All metadata props of an ONNX file (ours and any others), as a dict."""
-    return onnx_props(load_onnx(path, external_data=False))
-
-
-def read_onnx_metadata(path: str | Path) -> ArtifactMetadata:
-    """Read the metadata of an ONNX file written by ``resnet-deploy export``."""
-    return ArtifactMetadata.from_props(read_onnx_props(path), source=str(path))
-
-
 def _floats(props: dict[str, str], key: str, source: str) -> tuple[float, ...]:
     try:
         values = json.loads(props[key])  # NaN and Infinity parse: _check_values refuses them
@@ -223,53 +188,10 @@ def _class_names(text: str, source: str) -> tuple[str, ...]:
     return tuple(names)
 
 
-# ONNX TensorProto element types (and ONNX Runtime's "tensor(...)" names) the checks below tell apart
-_ELEMENT_TYPES = {1: "float32", 10: "float16", 11: "float64", 16: "bfloat16"}
-_ORT_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64"}
-
 Dims = tuple[int | str | None, ...]  # None: a size ONNX Runtime could not infer, which contradicts nothing
 
 
-def check_graph_matches_metadata(model: Any, *, source: str | None = None) -> ArtifactMetadata:
-    """The metadata of an ONNX model, once its graph is checked to be the classifier the metadata promises.
-
-    ``model``: a path, a loaded ``onnx.ModelProto``, or an ``onnxruntime.InferenceSession`` (so the
-    runner needs no ``onnx``). Refused, one line naming the contradiction and the fix: no or malformed
-    metadata; not one input and one output; an input or output named otherwise than ``input_name`` /
-    ``output_name`` say; an input that is not (N, in_chans, input_size, input_size) float32 or an output
-    that is not (N, num_classes) floating point.
-    """
-    if isinstance(model, (str, Path)):
-        source = source or str(model)
-        model = load_onnx(model, external_data=False)  # shapes and props only: no weights needed
-    source = source or "the model"
-    if hasattr(model, "get_modelmeta"):  # an onnxruntime.InferenceSession
-        props = dict(model.get_modelmeta().custom_metadata_map)
-        inputs = [(v.name, _ort_dims(v.shape), _ORT_TYPES.get(v.type, v.type)) for v in model.get_inputs()]
-        outputs = [(v.name, _ort_dims(v.shape), _ORT_TYPES.get(v.type, v.type)) for v in model.get_outputs()]
-    else:
-        props = onnx_props(model)
-        initializers = {i.name for i in model.graph.initializer}
-        inputs = [_proto_io(v) for v in model.graph.input if v.name not in initializers]
-        outputs = [_proto_io(v) for v in model.graph.output]
-    metadata = ArtifactMetadata.from_props(props, source=source)
-    _check_io(metadata, props, inputs, outputs, source)
-    return metadata
-
-
-def _ort_dims(shape: Any) -> Dims:
-    """A session's shapes are the ones ONNX Runtime inferred (what the graph computes, whatever its outputs
-    declare); a size it could not infer is left to the check of each result in ``Backend.infer``."""
-    return tuple(d if isinstance(d, int) and d >= 0 else (d if i == 0 else None) for i, d in enumerate(shape or ()))
-
-
-def _proto_io(value: Any) -> tuple[str, Dims, str]:
-    tensor = value.type.tensor_type
-    dims = tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in tensor.shape.dim)
-    return value.name, dims, _ELEMENT_TYPES.get(tensor.elem_type, f"element type {tensor.elem_type}")
-
-
-def _check_io(
+def check_io(
     metadata: ArtifactMetadata,
     props: dict[str, str],
     inputs: list[tuple[str, Dims, str]],

@@ -1,0 +1,183 @@
+"""The JSON written beside every engine (``model.engine.json``): what it is, for what, from what.
+
+The engine builder writes an :class:`EngineSidecar`, the runner reads one: it refuses an engine
+built for another GPU or TensorRT version, with the command that rebuilds it, before TensorRT
+deserialises anything; people read it to know what they deploy. Format ``resnet-deploy-engine/N``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from resnet_deploy.artifacts.versions import format_tag, read_version
+from resnet_deploy.errors import ArtifactError
+from resnet_deploy.output_plan import json_beside
+
+KIND, VERSION = "resnet-deploy-engine", 1
+FORMAT = format_tag(KIND, VERSION)
+
+
+def sidecar_path(engine_path: str | Path) -> Path:
+    return json_beside(engine_path)
+
+
+@dataclass(frozen=True)
+class EngineTargets:
+    """The GPUs an engine runs on: full TensorRT's build GPU, or TensorRT-RTX's compute capabilities."""
+
+    gpu: str | None = None
+    compute_capability: str | None = None  # full TensorRT: the GPU it was built on
+    compute_capabilities: tuple[str, ...] | None = None  # TensorRT-RTX: --target-cc, or ("current GPU",)
+    dla_core: int | None = None
+
+
+@dataclass(frozen=True)
+class EngineSidecar:
+    engine_bytes: int
+    engine_sha256: str
+    backend: str  # "tensorrt" or "tensorrt-rtx"
+    backend_version: str
+    model: dict[str, str]  # the ONNX metadata props of the graph built (``ArtifactMetadata.to_props``)
+    engine: str = ""  # the engine's file name when built
+    precision: str = "fp32"
+    strongly_typed: bool | None = None
+    builder_flags: tuple[str, ...] = ()
+    targets: EngineTargets = field(default_factory=EngineTargets)
+    hardware_compat: str | None = None
+    version_compatible: bool = False
+    profile: dict[str, Any] | None = None
+    io: dict[str, list[dict[str, Any]]] | None = None  # {"inputs": [{"name": ...}], "outputs": [...]}
+    source_onnx: str | None = None  # the graph TensorRT built
+    source_onnx_sha256: str | None = None
+    input_onnx_sha256: str | None = None  # the FP32 ONNX given, when a twin was built from it
+    calibration_id: str | None = None
+    build_options: dict[str, Any] | None = None
+    build_seconds: float | None = None
+    rebuild_command: str | None = None
+    built_at: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+    built_on: str = field(default_factory=lambda: f"{platform.node()} ({platform.machine()}, {platform.system()})")
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"format": FORMAT}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name == "targets":
+                value = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(value).items()}
+                value = {k: v for k, v in value.items() if v is not None}
+            elif isinstance(value, tuple):
+                value = list(value)
+            out[f.name] = value
+        return out
+
+    def to_text(self) -> str:
+        return json.dumps(self.to_json(), indent=1) + "\n"
+
+    @classmethod
+    def from_json(cls, data: Any, source: str) -> EngineSidecar:
+        """A sidecar from its JSON, every field the runner reads type-checked (one line naming the field)."""
+        if not isinstance(data, dict) or not isinstance(data.get("format"), str):
+            raise ArtifactError(f"{source} is not a resnet-deploy engine sidecar; rebuild the engine")
+        read_version(data["format"], KIND, VERSION, source, not_ours="rebuild the engine")
+        problem = sidecar_problem(data)
+        if problem:
+            command = data.get("rebuild_command")
+            how = f"rebuild it: {command}" if isinstance(command, str) and command else "rebuild the engine"
+            raise ArtifactError(f"{source}: {problem}; the sidecar was edited or damaged, {how}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in data.items() if k in known and v is not None}
+        targets = data.get("targets") or {}
+        ccs = targets.get("compute_capabilities")
+        values["targets"] = EngineTargets(
+            gpu=targets.get("gpu"),
+            compute_capability=targets.get("compute_capability"),
+            compute_capabilities=tuple(ccs) if ccs is not None else None,
+            dla_core=targets.get("dla_core"),
+        )
+        values["builder_flags"] = tuple(data.get("builder_flags") or ())
+        return cls(**values)
+
+    @classmethod
+    def read(cls, engine_path: str | Path) -> EngineSidecar:
+        path = sidecar_path(engine_path)
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise ArtifactError(
+                f"{path} not found: engines built by `resnet-deploy build-engine` carry it; rebuild the engine"
+            ) from None
+        except (OSError, ValueError) as exc:
+            raise ArtifactError(f"{path} is not readable JSON ({exc}); rebuild the engine") from None
+        return cls.from_json(data, str(path))
+
+    def rebuild_hint(self) -> str:
+        command = self.rebuild_command
+        if not command:
+            flag = "" if self.precision == "fp32" else f" --{self.precision}"
+            command = f"resnet-deploy build-engine --onnx {self.source_onnx or 'MODEL.onnx'}{flag}"
+        return f"rebuild it here: {command}"
+
+
+# what the runner reads of a sidecar, and the JSON types each may have (None: absent, or null)
+_STR, _INT, _BOOL, _DICT, _LIST = "a string", "a whole number", "true or false", "an object", "a list"
+FIELDS: dict[str, tuple[str, bool]] = {  # field -> (kind, required)
+    "engine_bytes": (_INT, True),
+    "engine_sha256": (_STR, True),
+    "backend": (_STR, True),
+    "backend_version": (_STR, True),
+    "precision": (_STR, False),
+    "version_compatible": (_BOOL, False),
+    "hardware_compat": (_STR, False),
+    "rebuild_command": (_STR, False),
+    "source_onnx": (_STR, False),
+    "targets": (_DICT, False),
+    "io": (_DICT, False),
+    "model": (_DICT, True),
+    "builder_flags": (_LIST, False),
+    "strongly_typed": (_BOOL, False),
+}
+TARGET_FIELDS = {"gpu": _STR, "compute_capability": _STR, "compute_capabilities": _LIST, "dla_core": _INT}
+
+
+def _is(value: Any, kind: str) -> bool:
+    if kind == _INT:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, {_STR: str, _BOOL: bool, _DICT: dict, _LIST: list}[kind])
+
+
+def _shown(value: Any) -> str:
+    kinds = {bool: "true/false", int: "a number", float: "a number", str: "a string", list: "a list", dict: "an object"}
+    return f"{kinds.get(type(value), type(value).__name__)} ({json.dumps(value)[:40]})"
+
+
+def sidecar_problem(data: dict[str, Any]) -> str | None:
+    """What is wrong with the types of the fields the runner reads; None when nothing is."""
+    for key, (kind, required) in FIELDS.items():
+        value = data.get(key)
+        if value is None:
+            if required:
+                return f"field {key!r} is missing"
+        elif not _is(value, kind):
+            return f"field {key!r} is {_shown(value)} but must be {kind}"
+    for key, kind in TARGET_FIELDS.items():
+        value = (data.get("targets") or {}).get(key)
+        if value is not None and not _is(value, kind):
+            return f"field 'targets.{key}' is {_shown(value)} but must be {kind}"
+    if not all(isinstance(cc, str) for cc in (data.get("targets") or {}).get("compute_capabilities") or []):
+        return "field 'targets.compute_capabilities' must be a list of strings such as \"8.9\""
+    model = data["model"]
+    bad = next((k for k, v in model.items() if not isinstance(v, str)), None)
+    if bad is not None:
+        return f"field 'model.{bad}' is {_shown(model[bad])} but must be a string (ONNX metadata values are)"
+    for kind in ("inputs", "outputs"):
+        tensors = (data.get("io") or {}).get(kind)
+        if tensors is not None and not (
+            isinstance(tensors, list) and all(isinstance(t, dict) and isinstance(t.get("name"), str) for t in tensors)
+        ):
+            return f"field 'io.{kind}' must be a list of objects with a 'name'"
+    return None
