@@ -175,7 +175,7 @@ def plan_fields(data: object, where: str = "the run's plan") -> PlanFields:
 
 # --- one epoch's figures --------------------------------------------------------------------------------
 
-_FIGURES = (
+FIGURES = (
     "lr",
     "train_loss",
     "train_top1_error",
@@ -210,7 +210,7 @@ class EpochRecord:
     def to_dict(self) -> dict[str, Any]:
         return {
             "epoch": self.epoch,
-            **{name: getattr(self, name) for name in _FIGURES},
+            **{name: getattr(self, name) for name in FIGURES},
             "skipped_images": self.skipped_images,
             "skipped_paths": list(self.skipped_paths),
         }
@@ -225,7 +225,7 @@ class EpochRecord:
     def from_dict(cls, data: object, where: str = "an epoch row") -> EpochRecord:
         """A row as logged or saved; a figure an older row lacks reads as NaN, skipped files as none."""
         d = _mapping(data, where)
-        figures = {name: _field(d, name, _NUMBER, where) if name in d else math.nan for name in _FIGURES}
+        figures = {name: _field(d, name, _NUMBER, where) if name in d else math.nan for name in FIGURES}
         return cls(
             epoch=_field(d, "epoch", (int,), where),
             skipped_images=_field(d, "skipped_images", (int,), where) if "skipped_images" in d else 0,
@@ -234,7 +234,7 @@ class EpochRecord:
         )
 
 
-_KEYS = frozenset(("epoch", *_FIGURES, "skipped_images", "skipped_paths"))
+_KEYS = frozenset(("epoch", *FIGURES, "skipped_images", "skipped_paths"))
 
 
 def history_records(rows: object, where: str = "the run's history") -> list[EpochRecord]:

@@ -11,25 +11,14 @@ from typing import TYPE_CHECKING, Any
 
 from resnet_deploy._io import write_bytes_atomic
 from resnet_deploy._lazy import lazy_module
-from resnet_deploy.artifacts.train_state import EpochRecord
+from resnet_deploy.artifacts.train_state import FIGURES, EpochRecord
 
 if TYPE_CHECKING:  # seen by mypy and import-linter
     from resnet_deploy.data import base
 else:  # it imports torch: `resnet-deploy --help` imports this module
     base = lazy_module("resnet_deploy.data.base")
 
-COLUMNS = (
-    "epoch",
-    "lr",
-    "train_loss",
-    "train_top1_error",
-    "test_loss",
-    "test_top1_error",
-    "test_top5_error",
-    "images_per_second",
-    "epoch_seconds",
-    "skipped_images",
-)
+COLUMNS = ("epoch", *FIGURES, "skipped_images")  # log.csv, in this order
 
 
 def write_log(run_dir: Path, history: Sequence[EpochRecord]) -> None:
