@@ -56,10 +56,10 @@ def train_all(data: str, epochs: int | None, seed: int, out: Path, device: str) 
         result = trainer.run()
         results[name] = {
             "epochs": result.epochs,
-            "train_top1_error": [r["train_top1_error"] for r in result.history],
-            "test_top1_error": [r["test_top1_error"] for r in result.history],
-            "final_train_top1_error": result.history[-1]["train_top1_error"],
-            "final_test_top1_error": result.history[-1]["test_top1_error"],
+            "train_top1_error": [r.train_top1_error for r in result.history],
+            "test_top1_error": [r.test_top1_error for r in result.history],
+            "final_train_top1_error": result.history[-1].train_top1_error,
+            "final_test_top1_error": result.history[-1].test_top1_error,
             "seconds": round(sum(r["epoch_seconds"] for r in result.history), 1),
         }
     return results

@@ -158,9 +158,6 @@ class ModelSpec:
         """The options set to other than their defaults (what a user typed)."""
         return {f.name: v for f in dataclasses.fields(self) if (v := getattr(self, f.name)) != f.default}
 
-    def with_depth(self, depth: int | None) -> ModelSpec:
-        return dataclasses.replace(self, depth=depth)
-
     @classmethod
     def of(cls, spec: ModelSpec | int | None = None, **options: Any) -> ModelSpec:
         """``spec`` itself, or one made from a depth and keyword options (``of(50, num_classes=10)``)."""

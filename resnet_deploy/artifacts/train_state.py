@@ -215,12 +215,6 @@ class EpochRecord:
             "skipped_paths": list(self.skipped_paths),
         }
 
-    def __getitem__(self, key: str) -> Any:
-        if key not in _KEYS:
-            raise KeyError(key)
-        value = getattr(self, key)
-        return list(value) if isinstance(value, tuple) else value
-
     @classmethod
     def from_dict(cls, data: object, where: str = "an epoch row") -> EpochRecord:
         """A row as logged or saved; a figure an older row lacks reads as NaN, skipped files as none."""
@@ -232,9 +226,6 @@ class EpochRecord:
             skipped_paths=_items(d["skipped_paths"], (str,), "skipped_paths", where) if "skipped_paths" in d else (),
             **figures,
         )
-
-
-_KEYS = frozenset(("epoch", *FIGURES, "skipped_images", "skipped_paths"))
 
 
 def history_records(rows: object, where: str = "the run's history") -> list[EpochRecord]:

@@ -23,7 +23,7 @@ from resnet_deploy.engine.options import BuildOptions, check_combination
 from resnet_deploy.onnx_io import check_graph_matches_metadata, read_onnx_props
 from resnet_deploy.output_plan import OutputPlan
 from resnet_deploy.pipeline.exports import export_ours, export_planned, random_or_none
-from resnet_deploy.pipeline.messages import Messages
+from resnet_deploy.pipeline.messages import Messages, Silent
 from resnet_deploy.provenance import engine_built_from
 from resnet_deploy.quantize.options import CalibrationOptions
 from resnet_deploy.trt.flavours import EngineBackend, choose
@@ -72,7 +72,7 @@ def build_engine(
 ) -> BuildResult:
     """Build an engine of ``options.precision`` from an FP32 (or FP16 / INT8) ONNX, converting or
     calibrating (``calibration``) on the way as the backend needs (see ``engine.build``)."""
-    out = out or _Silent()
+    out = out or Silent()
     chosen = backend if isinstance(backend, EngineBackend) else choose(backend)
     check_combination(options, chosen)
     onnx_path = Path(onnx_path)
@@ -89,14 +89,6 @@ def build_engine(
         say=out.say,
         progress=progress,
     )
-
-
-class _Silent:
-    def say(self, message: str = "") -> None:
-        pass
-
-    def warn(self, message: str) -> None:
-        pass
 
 
 @dataclass(frozen=True)

@@ -21,3 +21,13 @@ class Printed:
 
     def warn(self, message: str) -> None:
         print(f"warning: {message}")
+
+
+class Silent:
+    """Messages dropped: a library call that should print nothing."""
+
+    def say(self, message: str = "") -> None:
+        pass
+
+    def warn(self, message: str) -> None:
+        pass

@@ -179,8 +179,8 @@ def _fine_tuned_model(options: TrainOptions, checkpoint: str, dataset: Dataset) 
         data=dataset.spec,
         seed=options.seed or 0,
         normalize=normalize,
-        mean=tuple(ckpt.metadata.get("mean", default_mean)),
-        std=tuple(ckpt.metadata.get("std", default_std)),
+        mean=(ckpt.meta and ckpt.meta.mean) or tuple(default_mean),
+        std=(ckpt.meta and ckpt.meta.std) or tuple(default_std),
         class_names=dataset.class_names,
         init_checkpoint=str(ckpt.path),
     )

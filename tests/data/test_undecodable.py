@@ -88,8 +88,8 @@ def test_training_names_undecodable_files_in_its_epoch_lines_warning_and_log(fol
     )
     warnings: list[str] = []
     result = Trainer(opts, tmp_path / "r", progress=False, on_warn=warnings.append).run()
-    assert [row["skipped_images"] for row in result.history] == [1, 1]
-    assert [row["skipped_paths"] for row in result.history] == [[bad], [bad]]
+    assert [row.skipped_images for row in result.history] == [1, 1]
+    assert [row.skipped_paths for row in result.history] == [(bad,), (bad,)]
     assert warnings == [f"skipping 1 undecodable image: {bad}; remove or fix them"]  # once a run, not an epoch
     line = describe_epoch(result.history[0], 2)
     assert line.startswith("epoch   1/2") and line.endswith(f"(1 undecodable skipped: {bad})")
