@@ -4,6 +4,9 @@ The reference (a PyTorch checkpoint) and each artifact see the same labelled ima
 normalised with its own metadata's mean/std, one batch at a time; the table answers "how much
 accuracy did deployment cost me?": errors, their delta in percentage points, top-1 agreement
 with the original, logit errors and throughput (measured side by side in this one process).
+The comparison is paired (same images), so each top-1 delta comes with what those images can
+tell: the discordant counts, a 95% interval and a significance test (:mod:`paired_stats`). On a
+few hundred images one image is a fraction of a point, and a bare "+0.28 pp" would hide that.
 What was left out is reported, never dropped silently: test images that do not decode (scored by
 no one, so the comparison stays fair) and, on a machine without an NVIDIA GPU, TensorRT engines.
 """
@@ -27,6 +30,7 @@ from resnet_deploy.data import Dataset, open_dataset
 from resnet_deploy.data.base import name_files
 from resnet_deploy.errors import AccuracyGateError, ResnetDeployError, ValidationError
 from resnet_deploy.machine import cpu_name
+from resnet_deploy.paired_stats import GATES, METHOD, PairedChange, change_from_counts, paired_change
 from resnet_deploy.runtime.base import Backend
 from resnet_deploy.runtime.load import ENGINE_SUFFIXES
 from resnet_deploy.runtime.preprocess import normalise
@@ -46,6 +50,31 @@ class Score:
     max_abs_logit_error: float = 0.0
     mean_abs_logit_error: float = 0.0
     images_per_second: float = 0.0
+    # The paired top-1 change against the reference on the same images; neutral on the reference's row.
+    worse: int = 0  # images the reference classified right and this artifact wrong
+    better: int = 0  # the reverse
+    delta_top1_low_pp: float = 0.0  # the 95% interval of delta_top1_pp
+    delta_top1_high_pp: float = 0.0
+    p_value: float = 1.0  # McNemar: how likely a split this uneven is if nothing changed
+    significant: bool = False  # the interval excludes 0 (p < 0.05)
+
+    def record_change(self, change: PairedChange) -> None:
+        """Keep the paired change against the reference (``delta_top1_pp`` stays the error difference)."""
+        self.worse, self.better = change.worse, change.better
+        self.delta_top1_low_pp, self.delta_top1_high_pp = change.low_pp, change.high_pp
+        self.p_value, self.significant = change.p_value, change.significant
+
+    def top1_change(self) -> PairedChange:
+        return PairedChange(
+            images=self.images,
+            worse=self.worse,
+            better=self.better,
+            delta_pp=self.delta_top1_pp,
+            low_pp=self.delta_top1_low_pp,
+            high_pp=self.delta_top1_high_pp,
+            p_value=self.p_value,
+            significant=self.significant,
+        )
 
 
 @dataclass
@@ -72,6 +101,7 @@ class ValidationReport:
             "images": self.images,
             "machine": self.machine,
             "seconds": round(self.seconds, 2),
+            "statistics": METHOD,  # of each artifact's worse/better, interval, p_value and significant
             "reference": asdict(self.reference),
             "artifacts": [asdict(a) for a in self.artifacts],
             "skipped_images": self.skipped_images,
@@ -100,50 +130,34 @@ class ValidationReport:
         return [self.reference, *self.artifacts]
 
     def table(self, markdown: bool = False, notes: bool = True) -> str:
-        """The scores, one row each; below them (``notes``) what was left out."""
+        """The scores, one row each; under them what the interval means and (``notes``) what was left out.
+
+        Markdown also carries each change's p-value, so that the report holds every JSON field.
+        """
         left_out = self.notes() if notes else []
-        head = [
-            "artifact",
-            "backend",
-            "precision",
-            "top-1 err",
-            "top-5 err",
-            "Δ top-1",
-            "Δ top-5",
-            "top-1 agree",
-            "max Δlogit",
-            "mean Δlogit",
-            "img/s",
-        ]
-        lines = []
-        for s in self.rows():
-            ref = s is self.reference
-            lines.append(
-                [
-                    s.artifact,
-                    s.backend,
-                    s.precision,
-                    f"{s.top1_error:.2f}%",
-                    f"{s.top5_error:.2f}%",
-                    "-" if ref else f"{s.delta_top1_pp:+.2f} pp",
-                    "-" if ref else f"{s.delta_top5_pp:+.2f} pp",
-                    "-" if ref else f"{100 * s.top1_agreement:.2f}%",
-                    "-" if ref else f"{s.max_abs_logit_error:.3g}",
-                    "-" if ref else f"{s.mean_abs_logit_error:.3g}",
-                    f"{s.images_per_second:.0f}",
-                ]
-            )
+        head = [*_HEAD[:6], "McNemar p", *_HEAD[6:]] if markdown else _HEAD
+        rows = [_cells(s, reference=s is self.reference, markdown=markdown) for s in self.rows()]
         if markdown:
             out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-            out += ["| " + " | ".join(row) + " |" for row in lines]
+            out += ["| " + " | ".join(row) + " |" for row in rows]
             return "\n".join(out + ([""] if left_out else []) + [f"- {n}" for n in left_out])
-        widths = [max(len(h), *(len(r[i]) for r in lines)) for i, h in enumerate(head)]
+        widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(head)]
 
         def fmt(row: list[str]) -> str:
             cells = zip(row, widths, strict=True)
             return "  ".join(c.ljust(w) if i < 3 else c.rjust(w) for i, (c, w) in enumerate(cells))
 
-        return "\n".join([fmt(head), *(fmt(r) for r in lines), *(f"note: {n}" for n in left_out)])
+        legend = self.legend() if self.artifacts else []
+        return "\n".join([fmt(head), *(fmt(r) for r in rows), *legend, *(f"note: {n}" for n in left_out)])
+
+    def legend(self) -> list[str]:
+        """Under the text table: what the interval, the counts and the star mean (one sentence)."""
+        return [
+            f"Δ top-1 [95% CI]: the change in top-1 error on the same {self.images} images, and the range of true "
+            "changes they are compatible with (Tango score interval);",
+            "worse/better: images only the reference / only the artifact classified right; "
+            "* significant: the interval excludes 0 (McNemar p < 0.05).",
+        ]
 
     def markdown(self) -> str:
         return (
@@ -152,7 +166,58 @@ class ValidationReport:
             f"{self.table(markdown=True)}\n\n"
             "Δ: percentage points against the original PyTorch model (positive = worse); "
             "agreement: share of images whose top-1 class matches the original's.\n"
+            + (self._markdown_statistics() if self.artifacts else "")
         )
+
+    def _markdown_statistics(self) -> str:
+        return (
+            f"\nStatistics: {METHOD}. The bracket after Δ top-1 is the range of true changes that these "
+            f"{self.images} paired images are compatible with; worse/better count the images only the reference, "
+            "or only the artifact, classified right; \\* marks a significant change: its interval excludes 0 "
+            "(McNemar p < 0.05).\n"
+        )
+
+
+_HEAD = [
+    "artifact",
+    "backend",
+    "precision",
+    "top-1 err",
+    "Δ top-1 [95% CI]",
+    "worse/better",
+    "top-5 err",
+    "Δ top-5",
+    "top-1 agree",
+    "max Δlogit",
+    "mean Δlogit",
+    "img/s",
+]
+
+
+def _cells(s: Score, *, reference: bool, markdown: bool) -> list[str]:
+    """One row of the table; the reference's own comparisons are "-"."""
+    blank = "-" if reference else None
+    return [
+        s.artifact,
+        s.backend,
+        s.precision,
+        f"{s.top1_error:.2f}%",
+        blank or _top1_change(s, markdown),
+        blank or f"{s.worse}/{s.better}",
+        *([blank or f"{s.p_value:.2g}"] if markdown else []),
+        f"{s.top5_error:.2f}%",
+        blank or f"{s.delta_top5_pp:+.2f} pp",
+        blank or f"{100 * s.top1_agreement:.2f}%",
+        blank or f"{s.max_abs_logit_error:.3g}",
+        blank or f"{s.mean_abs_logit_error:.3g}",
+        f"{s.images_per_second:.0f}",
+    ]
+
+
+def _top1_change(s: Score, markdown: bool) -> str:
+    """``+0.28 pp [-0.78, +1.56]``, starred when significant (a space keeps the text column aligned)."""
+    star = ("\\*" if markdown else "*") if s.significant else ("" if markdown else " ")
+    return f"{s.delta_top1_pp:+.2f} pp [{s.delta_top1_low_pp:+.2f}, {s.delta_top1_high_pp:+.2f}]{star}"
 
 
 def machine_description() -> str:
@@ -218,9 +283,11 @@ def validate(
         unreadable = f" (none decoded: {name_files(images.undecodable)})" if images.undecodable else ""
         raise ValidationError(f"{spec} has no test images to validate on{unreadable}")
     scores = [tally.score(images.count) for tally in tallies]
-    for s in scores[1:]:
+    reference_hits = tallies[0].top1_hits()
+    for tally, s in zip(tallies[1:], scores[1:], strict=True):
         s.delta_top1_pp = s.top1_error - scores[0].top1_error
         s.delta_top5_pp = s.top5_error - scores[0].top5_error
+        s.record_change(paired_change(reference_hits, tally.top1_hits()))
     return ValidationReport(
         dataset=dataset.spec,
         images=images.count,
@@ -314,13 +381,17 @@ class _Tally:
         self.max_err = max(self.max_err, float(diff.max()))
         self.abs_sum += float(diff.mean()) * len(labels)
 
+    def top1_hits(self) -> np.ndarray:
+        """Right or not, per image, in the order scored: the pairing with the reference."""
+        return np.concatenate(self.top1)
+
     def score(self, count: int) -> Score:
         return Score(
             artifact=self.backend.path.name,
             backend=self.backend.kind,
             precision=self.backend.precision,
             images=count,
-            top1_error=100 * (1 - float(np.concatenate(self.top1).mean())),
+            top1_error=100 * (1 - float(self.top1_hits().mean())),
             top5_error=100 * (1 - float(np.concatenate(self.top5).mean())),
             top1_agreement=float(np.concatenate(self.agree).mean()),
             max_abs_logit_error=self.max_err,
@@ -358,19 +429,45 @@ def _score_batch(tallies: list[_Tally], images: np.ndarray, labels: np.ndarray) 
         tally.add(tally.infer(images), labels, ref_logits)
 
 
-def check_gate(report: ValidationReport, max_top1_drop: float | None) -> None:
+def check_gate(report: ValidationReport, max_top1_drop: float | None, gate: str = "estimate") -> None:
+    """Fail when an artifact's top-1 error rose more than ``max_top1_drop`` pp, or was not scored.
+
+    ``gate`` says what is compared with the budget: the point estimate (``"estimate"``), or the upper
+    bound of its 95% interval (``"upper-bound"``: passes only what the images show is within budget).
+    """
+    if gate not in GATES:
+        raise ValueError(f"unknown gate {gate!r}; choose one of {', '.join(GATES)}")
     if max_top1_drop is None:
         return
-    bad = [s for s in report.artifacts if s.delta_top1_pp > max_top1_drop]
+    gated = [(s.artifact, s.top1_change().gated_pp(gate)) for s in report.artifacts]  # names may repeat
+    bad = [(name, value) for name, value in gated if value > max_top1_drop]
     if bad:
-        worst = ", ".join(f"{s.artifact} {s.delta_top1_pp:+.2f} pp" for s in bad)
-        raise AccuracyGateError(f"top-1 error rose more than {max_top1_drop:g} pp: {worst}")
+        worst = ", ".join(f"{name} {value:+.2f} pp" for name, value in bad)
+        raise AccuracyGateError(
+            f"top-1 error rose more than {max_top1_drop:g} pp ({_GATE_NAMES[gate]}): {worst}"
+            + (_too_few_images(report.images, max_top1_drop) if gate == "upper-bound" else "")
+        )
     if report.skipped_artifacts:  # a gate passes only what it scored: an unscored artifact is not vouched for
         names = ", ".join(a.artifact for a in report.skipped_artifacts)
         raise AccuracyGateError(
             f"the gate cannot pass {names}: not validated here ({report.skipped_artifacts[0].reason}); "
             "validate it on a machine that runs it, or leave it out of this gate"
         )
+
+
+_GATE_NAMES = {"estimate": "point estimate", "upper-bound": "upper bound of the 95% interval"}
+
+
+def _too_few_images(images: int, max_top1_drop: float) -> str:
+    """Why an upper-bound gate can never pass on this many images: even no discordant image leaves
+    an upper bound of about 3.84 / images."""
+    tightest = change_from_counts(images, 0, 0).high_pp
+    if tightest <= max_top1_drop:
+        return ""
+    return (
+        f"; {images} images cannot bound a change below {tightest:.2f} pp even when every image agrees: "
+        "validate on more images, or gate on the estimate"
+    )
 
 
 def write_report(report: ValidationReport, path: str | Path, mark: str = "") -> Path:

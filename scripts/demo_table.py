@@ -122,7 +122,7 @@ def render(results: dict[str, Any]) -> str:
             dataset=val["dataset"],
             images=val["images"],
             reference=Score(**val["reference"]),
-            artifacts=[Score(**a) for a in val["artifacts"]],
+            artifacts=[recorded_artifact(a) for a in val["artifacts"]],
         )
         names = {f.name for f in dataclasses.fields(BenchRow)}
         bench = BenchReport(
@@ -155,6 +155,31 @@ def render(results: dict[str, Any]) -> str:
         "```",
     ]
     return "\n".join(lines) + "\n"
+
+
+PAIRED_FIELDS = ("worse", "better", "delta_top1_low_pp", "delta_top1_high_pp", "p_value", "significant")
+
+
+def recorded_artifact(row: dict[str, Any]) -> Any:
+    """An artifact's validation row (a ``Score``) from a results file.
+
+    A row recorded before ``validate`` reported paired statistics gets them back only where the row
+    settles them: an artifact whose top-1 class matched the reference's on every image was right on
+    the same images (0 worse, 0 better). Any other such row cannot be rendered honestly.
+    """
+    from resnet_deploy.paired_stats import change_from_counts
+    from resnet_deploy.validate import Score
+
+    score = Score(**row)
+    if all(name in row for name in PAIRED_FIELDS):
+        return score
+    if score.top1_agreement != 1.0:
+        raise TableError(
+            f"{score.artifact} was recorded without its worse/better counts, which its "
+            f"{100 * score.top1_agreement:.2f}% top-1 agreement does not settle: measure again"
+        )
+    score.record_change(change_from_counts(score.images, 0, 0))
+    return score
 
 
 def rewrite_readme(text: str, block: str) -> str:

@@ -58,6 +58,8 @@ def test_random_weights_never_replace_an_export_of_a_checkpoint(trained_like_onn
         (["bench", "{onnx}", "--plot", "{tmp}/chart.txt"], "give a path ending in .png"),
         (["bench", "{onnx}", "--iters", "0"], "--iters"),
         (["validate", "--checkpoint", "{onnx}", "{onnx}"], "the reference is the original PyTorch model"),
+        (["validate", "--checkpoint", "{tmp}/m.pt", "{onnx}", "--gate-on", "upper-bound"], "give --max-top1-drop too"),
+        (["validate", "--checkpoint", "{tmp}/m.pt", "{onnx}", "--gate-on", "upper"], "'upper' is not one of"),
         (["convert", "{onnx}", "--fp16", "--keep-fp32", "Foo", "-o", "{tmp}/m.fp16.onnx"], "has no such op"),
     ],
 )

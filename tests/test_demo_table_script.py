@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from resnet_deploy.bench import BenchReport, BenchRow
+from resnet_deploy.paired_stats import change_from_counts
 from resnet_deploy.validate import Score
 from tests.factories import load_script
 
@@ -27,6 +28,7 @@ def synthetic_results() -> dict:
     int8 = Score(
         "resnet20.int8.onnx", "onnxruntime", "int8", 360, 100 * 6 / 360, 0.0, 100 / 360, 0.0, 0.9944, 0.8, 0.07
     )
+    int8.record_change(change_from_counts(360, 1, 0))
     row = dict(backend="pytorch", precision="fp32", p90_ms=5.5, p99_ms=6.0, mean_ms=5.2, iters=15, iqr_ms=0.5)
     bench = BenchReport(
         {"cpu": "Test CPU", "torch": "2.14.1+cu130", "gpu": None},
@@ -77,10 +79,26 @@ def test_block_names_machine_versions_and_numbers(script) -> None:
     assert "`scripts/results/demo-resnet20-digits.{json,txt}`" in lines[1]
     assert lines[3] == "```" and lines[-1] == "```" and block.endswith("```\n")
     int8_row = next(line for line in lines if line.startswith("resnet20.int8.onnx") and "pp" in line)
-    assert "1.67%" in int8_row and "+0.28 pp" in int8_row and "99.44%" in int8_row
+    assert "1.67%" in int8_row and "+0.28 pp [-0.78, +1.56] " in int8_row and "99.44%" in int8_row
+    assert int8_row.split()[8] == "1/0" and "(McNemar p < 0.05)." in block
     bench_rows = [line for line in lines if line.startswith(("model.pt ", "resnet20.int8.onnx ")) and "x" in line[-1:]]
     assert bench_rows[1].split()[-3:] == ["20%!", "400.0", "2.00x"]  # max 9.0 ms = 3.6x p50: unstable
     assert "* p99 of N<100 runs is their max (N = 15)" in lines
+
+
+def test_a_row_recorded_before_paired_statistics(script) -> None:
+    """Full agreement settles the counts (0 worse, 0 better); anything less cannot be rendered honestly."""
+    results = synthetic_results()
+    rows = results["demo"]["validation"]["artifacts"]
+    old = {k: v for k, v in rows[0].items() if k not in script.PAIRED_FIELDS}
+    rows[:] = [
+        {**old, "artifact": "resnet20.onnx", "top1_error": 100 * 5 / 360, "delta_top1_pp": 0.0, "top1_agreement": 1.0}
+    ]
+    row = next(line for line in script.render(results).splitlines() if line.startswith("resnet20.onnx "))
+    assert "+0.00 pp [-1.06, +1.06] " in row and row.split()[8] == "0/0"
+    rows[:] = [old]
+    with pytest.raises(script.TableError, match=r"resnet20\.int8\.onnx was recorded without its worse/better counts"):
+        script.render(results)
 
 
 def test_vnni_absence_is_named(script) -> None:

@@ -57,6 +57,8 @@ class EngineSidecar:
     source_onnx_sha256: str | None = None
     input_onnx_sha256: str | None = None  # the FP32 ONNX given, when a twin was built from it
     calibration_id: str | None = None
+    int8_kept_out: list[dict[str, str]] | None = None  # layers the accuracy budget kept out of INT8 (node, module)
+    accuracy_budget: dict[str, Any] | None = None  # the budget, and the top-1 drop measured within it
     build_options: dict[str, Any] | None = None
     build_seconds: float | None = None
     rebuild_command: str | None = None
@@ -140,6 +142,8 @@ FIELDS: dict[str, tuple[str, bool]] = {  # field -> (kind, required)
     "model": (_DICT, True),
     "builder_flags": (_LIST, False),
     "strongly_typed": (_BOOL, False),
+    "int8_kept_out": (_LIST, False),
+    "accuracy_budget": (_DICT, False),
 }
 TARGET_FIELDS = {"gpu": _STR, "compute_capability": _STR, "compute_capabilities": _LIST, "dla_core": _INT}
 

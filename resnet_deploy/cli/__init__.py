@@ -78,10 +78,23 @@ def _register() -> None:
     from resnet_deploy.cli.demo import demo
     from resnet_deploy.cli.export import export
     from resnet_deploy.cli.info import info
+    from resnet_deploy.cli.sensitivity import sensitivity
     from resnet_deploy.cli.train import train
     from resnet_deploy.cli.validate import validate_command
 
-    for command in (info, train, export, convert, calibrate, build_engine_command, validate_command, bench, demo):
+    commands = (
+        info,
+        train,
+        export,
+        convert,
+        calibrate,
+        sensitivity,
+        build_engine_command,
+        validate_command,
+        bench,
+        demo,
+    )
+    for command in commands:
         main.add_command(command)
 
 

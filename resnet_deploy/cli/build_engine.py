@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from resnet_deploy.cli.budget_options import budget_from, budget_options
 from resnet_deploy.cli.options import json_option, model_options, model_spec, overwrite_option
 from resnet_deploy.cli.output import Reporter, human_bytes
 
@@ -52,6 +53,7 @@ from resnet_deploy.cli.output import Reporter, human_bytes
     help="Engine file (default: MODEL.engine for FP32, MODEL.<precision>.engine otherwise, beside the ONNX).",
 )
 @click.option("--no-progress", is_flag=True, help="No progress bars (none are drawn when stderr is not a terminal).")
+@budget_options
 @overwrite_option
 @json_option
 def build_engine_command(
@@ -140,6 +142,7 @@ def build_engine_command(
         output=output,
         backend=backend,
         calibration=CalibrationOptions(method=method, data=data, count=calib_images, cache_dir=cache_dir),
+        budget=budget_from(kwargs),
         overwrite=overwrite,
     )
     planned = plan_engine(out, job)  # every path checked before an export, a calibration or a build

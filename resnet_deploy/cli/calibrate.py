@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
+from resnet_deploy.cli.budget_options import budget_from, budget_options
 from resnet_deploy.cli.options import FiniteFloat, json_option, overwrite_option
 from resnet_deploy.cli.output import Reporter, human_bytes
 
@@ -47,6 +49,7 @@ from resnet_deploy.cli.output import Reporter, human_bytes
     default=None,
     help="Default: MODEL.int8.onnx (MODEL.cpu.int8.onnx for --target cpu).",
 )
+@budget_options
 @overwrite_option
 @json_option
 def calibrate(
@@ -61,11 +64,16 @@ def calibrate(
     output: str | None,
     overwrite: bool,
     as_json: bool,
+    **budget_flags: Any,
 ) -> None:
     """Calibrate an FP32 model and write its INT8 Q/DQ ONNX.
 
     MODEL is an ONNX from `export`, or a checkpoint: it is then exported (and verified) to
     MODEL.onnx beside the output first.
+
+    With --max-top1-drop the top-1 drop is measured on held-out test images and, while it is over
+    the budget, the most sensitive remaining layer is kept out of INT8 (see `sensitivity`); the
+    layers kept out are recorded in the model's metadata.
 
     \b
     Examples:
@@ -73,12 +81,18 @@ def calibrate(
       resnet-deploy calibrate r50.onnx --data imagefolder:/data/imagenet --calib-images 512
       resnet-deploy calibrate r50.onnx --target cpu -o r50.cpu.int8.onnx
       resnet-deploy calibrate runs/resnet20/model.pt               # exports runs/resnet20/model.onnx first
+      resnet-deploy calibrate r50.onnx --data imagefolder:/data/imagenet --max-top1-drop 0.5 --try-methods
     """
     from resnet_deploy.output_plan import OutputPlan
     from resnet_deploy.pipeline import onnx_from_model_arg, plan_model_export
     from resnet_deploy.provenance import onnx_twin_of
 
     out = Reporter(as_json)
+    budget = budget_from(budget_flags)
+    if budget is not None and target != "tensorrt":
+        raise click.UsageError(
+            "--max-top1-drop chooses layers of the TensorRT placement: use it with --target tensorrt"
+        )
     if not Path(model_path).is_file():
         raise click.BadParameter(f"{model_path} not found", param_hint="MODEL")
     suffix = ".int8.onnx" if target == "tensorrt" else ".cpu.int8.onnx"
@@ -94,7 +108,13 @@ def calibrate(
         onnx_path = Path(output).with_name(Path(model_path).stem + ".onnx")
         reuse = plan_model_export(plan, model_path, onnx_path)
     quantization = "qdq-tensorrt" if target == "tensorrt" else "qdq-onnxruntime-cpu"
-    settings = {"calibration_method": method, "calibration_images": str(calib_images)}
+    from resnet_deploy.quantize.budget import int8_twin_settings
+    from resnet_deploy.quantize.options import CalibrationOptions
+
+    options = CalibrationOptions(
+        method=method, percentile=percentile, data=data, count=calib_images, cache_dir=None if no_cache else cache_dir
+    )
+    settings = int8_twin_settings(options, budget)
     plan.write(output, "INT8 ONNX", ours=onnx_twin_of(onnx_path, "int8", quantization, settings))
     plan.check()
     for note in plan.notes():
@@ -104,13 +124,9 @@ def calibrate(
 
         check_spec(data)
     from resnet_deploy.quantize.calibrate import calibrate_onnx
-    from resnet_deploy.quantize.options import CalibrationOptions
 
     onnx_path = onnx_from_model_arg(out, model_path, onnx_path, reuse)
-    options = CalibrationOptions(
-        method=method, percentile=percentile, data=data, count=calib_images, cache_dir=None if no_cache else cache_dir
-    )
-    result = calibrate_onnx(onnx_path, output, options, target=target, warn=out.warn)
+    result = calibrate_onnx(onnx_path, output, options, target=target, budget=budget, warn=out.warn, say=out.say)
     how = "from cache" if result.cache_hit else f"in {result.calibrate_seconds:.1f} s"
     out.say(
         f"calibrated {result.images} images of {result.dataset} ({result.method}, {how}; id {result.calibration_id})"
@@ -121,6 +137,10 @@ def calibrate(
         + (f": {placed}" if placed else "")
         + f") in {result.total_seconds:.1f} s"
     )
+    if result.budget:
+        from resnet_deploy.quantize.budget import summary_line
+
+        out.say(summary_line(result.budget))
     for path in result.cache_files:
         out.say(f"cache: {path}")
     out.result({"ok": True, **result.to_dict()})

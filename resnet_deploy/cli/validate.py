@@ -5,9 +5,11 @@ from __future__ import annotations
 from contextlib import ExitStack
 
 import click
+from click.core import ParameterSource
 
 from resnet_deploy.cli.options import FiniteFloat, json_option, overwrite_option
 from resnet_deploy.cli.output import Reporter
+from resnet_deploy.paired_stats import GATES
 
 
 @click.command()
@@ -23,7 +25,16 @@ from resnet_deploy.cli.output import Reporter
     "--max-top1-drop",
     type=FiniteFloat(min=0),
     default=None,
-    help="Fail (exit 4) when an artifact loses more (pp), or could not be validated here.",
+    help="Fail (exit 4) when an artifact's top-1 error rises more than this (pp), or it could not be validated "
+    "here. Gates on the point estimate unless --gate-on upper-bound.",
+)
+@click.option(
+    "--gate-on",
+    type=click.Choice(GATES),
+    default="estimate",
+    show_default=True,
+    help="What --max-top1-drop is compared with: the point estimate of each top-1 change, or the upper bound "
+    "of its 95% interval (passes only a change these images show is within budget).",
 )
 @click.option("--report", type=click.Path(dir_okay=False), default=None, help="Also write a Markdown report.")
 @overwrite_option
@@ -36,11 +47,15 @@ def validate_command(
     limit: int | None,
     batch_size: int,
     max_top1_drop: float | None,
+    gate_on: str,
     report: str | None,
     overwrite: bool,
     as_json: bool,
 ) -> None:
     """Run the original and every artifact on the same labelled images; print one table.
+
+    Each artifact's top-1 change comes with its 95% interval, the images it got wrong where the
+    original was right and the reverse (worse/better), and whether the change is significant.
 
     Test images that do not decode are scored by none of them and named in a warning; without an
     NVIDIA GPU, TensorRT engines are skipped with a warning and the other artifacts still scored.
@@ -49,7 +64,7 @@ def validate_command(
     Examples:
       resnet-deploy validate --checkpoint runs/r20/model.pt --artifacts r20.onnx r20.int8.onnx r20.fp16.onnx
       resnet-deploy validate --checkpoint r50.pth r50.int8.onnx --data imagefolder:/data/imagenet \\
-          --max-top1-drop 0.5 --report validation.md
+          --max-top1-drop 0.5 --gate-on upper-bound --report validation.md
     """
     from resnet_deploy.output_plan import OutputPlan
     from resnet_deploy.provenance import inputs_digest, report_mark, report_of
@@ -66,6 +81,8 @@ def validate_command(
             "pass exported artifacts after the options",
             param_hint="--checkpoint",
         )
+    if max_top1_drop is None and _given("gate_on"):
+        raise click.UsageError("--gate-on chooses what --max-top1-drop is compared with: give --max-top1-drop too")
     mark = ""
     if report:  # never over the checkpoint, an artifact or their sidecars; planned before minutes of scoring
         if not report.lower().endswith((".md", ".markdown", ".txt")):
@@ -93,4 +110,9 @@ def validate_command(
     if report:
         out.say(f"report: {write_report(result, report, mark)}")
     out.result({"ok": True, **result.to_dict()})
-    check_gate(result, max_top1_drop)
+    check_gate(result, max_top1_drop, gate=gate_on)
+
+
+def _given(name: str) -> bool:
+    """Whether the option was given on the command line (a default gates nothing)."""
+    return click.get_current_context().get_parameter_source(name) is not ParameterSource.DEFAULT

@@ -17,6 +17,7 @@ flags (DLA runs FP16 from the FP16 flag and INT8 from a calibration cache only).
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -57,6 +58,23 @@ class BuildResult:
             out[key] = str(out[key]) if out[key] is not None else None
         out["derived"] = [str(p) for p in self.derived]
         return out
+
+
+NOT_MODEL_PROPS = (
+    "source_onnx_sha256",
+    "int8_kept_out",
+    "int8_kept_out_precision",
+    "int8_mac_share",
+    "accuracy_budget",
+)
+
+
+def _json_prop(props: dict[str, str], key: str) -> Any:
+    """A JSON-valued prop the calibration wrote (None when absent or unreadable: the sidecar just lacks it)."""
+    try:
+        return json.loads(props[key]) if key in props else None
+    except ValueError:
+        return None
 
 
 def graph_precision(props: dict[str, str]) -> str:
@@ -319,8 +337,10 @@ def _sidecar(
         source_onnx_sha256=sha256_file(graph),
         input_onnx_sha256=sha256_file(input_onnx) if input_onnx is not None and input_onnx != graph else None,
         calibration_id=props.get("calibration_id"),
+        int8_kept_out=_json_prop(props, "int8_kept_out"),
+        accuracy_budget=_json_prop(props, "accuracy_budget"),
         build_options=options.to_dict(),
         build_seconds=round(seconds, 3),
-        model={k: v for k, v in props.items() if not k.startswith("calibration_") and k != "source_onnx_sha256"},
+        model={k: v for k, v in props.items() if k not in NOT_MODEL_PROPS and not k.startswith("calibration_")},
         rebuild_command=rebuild_command(graph, output, options, chosen),
     )

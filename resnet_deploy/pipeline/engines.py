@@ -20,11 +20,14 @@ from resnet_deploy.engine.build import (
     typing_mode,
 )
 from resnet_deploy.engine.options import BuildOptions, check_combination
+from resnet_deploy.errors import QuantizationError
 from resnet_deploy.onnx_io import check_graph_matches_metadata, read_onnx_props
 from resnet_deploy.output_plan import OutputPlan
 from resnet_deploy.pipeline.exports import export_ours, export_planned, random_or_none
 from resnet_deploy.pipeline.messages import Messages, Silent
 from resnet_deploy.provenance import engine_built_from
+from resnet_deploy.quantize.budget import BudgetOptions, int8_twin_settings
+from resnet_deploy.quantize.budget import summary_line as budget_summary
 from resnet_deploy.quantize.options import CalibrationOptions
 from resnet_deploy.trt.flavours import EngineBackend, choose
 
@@ -45,18 +48,28 @@ def derive_graph(
     options: BuildOptions,
     backend: EngineBackend,
     calibration: CalibrationOptions | None = None,
+    budget: BudgetOptions | None = None,
 ) -> tuple[Path, list[Path]]:
     """The ONNX to hand TensorRT for ``options``: ``onnx_path`` itself, or its FP16 / INT8 twin
-    converted or calibrated beside the engine (returned with the files written)."""
+    converted or calibrated (within ``budget``) beside the engine (returned with the files written)."""
     strongly_typed, _ = typing_mode(backend, options)
     given = graph_precision(read_onnx_props(onnx_path))
     kind = twin_needed(given, options.precision, strongly_typed, options.implicit, onnx_path)
+    if budget is not None and kind != "int8":
+        raise QuantizationError(
+            f"--max-top1-drop chooses the layers INT8 calibration quantizes, and this build calibrates nothing "
+            f"({onnx_path} is {given}, the engine {options.precision}); pass the FP32 ONNX with --int8 or --best"
+        )
     if kind is None:
         return onnx_path, []
     twin = twin_path(output, options.precision)
     if kind == "fp16":
         return fp16.convert_to_fp16(onnx_path, twin).path, [twin]
-    result = calibrate.calibrate_onnx(onnx_path, twin, calibration, target="tensorrt", warn=out.warn)
+    result = calibrate.calibrate_onnx(
+        onnx_path, twin, calibration, target="tensorrt", budget=budget, warn=out.warn, say=out.say
+    )
+    if result.budget:
+        out.say(budget_summary(result.budget))
     return result.path, [result.path]
 
 
@@ -67,17 +80,19 @@ def build_engine(
     *,
     backend: EngineBackend | str | None = None,
     calibration: CalibrationOptions | None = None,
+    budget: BudgetOptions | None = None,
     out: Messages | None = None,
     progress: bool = False,
 ) -> BuildResult:
     """Build an engine of ``options.precision`` from an FP32 (or FP16 / INT8) ONNX, converting or
-    calibrating (``calibration``) on the way as the backend needs (see ``engine.build``)."""
+    calibrating (``calibration``, within the accuracy ``budget``) on the way as the backend needs
+    (see ``engine.build``)."""
     out = out or Silent()
     chosen = backend if isinstance(backend, EngineBackend) else choose(backend)
     check_combination(options, chosen)
     onnx_path = Path(onnx_path)
     check_graph_matches_metadata(onnx_path)  # ours, and the graph it claims to be, or a clear refusal
-    graph, derived = derive_graph(out, onnx_path, Path(output), options, chosen, calibration)
+    graph, derived = derive_graph(out, onnx_path, Path(output), options, chosen, calibration, budget)
     return build_engine_file(
         graph,
         output,
@@ -103,6 +118,7 @@ class EngineJob:
     output: str | None = None
     backend: str | None = None
     calibration: CalibrationOptions = field(default_factory=CalibrationOptions)
+    budget: BudgetOptions | None = None  # INT8 within a top-1 budget (the layers kept out chosen by measurement)
     overwrite: bool = False
 
 
@@ -156,7 +172,7 @@ def plan_engine(out: Messages, job: EngineJob) -> PlannedEngine:
         chosen,
         given_ours=engine_ours,
         exported_later=export_to is not None,
-        twin_settings={"calibration_method": calibration.method, "calibration_images": str(calibration.count)},
+        twin_settings=int8_twin_settings(calibration, job.budget),
     )
     plan.check()
     for note in plan.notes():
@@ -179,6 +195,7 @@ def run_planned_engine(out: Messages, planned: PlannedEngine, progress: bool = F
         job.options,
         backend=planned.backend,
         calibration=job.calibration,
+        budget=job.budget,
         out=out,
         progress=progress,
     )

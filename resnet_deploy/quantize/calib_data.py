@@ -86,3 +86,45 @@ def load_calibration_set(
             "remove or fix the unreadable files"
         )
     return CalibrationSet(spec=spec, batches=batches, sha256=digest.hexdigest(), fallback=fallback)
+
+
+@dataclass
+class HeldOutSet:
+    """Labelled images to judge a quantized model on: the test split, never a calibration image."""
+
+    spec: str
+    images: np.ndarray  # float32 NCHW, normalised with the model's mean/std
+    labels: np.ndarray  # int64
+
+    @property
+    def count(self) -> int:
+        return len(self.labels)
+
+
+def load_held_out_set(metadata: ArtifactMetadata, spec: str | None, count: int, *, seed: int = 0) -> HeldOutSet:
+    """A seeded sample of ``count`` images of the test split of ``spec`` (default: the model's dataset).
+
+    Calibration reads the training split, so the two never share an image; and the training split
+    would flatter the model (it has fit those images), so the test split is the honest judge.
+    """
+    if count < 1:
+        raise DatasetError(f"--held-out-images must be at least 1, got {count}")
+    spec = spec or metadata.dataset or DEFAULT_SPEC
+    dataset = data.open_dataset(spec)
+    available = len(dataset.test)
+    if available < count:
+        raise DatasetError(
+            f"{spec} has {available} test images, fewer than the {count} held-out images asked for; "
+            f"pass --held-out-images {available} or fewer"
+        )
+    images, labels = [], []
+    batches = dataset.test.batches(
+        64, size=metadata.config.input_size, shuffle=True, seed=seed, limit=count, preprocess=metadata.eval_preprocess
+    )
+    for batch in batches:
+        if len(batch.labels):
+            images.append(normalise(batch.images.numpy(), metadata))
+            labels.append(batch.labels.numpy().astype(np.int64))
+    if not images:
+        raise DatasetError(f"none of the {count} held-out test images of {spec} decoded")
+    return HeldOutSet(spec=spec, images=np.concatenate(images), labels=np.concatenate(labels))

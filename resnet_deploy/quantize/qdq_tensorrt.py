@@ -20,6 +20,7 @@ A tensor feeding several such consumers gets one Q/DQ pair that all of them shar
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +36,7 @@ else:
 
 QMAX = 127  # narrow range: TensorRT's int8 is symmetric in [-127, 127]
 MIN_OPSET = 13  # per-axis DequantizeLinear
+KEEP_OUT_PRECISIONS = ("fp16", "fp32")
 
 
 @dataclass
@@ -42,12 +44,14 @@ class PlacementReport:
     activations: list[str] = field(default_factory=list)  # tensors given a Q/DQ pair
     weights: list[str] = field(default_factory=list)  # initializers turned int8 per-channel
     residual_inputs: list[str] = field(default_factory=list)  # residual Add inputs given a Q/DQ pair
+    kept_out: list[str] = field(default_factory=list)  # layers (node names) left out of INT8
 
     def to_dict(self) -> dict[str, int]:
         return {
             "activation_qdq": len(self.activations),
             "weight_dq": len(self.weights),
             "residual_add_inputs": len(self.residual_inputs),
+            "kept_out": len(self.kept_out),
         }
 
 
@@ -73,18 +77,28 @@ def residual_input(add, producers, consumers) -> str | None:  # type: ignore[no-
     return b
 
 
-def _plan(model) -> tuple[dict[str, list[tuple[object, int]]], list[str]]:  # type: ignore[no-untyped-def]
-    """Which activation tensors get a Q/DQ pair, and which (node, input index) read them."""
+def layer_id(node: Any) -> str:
+    """A node's name, or its first output where the graph left it unnamed: how layers are kept out."""
+    return str(node.name or node.output[0])
+
+
+def _plan(model: Any, keep_out: Collection[str] = ()) -> tuple[dict[str, list[tuple[Any, int]]], list[str]]:
+    """Which activation tensors get a Q/DQ pair, and which (node, input index) read them.
+
+    Nodes in ``keep_out`` (layer ids) read their inputs unquantized.
+    """
     graph = model.graph
     inits = {i.name for i in graph.initializer}
     producers = {o: n for n in graph.node for o in n.output}
-    consumers: dict[str, list] = {}  # type: ignore[type-arg]
+    consumers: dict[str, list[Any]] = {}
     for node in graph.node:
         for name in node.input:
             consumers.setdefault(name, []).append(node)
-    wanted: dict[str, list[tuple[object, int]]] = {}  # tensor -> [(node, input index)] to rewire
+    wanted: dict[str, list[tuple[Any, int]]] = {}  # tensor -> [(node, input index)] to rewire
     residuals = []
     for node in graph.node:
+        if layer_id(node) in keep_out:
+            continue
         if node.op_type in ("Conv", "Gemm") and node.input[0] not in inits:
             wanted.setdefault(node.input[0], []).append((node, 0))
         elif node.op_type == "Add" and len(node.input) == 2:
@@ -95,19 +109,49 @@ def _plan(model) -> tuple[dict[str, list[tuple[object, int]]], list[str]]:  # ty
     return wanted, residuals
 
 
-def qdq_tensors(model) -> list[str]:  # type: ignore[no-untyped-def]
+def quantized_layers(model: Any) -> list[Any]:
+    """The nodes TensorRT placement quantizes (Conv/Gemm on an activation, residual Add), in graph order."""
+    wanted, _ = _plan(model)
+    readers = {id(node) for uses in wanted.values() for node, _ in uses}
+    return [node for node in model.graph.node if id(node) in readers]
+
+
+def qdq_tensors(model: Any) -> list[str]:
     """The activation tensors TensorRT placement quantizes: the only ones calibration must measure."""
     return list(_plan(model)[0])
 
 
-def insert_tensorrt_qdq(model, amax: dict[str, float]) -> PlacementReport:  # type: ignore[no-untyped-def]
-    """Rewrite ``model`` (an onnx.ModelProto, in place) with TensorRT-style Q/DQ nodes."""
+def insert_tensorrt_qdq(
+    model: Any,
+    amax: dict[str, float],
+    *,
+    keep_out: Collection[str] = (),
+    keep_out_precision: str = "fp16",
+) -> PlacementReport:
+    """Rewrite ``model`` (an onnx.ModelProto, in place) with TensorRT-style Q/DQ nodes.
+
+    Layers in ``keep_out`` (layer ids: node names) get no Q/DQ. With ``keep_out_precision`` "fp16"
+    a kept-out Conv/Gemm computes in float16 between two Casts, so strongly typed TensorRT runs it
+    in FP16; with "fp32" it is left as it is.
+    """
+    if keep_out_precision not in KEEP_OUT_PRECISIONS:
+        raise QuantizationError(f"layers kept out of INT8 run in fp16 or fp32, not {keep_out_precision!r}")
     _check_opset(model)
     graph = model.graph
-    wanted, residuals = _plan(model)
-    report = PlacementReport(residual_inputs=residuals)
+    unknown = sorted(set(keep_out) - {layer_id(n) for n in quantized_layers(model)})
+    if unknown:
+        raise QuantizationError(
+            f"no quantized layer is named {', '.join(unknown)}; `resnet-deploy sensitivity MODEL.onnx` lists them"
+        )
+    wanted, residuals = _plan(model, keep_out)
+    report = PlacementReport(residual_inputs=residuals, kept_out=list(keep_out))
     after, activation_inits = _quantize_activations(graph, wanted, amax, report)
-    before, weight_inits = _quantize_weights(graph, report)
+    before, weight_inits = _quantize_weights(graph, report, keep_out)
+    if keep_out_precision == "fp16":
+        half_before, half_after, half_inits = _compute_in_fp16(graph, keep_out)
+        _merge(before, half_before)
+        _merge(after, half_after, first=True)  # the Cast back up makes the tensor a Q/DQ pair may read
+        weight_inits += half_inits
     _insert_nodes(graph, before=before, after=after)  # at positions in the graph as it was: none changed before
     _replace_initializers(graph, activation_inits + weight_inits)
     return report
@@ -163,7 +207,9 @@ def _activation_qdq(tensor: str, amax: float) -> tuple[list[Any], list[Any]]:
     return [q, dq], inits
 
 
-def _quantize_weights(graph: Any, report: PlacementReport) -> tuple[dict[int, list[Any]], list[Any]]:
+def _quantize_weights(
+    graph: Any, report: PlacementReport, keep_out: Collection[str] = ()
+) -> tuple[dict[int, list[Any]], list[Any]]:
     """Every Conv/Gemm weight initializer made int8 per output channel behind a DequantizeLinear.
 
     Returns the DQ nodes by the index of the node to insert them before, and their initializers.
@@ -173,6 +219,8 @@ def _quantize_weights(graph: Any, report: PlacementReport) -> tuple[dict[int, li
     new_inits: list[Any] = []
     for i, node in enumerate(graph.node):
         if node.op_type not in ("Conv", "Gemm") or len(node.input) < 2 or node.input[1] not in inits:
+            continue
+        if layer_id(node) in keep_out:
             continue
         name = node.input[1]
         dq, weight_inits = _weight_dq(name, inits[name], _channel_axis(node))
@@ -213,6 +261,47 @@ def _weight_dq(name: str, initializer: Any, axis: int) -> tuple[Any, list[Any]]:
         axis=axis,
     )
     return dq, inits
+
+
+def _compute_in_fp16(
+    graph: Any, keep_out: Collection[str]
+) -> tuple[dict[int, list[Any]], dict[int, list[Any]], list[Any]]:
+    """Each kept-out Conv/Gemm computed in float16: its input cast down, its weights and bias stored as
+    float16, its output cast back up under the original name (so what reads it is unchanged).
+
+    Returns the Casts to insert before and after nodes (by index), and the float16 initializers.
+    """
+    inits = {i.name: i for i in graph.initializer}
+    before: dict[int, list[Any]] = {}
+    after: dict[int, list[Any]] = {}
+    new_inits: list[Any] = []
+    for i, node in enumerate(graph.node):
+        if layer_id(node) not in keep_out or node.op_type not in ("Conv", "Gemm"):
+            continue  # a kept-out residual Add just reads its inputs unquantized
+        tag = layer_id(node).replace("/", "_")
+        down = onnx.helper.make_node(
+            "Cast", [node.input[0]], [f"{tag}_in_fp16"], name=f"{tag}_CastToFp16", to=onnx.TensorProto.FLOAT16
+        )
+        node.input[0] = down.output[0]
+        for index in range(1, len(node.input)):
+            name = node.input[index]
+            if name in inits:
+                half = onnx.numpy_helper.to_array(inits[name]).astype(np.float16)
+                new_inits.append(onnx.numpy_helper.from_array(half, f"{name}_fp16"))
+                node.input[index] = f"{name}_fp16"
+        output = node.output[0]
+        node.output[0] = f"{tag}_out_fp16"
+        up = onnx.helper.make_node(
+            "Cast", [node.output[0]], [output], name=f"{tag}_CastToFp32", to=onnx.TensorProto.FLOAT
+        )
+        before.setdefault(i, []).append(down)
+        after.setdefault(i, []).append(up)
+    return before, after, new_inits
+
+
+def _merge(into: dict[int, list[Any]], more: dict[int, list[Any]], *, first: bool = False) -> None:
+    for index, nodes in more.items():
+        into[index] = [*nodes, *into.get(index, [])] if first else [*into.get(index, []), *nodes]
 
 
 def _insert_nodes(graph: Any, *, before: dict[int, list[Any]], after: dict[int, list[Any]]) -> None:

@@ -57,7 +57,7 @@ def test_tensorrt_placement_follows_the_rules(trained_onnx, tmp_path) -> None:
         if node.op_type == "Add":
             kinds = sorted(producers[i].op_type for i in node.input)
             assert kinds == ["Conv", "DequantizeLinear"]  # shortcut quantized, main branch straight from Conv
-    assert result.placement == {"activation_qdq": 22, "weight_dq": 20, "residual_add_inputs": 9}
+    assert result.placement == {"activation_qdq": 22, "weight_dq": 20, "residual_add_inputs": 9, "kept_out": 0}
     props = {p.key: p.value for p in model.metadata_props}
     assert (
         props["precision"] == "int8" and props["quantization"] == "qdq-tensorrt" and props["architecture"] == "resnet20"

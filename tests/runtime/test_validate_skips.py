@@ -66,7 +66,8 @@ def test_table_and_markdown_list_what_was_left_out() -> None:
     ]
     assert report.notes() == notes
     assert report.table().splitlines()[-2:] == [f"note: {n}" for n in notes]
-    assert report.table(notes=False).splitlines()[-1].startswith("m.onnx")
+    shown = report.table(notes=False).splitlines()
+    assert shown[2].startswith("m.onnx") and shown[-1].endswith("(McNemar p < 0.05).")  # the legend, no notes
     assert report.markdown().count("\n- ") == 2 and f"- {notes[1]}" in report.markdown()
     data = report.to_dict()
     assert data["skipped_images"] == 5 and len(data["skipped_image_paths"]) == 5

@@ -1,0 +1,205 @@
+"""Mixed precision chosen by measured accuracy: keep layers out of INT8 until a top-1 budget is met.
+
+Calibrate, score the all-INT8 model on held-out images (a seeded sample of the test split; the
+calibration images come from the training split), and while the rise in top-1 error exceeds the
+budget keep the most sensitive remaining layer out of INT8 (ranked by
+:func:`resnet_deploy.quantize.sensitivity.rank`), re-score, and stop at the budget. The budget is
+compared with the point estimate of the paired change or with the upper bound of its 95% interval
+(``gate``). A model INT8 does not hurt is scored once and kept whole; a budget no mix reaches is
+reported with the best drop reached.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from resnet_deploy.errors import QuantizationError
+from resnet_deploy.paired_stats import GATES, change_from_counts
+from resnet_deploy.quantize.judge import HeldOutJudge, VariantScore
+from resnet_deploy.quantize.layers import QuantLayer, mac_share
+from resnet_deploy.quantize.options import CalibrationOptions
+from resnet_deploy.quantize.qdq_tensorrt import KEEP_OUT_PRECISIONS
+from resnet_deploy.quantize.sensitivity import scan, variant
+
+Say = Callable[[str], None]
+DEFAULT_HELD_OUT = 256
+Z95 = 1.959964  # the two-sided 95% normal quantile
+
+
+@dataclass(frozen=True)
+class BudgetOptions:
+    max_top1_drop: float  # percentage points of top-1 error the INT8 model may add to the FP32 one
+    gate: str = "estimate"  # compare the budget with the "estimate" or the 95% interval's "upper-bound"
+    images: int = DEFAULT_HELD_OUT  # held-out images the drop is measured on
+    precision: str = "fp16"  # what a layer kept out of INT8 computes in
+    try_methods: bool = False  # search with every calibration method and keep the best
+
+    def __post_init__(self) -> None:
+        if not math.isfinite(self.max_top1_drop) or self.max_top1_drop < 0:
+            raise QuantizationError(f"the top-1 budget must be a number of pp >= 0, got {self.max_top1_drop!r}")
+        if self.gate not in GATES:
+            raise QuantizationError(f"unknown gate {self.gate!r}; choose one of {', '.join(GATES)}")
+        if self.precision not in KEEP_OUT_PRECISIONS:
+            raise QuantizationError(f"layers kept out of INT8 run in fp16 or fp32, not {self.precision!r}")
+        if self.images < 1:
+            raise QuantizationError(f"the held-out images must be at least 1, got {self.images}")
+        floor = change_from_counts(self.images, 0, 0).gated_pp(self.gate)
+        if floor > self.max_top1_drop:  # refused before minutes of calibration, not after
+            raise QuantizationError(
+                f"{self.images} held-out images cannot bound a top-1 change below {floor:.2f} pp even when every "
+                f"image agrees, so a budget of {self.max_top1_drop:g} pp on the upper bound cannot be met; "
+                + (
+                    f"score at least {_images_to_bound(self.max_top1_drop)} --held-out-images, or --gate-on estimate"
+                    if self.max_top1_drop > 0
+                    else "an interval's upper bound is never 0: --gate-on estimate"
+                )
+            )
+
+    def gate_text(self) -> str:
+        return "point estimate" if self.gate == "estimate" else "upper bound of the 95% interval"
+
+
+@dataclass
+class BudgetOutcome:
+    """What the search settled on for one calibration method."""
+
+    method: str
+    options: BudgetOptions
+    layers: list[QuantLayer]  # every quantizable layer
+    kept_out: list[QuantLayer]  # in the order they were kept out
+    score: VariantScore  # of the graph settled on (the best reached when the budget was not met)
+    all_int8: VariantScore
+    images: int
+    dataset: str
+    met: bool
+    steps: list[dict[str, Any]] = field(default_factory=list)  # the drop after each layer kept out
+
+    @property
+    def int8_mac_share(self) -> float:
+        return mac_share(self.layers, {layer.node for layer in self.kept_out})
+
+    @property
+    def gated_pp(self) -> float:
+        return self.score.change.gated_pp(self.options.gate)
+
+    def reasons(self) -> dict[str, str]:
+        """Why each kept-out layer is out: the drop over the budget before, and the drop once it was out."""
+        before = self.all_int8.change.gated_pp(self.options.gate)
+        why = {}
+        for step in self.steps:
+            node, after = step["kept_out"], step["gated_pp"]
+            why[node] = (
+                f"Δtop-1 ({self.options.gate}) {before:+.2f} pp over the {self.options.max_top1_drop:g} pp budget; "
+                f"{after:+.2f} pp with it kept out"
+            )
+            before = after
+        return {layer.node: why.get(layer.node, "") for layer in self.kept_out}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "method": self.method,
+            "max_top1_drop_pp": self.options.max_top1_drop,
+            "gate": self.options.gate,
+            "met": self.met,
+            "held_out_images": self.images,
+            "held_out_dataset": self.dataset,
+            "kept_out": [
+                {"node": layer.node, "module": layer.module, "op": layer.op, "macs": layer.macs, "why": why}
+                for layer, why in zip(self.kept_out, self.reasons().values(), strict=True)
+            ],
+            "kept_out_precision": self.options.precision,
+            "int8_mac_share": self.int8_mac_share,
+            "top1_change": self.score.change.to_dict(),
+            "all_int8_top1_change": self.all_int8.change.to_dict(),
+            "steps": self.steps,
+        }
+
+    def describe(self) -> str:
+        kept = ", ".join(layer.label() for layer in self.kept_out) or "none"
+        return (
+            f"{self.method}: Δtop-1 {self.score.change.describe()} on {self.images} held-out images; "
+            f"kept out of INT8 ({self.options.precision}): {kept}; {100 * self.int8_mac_share:.1f}% of MACs in INT8"
+        )
+
+    def unmet_message(self) -> str:
+        return (
+            f"the top-1 budget of {self.options.max_top1_drop:g} pp ({self.options.gate_text()}) cannot be met: "
+            f"the best reached was {self.gated_pp:+.2f} pp ({self.score.change.describe()}, method {self.method}, "
+            f"{len(self.kept_out)} of {len(self.layers)} layers kept out of INT8); raise --max-top1-drop"
+            + (", or try every method (--try-methods)" if not self.options.try_methods else "")
+        )
+
+
+def search(
+    fp32_model: Any,
+    amax: dict[str, float],
+    layers: list[QuantLayer],
+    judge: HeldOutJudge,
+    options: BudgetOptions,
+    *,
+    method: str,
+    say: Say = lambda message: None,
+) -> BudgetOutcome:
+    """Keep the most sensitive layers out of INT8 until ``options.max_top1_drop`` is met."""
+    all_int8 = judge.score(variant(fp32_model, amax, ()))
+    outcome = BudgetOutcome(
+        method, options, layers, [], all_int8, all_int8, judge.images, judge.held_out.spec, met=False
+    )
+    say(f"{method}: all layers INT8: Δtop-1 {all_int8.change.describe()}")
+    outcome.met = outcome.gated_pp <= options.max_top1_drop
+    if outcome.met:
+        return outcome
+    say(f"{method}: over the budget of {options.max_top1_drop:g} pp; scoring each of {len(layers)} layers left out")
+    _, ranked = scan(fp32_model, amax, layers, judge, precision=options.precision, alone=False, all_int8=all_int8)
+    kept: list[QuantLayer] = []
+    for item in ranked:
+        kept.append(item.layer)
+        score = judge.score(variant(fp32_model, amax, {layer.node for layer in kept}, options.precision))
+        gated = score.change.gated_pp(options.gate)
+        outcome.steps.append({"kept_out": item.layer.node, "gated_pp": gated, "top1_change": score.change.to_dict()})
+        say(f"{method}: + {item.layer.label()} kept out: Δtop-1 {score.change.describe()}")
+        if gated < outcome.gated_pp:
+            outcome.kept_out, outcome.score = list(kept), score
+        if gated <= options.max_top1_drop:
+            outcome.met = True
+            break
+    return outcome
+
+
+def _images_to_bound(budget_pp: float) -> int:
+    """The fewest images whose interval, with every image agreeing, has its upper bound within ``budget_pp``."""
+    n = max(1, math.ceil(Z95**2 * (100 / budget_pp - 1)))
+    while change_from_counts(n, 0, 0).high_pp > budget_pp:
+        n += 1
+    return n
+
+
+def best(outcomes: list[BudgetOutcome]) -> BudgetOutcome:
+    """The outcome to keep: one that meets the budget with the most MACs in INT8, then the smallest drop."""
+    return min(outcomes, key=lambda o: (not o.met, -round(o.int8_mac_share, 9), o.gated_pp))
+
+
+def summary_line(budget: dict[str, Any]) -> str:
+    """One line from :meth:`BudgetOutcome.to_dict`: the measured drop, the layers kept out, the INT8 share."""
+    kept = ", ".join(f"{k['module'] or k['node']} ({k['node']})" for k in budget["kept_out"]) or "none"
+    change = budget["top1_change"]
+    return (
+        f"within the budget of {budget['max_top1_drop_pp']:g} pp ({budget['gate']}, method {budget['method']}): "
+        f"Δtop-1 {change['delta_pp']:+.2f} pp [{change['low_pp']:+.2f}, {change['high_pp']:+.2f}] "
+        f"on {budget['held_out_images']} held-out images; kept out of INT8 ({budget['kept_out_precision']}): {kept}; "
+        f"{100 * budget['int8_mac_share']:.1f}% of MACs in INT8"
+    )
+
+
+def int8_twin_settings(calibration: CalibrationOptions, budget: BudgetOptions | None) -> dict[str, str]:
+    """The props an INT8 ONNX found at the output must carry to be ours to redo: one calibrated another
+    way (another method, image count, or with/without a budget) is the user's, not ours to overwrite."""
+    settings = {"calibration_images": str(calibration.count)}
+    if not (budget and budget.try_methods):  # trying them all records the method that served best
+        settings["calibration_method"] = calibration.method
+    if budget:
+        settings["int8_kept_out_precision"] = budget.precision
+    return settings
