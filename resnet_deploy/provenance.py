@@ -61,7 +61,7 @@ def onnx_twin_of(
             props is not None
             and props.get("precision") == precision
             and (quantization is None or props.get("quantization") == quantization)
-            and all(props.get(key) == value for key, value in (settings or {}).items())
+            and all(props.get(key, "") == value for key, value in (settings or {}).items())  # absent reads ""
             and source.is_file()
             and props.get("source_onnx_sha256") == sha256_file(source)
         )

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
+from click.core import ParameterSource
 
 from resnet_deploy.cli.options import FiniteFloat
 
@@ -67,9 +68,12 @@ def budget_options(f: F) -> F:
 def budget_from(kwargs: dict[str, Any]) -> BudgetOptions | None:
     """The budget the options ask for; None without --max-top1-drop (then the others must be unset)."""
     if kwargs["max_top1_drop"] is None:
-        tuned = [f"--{name.replace('_', '-')}" for name, default in DEFAULTS.items() if kwargs[name] != default]
+        ctx = click.get_current_context()
+        given = [name for name in DEFAULTS if ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE]
+        tuned = [f"--{name.replace('_', '-')}" for name in given]
         if tuned:
-            raise click.UsageError(f"{', '.join(tuned)} tune the accuracy budget: add --max-top1-drop PP")
+            verb = "tunes" if len(tuned) == 1 else "tune"
+            raise click.UsageError(f"{', '.join(tuned)} {verb} the accuracy budget: add --max-top1-drop PP")
         return None
     from resnet_deploy.quantize.budget import BudgetOptions
 

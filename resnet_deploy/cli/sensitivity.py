@@ -81,13 +81,21 @@ def sensitivity(
         raise click.BadParameter(f"{model_path} not found", param_hint="MODEL.onnx")
     if not model_path.lower().endswith(".onnx"):
         raise click.BadParameter(f"scan the FP32 ONNX from `export`, not {model_path}", param_hint="MODEL.onnx")
-    if report:
+    mark = ""
+    if report:  # planned before minutes of scoring; a rerun replaces its own report, nothing else
         if not report.lower().endswith((".md", ".markdown")):
             raise click.BadParameter(f"the report is Markdown: end it in .md, not {report}", param_hint="--report")
+        from resnet_deploy.provenance import inputs_digest, report_mark, report_of
+
+        settings = f"{data}|{images}|{calib_images}|{method}|{percentile}|{keep_out_precision}"
+        digest = inputs_digest([model_path], extra=settings)
+        mark = report_mark("sensitivity", digest)
         plan = OutputPlan("sensitivity", overwrite=overwrite)
         plan.read(model_path, "model")
-        plan.write(report, "report")
+        plan.write(report, "report", ours=report_of("sensitivity", digest))
         plan.check()
+        for note in plan.notes():
+            out.say(note)
     if data:
         from resnet_deploy.data.spec import check_spec  # imports torch
 
@@ -106,6 +114,6 @@ def sensitivity(
     out.say(result.table(top=top))
     out.say(f"{result.variants} variants scored in {result.seconds:.1f} s")
     if report:
-        text = f"# INT8 sensitivity: {result.model}\n\n{result.summary()}\n\n{result.table(markdown=True)}\n"
+        text = f"# INT8 sensitivity: {result.model}\n\n{result.summary()}\n\n{result.table(markdown=True)}\n\n{mark}\n"
         out.say(f"report: {write_bytes_atomic(report, text.encode())}")
     out.result({"ok": True, **result.to_dict()})

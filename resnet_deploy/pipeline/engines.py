@@ -56,10 +56,8 @@ def derive_graph(
     given = graph_precision(read_onnx_props(onnx_path))
     kind = twin_needed(given, options.precision, strongly_typed, options.implicit, onnx_path)
     if budget is not None and kind != "int8":
-        raise QuantizationError(
-            f"--max-top1-drop chooses the layers INT8 calibration quantizes, and this build calibrates nothing "
-            f"({onnx_path} is {given}, the engine {options.precision}); pass the FP32 ONNX with --int8 or --best"
-        )
+        check_budget_applies(options, onnx_path)
+        raise QuantizationError(f"this build of {onnx_path} calibrates nothing for --max-top1-drop to choose from")
     if kind is None:
         return onnx_path, []
     twin = twin_path(output, options.precision)
@@ -106,6 +104,18 @@ def build_engine(
     )
 
 
+def check_budget_applies(options: BuildOptions, onnx_path: Path | None) -> None:
+    """A top-1 budget chooses which layers INT8 calibration quantizes: refused, before any work, for a
+    build that calibrates nothing (another precision, implicit INT8, a graph already quantized)."""
+    what = "--max-top1-drop chooses the layers INT8 calibration quantizes"
+    if options.precision not in ("int8", "best") or options.implicit:
+        build = "an implicit INT8" if options.implicit else f"an {options.precision.upper()}"
+        raise QuantizationError(f"{what}; {build} build calibrates nothing: use it with --int8 or --best")
+    given = graph_precision(read_onnx_props(onnx_path)) if onnx_path is not None else "fp32"
+    if given != "fp32":
+        raise QuantizationError(f"{what}; {onnx_path} is {given} already: pass the FP32 ONNX it came from")
+
+
 @dataclass(frozen=True)
 class EngineJob:
     """What `build-engine` is asked for: one source (``onnx``, ``checkpoint``, or ``spec`` with a
@@ -135,6 +145,8 @@ class PlannedEngine:
 def plan_engine(out: Messages, job: EngineJob) -> PlannedEngine:
     """Choose the backend, the source ONNX and the output, and check every path the build will write
     (export, twin, engine, sidecar, timing cache) before any work."""
+    if job.budget is not None:  # a budget this build cannot use: refused before anything else
+        check_budget_applies(job.options, job.onnx)
     chosen = choose(job.backend)  # fail before an export or a calibration when nothing can build
     check_combination(job.options, chosen)  # and when this backend cannot build what is asked
     precision = job.options.precision

@@ -166,7 +166,22 @@ def search(
         if gated <= options.max_top1_drop:
             outcome.met = True
             break
+    if outcome.met and len(outcome.kept_out) > 1:
+        _prune(outcome, fp32_model, amax, judge, say)
     return outcome
+
+
+def _prune(outcome: BudgetOutcome, fp32_model: Any, amax: dict[str, float], judge: HeldOutJudge, say: Say) -> None:
+    """Put back into INT8 each kept-out layer (latest first, the last one kept out excepted) the budget
+    holds without: a greedy step that did not help should not cost INT8 MACs."""
+    options = outcome.options
+    for layer in list(reversed(outcome.kept_out[:-1])):
+        trial = [kept for kept in outcome.kept_out if kept is not layer]
+        score = judge.score(variant(fp32_model, amax, {kept.node for kept in trial}, options.precision))
+        if score.change.gated_pp(options.gate) <= options.max_top1_drop:
+            outcome.kept_out, outcome.score = trial, score
+            outcome.steps = [step for step in outcome.steps if step["kept_out"] != layer.node]
+            say(f"{outcome.method}: {layer.label()} back in INT8: Δtop-1 {score.change.describe()}")
 
 
 def _images_to_bound(budget_pp: float) -> int:
@@ -179,7 +194,8 @@ def _images_to_bound(budget_pp: float) -> int:
 
 def best(outcomes: list[BudgetOutcome]) -> BudgetOutcome:
     """The outcome to keep: one that meets the budget with the most MACs in INT8, then the smallest drop."""
-    return min(outcomes, key=lambda o: (not o.met, -round(o.int8_mac_share, 9), o.gated_pp))
+    # among those that miss it, the smallest drop reached: that is what the error reports
+    return min(outcomes, key=lambda o: (not o.met, -round(o.int8_mac_share, 9) if o.met else 0.0, o.gated_pp))
 
 
 def summary_line(budget: dict[str, Any]) -> str:
@@ -200,6 +216,5 @@ def int8_twin_settings(calibration: CalibrationOptions, budget: BudgetOptions | 
     settings = {"calibration_images": str(calibration.count)}
     if not (budget and budget.try_methods):  # trying them all records the method that served best
         settings["calibration_method"] = calibration.method
-    if budget:
-        settings["int8_kept_out_precision"] = budget.precision
+    settings["int8_kept_out_precision"] = budget.precision if budget else ""  # "": no budget (the prop absent)
     return settings

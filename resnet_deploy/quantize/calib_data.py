@@ -101,21 +101,25 @@ class HeldOutSet:
         return len(self.labels)
 
 
-def load_held_out_set(metadata: ArtifactMetadata, spec: str | None, count: int, *, seed: int = 0) -> HeldOutSet:
+def load_held_out_set(
+    metadata: ArtifactMetadata, spec: str | None, count: int, *, seed: int = 0, flag: str = "--held-out-images"
+) -> HeldOutSet:
     """A seeded sample of ``count`` images of the test split of ``spec`` (default: the model's dataset).
 
     Calibration reads the training split, so the two never share an image; and the training split
     would flatter the model (it has fit those images), so the test split is the honest judge.
     """
     if count < 1:
-        raise DatasetError(f"--held-out-images must be at least 1, got {count}")
+        raise DatasetError(f"{flag} must be at least 1, got {count}")
     spec = spec or metadata.dataset or DEFAULT_SPEC
     dataset = data.open_dataset(spec)
     available = len(dataset.test)
+    if available == 0:
+        raise DatasetError(f"{spec} has no test images to measure INT8 accuracy on; pass --data with a test split")
     if available < count:
         raise DatasetError(
             f"{spec} has {available} test images, fewer than the {count} held-out images asked for; "
-            f"pass --held-out-images {available} or fewer"
+            f"pass {flag} {available} or fewer"
         )
     images, labels = [], []
     batches = dataset.test.batches(

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from resnet_deploy.errors import QuantizationError
 from resnet_deploy.paired_stats import PairedChange, paired_change
 from resnet_deploy.quantize.calib_data import HeldOutSet
 
@@ -78,7 +79,11 @@ def run_model(model: Any, images: np.ndarray) -> np.ndarray:
 
     options = ort.SessionOptions()
     options.log_severity_level = 3  # the Q/DQ fusion notes are not the user's business
-    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    try:
+        session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # ORT raises its own types; a graph we wrote that it refuses is our failure to name
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise QuantizationError(f"ONNX Runtime refused a quantized variant of the model ({first_line})") from exc
     first = session.get_inputs()[0]
     fixed = first.shape[0] if isinstance(first.shape[0], int) else None  # an export with a fixed batch
     step = fixed or BATCH

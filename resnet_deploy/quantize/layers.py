@@ -65,19 +65,36 @@ def mac_share(layers: list[QuantLayer], kept_out: set[str] | frozenset[str]) -> 
 
 
 def _module_name(node: Any) -> str:
+    """The PyTorch module: from the weight's name, else the dynamo exporter's name scopes, else the
+    TorchScript exporter's node name (``/layer1/layer1.0/conv1/Conv``); "" when none says."""
     if node.op_type in ("Conv", "Gemm") and len(node.input) > 1 and node.input[1].endswith(".weight"):
-        return node.input[1][: -len(".weight")]
+        return str(node.input[1][: -len(".weight")])
     scopes = next((p.value for p in node.metadata_props if p.key == NAME_SCOPES), None)
-    if scopes is None:
+    if scopes is not None:
+        try:
+            names = [s for s in ast.literal_eval(scopes) if s][:-1]  # the last scope is the op itself (add_50)
+        except (ValueError, SyntaxError):
+            names = []
+        module = names[-1] if names else ""
+    else:
+        module = _module_of_scope_path(node.name)
+    if not module:
         return ""
-    try:
-        names = [s for s in ast.literal_eval(scopes) if s]
-    except (ValueError, SyntaxError):
+    return f"{module} (residual add)" if node.op_type == "Add" else module
+
+
+def _module_of_scope_path(name: str) -> str:
+    """``/layer2/layer2.0/downsample/downsample.0/Conv`` -> ``layer2.0.downsample.0``: each scope is
+    a child's name, or its parent's extended by a dot (Sequential children)."""
+    if not name.startswith("/"):
         return ""
-    modules = names[:-1]  # the last scope is the op itself (add_50)
-    if not modules:
-        return ""
-    return f"{modules[-1]} (residual add)" if node.op_type == "Add" else modules[-1]
+    path: list[str] = []
+    for scope in name.strip("/").split("/")[:-1]:  # the last part is the op
+        if path and scope.startswith(path[-1] + "."):
+            path[-1] = scope
+        else:
+            path.append(scope)
+    return ".".join(path)
 
 
 def _macs(node: Any, weights: dict[str, Any], spatial: dict[str, int]) -> int:

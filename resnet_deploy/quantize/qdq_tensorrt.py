@@ -37,6 +37,7 @@ else:
 QMAX = 127  # narrow range: TensorRT's int8 is symmetric in [-127, 127]
 MIN_OPSET = 13  # per-axis DequantizeLinear
 KEEP_OUT_PRECISIONS = ("fp16", "fp32")
+FLOAT16, FLOAT32 = 10, 1  # onnx.TensorProto.FLOAT16 / FLOAT: constants, without importing onnx here
 
 
 @dataclass
@@ -266,37 +267,39 @@ def _weight_dq(name: str, initializer: Any, axis: int) -> tuple[Any, list[Any]]:
 def _compute_in_fp16(
     graph: Any, keep_out: Collection[str]
 ) -> tuple[dict[int, list[Any]], dict[int, list[Any]], list[Any]]:
-    """Each kept-out Conv/Gemm computed in float16: its input cast down, its weights and bias stored as
-    float16, its output cast back up under the original name (so what reads it is unchanged).
+    """Each kept-out Conv/Gemm computed in float16: every input cast down (an initializer stored as
+    float16 instead, once however many nodes read it), its output cast back up under the original
+    name (so what reads it is unchanged).
 
     Returns the Casts to insert before and after nodes (by index), and the float16 initializers.
     """
     inits = {i.name: i for i in graph.initializer}
     before: dict[int, list[Any]] = {}
     after: dict[int, list[Any]] = {}
-    new_inits: list[Any] = []
+    halves: dict[str, Any] = {}  # initializer name -> its float16 copy
     for i, node in enumerate(graph.node):
         if layer_id(node) not in keep_out or node.op_type not in ("Conv", "Gemm"):
             continue  # a kept-out residual Add just reads its inputs unquantized
         tag = layer_id(node).replace("/", "_")
-        down = onnx.helper.make_node(
-            "Cast", [node.input[0]], [f"{tag}_in_fp16"], name=f"{tag}_CastToFp16", to=onnx.TensorProto.FLOAT16
-        )
-        node.input[0] = down.output[0]
-        for index in range(1, len(node.input)):
-            name = node.input[index]
+        for index, name in enumerate(node.input):
+            if not name:
+                continue  # an omitted optional input
             if name in inits:
-                half = onnx.numpy_helper.to_array(inits[name]).astype(np.float16)
-                new_inits.append(onnx.numpy_helper.from_array(half, f"{name}_fp16"))
+                if name not in halves:
+                    half = onnx.numpy_helper.to_array(inits[name]).astype(np.float16)
+                    halves[name] = onnx.numpy_helper.from_array(half, f"{name}_fp16")
                 node.input[index] = f"{name}_fp16"
+                continue
+            down = onnx.helper.make_node(  # an activation, or a weight some node computes (Identity)
+                "Cast", [name], [f"{tag}_in{index}_fp16"], name=f"{tag}_in{index}_CastToFp16", to=FLOAT16
+            )
+            node.input[index] = down.output[0]
+            before.setdefault(i, []).append(down)
         output = node.output[0]
         node.output[0] = f"{tag}_out_fp16"
-        up = onnx.helper.make_node(
-            "Cast", [node.output[0]], [output], name=f"{tag}_CastToFp32", to=onnx.TensorProto.FLOAT
-        )
-        before.setdefault(i, []).append(down)
+        up = onnx.helper.make_node("Cast", [node.output[0]], [output], name=f"{tag}_CastToFp32", to=FLOAT32)
         after.setdefault(i, []).append(up)
-    return before, after, new_inits
+    return before, after, list(halves.values())
 
 
 def _merge(into: dict[int, list[Any]], more: dict[int, list[Any]], *, first: bool = False) -> None:

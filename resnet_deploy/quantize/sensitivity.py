@@ -231,9 +231,10 @@ def model_sensitivity(
     writable_cache = cache_dir_usable(options.cache_dir, warn)
     model = load_onnx(onnx_path)
     metadata = check_fp32_export(model, onnx_path)
+    held_out = load_held_out_set(metadata, options.data, images, flag="--images")  # a bad count fails first
     calib = calibration_images(metadata, onnx_path, options, warn)
     measured = measured_ranges(model, onnx_path, calib, options, "tensorrt", writable_cache, warn)
-    judge = HeldOutJudge(model, load_held_out_set(metadata, options.data, images))
+    judge = HeldOutJudge(model, held_out)
     layers = quantizable_layers(model)
     say(f"scoring {len(layers)} layers, each alone in INT8 and left out of it, on {judge.images} held-out images")
     amax = tensorrt_amax(measured.ranges)

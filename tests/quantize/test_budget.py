@@ -241,4 +241,110 @@ def test_build_engine_keeps_the_culprit_out_and_records_it_in_the_sidecar(culpri
         "--max-top1-drop",
         "1",
     )
-    assert_one_line_error(again, "calibrates nothing")
+    assert_one_line_error(again, "int8 already: pass the FP32 ONNX")
+
+
+class ScoresByKeptOut:
+    """A judge that reads which Convs a variant keeps out of INT8 (weights not behind a DequantizeLinear)
+    and scores by that: keeping out ``first`` ranks highest in the scan but does not help; only
+    ``culprit`` brings the drop within 1 pp."""
+
+    images = 100
+    held_out = type("HeldOut", (), {"spec": "digits"})()
+
+    def __init__(self, first: str, culprit: str) -> None:
+        self.first, self.culprit = first, culprit
+
+    def score(self, model):
+        from resnet_deploy.paired_stats import change_from_counts
+        from resnet_deploy.quantize.judge import VariantScore
+
+        kept = {n.name for n in model.graph.node if n.op_type == "Conv" and not n.input[1].endswith("_dq")}
+        agreement = 0.95 if kept == {self.first} else 0.93 if kept == {self.culprit} else 0.9
+        worse = 0 if self.culprit in kept else 10
+        return VariantScore(agreement, 0.1, 1.0, 0.1, change_from_counts(100, worse, 0))
+
+
+def test_a_layer_kept_out_on_the_way_that_did_not_help_goes_back_into_int8(trained_resnet20) -> None:
+    from resnet_deploy.quantize.budget import search
+    from resnet_deploy.quantize.qdq_tensorrt import qdq_tensors
+
+    _, clean = trained_resnet20
+    model = onnx.load(str(clean))
+    layers = quantizable_layers(model)
+    first, culprit = layers[1].node, layers[5].node
+    judge = ScoresByKeptOut(first, culprit)
+    said: list[str] = []
+    amax = dict.fromkeys(qdq_tensors(model), 4.0)
+    outcome = search(model, amax, layers, judge, BudgetOptions(1.0), method="entropy", say=said.append)
+    assert outcome.met and [layer.node for layer in outcome.kept_out] == [culprit]
+    assert any("back in INT8" in line and layers[1].module in line for line in said)
+    assert list(outcome.reasons()) == [culprit]
+
+
+def test_among_methods_missing_the_budget_the_smallest_drop_is_reported() -> None:
+    from resnet_deploy.paired_stats import change_from_counts
+    from resnet_deploy.quantize.budget import BudgetOutcome, best
+    from resnet_deploy.quantize.judge import VariantScore
+    from resnet_deploy.quantize.layers import QuantLayer
+
+    layers = [QuantLayer("a", "Conv", "a", 10), QuantLayer("b", "Conv", "b", 10)]
+
+    def outcome(method, worse, kept, met=False):
+        score = VariantScore(0.9, 0.1, 1.0, 0.1, change_from_counts(100, worse, 0))
+        return BudgetOutcome(method, BudgetOptions(0.5), layers, kept, score, score, 100, "digits", met=met)
+
+    entropy, minmax = outcome("entropy", 5, []), outcome("minmax", 1, layers[:1])
+    assert best([entropy, minmax]) is minmax  # +1 pp beats +5 pp, whatever stays in INT8
+    met_more_int8, met_less = outcome("percentile", 0, [], met=True), outcome("minmax", 0, layers[:1], met=True)
+    assert best([minmax, met_less, met_more_int8]) is met_more_int8
+
+
+def test_a_torchscript_export_keeps_layers_out_in_fp16_and_names_them(tmp_path) -> None:
+    """The TorchScript exporter (opset <= 17, TensorRT 8.x) routes biases through Identity nodes and
+    names nodes by scope (/layer1/layer1.0/conv1/Conv): both must work."""
+    import torch
+
+    from resnet_deploy.export import export_onnx
+    from resnet_deploy.model_source import open_model
+    from resnet_deploy.quantize.judge import run_model
+    from resnet_deploy.quantize.qdq_tensorrt import qdq_tensors
+    from resnet_deploy.quantize.sensitivity import variant
+
+    torch.manual_seed(0)
+    source = open_model(depth=20)
+    path = tmp_path / "r20.onnx"
+    export_onnx(source.model, path, source.metadata, opset=17, verify=False)
+    model = onnx.load(str(path))
+    layers = quantizable_layers(model)
+    modules = [layer.module for layer in layers]
+    assert modules[:4] == ["conv1", "layer1.0.conv1", "layer1.0.conv2", "layer1.0 (residual add)"]
+    assert modules[-1] == "fc" and "" not in modules
+    keep = {layer.node for layer in layers}  # every layer: the graph is FP16 wherever it computes
+    mixed = variant(model, dict.fromkeys(qdq_tensors(model), 4.0), keep)
+    onnx.checker.check_model(mixed, full_check=True)
+    images = np.random.default_rng(0).random((4, 3, 32, 32), dtype=np.float32)
+    fp32 = run_model(model, images)
+    assert not any(n.op_type == "QuantizeLinear" for n in mixed.graph.node)
+    assert np.abs(run_model(mixed, images) - fp32).max() < 0.01 * np.abs(fp32).max()  # FP16 rounding only
+
+
+def test_a_plain_calibration_does_not_overwrite_one_made_within_a_budget(trained_resnet20, tmp_path) -> None:
+    from tests.cli_helpers import assert_one_line_error, invoke
+
+    _, clean = trained_resnet20
+    out = str(tmp_path / "q.int8.onnx")
+    common = ["calibrate", str(clean), "-o", out, "--calib-images", "32", "--no-cache"]
+    first = invoke(*common, "--max-top1-drop", "5", "--held-out-images", "32")
+    assert first.exit_code == 0, first.output
+    assert_one_line_error(invoke(*common), "q.int8.onnx", code=2)
+    assert invoke(*common, "--max-top1-drop", "5", "--held-out-images", "32").exit_code == 0  # its own: redone
+
+
+def test_build_engine_refuses_a_budget_it_cannot_use_before_any_export(tmp_path) -> None:
+    from tests.cli_helpers import assert_one_line_error, invoke
+
+    engine = tmp_path / "r20.fp16.engine"
+    result = invoke("build-engine", "--depth", "20", "--fp16", "--max-top1-drop", "1", "-o", str(engine))
+    assert_one_line_error(result, "an FP16 build calibrates nothing")
+    assert list(tmp_path.iterdir()) == []  # no export left behind

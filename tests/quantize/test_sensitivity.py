@@ -127,3 +127,21 @@ def test_engine_layer_names_map_back_to_the_sensitivity_table(culprit_resnet20, 
     names = " | ".join(layer["Name"] if isinstance(layer, dict) else str(layer) for layer in info["Layers"])
     missing = [x.node for x in layers if x.op in ("Conv", "Gemm") and x.node not in names]
     assert not missing, f"engine layers do not name {missing}"
+
+
+def test_a_rerun_replaces_its_own_report_and_nothing_else(culprit_resnet20, tmp_path) -> None:
+    report = tmp_path / "sens.md"
+    args = ["sensitivity", str(culprit_resnet20), "--images", "16", "--calib-images", "16", "--no-cache"]
+    assert invoke(*args, "--report", str(report)).exit_code == 0
+    text = report.read_text()
+    assert CULPRIT_MODULE in text and text.rstrip().splitlines()[-1].startswith("<!--")
+    assert invoke(*args, "--report", str(report)).exit_code == 0  # its own report, same inputs: replaced
+    mine = tmp_path / "notes.md"
+    mine.write_text("my notes\n")
+    assert_one_line_error(invoke(*args, "--report", str(mine)), "notes.md")
+    assert mine.read_text() == "my notes\n"
+
+
+def test_too_many_images_fail_before_calibrating(culprit_resnet20) -> None:
+    result = invoke("sensitivity", str(culprit_resnet20), "--images", "100000", "--no-cache")
+    assert_one_line_error(result, "pass --images 360 or fewer")
