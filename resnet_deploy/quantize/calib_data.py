@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -95,10 +95,19 @@ class HeldOutSet:
     spec: str
     images: np.ndarray  # float32 NCHW, normalised with the model's mean/std
     labels: np.ndarray  # int64
+    undecodable: list[str] = field(default_factory=list)  # sampled test images that did not decode
 
     @property
     def count(self) -> int:
         return len(self.labels)
+
+    def skipped_note(self) -> str | None:
+        """One line naming the sampled images that were not scored; None when every one decoded."""
+        if not self.undecodable:
+            return None
+        named = data_base.name_files(sorted(self.undecodable))
+        count = len(self.undecodable)
+        return f"{count} held-out test images of {self.spec} did not decode and were not scored: {named}"
 
 
 def load_held_out_set(
@@ -122,13 +131,15 @@ def load_held_out_set(
             f"pass {flag} {available} or fewer"
         )
     images, labels = [], []
+    undecodable: list[str] = []
     batches = dataset.test.batches(
         64, size=metadata.config.input_size, shuffle=True, seed=seed, limit=count, preprocess=metadata.eval_preprocess
     )
     for batch in batches:
+        undecodable.extend(batch.skipped_paths)
         if len(batch.labels):
             images.append(normalise(batch.images.numpy(), metadata))
             labels.append(batch.labels.numpy().astype(np.int64))
     if not images:
         raise DatasetError(f"none of the {count} held-out test images of {spec} decoded")
-    return HeldOutSet(spec=spec, images=np.concatenate(images), labels=np.concatenate(labels))
+    return HeldOutSet(spec, np.concatenate(images), np.concatenate(labels), undecodable)

@@ -134,7 +134,7 @@ def _within_budget(
 ) -> tuple[BudgetOutcome, MeasuredRanges]:
     """The budget search with ``options.method`` (or every method): the best outcome and its ranges."""
     held_out = load_held_out_set(metadata, options.data, budget.images)
-    judge = HeldOutJudge(model, held_out)
+    judge = HeldOutJudge(model, held_out, warn)
     layers = quantizable_layers(model)
     results = []
     for method in METHODS if budget.try_methods else (options.method,):

@@ -8,6 +8,7 @@ labels (:mod:`resnet_deploy.paired_stats`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +17,7 @@ import numpy as np
 from resnet_deploy.errors import QuantizationError
 from resnet_deploy.paired_stats import PairedChange, paired_change
 from resnet_deploy.quantize.calib_data import HeldOutSet
+from resnet_deploy.quantize.ranges import padded_feeds
 
 BATCH = 64
 
@@ -43,8 +45,10 @@ class VariantScore:
 class HeldOutJudge:
     """Scores variants of one FP32 model on one held-out set."""
 
-    def __init__(self, fp32_model: Any, held_out: HeldOutSet) -> None:
+    def __init__(self, fp32_model: Any, held_out: HeldOutSet, warn: Callable[[str], None] = lambda m: None) -> None:
         self.held_out = held_out
+        if note := held_out.skipped_note():
+            warn(note)
         self.reference_logits = run_model(fp32_model, held_out.images)
         self.reference_hits = self.reference_logits.argmax(1) == held_out.labels
         self._reference_log_p = _log_softmax(self.reference_logits)
@@ -84,16 +88,8 @@ def run_model(model: Any, images: np.ndarray) -> np.ndarray:
     except Exception as exc:  # ORT raises its own types; a graph we wrote that it refuses is our failure to name
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise QuantizationError(f"ONNX Runtime refused a quantized variant of the model ({first_line})") from exc
-    first = session.get_inputs()[0]
-    fixed = first.shape[0] if isinstance(first.shape[0], int) else None  # an export with a fixed batch
-    step = fixed or BATCH
-    batches = []
-    for i in range(0, len(images), step):
-        chunk = images[i : i + step]
-        padded = (
-            np.concatenate([chunk, np.zeros((step - len(chunk), *chunk.shape[1:]), chunk.dtype)]) if fixed else chunk
-        )
-        batches.append(session.run(None, {first.name: padded})[0][: len(chunk)])
+    name = session.get_inputs()[0].name
+    batches = [session.run(None, {name: feed})[0][:count] for feed, count in padded_feeds(session, images, BATCH)]
     return np.concatenate(batches).astype(np.float64)
 
 

@@ -78,13 +78,26 @@ def _augmented_session(model, tensors: Iterable[str]):  # type: ignore[no-untype
 
 
 def _chunks(session: Any, names: list[str], batches: list[np.ndarray], input_name: str) -> Iterator[dict[str, Any]]:
-    """``names``' values, CHUNK images at a time: tensor name -> array."""
+    """``names``' values, CHUNK images at a time (a fixed-batch model's batch, padded): tensor name -> array
+    of the real images only, so padding never reaches a range."""
     outputs = [o.name for o in session.get_outputs()]
     index = {name: outputs.index(name) for name in names}
     for batch in batches:
-        for start in range(0, len(batch), CHUNK):
-            values = session.run(None, {input_name: batch[start : start + CHUNK]})
-            yield {n: values[i] for n, i in index.items()}
+        for feed, count in padded_feeds(session, batch, CHUNK):
+            values = session.run(None, {input_name: feed})
+            yield {n: values[i][:count] for n, i in index.items()}
+
+
+def padded_feeds(session: Any, images: np.ndarray, chunk: int) -> Iterator[tuple[np.ndarray, int]]:
+    """``images`` in feeds the session takes: ``chunk`` at a time, or, for a model exported with a
+    fixed batch, exactly that many with the last feed zero-padded; each with its count of real images."""
+    first = session.get_inputs()[0].shape[0]
+    step = first if isinstance(first, int) and first > 0 else chunk
+    for start in range(0, len(images), step):
+        part = images[start : start + step]
+        if step == first and len(part) < step:
+            part = np.concatenate([part, np.zeros((step - len(part), *part.shape[1:]), part.dtype)])
+        yield part, min(step, len(images) - start)
 
 
 class MinMaxCollector:

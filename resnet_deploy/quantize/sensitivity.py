@@ -234,7 +234,7 @@ def model_sensitivity(
     held_out = load_held_out_set(metadata, options.data, images, flag="--images")  # a bad count fails first
     calib = calibration_images(metadata, onnx_path, options, warn)
     measured = measured_ranges(model, onnx_path, calib, options, "tensorrt", writable_cache, warn)
-    judge = HeldOutJudge(model, held_out)
+    judge = HeldOutJudge(model, held_out, warn)
     layers = quantizable_layers(model)
     say(f"scoring {len(layers)} layers, each alone in INT8 and left out of it, on {judge.images} held-out images")
     amax = tensorrt_amax(measured.ranges)

@@ -120,3 +120,20 @@ def test_epoch_line_of_an_old_log_row_without_paths() -> None:
         "(250 undecodable skipped: /d/0.png, /d/1.png, /d/2.png (+247 more))"
     )
     assert "skipped" not in describe_epoch({**row, "skipped_images": 0}, 5)
+
+
+def test_held_out_images_that_do_not_decode_are_named_not_scored(tmp_path) -> None:
+    from resnet_deploy.artifacts.model_spec import model_config
+    from resnet_deploy.artifacts.onnx_metadata import ArtifactMetadata
+    from resnet_deploy.quantize.calib_data import load_held_out_set
+
+    write_image_folder(tmp_path / "train", per_class=2, size=16)
+    write_image_folder(tmp_path / "val", per_class=3, size=16)
+    bad = _broken(tmp_path / "val" / "dog" / "x.png")
+    meta = ArtifactMetadata(config=model_config(20, input_size=8, num_classes=3), mean=(0.5,) * 3, std=(0.25,) * 3)
+    held_out = load_held_out_set(meta, f"imagefolder:{tmp_path}", 10)  # 9 written + the broken one
+    assert held_out.count == 9 and held_out.undecodable == [bad]
+    note = held_out.skipped_note()
+    assert note is not None and note.startswith("1 held-out test images of imagefolder:") and bad in note
+    with pytest.raises(DatasetError, match="pass --images 10 or fewer"):
+        load_held_out_set(meta, f"imagefolder:{tmp_path}", 11, flag="--images")

@@ -348,3 +348,27 @@ def test_build_engine_refuses_a_budget_it_cannot_use_before_any_export(tmp_path)
     result = invoke("build-engine", "--depth", "20", "--fp16", "--max-top1-drop", "1", "-o", str(engine))
     assert_one_line_error(result, "an FP16 build calibrates nothing")
     assert list(tmp_path.iterdir()) == []  # no export left behind
+
+
+def test_a_fixed_batch_export_calibrates_and_is_judged_on_its_real_images_only(trained_resnet20, tmp_path) -> None:
+    """A static batch of 3 takes exactly 3 images: feeds are padded, and the padding reaches no range."""
+    from resnet_deploy.export import export_onnx
+    from resnet_deploy.model_source import open_model
+    from resnet_deploy.quantize.judge import run_model
+
+    checkpoint, dynamic = trained_resnet20
+    source = open_model(checkpoint)
+    fixed = tmp_path / "b3.onnx"
+    export_onnx(source.model, fixed, source.metadata, static_batch=3, verify=False)
+    options = {"method": "minmax", "count": 32, "cache_dir": None}
+    from_fixed = calibrate_onnx(fixed, tmp_path / "b3.int8.onnx", **options)
+    from_dynamic = calibrate_onnx(dynamic, tmp_path / "dyn.int8.onnx", **options)
+
+    def scales(path):
+        model = onnx.load(str(path))
+        inits = {i.name: onnx.numpy_helper.to_array(i) for i in model.graph.initializer}
+        return [float(inits[n.input[1]]) for n in model.graph.node if n.op_type == "QuantizeLinear"]
+
+    assert scales(from_fixed.path) == pytest.approx(scales(from_dynamic.path), rel=1e-5)  # same images, same ranges
+    images = np.random.default_rng(0).random((7, 3, 32, 32), dtype=np.float32)
+    assert run_model(onnx.load(str(fixed)), images).shape == (7, 10)
