@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from resnet_deploy.errors import BenchmarkError
-from resnet_deploy.machine import cpu_name
+from resnet_deploy.machine import cpu_flags, cpu_name
 from resnet_deploy.runtime.base import Backend
 
 BLOCKS = 3  # alternating blocks per artifact and batch size
@@ -38,10 +38,6 @@ P99_MIN_RUNS = 100  # fewer timed calls than this: "p99" is their maximum (marke
 UNSTABLE_IQR = 0.25  # IQR / p50 above this: unstable
 UNSTABLE_MAX = 3.0  # max / p50 above this: unstable
 # /proc/cpuinfo flags that decide which CPU kernels (MLAS, oneDNN) run, hence speed and rounding (x86, then ARM)
-ISA_FLAGS = (
-    *("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_int8", "amx_bf16"),
-    *("asimd", "asimddp", "i8mm", "sve"),
-)
 
 
 @dataclass
@@ -157,19 +153,6 @@ class BenchReport:
             for r in self.rows
             if r.unstable
         ]
-
-
-def cpu_flags() -> list[str]:
-    """The ``ISA_FLAGS`` this CPU has (from /proc/cpuinfo; empty where there is none)."""
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith(("flags", "Features")):  # x86, ARM
-                    have = set(line.split(":", 1)[1].split())
-                    return [flag for flag in ISA_FLAGS if flag in have]
-    except OSError:
-        pass
-    return []
 
 
 def describe_machine(threads: int | None) -> dict[str, Any]:

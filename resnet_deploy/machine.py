@@ -96,3 +96,42 @@ def gpu_present() -> bool:
         gpus = Path("/proc/driver/nvidia/gpus")
         return (gpus.is_dir() and any(gpus.iterdir())) or gpu_count() > 0
     return True  # Windows RTX PCs: let TensorRT-RTX find it
+
+
+# instruction sets that decide INT8/BF16 CPU speed, as /proc/cpuinfo names them (x86, then ARM)
+ISA_NAMES = {
+    "avx2": "AVX2",
+    "fma": "FMA",
+    "avx512f": "AVX-512F",
+    "avx512_vnni": "AVX-512 VNNI",
+    "avx512_bf16": "AVX-512 BF16",
+    "avx_vnni": "AVX-VNNI",
+    "amx_int8": "AMX-INT8",
+    "amx_bf16": "AMX-BF16",
+    "asimd": "NEON",
+    "asimddp": "NEON dot product",
+    "i8mm": "I8MM",
+    "sve": "SVE",
+}
+ISA_FLAGS = tuple(ISA_NAMES)
+
+
+def cpu_flags() -> list[str]:
+    """The ``ISA_FLAGS`` this CPU has (from /proc/cpuinfo; empty where there is none)."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith(("flags", "Features")):  # x86, ARM
+                    have = set(line.split(":", 1)[1].split())
+                    return [flag for flag in ISA_FLAGS if flag in have]
+    except OSError:
+        pass
+    return []
+
+
+def describe_isa(isa: list[str]) -> str:
+    """``AVX2, FMA, no VNNI``: the flags by their usual names; an AVX2 CPU without VNNI says so (INT8 is slower)."""
+    names = [ISA_NAMES.get(flag, flag) for flag in isa]
+    if "avx2" in isa and not {"avx512_vnni", "avx_vnni"} & set(isa):
+        names.append("no VNNI")
+    return ", ".join(names)

@@ -30,22 +30,10 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from resnet_deploy.machine import describe_isa  # noqa: E402  (light: no torch, no onnx)
+
 START, END = "<!-- demo-table:start -->\n", "<!-- demo-table:end -->"
 PACKAGES = ("torch", "onnxruntime", "onnx", "numpy", "tensorrt-rtx", "tensorrt", "resnet-deploy")
-ISA_NAMES = {
-    "avx2": "AVX2",
-    "fma": "FMA",
-    "avx512f": "AVX-512F",
-    "avx512_vnni": "AVX-512 VNNI",
-    "avx512_bf16": "AVX-512 BF16",
-    "avx_vnni": "AVX-VNNI",
-    "amx_int8": "AMX-INT8",
-    "amx_bf16": "AMX-BF16",
-    "asimd": "NEON",
-    "asimddp": "NEON dot product",
-    "i8mm": "I8MM",
-    "sve": "SVE",
-}
 
 
 class TableError(Exception):
@@ -53,8 +41,7 @@ class TableError(Exception):
 
 
 def describe_machine() -> dict[str, Any]:
-    from resnet_deploy.bench import cpu_flags
-    from resnet_deploy.machine import cpu_name
+    from resnet_deploy.machine import cpu_flags, cpu_name
 
     return {
         "cpu": cpu_name(),
@@ -100,13 +87,6 @@ def run_demo(out_dir: Path, demo_args: list[str]) -> tuple[dict[str, Any], list[
         return json.loads(text[max(start, 0) :]), shown, seconds
     except ValueError:
         raise TableError(f"the demo printed no JSON result: {text[-300:]!r}") from None
-
-
-def describe_isa(isa: list[str]) -> str:
-    names = [ISA_NAMES.get(flag, flag) for flag in isa]
-    if "avx2" in isa and not {"avx512_vnni", "avx_vnni"} & set(isa):
-        names.append("no VNNI")
-    return ", ".join(names)
 
 
 def render(results: dict[str, Any]) -> str:
