@@ -76,6 +76,7 @@ class BudgetOutcome:
     dataset: str
     met: bool
     steps: list[dict[str, Any]] = field(default_factory=list)  # the drop after each layer kept out
+    methods_tried: list[dict[str, Any]] = field(default_factory=list)  # with --try-methods: each one's brief()
 
     @property
     def int8_mac_share(self) -> float:
@@ -115,6 +116,18 @@ class BudgetOutcome:
             "top1_change": self.score.change.to_dict(),
             "all_int8_top1_change": self.all_int8.change.to_dict(),
             "steps": self.steps,
+            "methods_tried": self.methods_tried,
+        }
+
+    def brief(self) -> dict[str, Any]:
+        """How this method fared, for the comparison of methods: met, layers kept out, INT8 share, drop."""
+        return {
+            "method": self.method,
+            "met": self.met,
+            "kept_out": [layer.node for layer in self.kept_out],
+            "int8_mac_share": self.int8_mac_share,
+            "gated_pp": self.gated_pp,
+            "top1_change": self.score.change.to_dict(),
         }
 
     def describe(self) -> str:

@@ -148,6 +148,7 @@ def _within_budget(
     if budget.try_methods:
         for outcome, _ in results:
             say(("chosen: " if outcome is chosen else "tried:  ") + outcome.describe())
+        chosen.methods_tried = [outcome.brief() for outcome, _ in results]
     return chosen, next(measured for outcome, measured in results if outcome is chosen)
 
 

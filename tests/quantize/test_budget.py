@@ -372,3 +372,17 @@ def test_a_fixed_batch_export_calibrates_and_is_judged_on_its_real_images_only(t
     assert scales(from_fixed.path) == pytest.approx(scales(from_dynamic.path), rel=1e-5)  # same images, same ranges
     images = np.random.default_rng(0).random((7, 3, 32, 32), dtype=np.float32)
     assert run_model(onnx.load(str(fixed)), images).shape == (7, 10)
+
+
+def test_trying_every_method_keeps_the_best_and_records_each(culprit_resnet20, tmp_path) -> None:
+    from resnet_deploy.quantize.options import METHODS
+
+    budget = BudgetOptions(1.0, images=64, try_methods=True)
+    result = calibrate_onnx(culprit_resnet20, tmp_path / "q.onnx", budget=budget, count=64, cache_dir=None)
+    tried = result.budget["methods_tried"]
+    assert [t["method"] for t in tried] == list(METHODS)
+    assert all(t["met"] and t["kept_out"] == [culprit_node(culprit_resnet20)] for t in tried)  # each finds it
+    chosen = min(tried, key=lambda t: (-round(t["int8_mac_share"], 9), t["gated_pp"]))
+    assert result.method == result.budget["method"] == chosen["method"]
+    props = {p.key: p.value for p in onnx.load(str(result.path)).metadata_props}
+    assert props["calibration_method"] == chosen["method"]
