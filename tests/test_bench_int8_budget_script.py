@@ -39,12 +39,15 @@ def test_quick_run_reports_every_phase(script, tmp_path, capsys) -> None:
     # all-INT8 once, then each layer twice: alone in INT8 and left out of it
     assert sensitivity["variants"] == sensitivity["report_variants"] == 1 + 2 * layers
     budget = phases["budget"]
-    if budget["met"]:
-        steps = len(budget["budget"]["steps"])  # no steps: the all-INT8 model met the budget, no scan
-        assert budget["variants"] == budget["expected_variants"] == 1 + (layers + steps if steps else 0)
-        assert len(budget["budget"]["kept_out"]) <= steps
+    parts = budget["search_parts"]  # the all-INT8 model, the scan (each layer left out), the steps, the put-backs
+    assert parts["all_int8"]["variants"] == 1
+    assert budget["variants"] == 1 + sum(parts[p]["variants"] for p in ("scan", "steps", "prune"))
+    if parts["scan"]["variants"] == 0:  # the all-INT8 model met the budget
+        assert budget["met"] and budget["variants"] == 1 and not budget["budget"]["kept_out"]
     else:
-        assert budget["error"] and budget["variants"] >= 1 + layers
+        assert parts["scan"]["variants"] == layers and parts["steps"]["variants"] >= 1
+        assert not budget["met"] or len(budget["budget"]["kept_out"]) <= parts["steps"]["variants"]
+    assert budget["met"] or budget["error"]
 
     model = result["model"]
     assert (model["depth"], model["input_size"], model["classes"], model["head_images"]) == (20, 32, 10, 64)
