@@ -12,7 +12,8 @@ temporary directory, then runs three phases, each in a fresh Python process so t
   INT8 and left out of it (1 + 2 x layers variants);
 - budget: ``calibrate_onnx`` with ``BudgetOptions(max_top1_drop, gate)``: the all-INT8 model is
   scored, and when it is over the budget every layer is scored left out (1 + layers variants) and
-  the most sensitive are kept out one by one until the budget is met (one variant a step).
+  the most sensitive are kept out one by one until the budget is met (one variant a step); then
+  each layer kept out is tried back in INT8 (one variant a trial) and left there when the budget holds.
 
 Every phase calibrates from scratch (no cache) on the same ``--calib-images`` images, so "vs
 calibrate" includes the calibration the scan and the search need anyway. Each phase's time is
@@ -24,9 +25,12 @@ The model records no dataset, so calibration and held-out images both come from 
 digits set (training and test split), resized to the model's input. A random-weight ResNet-50
 gives every image the same class, FP32 and INT8 alike, so no budget would ever start a search:
 the fc layer is refit as a linear probe of the random features on ``--head-images`` digits
-training images (``--head-images 0`` keeps it random). Writes OUT/int8-budget-resnet<depth>.{json,txt}
-unless --no-save. ResNet-50 with 256 + 256 images takes hours on 2 cores, nearly all of it scoring
-variants; ``--depth 18 --images 32 --calib-images 32 --head-images 64`` is a quick run.
+training images (``--head-images 0`` keeps it random). That head makes the fc layer the one INT8
+cannot take (the digits differ by a small share of each feature's range), so the budget search runs
+its full course: the scan, many greedy steps, then the trials of putting layers back. Writes
+OUT/int8-budget-resnet<depth>.{json,txt} unless --no-save. ResNet-50 with 256 + 256 images takes
+over an hour on 2 cores, nearly all of it ONNX Runtime scoring variants;
+``--depth 18 --images 32 --calib-images 32 --head-images 64`` is a quick run.
 ``--render OUT/int8-budget-resnet50.json`` rewrites the text report of a saved result.
 """
 
