@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from resnet_deploy.errors import BenchmarkError
-from resnet_deploy.machine import cpu_flags, cpu_name
+from resnet_deploy.machine import cpu_flags, cpu_name, describe_isa
 from resnet_deploy.runtime.base import Backend
 
 BLOCKS = 3  # alternating blocks per artifact and batch size
@@ -56,6 +56,10 @@ class BenchRow:
     iqr_ms: float = 0.0  # p75 - p25
     std_ms: float = 0.0  # sample standard deviation (ddof 1; 0 for one call)
     max_ms: float = 0.0
+    label: str = ""  # the artifact's name in the table: its file, and its runtime when a file runs on several
+
+    def __post_init__(self) -> None:
+        self.label = self.label or self.artifact
 
     @property
     def p99_is_max(self) -> bool:
@@ -117,22 +121,23 @@ class BenchReport:
 
     def speedups(self, baseline: str) -> dict[tuple[str, int], float]:
         """p50 of ``baseline`` / p50 of each artifact, per batch size."""
-        base = {r.batch: r.p50_ms for r in self.rows if r.artifact == baseline}
-        return {(r.artifact, r.batch): base[r.batch] / r.p50_ms for r in self.rows if r.batch in base}
+        base = {r.batch: r.p50_ms for r in self.rows if r.label == baseline}
+        return {(r.label, r.batch): base[r.batch] / r.p50_ms for r in self.rows if r.batch in base}
 
     def table(self) -> str:
         p99_max = any(r.p99_is_max for r in self.rows)
         p99 = "p99* ms" if p99_max else "p99 ms"
-        header = f"{'artifact':<28} {'backend':<12} {'precision':<9} {'batch':>5} {'p50 ms':>9} {'p90 ms':>9} "
+        width = max([28, *(len(r.label) for r in self.rows)])
+        header = f"{'artifact':<{width}} {'backend':<12} {'precision':<9} {'batch':>5} {'p50 ms':>9} {'p90 ms':>9} "
         header += f"{p99:>9} {'IQR/p50':>8} {'img/s':>9} {'vs first':>8}"
-        first = self.rows[0].artifact if self.rows else ""
+        first = self.rows[0].label if self.rows else ""
         speed = self.speedups(first)
         lines = [header]
         for r in self.rows:
             spread = f"{r.spread:.0%}" + ("!" if r.unstable else " ")
-            ratio = speed.get((r.artifact, r.batch), 1.0)
+            ratio = speed.get((r.label, r.batch), 1.0)
             lines.append(
-                f"{r.artifact:<28} {r.backend:<12} {r.precision:<9} {r.batch:>5} {r.p50_ms:>9.2f} {r.p90_ms:>9.2f} "
+                f"{r.label:<{width}} {r.backend:<12} {r.precision:<9} {r.batch:>5} {r.p50_ms:>9.2f} {r.p90_ms:>9.2f} "
                 f"{r.p99_ms:>9.2f} {spread:>8} {r.images_per_second:>9.1f} {ratio:>7.2f}x"
             )
         if p99_max:
@@ -148,7 +153,7 @@ class BenchReport:
     def warnings(self) -> list[str]:
         """One line per unstable row (see the module docstring), for ``Reporter.warn``."""
         return [
-            f"{r.artifact} batch {r.batch}: unstable timings (IQR {r.spread:.0%} of p50, max {r.max_over_p50:.1f}x "
+            f"{r.label} batch {r.batch}: unstable timings (IQR {r.spread:.0%} of p50, max {r.max_over_p50:.1f}x "
             f"p50 over {r.iters} runs); its p50 and 'vs first' ratio are unreliable: rerun on an idle machine"
             for r in self.rows
             if r.unstable
@@ -156,9 +161,11 @@ class BenchReport:
 
 
 def describe_machine(threads: int | None) -> dict[str, Any]:
+    isa = cpu_flags()
     info: dict[str, Any] = {
         "cpu": cpu_name(),
-        "isa": cpu_flags(),
+        "isa": isa,
+        "instruction_sets": describe_isa(isa),
         "cores": os.cpu_count(),
         "threads": threads or "default",
         "os": f"{platform.system()} {platform.release()}",
@@ -170,6 +177,9 @@ def describe_machine(threads: int | None) -> dict[str, Any]:
         info["onnxruntime"] = onnxruntime.__version__
     except ImportError:
         pass
+    openvino = sys.modules.get("openvino")  # only when an artifact ran on it
+    if openvino is not None:
+        info["openvino"] = openvino.__version__.split("-")[0]
     torch = sys.modules.get("torch")  # only when a PyTorch artifact loaded it: never imported for this
     if torch is not None:
         info["torch"] = torch.__version__
@@ -198,6 +208,7 @@ def run_bench(
     (shape,) = shapes
     rng = np.random.default_rng(seed)
     report = BenchReport(describe_machine(threads))
+    labels = row_labels(backends)
     for batch in batches:
         x = rng.standard_normal((batch, *shape)).astype(np.float32)
         timings: list[list[float]] = [[] for _ in backends]
@@ -210,11 +221,12 @@ def run_bench(
                     backend.infer(x)
                 for _ in range(per_block):
                     timings[i].append(backend.timed_infer(x))
-        for backend, seconds in zip(backends, timings, strict=True):
+        for backend, seconds, label in zip(backends, timings, labels, strict=True):
             stats = summarise(seconds)
             report.rows.append(
                 BenchRow(
                     artifact=backend.path.name,
+                    label=label,
                     backend=backend.kind,
                     precision=backend.precision,
                     batch=batch,
@@ -225,6 +237,16 @@ def run_bench(
                 )
             )
     return report
+
+
+def row_labels(backends: list[Backend]) -> list[str]:
+    """Each backend's file name, with the runtime asked for (``auto`` when it was chosen) added where one
+    file runs on several."""
+    names = [b.path.name for b in backends]
+    return [
+        f"{name} ({'auto' if b.chosen_because.startswith('auto') else b.kind})" if names.count(name) > 1 else name
+        for name, b in zip(names, backends, strict=True)
+    ]
 
 
 def check_plot_path(path: str) -> None:
@@ -246,11 +268,11 @@ def plot(report: BenchReport, path: str, mark: str = "") -> None:
 
     from resnet_deploy._io import atomic_output
 
-    artifacts = list(dict.fromkeys(r.artifact for r in report.rows))
+    artifacts = list(dict.fromkeys(r.label for r in report.rows))
     batches = sorted({r.batch for r in report.rows})
     fig, axes = plt.subplots(1, len(batches), figsize=(4 * len(batches), 3.6), squeeze=False)
     for ax, batch in zip(axes[0], batches, strict=True):
-        rows = {r.artifact: r for r in report.rows if r.batch == batch}
+        rows = {r.label: r for r in report.rows if r.batch == batch}
         values = [rows[a].images_per_second for a in artifacts]
         ax.barh(range(len(artifacts)), values, color="tab:green")
         ax.set_yticks(range(len(artifacts)), artifacts, fontsize=8)
@@ -262,3 +284,147 @@ def plot(report: BenchReport, path: str, mark: str = "") -> None:
     with atomic_output(path) as tmp:
         fig.savefig(tmp, format="png", dpi=120, metadata={"Description": mark} if mark else None)
     plt.close(fig)
+
+
+REQUESTS_PER_STREAM = 4  # batches each stream runs per timed round in throughput mode
+
+
+@dataclass
+class ThroughputRow:
+    """Images/s of one artifact serving batches of ``batch`` on ``streams`` concurrent requests."""
+
+    artifact: str
+    label: str
+    backend: str
+    precision: str
+    batch: int
+    streams: int
+    images_per_second: float  # median over the timed rounds
+    spread: float  # IQR / median of the rounds' images/s
+    rounds: int
+    best: bool = False  # the best configuration of this artifact on its runtime
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class ThroughputReport:
+    machine: dict[str, Any]
+    rows: list[ThroughputRow] = field(default_factory=list)
+
+    def mark_best(self) -> None:
+        for label in dict.fromkeys(r.label for r in self.rows):
+            rows = [r for r in self.rows if r.label == label]
+            best = max(rows, key=lambda r: r.images_per_second)
+            for r in rows:
+                r.best = r is best
+
+    def best(self) -> list[ThroughputRow]:
+        """The best configuration of each artifact (and runtime), fastest first."""
+        return sorted((r for r in self.rows if r.best), key=lambda r: -r.images_per_second)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "machine": self.machine,
+            "mode": "throughput",
+            "requests_per_stream": REQUESTS_PER_STREAM,
+            "rows": [r.to_dict() for r in self.rows],
+        }
+
+    def table(self) -> str:
+        width = max([28, *(len(r.label) for r in self.rows)])
+        header = f"{'artifact':<{width}} {'backend':<12} {'precision':<9} {'batch':>5} {'streams':>7} {'img/s':>9} "
+        header += f"{'IQR/med':>8} {'vs best':>8}"
+        top = {label: max(r.images_per_second for r in self.rows if r.label == label) for label in self._labels()}
+        lines = [header]
+        for r in self.rows:
+            ratio = r.images_per_second / top[r.label] if top[r.label] > 0 else 0.0
+            lines.append(
+                f"{r.label:<{width}} {r.backend:<12} {r.precision:<9} {r.batch:>5} {r.streams:>7} "
+                f"{r.images_per_second:>9.1f} {r.spread:>7.0%}  {ratio:>6.2f}x" + (" *" if r.best else "")
+            )
+        lines.append("* the best batch and streams of each artifact on its runtime")
+        for r in self.best():
+            lines.append(
+                f"best for {r.label}: batch {r.batch} on {r.streams} stream{'s' if r.streams > 1 else ''}, "
+                f"{r.images_per_second:.1f} images/s"
+            )
+        return "\n".join(lines)
+
+    def _labels(self) -> list[str]:
+        return list(dict.fromkeys(r.label for r in self.rows))
+
+
+def run_throughput(
+    open_all: Any,
+    batches: list[int],
+    streams: list[int],
+    *,
+    rounds: int = 5,
+    threads: int | None = None,
+    seed: int = 0,
+) -> ThroughputReport:
+    """Images/s of artifacts at each batch size and number of streams (requests in flight at once).
+
+    ``open_all(n)`` opens every artifact with ``streams=n``; they are closed here once measured. A
+    round is ``REQUESTS_PER_STREAM`` batches per stream through ``infer_many``; rounds of the
+    artifacts alternate, with a pause between them, as in ``run_bench``.
+    """
+    if not batches or min(batches) < 1:
+        raise BenchmarkError(f"--batch sizes must be >= 1, got {batches}")
+    if not streams or min(streams) < 1:
+        raise BenchmarkError(f"--streams must be >= 1, got {streams}")
+    if rounds < 1:
+        raise BenchmarkError("--iters (timed rounds) must be >= 1")
+    rng = np.random.default_rng(seed)
+    report: ThroughputReport | None = None
+    for count in streams:
+        backends: list[Backend] = open_all(count)
+        try:
+            if not backends:
+                raise BenchmarkError("nothing to benchmark: give at least one artifact")
+            shapes = {b.input_shape for b in backends}
+            if len(shapes) != 1:
+                raise BenchmarkError(
+                    f"artifacts take different inputs {sorted(shapes)}; bench models of one input size"
+                )
+            (shape,) = shapes
+            if report is None:
+                report = ThroughputReport(describe_machine(threads))
+            labels = row_labels(backends)
+            for batch in batches:
+                x = rng.standard_normal((batch, *shape)).astype(np.float32)
+                requests = [x] * (count * REQUESTS_PER_STREAM)
+                rates: list[list[float]] = [[] for _ in backends]
+                for backend in backends:
+                    backend.infer_many([x] * count)  # warm every stream
+                for _ in range(rounds):
+                    for backend, rate in zip(backends, rates, strict=True):
+                        time.sleep(PAUSE_SECONDS)
+                        start = time.perf_counter()
+                        backend.infer_many(requests)
+                        rate.append(batch * len(requests) / (time.perf_counter() - start))
+                for backend, rate, label in zip(backends, rates, labels, strict=True):
+                    q25, median, q75 = (float(v) for v in np.percentile(rate, [25, 50, 75]))
+                    report.rows.append(
+                        ThroughputRow(
+                            artifact=backend.path.name,
+                            label=label,
+                            backend=backend.kind,
+                            precision=backend.precision,
+                            batch=batch,
+                            streams=count,
+                            images_per_second=median,
+                            spread=(q75 - q25) / median if median > 0 else 0.0,
+                            rounds=rounds,
+                        )
+                    )
+        finally:
+            for backend in backends:
+                backend.close()
+    assert report is not None
+    order = {label: i for i, label in enumerate(dict.fromkeys(r.label for r in report.rows))}
+    report.rows.sort(key=lambda r: (order[r.label], r.batch, r.streams))
+    report.mark_best()
+    return report

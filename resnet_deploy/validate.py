@@ -29,10 +29,10 @@ from resnet_deploy._io import write_bytes_atomic
 from resnet_deploy.data import Dataset, open_dataset
 from resnet_deploy.data.base import name_files
 from resnet_deploy.errors import AccuracyGateError, ResnetDeployError, ValidationError
-from resnet_deploy.machine import cpu_name
+from resnet_deploy.machine import cpu_flags, cpu_name, describe_isa
 from resnet_deploy.paired_stats import GATES, METHOD, PairedChange, change_from_counts, paired_change
 from resnet_deploy.runtime.base import Backend
-from resnet_deploy.runtime.load import ENGINE_SUFFIXES
+from resnet_deploy.runtime.load import ENGINE_SUFFIXES, ONNX_SUFFIXES
 from resnet_deploy.runtime.preprocess import normalise
 
 
@@ -57,6 +57,7 @@ class Score:
     delta_top1_high_pp: float = 0.0
     p_value: float = 1.0  # McNemar: how likely a split this uneven is if nothing changed
     significant: bool = False  # the interval excludes 0 (p < 0.05)
+    chosen_because: str = ""  # why this runtime ran an ONNX file (backend auto), as measured at load
 
     def record_change(self, change: PairedChange) -> None:
         """Keep the paired change against the reference (``delta_top1_pp`` stays the error difference)."""
@@ -222,7 +223,9 @@ def _top1_change(s: Score, markdown: bool) -> str:
 
 def machine_description() -> str:
     python = platform.python_version()
-    return f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPU cores ({cpu_name()}), Python {python}"
+    isa = describe_isa(cpu_flags())  # which CPU kernels ran, and so how INT8 and FP16 round
+    cpu = f"{cpu_name()}; {isa}" if isa else cpu_name()
+    return f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPU cores ({cpu}), Python {python}"
 
 
 def _topk_hits(logits: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
@@ -231,8 +234,11 @@ def _topk_hits(logits: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
     return (top == labels[:, None]).any(axis=1)
 
 
-def open_artifacts(paths: Sequence[str | Path], stack: ExitStack) -> tuple[list[Backend], list[SkippedArtifact]]:
-    """Open every artifact into ``stack``: the backends, and the engines skipped.
+def open_artifacts(
+    paths: Sequence[str | Path], stack: ExitStack, backend: str = "auto"
+) -> tuple[list[Backend], list[SkippedArtifact]]:
+    """Open every artifact into ``stack``: the backends, and the engines skipped. ONNX files run on
+    ``backend`` (auto: OpenVINO unless ONNX Runtime is faster here; see ``runtime.onnx_choice``).
 
     On a machine without an NVIDIA GPU a TensorRT engine can never run, so one that fails to load
     is skipped with the reason and the rest are still scored (as the demo does). With a GPU its load
@@ -246,7 +252,8 @@ def open_artifacts(paths: Sequence[str | Path], stack: ExitStack) -> tuple[list[
         if is_engine and no_gpu is None:
             no_gpu = not machine.gpu_present()
         if not (is_engine and no_gpu):
-            opened.append(stack.enter_context(runtime.open_backend(path)))
+            onnx = Path(path).suffix.lower() in ONNX_SUFFIXES
+            opened.append(stack.enter_context(runtime.open_backend(path, backend=backend if onnx else "auto")))
             continue
         try:
             opened.append(stack.enter_context(runtime.open_backend(path)))
@@ -389,6 +396,7 @@ class _Tally:
         return Score(
             artifact=self.backend.path.name,
             backend=self.backend.kind,
+            chosen_because=self.backend.chosen_because,
             precision=self.backend.precision,
             images=count,
             top1_error=100 * (1 - float(self.top1_hits().mean())),

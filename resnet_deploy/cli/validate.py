@@ -36,6 +36,14 @@ from resnet_deploy.paired_stats import GATES
     help="What --max-top1-drop is compared with: the point estimate of each top-1 change, or the upper bound "
     "of its 95% interval (passes only a change these images show is within budget).",
 )
+@click.option(
+    "--backend",
+    type=click.Choice(("auto", "onnxruntime", "openvino")),
+    default="auto",
+    show_default=True,
+    help="Runtime of .onnx artifacts: auto runs each on OpenVINO unless ONNX Runtime is faster here (timed at "
+    "load; ONNX Runtime when OpenVINO is not installed). The table's backend column says which ran.",
+)
 @click.option("--report", type=click.Path(dir_okay=False), default=None, help="Also write a Markdown report.")
 @overwrite_option
 @json_option
@@ -48,6 +56,7 @@ def validate_command(
     batch_size: int,
     max_top1_drop: float | None,
     gate_on: str,
+    backend: str,
     report: str | None,
     overwrite: bool,
     as_json: bool,
@@ -98,7 +107,12 @@ def validate_command(
             out.say(note)
     with ExitStack() as stack:
         reference = stack.enter_context(open_backend(checkpoint))
-        opened, skipped = open_artifacts(artifacts, stack)
+        opened, skipped = open_artifacts(artifacts, stack, backend=backend)
+        for artifact in opened:
+            if backend == "auto" and artifact.chosen_because:
+                out.say(f"{artifact.path.name}: {artifact.chosen_because}")
+            for note in artifact.notes:
+                out.warn(note)
         for item in skipped:  # now, not after minutes of scoring the rest
             out.warn(f"not validating {item.artifact}: {item.reason}")
         result = validate(reference, opened, data=data, limit=limit, batch_size=batch_size, skipped_artifacts=skipped)

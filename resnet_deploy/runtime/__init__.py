@@ -1,4 +1,4 @@
-"""Run a deployed artifact: ``Runner`` over TensorRT engines, ONNX Runtime and PyTorch checkpoints.
+"""Run a deployed artifact: ``Runner`` over TensorRT engines, ONNX Runtime, OpenVINO and PyTorch checkpoints.
 
 Importing this package needs numpy only; each backend imports its own runtime when an artifact of
 its kind is opened, so an edge device carries just the one it uses.

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
@@ -18,13 +18,16 @@ from resnet_deploy.errors import ResnetDeployError, RunnerError
 class Backend(ABC):
     """An opened artifact. Use as a context manager, or call ``close()``."""
 
-    kind: str = "backend"  # "onnxruntime", "pytorch", "tensorrt"
+    kind: str = "backend"  # "onnxruntime", "openvino", "pytorch", "tensorrt"
+    streams: int = 1  # requests ``infer_many`` runs at once
 
     def __init__(self, path: str | Path, metadata: ArtifactMetadata, precision: str = "fp32") -> None:
         self.path = Path(path)
         self.metadata = metadata
         self.precision = precision
         self._closed = False
+        self.chosen_because = ""  # why this runtime runs the artifact, when it was chosen (backend="auto")
+        self.notes: list[str] = []  # what its user should be told: a runtime that could not be used, and why
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -34,6 +37,30 @@ class Backend(ABC):
     def infer(self, batch: np.ndarray) -> np.ndarray:
         """Logits (N, num_classes) float32 for a normalised (N, C, H, W) float32 batch."""
         self._check_open()
+        batch = self._checked_input(batch)
+        if len(batch) == 0:  # nothing to run: no logits, from every backend alike
+            return np.zeros((0, self.metadata.config.num_classes), np.float32)
+        with self._runtime_errors(tuple(batch.shape)):
+            logits = self._infer(batch)
+        return self._checked_logits(logits, len(batch))
+
+    def infer_many(self, batches: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Logits of each batch, in order. A backend opened with ``streams`` > 1 runs that many at once
+        (throughput mode); the others run them one after another."""
+        self._check_open()
+        checked = [self._checked_input(batch) for batch in batches]
+        runnable = [batch for batch in checked if len(batch)]
+        if not runnable:
+            return [self.infer(batch) for batch in checked]
+        with self._runtime_errors(tuple(runnable[0].shape)):
+            outputs = iter(self._infer_many(runnable))
+        empty = np.zeros((0, self.metadata.config.num_classes), np.float32)
+        return [self._checked_logits(next(outputs), len(batch)) if len(batch) else empty for batch in checked]
+
+    def _infer_many(self, batches: list[np.ndarray]) -> list[np.ndarray]:
+        return [self._infer(batch) for batch in batches]
+
+    def _checked_input(self, batch: np.ndarray) -> np.ndarray:
         batch = np.asarray(batch)
         if batch.ndim != 4 or tuple(batch.shape[1:]) != self.input_shape:
             raise RunnerError(
@@ -42,15 +69,14 @@ class Backend(ABC):
             )
         if batch.dtype != np.float32:
             raise RunnerError(f"{self.path.name} expects float32 input, got {batch.dtype}")
-        if len(batch) == 0:  # nothing to run: no logits, from every backend alike
-            return np.zeros((0, self.metadata.config.num_classes), np.float32)
-        with self._runtime_errors(tuple(batch.shape)):
-            logits = self._infer(np.ascontiguousarray(batch))
+        return np.ascontiguousarray(batch)
+
+    def _checked_logits(self, logits: np.ndarray, rows: int) -> np.ndarray:
         classes = self.metadata.config.num_classes
-        if logits.shape != (len(batch), classes):
+        if logits.shape != (rows, classes):
             raise RunnerError(
-                f"{self.path.name} returned logits of shape {tuple(logits.shape)} for a batch of {len(batch)}, "
-                f"but its metadata promises ({len(batch)}, {classes}): the graph and its metadata disagree; "
+                f"{self.path.name} returned logits of shape {tuple(logits.shape)} for a batch of {rows}, "
+                f"but its metadata promises ({rows}, {classes}): the graph and its metadata disagree; "
                 "re-export it with `resnet-deploy export`"
             )
         return logits
@@ -101,7 +127,42 @@ class Backend(ABC):
         self.close()
 
     def describe(self) -> dict[str, Any]:
-        return {"path": str(self.path), "backend": self.kind, "precision": self.precision}
+        described: dict[str, Any] = {"path": str(self.path), "backend": self.kind, "precision": self.precision}
+        if self.streams > 1:
+            described["streams"] = self.streams
+        if self.chosen_because:
+            described["chosen_because"] = self.chosen_because
+        if self.notes:
+            described["notes"] = list(self.notes)
+        return described
+
+
+def check_threads(threads: Any) -> None:
+    """``threads``: None (the runtime's default) or a whole number of at least 1."""
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise RunnerError(f"threads must be a whole number of at least 1, got {threads!r}")
+
+
+def check_streams(streams: Any) -> int:
+    """``streams``: a whole number of at least 1 (requests run at once by ``infer_many``)."""
+    if isinstance(streams, bool) or not isinstance(streams, int) or streams < 1:
+        raise RunnerError(f"streams must be a whole number of at least 1, got {streams!r}")
+    return streams
+
+
+def run_in_chunks(batch: np.ndarray, size: int | None, run: Any) -> np.ndarray:
+    """``run`` over ``batch`` for a graph of fixed batch ``size`` (None: any): in chunks of that size, the
+    last one zero-padded and its padding sliced off, as engines do."""
+    if size is None or len(batch) == size:
+        return np.asarray(run(batch))
+    outputs = []
+    for start in range(0, len(batch), size):
+        chunk = batch[start : start + size]
+        rows = len(chunk)
+        if rows < size:
+            chunk = np.concatenate([chunk, np.zeros((size - rows, *chunk.shape[1:]), chunk.dtype)])
+        outputs.append(np.asarray(run(chunk))[:rows])
+    return np.concatenate(outputs)
 
 
 def one_line(exc: BaseException) -> str:

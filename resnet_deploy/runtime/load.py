@@ -13,35 +13,62 @@ from resnet_deploy.runtime.base import Backend
 ONNX_SUFFIXES = (".onnx",)
 TORCH_SUFFIXES = (".pt", ".pth", ".bin")
 ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
+BACKENDS = ("auto", "onnxruntime", "openvino", "pytorch", "tensorrt")
 
 
-def open_backend(path: str | Path, **options: Any) -> Backend:
-    """Open ``path`` by its suffix. ``options`` go to the backend's constructor: ``providers`` and
-    ``threads`` for ONNX Runtime, ``device`` and ``threads`` for PyTorch, ``cuda_graph`` for TensorRT."""
+def open_backend(path: str | Path, backend: str = "auto", **options: Any) -> Backend:
+    """Open ``path`` by its suffix. ONNX files run on ``backend``: "onnxruntime", "openvino" or "auto"
+    (the faster here, see ``onnx_choice``); other files on the one runtime of their kind, which
+    ``backend`` may name. ``options`` go to the runtime: ``providers``, ``threads`` and ``streams`` for
+    ONNX Runtime; ``threads``, ``streams`` and ``inference_precision`` for OpenVINO; ``device`` and
+    ``threads`` for PyTorch; ``cuda_graph`` for TensorRT."""
     if not isinstance(path, (str, os.PathLike)):
         raise ArtifactError(f"an artifact path is a str or pathlib.Path, not {type(path).__name__} ({path!r})")
     path = Path(path)
     suffix = path.suffix.lower()
     if not path.is_file():
         raise ArtifactError(f"artifact {path} not found")
-    backend: type[Backend]
+    if not isinstance(backend, str) or backend not in BACKENDS:
+        raise ArtifactError(f"backend {backend!r} is not one of {', '.join(BACKENDS)}")
+    runtime: Any
+    takes: list[type[Backend]]
     if suffix in ONNX_SUFFIXES:
-        from resnet_deploy.runtime.onnx_backend import OnnxRuntimeBackend as backend
+        from resnet_deploy.runtime.onnx_backend import OnnxRuntimeBackend
+        from resnet_deploy.runtime.onnx_choice import open_onnx
+        from resnet_deploy.runtime.openvino_backend import OpenVinoBackend
+
+        kinds: tuple[str, ...] = ("auto", OnnxRuntimeBackend.kind, OpenVinoBackend.kind)
+        runtime, takes = open_onnx, [OnnxRuntimeBackend, OpenVinoBackend]
     elif suffix in TORCH_SUFFIXES:
-        from resnet_deploy.runtime.torch_backend import TorchBackend as backend
+        from resnet_deploy.runtime.torch_backend import TorchBackend
+
+        kinds, runtime, takes = ("auto", TorchBackend.kind), TorchBackend, [TorchBackend]
     elif suffix in ENGINE_SUFFIXES:
-        from resnet_deploy.runtime.tensorrt_backend import TensorRTBackend as backend
+        from resnet_deploy.runtime.tensorrt_backend import TensorRTBackend
+
+        kinds, runtime, takes = ("auto", TensorRTBackend.kind), TensorRTBackend, [TensorRTBackend]
     else:
         raise ArtifactError(
             f"cannot tell what {path} is from its suffix {suffix or '(none)'}; expected .onnx, .pt/.pth or .engine"
         )
-    parameters = inspect.signature(backend.__init__).parameters
-    accepted = set(parameters) - {"self", "path"}
-    takes_any = any(p.kind is p.VAR_KEYWORD for p in parameters.values())
-    unknown = sorted(set(options) - accepted) if not takes_any else []
+    if backend not in kinds:
+        raise ArtifactError(
+            f"backend {backend} does not run {path.name}; {suffix} files run on {', '.join(kinds[1:])}"
+            + (" (or auto)" if len(kinds) > 2 else "")
+        )
+    accepted = set().union(*(_options_of(kind) for kind in takes))
+    unknown = sorted(set(options) - accepted)
     if unknown:
         raise ArtifactError(
-            f"option {', '.join(unknown)} does not apply to {backend.kind} artifacts like {path.name}; "
+            f"option {', '.join(unknown)} does not apply to {' or '.join(kinds[1:])} artifacts like {path.name}; "
             f"it takes {', '.join(sorted(accepted)) or 'no options'}"
         )
-    return backend(path, **options)
+    if suffix in ONNX_SUFFIXES:
+        return runtime(path, backend=backend, **options)  # type: ignore[no-any-return]
+    return runtime(path, **options)  # type: ignore[no-any-return]
+
+
+def _options_of(backend: type[Backend]) -> set[str]:
+    """The options a backend's constructor takes (its own, leading "_", are not options)."""
+    parameters = inspect.signature(backend.__init__).parameters
+    return {name for name in parameters if name not in ("self", "path") and not name.startswith("_")}

@@ -8,6 +8,8 @@ available are used, the CPU included, and a fallback is not an error.
 
 from __future__ import annotations
 
+import os
+import queue
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +17,7 @@ import numpy as np
 
 from resnet_deploy.errors import RunnerError
 from resnet_deploy.onnx_io import check_graph_matches_metadata
-from resnet_deploy.runtime.base import Backend, one_line
+from resnet_deploy.runtime.base import Backend, check_streams, check_threads, one_line, run_in_chunks
 
 
 def default_providers() -> list[str]:
@@ -57,24 +59,37 @@ def check_providers(providers: Any) -> list[str]:
 
 
 class OnnxRuntimeBackend(Backend):
+    """``streams`` > 1 opens that many sessions, the threads split between them, and ``infer_many`` runs
+    one batch on each at once (ONNX Runtime's inter-op threads only help graphs with parallel branches,
+    which a ResNet has not)."""
+
     kind = "onnxruntime"
 
-    def __init__(self, path: str | Path, providers: list[Any] | None = None, threads: int | None = None) -> None:
+    def __init__(
+        self, path: str | Path, providers: list[Any] | None = None, threads: int | None = None, streams: int = 1
+    ) -> None:
         import onnxruntime as ort
 
         path = Path(path)
         if not path.is_file():
             raise RunnerError(f"ONNX file {path} not found")
         requested = check_providers(providers) if providers else []
-        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
-            raise RunnerError(f"threads must be a whole number of at least 1, got {threads!r}")
+        check_threads(threads)
+        self.streams = check_streams(streams)
         options = ort.SessionOptions()
-        if threads:
+        if self.streams > 1:
+            options.intra_op_num_threads = max(1, (threads or os.cpu_count() or 1) // self.streams)
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # streams share the cores
+        elif threads:
             options.intra_op_num_threads = threads
         try:
-            self.session = ort.InferenceSession(str(path), options, providers=providers or default_providers())
+            self.sessions = [
+                ort.InferenceSession(str(path), options, providers=providers or default_providers())
+                for _ in range(self.streams)
+            ]
         except Exception as exc:  # ORT raises its own exception types for foreign or broken files
             raise RunnerError(f"ONNX Runtime cannot load {path} ({one_line(exc)})") from None
+        self.session = self.sessions[0]
         self.providers = self.session.get_providers()
         lost = [n for n in requested if n not in self.providers]
         if lost:
@@ -91,23 +106,43 @@ class OnnxRuntimeBackend(Backend):
         batch = first.shape[0] if first.shape else None
         self.static_batch = batch if isinstance(batch, int) and batch > 0 else None  # exported --static-batch
 
-    def _infer(self, batch: np.ndarray) -> np.ndarray:
-        size = self.static_batch
-        if size is None or len(batch) == size:
-            return self._run(batch)
-        # a graph of fixed batch: run it in chunks of that size, the last one zero-padded, as engines do
-        outputs = []
-        for start in range(0, len(batch), size):
-            chunk = batch[start : start + size]
-            rows = len(chunk)
-            if rows < size:
-                chunk = np.concatenate([chunk, np.zeros((size - rows, *chunk.shape[1:]), chunk.dtype)])
-            outputs.append(self._run(chunk)[:rows])
-        return np.concatenate(outputs)
+    @property
+    def on_gpu(self) -> bool:
+        return self.providers[0] != "CPUExecutionProvider"
 
-    def _run(self, batch: np.ndarray) -> np.ndarray:
-        (logits,) = self.session.run(None, {self.input_name: batch})
-        return np.asarray(logits, dtype=np.float32)
+    def _infer(self, batch: np.ndarray) -> np.ndarray:
+        return self._run_on(self.session, batch)
+
+    def _run_on(self, session: Any, batch: np.ndarray) -> np.ndarray:
+        def run(chunk: np.ndarray) -> np.ndarray:
+            (logits,) = session.run(None, {self.input_name: chunk})
+            return np.asarray(logits, dtype=np.float32)
+
+        return run_in_chunks(batch, self.static_batch, run)
+
+    def _infer_many(self, batches: list[np.ndarray]) -> list[np.ndarray]:
+        if self.streams == 1:
+            return super()._infer_many(batches)
+        from concurrent.futures import ThreadPoolExecutor
+
+        free: queue.SimpleQueue[Any] = queue.SimpleQueue()  # one session per running request
+        for session in self.sessions:
+            free.put(session)
+
+        def run(batch: np.ndarray) -> np.ndarray:
+            session = free.get()
+            try:
+                return self._run_on(session, batch)  # ONNX Runtime lets go of the GIL while it runs
+            finally:
+                free.put(session)
+
+        with ThreadPoolExecutor(self.streams) as pool:
+            return list(pool.map(run, batches))
+
+    def close(self) -> None:
+        self.sessions = []  # their worker threads go with them, and stop competing for the cores
+        self.session = None
+        super().close()
 
     def describe(self) -> dict[str, object]:
         return {**super().describe(), "providers": self.providers}

@@ -8,7 +8,7 @@
             print(top[0].label, top[0].score)
 
 Importing this needs numpy only; each backend imports its own runtime (TensorRT + cuda-python,
-ONNX Runtime, or torch) when an artifact of its kind is loaded.
+ONNX Runtime or OpenVINO, or torch) when an artifact of its kind is loaded.
 """
 
 from __future__ import annotations
@@ -38,15 +38,18 @@ class Runner:
         self.backend = backend
 
     @classmethod
-    def load(cls, path: str | Path, **options: Any) -> Runner:
+    def load(cls, path: str | Path, backend: str = "auto", **options: Any) -> Runner:
         """Open an engine (.engine/.plan), an ONNX (.onnx) or a checkpoint (.pt/.pth) by its suffix.
 
-        ``options`` go to the backend: ``providers``/``threads`` (ONNX Runtime), ``device``/``threads``
-        (PyTorch), ``cuda_graph`` (TensorRT).
+        ONNX files run on ``backend="onnxruntime"``, ``"openvino"`` or ``"auto"``: OpenVINO when it is
+        installed and not slower here, timed at load (``describe()["chosen_because"]`` says what was measured).
+        ``options`` go to the runtime: ``providers``/``threads``/``streams`` (ONNX Runtime),
+        ``threads``/``streams``/``inference_precision`` (OpenVINO), ``device``/``threads`` (PyTorch),
+        ``cuda_graph`` (TensorRT).
         """
         from resnet_deploy.runtime.load import open_backend
 
-        return cls(open_backend(path, **options))
+        return cls(open_backend(path, backend=backend, **options))
 
     @property
     def metadata(self) -> ArtifactMetadata:
@@ -65,6 +68,10 @@ class Runner:
     def infer(self, batch: Any) -> Any:
         """Logits for a normalised batch (numpy float32; torch CUDA tensors go zero-copy on TensorRT)."""
         return self.backend.infer(batch)
+
+    def infer_many(self, batches: Sequence[Any]) -> list[Any]:
+        """Logits of each batch, in order; loaded with ``streams=N``, N of them run at once (throughput)."""
+        return self.backend.infer_many(batches)
 
     def classify(self, images: Sequence[Any] | Any, topk: int = 5) -> list[list[Prediction]]:
         """The ``topk`` classes of each image, best first, with softmax scores."""

@@ -88,6 +88,7 @@ class ScriptedBackend:
     """A backend whose ``timed_infer`` returns the given timings in turn (the clock is never read)."""
 
     kind, precision, timer, input_shape = "onnxruntime", "fp32", "perf_counter", (1, 4, 4)
+    chosen_because, notes = "", ()  # how a runtime was chosen (auto), and what could not be used
 
     def __init__(self, name: str, ms: Iterable[float]) -> None:
         self.path = Path(name)

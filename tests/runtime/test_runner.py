@@ -139,11 +139,15 @@ def test_edge_app_classifies_a_folder(trained_resnet20, tmp_path) -> None:
 
 def test_options_that_do_not_fit_the_artifact_are_named(trained_resnet20) -> None:
     checkpoint, onnx_path = trained_resnet20
-    with pytest.raises(ResnetDeployError, match="option cuda_graph does not apply to onnxruntime artifacts"):
+    with pytest.raises(
+        ResnetDeployError, match="option cuda_graph does not apply to onnxruntime or openvino artifacts"
+    ):
         Runner.load(onnx_path, cuda_graph=True)
     with pytest.raises(ResnetDeployError, match="option providers does not apply to pytorch artifacts"):
         Runner.load(checkpoint, providers=["CPUExecutionProvider"])
-    with Runner.load(onnx_path, threads=1) as runner:
+    with pytest.raises(ResnetDeployError, match=r"backend openvino does not run \S+\.pt; \.pt files run on pytorch"):
+        Runner.load(checkpoint, backend="openvino")
+    with Runner.load(onnx_path, backend="onnxruntime", threads=1) as runner:
         assert runner.describe()["providers"] == ["CPUExecutionProvider"]
 
 
