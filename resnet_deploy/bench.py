@@ -243,10 +243,13 @@ def row_labels(backends: list[Backend]) -> list[str]:
     """Each backend's file name, with the runtime asked for (``auto`` when it was chosen) added where one
     file runs on several."""
     names = [b.path.name for b in backends]
-    return [
-        f"{name} ({'auto' if b.chosen_because.startswith('auto') else b.kind})" if names.count(name) > 1 else name
-        for name, b in zip(names, backends, strict=True)
-    ]
+    labels = []
+    for name, b in zip(names, backends, strict=True):
+        runtime = "auto" if b.chosen_because.startswith("auto") else b.kind
+        if getattr(b, "inference_precision", "f32") != "f32":  # OpenVINO computing in bfloat16
+            runtime += f" {b.inference_precision}"  # type: ignore[attr-defined]
+        labels.append(f"{name} ({runtime})" if names.count(name) > 1 else name)
+    return labels
 
 
 def check_plot_path(path: str) -> None:

@@ -135,3 +135,18 @@ def describe_isa(isa: list[str]) -> str:
     if "avx2" in isa and not {"avx512_vnni", "avx_vnni"} & set(isa):
         names.append("no VNNI")
     return ", ".join(names)
+
+
+def cpu_kind(isa: list[str]) -> str:
+    """The kind of CPU, for naming its benchmark results: amx, avx512-vnni, avx-vnni, avx2, neon-dot or other
+    (the best INT8 instructions it has)."""
+    for flag, kind in (
+        ("amx_int8", "amx"),
+        ("avx512_vnni", "avx512-vnni"),
+        ("avx_vnni", "avx-vnni"),
+        ("avx2", "avx2"),
+        ("asimddp", "neon-dot"),
+    ):
+        if flag in isa:
+            return kind
+    return "other"

@@ -4,8 +4,8 @@
 
 Profiles both models with ONNX Runtime's node profiler at batch 1 and groups the convolutions by
 kind (the 7x7 stem, 3x3, 1x1), reporting GMAC/s for each precision and their ratio, so the INT8
-speed-up can be read per layer kind rather than end to end. When OpenVINO happens to be installed
-(it is not a dependency) the same two files are also timed end to end there, as a second INT8
+speed-up can be read per layer kind rather than end to end. When OpenVINO is installed (an optional
+extra) the same two files are also timed end to end there, in FP32 compute, as a second INT8
 runtime on the same CPU. Run by scripts/bench_resnet50_cpu.sh; the README's "Benchmarks" quotes it.
 """
 
@@ -132,19 +132,19 @@ def _ort_runner(session: ort.InferenceSession, x: np.ndarray) -> Callable[[], An
 
 
 def _openvino_runner(path: str, threads: int, x: np.ndarray) -> Callable[[], Any]:
-    import openvino as ov  # optional, only timed when installed
+    """OpenVINO through the runner's backend, which asks for FP32 compute: OpenVINO's own default on a
+    CPU with AVX-512 BF16 or AMX is bfloat16, which an earlier copy of this function timed as "fp32"."""
+    from resnet_deploy.runtime.openvino_backend import OpenVinoBackend, openvino_installed
 
-    core = ov.Core()
-    model = core.read_model(path)
-    model.reshape({model.inputs[0].get_any_name(): list(x.shape)})
-    compiled = core.compile_model(model, "CPU", {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads})
-    request = compiled.create_infer_request()
-    return lambda: request.infer({0: x})
+    if not openvino_installed():
+        raise ImportError("openvino")
+    backend = OpenVinoBackend(path, threads=threads)
+    return lambda: backend.infer(x)
 
 
 def end_to_end(runs: dict[str, Callable[[], Any]], rounds: int, per_round: int) -> dict[str, float]:
     """p50 ms per run, timed in alternating blocks with a pause between them, as `resnet-deploy bench`
-    times them (its Backend seam has no OpenVINO backend, hence this small copy of the loop)."""
+    times them (ONNX Runtime here runs the profiled sessions themselves, hence this small copy of the loop)."""
     times: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(rounds):
         for name, run in runs.items():
