@@ -24,6 +24,7 @@ import platform
 import sys
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -243,6 +244,12 @@ def row_labels(backends: list[Backend]) -> list[str]:
     """Each backend's file name, with the runtime asked for (``auto`` when it was chosen) added where one
     file runs on several."""
     names = [b.path.name for b in backends]
+    paths: dict[str, set[Path]] = {}
+    for b in backends:
+        paths.setdefault(b.path.name, set()).add(b.path.resolve())
+    names = [  # two files of one name in different folders: their folder too
+        f"{b.path.parent.name}/{b.path.name}" if len(paths[b.path.name]) > 1 else b.path.name for b in backends
+    ]
     labels = []
     for name, b in zip(names, backends, strict=True):
         runtime = "auto" if b.chosen_because.startswith("auto") else b.kind

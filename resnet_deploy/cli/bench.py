@@ -53,7 +53,11 @@ def _backend_list(text: str) -> list[str]:
     "each batch size and number of streams, and the best of each artifact.",
 )
 @click.option(
-    "--warmup", type=click.IntRange(min=0), default=5, show_default=True, help="Untimed rounds per batch size."
+    "--warmup",
+    type=click.IntRange(min=0),
+    default=5,
+    show_default=True,
+    help="Untimed rounds per batch size (throughput mode: one round on every stream).",
 )
 @click.option(
     "--iters",

@@ -150,6 +150,15 @@ def check_streams(streams: Any) -> int:
     return streams
 
 
+def check_threads_for_streams(threads: int | None, streams: int) -> None:
+    """Each stream runs on threads of its own: fewer threads than streams is refused, not quietly served."""
+    if threads is not None and threads < streams:
+        raise RunnerError(
+            f"{streams} streams need at least {streams} threads (one each), got threads={threads}: ask for "
+            f"streams={threads} or threads={streams}"
+        )
+
+
 def run_in_chunks(batch: np.ndarray, size: int | None, run: Any) -> np.ndarray:
     """``run`` over ``batch`` for a graph of fixed batch ``size`` (None: any): in chunks of that size, the
     last one zero-padded and its padding sliced off, as engines do."""

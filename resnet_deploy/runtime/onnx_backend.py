@@ -17,7 +17,14 @@ import numpy as np
 
 from resnet_deploy.errors import RunnerError
 from resnet_deploy.onnx_io import check_graph_matches_metadata
-from resnet_deploy.runtime.base import Backend, check_streams, check_threads, one_line, run_in_chunks
+from resnet_deploy.runtime.base import (
+    Backend,
+    check_streams,
+    check_threads,
+    check_threads_for_streams,
+    one_line,
+    run_in_chunks,
+)
 
 
 def default_providers() -> list[str]:
@@ -76,6 +83,7 @@ class OnnxRuntimeBackend(Backend):
         requested = check_providers(providers) if providers else []
         check_threads(threads)
         self.streams = check_streams(streams)
+        check_threads_for_streams(threads, self.streams)
         options = ort.SessionOptions()
         if self.streams > 1:
             options.intra_op_num_threads = max(1, (threads or os.cpu_count() or 1) // self.streams)

@@ -47,8 +47,15 @@ def open_onnx(
         raise RunnerError("providers are ONNX Runtime's; OpenVINO takes threads, streams and inference_precision")
     if inference_precision is not None and backend == "onnxruntime":
         raise RunnerError("inference_precision is OpenVINO's; ONNX Runtime runs the precision the file holds")
+    if inference_precision is not None and providers:
+        raise RunnerError(
+            "providers are ONNX Runtime's and inference_precision is OpenVINO's: ask for one runtime's options"
+        )
     if backend == "openvino" or (backend == "auto" and inference_precision is not None):
-        return _open_openvino(path, threads, streams, inference_precision)
+        openvino = _open_openvino(path, threads, streams, inference_precision)
+        if backend == "auto":
+            openvino.chosen_because = "auto: OpenVINO, the runtime that takes inference_precision"
+        return openvino
     onnxruntime = OnnxRuntimeBackend(path, providers=providers, threads=threads, streams=streams)
     if backend == "onnxruntime" or providers:
         return onnxruntime
@@ -63,10 +70,25 @@ def open_onnx(
     try:
         openvino = _open_openvino(path, threads, streams, None, (onnxruntime.metadata, onnxruntime.precision))
     except RunnerError as exc:
-        onnxruntime.chosen_because = "auto: OpenVINO cannot run it"
-        onnxruntime.notes.append(f"{exc}; running it on ONNX Runtime")
-        return onnxruntime
-    return choose_faster(openvino, onnxruntime)
+        return _fall_back(onnxruntime, exc)
+    try:
+        return choose_faster(openvino, onnxruntime)
+    except RunnerError as exc:  # compiled, but failed to run: the probe's batch is a real one
+        openvino.close()
+        return _fall_back(onnxruntime, exc)
+    except BaseException:
+        openvino.close()
+        onnxruntime.close()
+        raise
+
+
+def _fall_back(onnxruntime: Backend, exc: RunnerError) -> Backend:
+    """ONNX Runtime, with a note saying what OpenVINO could not do (its advice to use ONNX Runtime dropped)."""
+    from resnet_deploy.runtime.openvino_backend import USE_ONNXRUNTIME
+
+    onnxruntime.chosen_because = "auto: OpenVINO cannot run it"
+    onnxruntime.notes.append(f"{str(exc).removesuffix(USE_ONNXRUNTIME)}; running it on ONNX Runtime")
+    return onnxruntime
 
 
 def _open_openvino(

@@ -13,6 +13,7 @@ keeps one request per stream in flight.
 from __future__ import annotations
 
 import re
+from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +22,17 @@ import numpy as np
 from resnet_deploy.artifacts.onnx_metadata import ArtifactMetadata
 from resnet_deploy.errors import RunnerError
 from resnet_deploy.onnx_io import check_graph_matches_metadata, load_onnx, onnx_props
-from resnet_deploy.runtime.base import Backend, check_streams, check_threads, one_line, run_in_chunks
+from resnet_deploy.runtime.base import (
+    Backend,
+    check_streams,
+    check_threads,
+    check_threads_for_streams,
+    one_line,
+    run_in_chunks,
+)
 
 INSTALL = 'pip install "resnet-deploy[openvino]"'
+USE_ONNXRUNTIME = "; run it on ONNX Runtime (--backend onnxruntime)"  # ends every failure of OpenVINO's
 PRECISIONS = ("f32", "bf16")  # OpenVINO's names; f16 computes in half only on CPUs with AMX-FP16
 
 
@@ -55,7 +64,7 @@ def openvino_failure(exc: BaseException) -> str:
     if node:
         reason = [line.strip() for line in text.splitlines() if line.strip() and "failed at" not in line]
         detail = next((line for line in reversed(reason) if not line.startswith(("While", "Summary", "--"))), "")
-        return f"node {node.group(2)} ({node.group(1)}) failed" + (f": {detail[:200]}" if detail else "")
+        return f"the {node.group(1)} node that outputs {node.group(2)} failed" + (f": {detail[:200]}" if detail else "")
     return one_line(exc)
 
 
@@ -75,6 +84,7 @@ class OpenVinoBackend(Backend):
             raise RunnerError(f"ONNX file {path} not found")
         check_threads(threads)
         self.streams = check_streams(streams)
+        check_threads_for_streams(threads, self.streams)
         if inference_precision not in PRECISIONS:
             raise RunnerError(
                 f"inference_precision {inference_precision!r} is not one OpenVINO's CPU takes here; "
@@ -95,15 +105,23 @@ class OpenVinoBackend(Backend):
             self.compiled = core.compile_model(core.read_model(str(path)), "CPU", config)
         except Exception as exc:  # OpenVINO raises RuntimeError with a multi-line report
             raise RunnerError(
-                f"OpenVINO cannot compile {path.name}: {openvino_failure(exc)}; "
-                "run it on ONNX Runtime (--backend onnxruntime)"
+                f"OpenVINO cannot compile {path.name}: {openvino_failure(exc)}{USE_ONNXRUNTIME}"
             ) from None
+        if self.streams > 1:  # OpenVINO quietly runs fewer streams than asked when threads are too few
+            compiled_streams = int(self.compiled.get_property("NUM_STREAMS"))
+            if compiled_streams != self.streams:
+                raise RunnerError(
+                    f"OpenVINO runs {compiled_streams} stream{'s' if compiled_streams != 1 else ''}, not "
+                    f"{self.streams}, with {threads or 'all'} thread{'s' if threads != 1 else ''} on this CPU: ask for "
+                    f"streams={compiled_streams}, or for as many threads as streams"
+                )
         super().__init__(path, metadata, precision)
         self.inference_precision = inference_precision
         self.version = ov.__version__.split("-")[0]
         first = self.compiled.inputs[0].get_partial_shape()[0]
         self.static_batch = first.get_length() if first.is_static else None
         self.request = self.compiled.create_infer_request()
+        self.stream_requests = [self.request] + [self.compiled.create_infer_request() for _ in range(self.streams - 1)]
 
     @staticmethod
     def _read_metadata(path: Path) -> tuple[ArtifactMetadata, str]:
@@ -118,10 +136,11 @@ class OpenVinoBackend(Backend):
         return run_in_chunks(batch, self.static_batch, lambda chunk: self._run(self.request, chunk))
 
     def _infer_many(self, batches: list[np.ndarray]) -> list[np.ndarray]:
+        """One request per stream kept busy: each starts a batch (a chunk of a fixed-batch graph) as soon as
+        its previous one is collected. Collecting waits on the request, which lets go of the GIL; no
+        callbacks, which would need the GIL on OpenVINO's threads."""
         if self.streams == 1:
             return super()._infer_many(batches)
-        import openvino as ov
-
         size = self.static_batch
         jobs: list[tuple[int, int, np.ndarray]] = []  # (batch, rows, input) with fixed-batch graphs chunked
         for index, batch in enumerate(batches):
@@ -132,30 +151,38 @@ class OpenVinoBackend(Backend):
                 if size and rows < size:
                     chunk = np.concatenate([chunk, np.zeros((size - rows, *chunk.shape[1:]), chunk.dtype)])
                 jobs.append((index, rows, chunk))
-        results: list[np.ndarray | None] = [None] * len(jobs)
-        failures: list[BaseException] = []
+        results: list[np.ndarray] = [np.empty(0, np.float32)] * len(jobs)
+        free = deque(self.stream_requests)
+        running: deque[tuple[Any, int]] = deque()
 
-        def done(request: Any, job: int) -> None:
+        def collect() -> None:
+            request, job = running.popleft()
             try:
+                request.wait()
                 results[job] = np.array(request.get_output_tensor(0).data, dtype=np.float32)[: jobs[job][1]]
-            except BaseException as exc:  # raised again on the caller's thread
-                failures.append(exc)
+            finally:
+                free.append(request)
 
-        requests = ov.AsyncInferQueue(self.compiled, self.streams)
-        requests.set_callback(done)
-        for job, (_, _, chunk) in enumerate(jobs):
-            requests.start_async({0: chunk}, userdata=job)
-        requests.wait_all()
-        if failures:
-            raise failures[0]
+        try:
+            for job, (_, _, chunk) in enumerate(jobs):
+                if not free:
+                    collect()
+                request = free.popleft()
+                request.start_async({0: chunk})
+                running.append((request, job))
+            while running:
+                collect()
+        finally:
+            for request, _ in running:  # after a failure: let the others finish before their inputs go
+                request.wait()
         outputs: list[list[np.ndarray]] = [[] for _ in batches]
         for (index, _, _), logits in zip(jobs, results, strict=True):
-            assert logits is not None
             outputs[index].append(logits)
         return [np.concatenate(parts) for parts in outputs]
 
     def close(self) -> None:
         self.request = None
+        self.stream_requests = []
         self.compiled = None
         super().close()
 
