@@ -12,6 +12,7 @@ keeps one request per stream in flight.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections import deque
 from pathlib import Path
@@ -45,6 +46,15 @@ def import_openvino() -> Any:
             f"OpenVINO is not installed: {INSTALL}, or run ONNX files on ONNX Runtime (--backend onnxruntime)"
         ) from None
     return openvino
+
+
+@functools.lru_cache(maxsize=1)
+def openvino_core() -> Any:
+    """One ``openvino.Core`` for the process, never unloading its CPU plugin. With a Core per artifact
+    (the plugin loaded and unloaded over and over) the test suite's process died with SIGSEGV, twice
+    in the same later ``subprocess.run``; with one Core it has not. Fork handlers left behind by an
+    unloaded plugin are the likely cause (not proven)."""
+    return import_openvino().Core()
 
 
 def openvino_installed() -> bool:
@@ -101,7 +111,7 @@ class OpenVinoBackend(Backend):
         if threads:
             config["INFERENCE_NUM_THREADS"] = threads
         try:
-            core = ov.Core()
+            core = openvino_core()
             self.compiled = core.compile_model(core.read_model(str(path)), "CPU", config)
         except Exception as exc:  # OpenVINO raises RuntimeError with a multi-line report
             raise RunnerError(

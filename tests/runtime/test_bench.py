@@ -23,6 +23,7 @@ def test_bench_cli_rows_json_and_plot(trained_resnet20, tmp_path) -> None:
     torch.set_num_threads(2)
     plot = tmp_path / "bench.png"
     args = [str(checkpoint), str(onnx_path), "--batch", "1,4", "--iters", "4", "--warmup", "1", "--threads", "1"]
+    args += ["--backend", "onnxruntime"]  # auto would time OpenVINO against it and may pick either
     result = invoke("bench", *args, "--json", "--plot", str(plot))
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
