@@ -150,6 +150,13 @@ def check_streams(streams: Any) -> int:
     return streams
 
 
+def check_threads_and_streams(threads: Any, streams: Any) -> int:
+    """``threads`` and ``streams`` as a CPU backend takes them; the number of streams."""
+    check_threads(threads)
+    check_threads_for_streams(threads, check_streams(streams))
+    return int(streams)
+
+
 def check_threads_for_streams(threads: int | None, streams: int) -> None:
     """Each stream runs on threads of its own: fewer threads than streams is refused, not quietly served."""
     if threads is not None and threads < streams:

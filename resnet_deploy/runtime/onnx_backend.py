@@ -17,14 +17,7 @@ import numpy as np
 
 from resnet_deploy.errors import RunnerError
 from resnet_deploy.onnx_io import check_graph_matches_metadata
-from resnet_deploy.runtime.base import (
-    Backend,
-    check_streams,
-    check_threads,
-    check_threads_for_streams,
-    one_line,
-    run_in_chunks,
-)
+from resnet_deploy.runtime.base import Backend, check_threads_and_streams, one_line, run_in_chunks
 
 
 def default_providers() -> list[str]:
@@ -81,9 +74,7 @@ class OnnxRuntimeBackend(Backend):
         if not path.is_file():
             raise RunnerError(f"ONNX file {path} not found")
         requested = check_providers(providers) if providers else []
-        check_threads(threads)
-        self.streams = check_streams(streams)
-        check_threads_for_streams(threads, self.streams)
+        self.streams = check_threads_and_streams(threads, streams)
         options = ort.SessionOptions()
         if self.streams > 1:
             options.intra_op_num_threads = max(1, (threads or os.cpu_count() or 1) // self.streams)

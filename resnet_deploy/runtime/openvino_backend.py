@@ -23,14 +23,7 @@ import numpy as np
 from resnet_deploy.artifacts.onnx_metadata import ArtifactMetadata
 from resnet_deploy.errors import RunnerError
 from resnet_deploy.onnx_io import check_graph_matches_metadata, load_onnx, onnx_props
-from resnet_deploy.runtime.base import (
-    Backend,
-    check_streams,
-    check_threads,
-    check_threads_for_streams,
-    one_line,
-    run_in_chunks,
-)
+from resnet_deploy.runtime.base import Backend, check_threads_and_streams, one_line, run_in_chunks
 
 INSTALL = 'pip install "resnet-deploy[openvino]"'
 USE_ONNXRUNTIME = "; run it on ONNX Runtime (--backend onnxruntime)"  # ends every failure of OpenVINO's
@@ -92,9 +85,7 @@ class OpenVinoBackend(Backend):
         path = Path(path)
         if not path.is_file():
             raise RunnerError(f"ONNX file {path} not found")
-        check_threads(threads)
-        self.streams = check_streams(streams)
-        check_threads_for_streams(threads, self.streams)
+        self.streams = check_threads_and_streams(threads, streams)
         if inference_precision not in PRECISIONS:
             raise RunnerError(
                 f"inference_precision {inference_precision!r} is not one OpenVINO's CPU takes here; "

@@ -15,6 +15,7 @@ from resnet_deploy.errors import RunnerError
 from resnet_deploy.runtime import Runner, onnx_choice, open_backend
 from resnet_deploy.runtime.onnx_choice import MARGIN, choose_faster, open_onnx
 from tests.cli_helpers import invoke
+from tests.fake_clock import FakeClock
 from tests.runtime.test_openvino_backend import INSTALL, MISSING, with_unconvertible_op
 
 X = np.random.default_rng(1).standard_normal((4, 3, 32, 32)).astype(np.float32)
@@ -106,18 +107,6 @@ def test_choose_faster_names_the_batch_and_streams_it_timed(monkeypatch) -> None
         ort.chosen_because
         == "auto: ONNX Runtime; measured here on a batch of 3 x 2 streams: OpenVINO 4 ms, ONNX Runtime 2 ms"
     )
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
-
-    def perf_counter(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
 
 
 class Timed:

@@ -15,18 +15,7 @@ from resnet_deploy import bench as bench_module
 from resnet_deploy.bench import REQUESTS_PER_STREAM, ThroughputRow, describe_machine, row_labels, run_throughput
 from resnet_deploy.errors import BenchmarkError
 from tests.cli_helpers import assert_one_line_error, invoke
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
-
-    def perf_counter(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
+from tests.fake_clock import FakeClock
 
 
 @pytest.fixture
