@@ -40,6 +40,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 item.add_marker(pytest.mark.skip(reason=reason))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _file_index_cache(tmp_path_factory: pytest.TempPathFactory):
+    """ImageFolder indexes go to a session folder, not the user's ~/.cache (child processes inherit it)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("RESNET_DEPLOY_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+        yield
+
+
 @pytest.fixture(scope="session")
 def resnet20_export(tmp_path_factory: pytest.TempPathFactory):
     """One ResNet-20 built, exported and verified once for the whole session."""

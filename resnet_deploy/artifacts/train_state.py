@@ -206,6 +206,7 @@ class EpochRecord:
     epoch_seconds: float  # training and evaluation
     skipped_images: int = 0  # undecodable images left out, training and test
     skipped_paths: tuple[str, ...] = ()  # the first of them (rows of older runs have none)
+    processes: int = 1  # data-parallel processes that trained the epoch (its global batch was split over them)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -213,6 +214,7 @@ class EpochRecord:
             **{name: getattr(self, name) for name in FIGURES},
             "skipped_images": self.skipped_images,
             "skipped_paths": list(self.skipped_paths),
+            "processes": self.processes,
         }
 
     @classmethod
@@ -224,6 +226,7 @@ class EpochRecord:
             epoch=_field(d, "epoch", (int,), where),
             skipped_images=_field(d, "skipped_images", (int,), where) if "skipped_images" in d else 0,
             skipped_paths=_items(d["skipped_paths"], (str,), "skipped_paths", where) if "skipped_paths" in d else (),
+            processes=_field(d, "processes", (int,), where) if "processes" in d else 1,
             **figures,
         )
 

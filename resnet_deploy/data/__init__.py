@@ -9,7 +9,7 @@ models with different preprocessing. Sources, named by a spec string:
 - ``imagefolder:PATH``: one sub-folder per class (``PATH/train`` + ``PATH/val`` when present).
 """
 
-from resnet_deploy.data.base import Batch, Dataset, Split
+from resnet_deploy.data.base import Batch, Dataset, Shard, Split
 from resnet_deploy.data.spec import DATASET_SPECS_HELP, open_dataset, parse_spec
 
-__all__ = ["DATASET_SPECS_HELP", "Batch", "Dataset", "Split", "open_dataset", "parse_spec"]
+__all__ = ["DATASET_SPECS_HELP", "Batch", "Dataset", "Shard", "Split", "open_dataset", "parse_spec"]

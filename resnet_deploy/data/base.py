@@ -21,6 +21,20 @@ class Batch:
     skipped_paths: tuple[str, ...] = ()  # their files, so the user can find and fix them
 
 
+@dataclass(frozen=True)
+class Shard:
+    """One process's part of every global batch, in data-parallel training: part ``rank`` of ``count``
+    near-equal contiguous parts. Cutting each global batch (not the epoch) keeps the global batches,
+    and each image's augmentation, the same for any number of processes, so a run resumes on another."""
+
+    rank: int
+    count: int
+
+    def part(self, size: int) -> slice:
+        """This process's positions in a global batch of ``size`` images."""
+        return slice(size * self.rank // self.count, size * (self.rank + 1) // self.count)
+
+
 def name_files(paths: Iterable[str], limit: int = NAMED_FILES, total: int | None = None) -> str:
     """``a.jpg, b.jpg, c.jpg (+4 more)``: the first ``limit`` paths, for one-line messages; ``total``
     counts files beyond ``paths`` too (when only some were kept)."""
@@ -46,6 +60,7 @@ class Split(Protocol):
         device: torch.device | None = None,
         limit: int | None = None,
         preprocess: Preprocess | None = None,
+        shard: Shard | None = None,
     ) -> Iterator[Batch]:
         """Batches at ``size`` x ``size``; ``train`` shuffles and augments, reproducibly from ``seed``;
         ``shuffle`` (default: ``train``) shuffles without augmenting, e.g. to sample calibration images.
@@ -53,6 +68,7 @@ class Split(Protocol):
         ``limit`` takes only the first ``limit`` images (after the seeded shuffle when ``train``).
         ``preprocess``: evaluation images of another size are resized by this policy, through the
         runner's own :func:`resnet_deploy.preprocessing.fit` (so scores match deployment).
+        ``shard``: only this process's part of each batch (its random draws are those of the whole batch).
         """
         ...
 

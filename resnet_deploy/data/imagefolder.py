@@ -10,7 +10,6 @@ and named (``Batch.skipped_paths``); the caller fails the run when too many do.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import random
 from collections.abc import Iterator
@@ -20,40 +19,13 @@ from typing import Any
 import torch
 
 from resnet_deploy.artifacts.preprocess_spec import Preprocess
-from resnet_deploy.data.base import Batch, Dataset
+from resnet_deploy.data.base import Batch, Dataset, Shard
+from resnet_deploy.data.file_index import scan_folder
 from resnet_deploy.errors import DatasetError
 from resnet_deploy.preprocessing import fit
 
-EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm", ".tif", ".tiff")
 IMAGENET_MEAN_STD = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 HOLDOUT_FRACTION = 0.1
-
-
-def _scan(root: Path, classes: list[str] | None = None) -> tuple[list[str], list[tuple[str, int]]]:
-    found = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    if classes is None:
-        classes = found
-        if not classes:
-            raise DatasetError(f"{root} has no class sub-folders; an ImageFolder tree is PATH/<class>/<image>.jpg")
-        if len(classes) < 2:
-            raise DatasetError(
-                f"{root} has one class folder ({classes[0]}); a classifier needs at least two, one sub-folder per class"
-            )
-    else:
-        extra = sorted(set(found) - set(classes))
-        if extra:
-            raise DatasetError(
-                f"{root} has class folders not in the training split: {', '.join(extra[:4])}; "
-                "both splits must hold the same classes"
-            )
-    index = {name: i for i, name in enumerate(classes)}
-    samples: list[tuple[str, int]] = []
-    for name in found:
-        files = sorted(p for p in (root / name).rglob("*") if p.suffix.lower() in EXTENSIONS and p.is_file())
-        samples.extend((str(p), index[name]) for p in files)
-    if not samples:
-        raise DatasetError(f"{root} holds no images ({', '.join(EXTENSIONS)}) in its class folders")
-    return classes, samples
 
 
 def _decode(path: str) -> Any:
@@ -67,61 +39,112 @@ def _decode(path: str) -> Any:
 
 
 def _eval_transform(image: Any, *, size: int, policy: Preprocess) -> torch.Tensor:
-    """(3, size, size) float32 in [0, 1]: the same division the runner does in numpy (exact in float32)."""
-    return torch.from_numpy(fit(image, size, policy)).permute(2, 0, 1).to(torch.float32).div(255.0)
+    """(3, size, size) uint8: the runner's own resizing (:func:`resnet_deploy.preprocessing.fit`)."""
+    return torch.from_numpy(fit(image, size, policy)).permute(2, 0, 1)
+
+
+def _to_unit(images: torch.Tensor, train: bool) -> torch.Tensor:
+    """uint8 -> float32 in [0, 1], on the device: a quarter of the bytes cross from the workers and
+    to the GPU. Train divides as torchvision's ToDtype(scale=True) does (x * (1/255)), evaluation as
+    the runner does in numpy (x / 255): each bit for bit what it was when the workers converted."""
+    floats = images.to(torch.float32)
+    return floats.mul_(1.0 / 255) if train else floats.div_(255.0)
+
+
+Item = tuple[int, int | None]  # (index into the split's samples, augmentation seed; None: no augmentation)
 
 
 class _Files(torch.utils.data.Dataset):  # type: ignore[type-arg]
-    """Decoded, transformed samples; a random transform is seeded per (seed, position), so the
-    augmentation of an epoch does not depend on how many DataLoader workers decode it."""
+    """Decoded, transformed samples. A random transform is seeded per image, from the seed the
+    batch order gives it, so an epoch's augmentation does not depend on how many DataLoader workers
+    decode it, nor on how many processes train on it."""
 
-    def __init__(self, samples: list[tuple[str, int]], transform: Any, seed: int | None) -> None:
-        self.samples, self.transform, self.seed = samples, transform, seed
+    def __init__(self, samples: list[tuple[str, int]], transform: Any) -> None:
+        self.samples, self.transform = samples, transform
 
     def __len__(self) -> int:
         return len(self.samples)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int] | str:
-        """The transformed image and its label; the path alone when the file does not decode."""
+    def __getitem__(self, item: Item) -> tuple[torch.Tensor, int] | str:
+        """The transformed image (uint8) and its label; the path alone when the file does not decode."""
+        index, seed = item
         path, label = self.samples[index]
         image = _decode(path)
         if image is None:
             return path
-        if self.seed is None:
+        if seed is None:
             return self.transform(image), label
         with torch.random.fork_rng(devices=[]):  # v2 transforms draw from the global generator
-            torch.manual_seed((self.seed * 1_000_003 + index) % (2**63))
+            torch.manual_seed(seed)
             return self.transform(image), label
 
 
-def _collate(items: list[tuple[torch.Tensor, int] | str]) -> Batch:
+def _collate(items: list[tuple[torch.Tensor, int] | str]) -> tuple[torch.Tensor, torch.Tensor, tuple[str, ...]]:
+    """A tuple, not a Batch: DataLoader pins tensors inside tuples, not inside dataclasses."""
     good = [item for item in items if not isinstance(item, str)]
     bad = tuple(item for item in items if isinstance(item, str))
     if not good:
-        return Batch(torch.empty(0), torch.empty(0, dtype=torch.int64), len(bad), bad)
-    return Batch(torch.stack([g[0] for g in good]), torch.tensor([g[1] for g in good]), len(bad), bad)
+        return torch.empty(0, dtype=torch.uint8), torch.empty(0, dtype=torch.int64), bad
+    return torch.stack([g[0] for g in good]), torch.tensor([g[1] for g in good]), bad
+
+
+class _Order:
+    """The batches a persistent loader asks its workers for, set before each pass: the loader (and
+    its worker processes) outlive the epoch, the order does not."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[Item]] = []
+
+    def __iter__(self) -> Iterator[list[Item]]:
+        return iter(self.batches)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+
+def _augmentation_seed(seed: int, position: int) -> int:
+    return (seed * 1_000_003 + position) % (2**63)
 
 
 class FolderSplit:
-    """Image files on disk, decoded by DataLoader workers."""
+    """Image files on disk, decoded and augmented by DataLoader worker processes that persist from
+    one epoch to the next (one loader per size and transform), prefetching, into pinned memory on GPUs."""
 
     def __init__(self, samples: list[tuple[str, int]], *, workers: int = 0) -> None:
         self.samples = samples
         self.workers = workers
+        self._loaders: dict[tuple[Any, ...], tuple[torch.utils.data.DataLoader[Any], _Order]] = {}
 
     def __len__(self) -> int:
         return len(self.samples)
 
     @staticmethod
     def transform(size: int, train: bool, preprocess: Preprocess | None = None) -> Any:
-        """Train: random-resized crop and flip. Eval: :func:`resnet_deploy.preprocessing.fit`, the
-        runner's own preprocessing, so validate and calibration score what deployment feeds."""
+        """uint8 (3, size, size). Train: random-resized crop and flip. Eval:
+        :func:`resnet_deploy.preprocessing.fit`, the runner's own preprocessing, so validate and
+        calibration score what deployment feeds."""
         from torchvision.transforms import v2
 
         if train:
-            steps = [v2.RandomResizedCrop(size, antialias=True), v2.RandomHorizontalFlip()]
-            return v2.Compose([v2.PILToTensor(), *steps, v2.ToDtype(torch.float32, scale=True)])
+            return v2.Compose([v2.PILToTensor(), v2.RandomResizedCrop(size, antialias=True), v2.RandomHorizontalFlip()])
         return functools.partial(_eval_transform, size=size, policy=preprocess or Preprocess("crop"))
+
+    def _loader(
+        self, size: int, train: bool, preprocess: Preprocess | None, pin: bool
+    ) -> tuple[torch.utils.data.DataLoader[Any], _Order]:
+        key = (size, train, preprocess, pin)
+        if key not in self._loaders:
+            order = _Order()
+            loader = torch.utils.data.DataLoader(
+                _Files(self.samples, self.transform(size, train, preprocess)),
+                batch_sampler=order,
+                num_workers=self.workers,
+                collate_fn=_collate,
+                pin_memory=pin,
+                persistent_workers=self.workers > 0,
+            )
+            self._loaders[key] = (loader, order)
+        return self._loaders[key]
 
     def batches(
         self,
@@ -134,27 +157,23 @@ class FolderSplit:
         device: torch.device | None = None,
         limit: int | None = None,
         preprocess: Preprocess | None = None,
+        shard: Shard | None = None,
     ) -> Iterator[Batch]:
-        samples = list(self.samples)
+        positions = list(range(len(self.samples)))
         if train if shuffle is None else shuffle:
-            random.Random(seed).shuffle(samples)
+            random.Random(seed).shuffle(positions)
         if limit is not None:
-            samples = samples[:limit]
-        loader = torch.utils.data.DataLoader(
-            _Files(samples, self.transform(size, train, preprocess), seed if train else None),
-            batch_size=batch_size,
-            shuffle=False,  # order fixed above, so an epoch is a pure function of the seed
-            num_workers=self.workers,
-            collate_fn=_collate,
-            pin_memory=device is not None and device.type == "cuda",
-            persistent_workers=False,
-        )
-        for batch in loader:
+            positions = positions[:limit]
+        loader, order = self._loader(size, train, preprocess, device is not None and device.type == "cuda")
+        order.batches = []
+        for start in range(0, len(positions), batch_size):
+            whole = range(start, min(start + batch_size, len(positions)))
+            mine = whole[shard.part(len(whole))] if shard is not None else whole
+            order.batches.append([(positions[i], _augmentation_seed(seed, i) if train else None) for i in mine])
+        for images, labels, bad in loader:
             if device is not None:
-                batch = dataclasses.replace(
-                    batch, images=batch.images.to(device, non_blocking=True), labels=batch.labels.to(device)
-                )
-            yield batch
+                images, labels = images.to(device, non_blocking=True), labels.to(device)
+            yield Batch(_to_unit(images, train), labels, len(bad), bad)
 
     def pixel_mean(self, size: int) -> torch.Tensor:
         raise DatasetError("a per-pixel mean needs fixed-size images; ImageFolder data uses --normalize channel")
@@ -188,10 +207,10 @@ def load_imagefolder(path: str | Path, *, workers: int = 0) -> Dataset:
     if (root / "train").is_dir():
         if test_dir is None:
             raise DatasetError(f"{root} has train/ but no val/ or test/ folder; add one (same class folders)")
-        classes, train = _scan(root / "train")
-        _, test = _scan(test_dir, classes)
+        classes, train = scan_folder(root / "train")
+        _, test = scan_folder(test_dir, classes)
     else:
-        classes, samples = _scan(root)
+        classes, samples = scan_folder(root)
         train, test = _holdout(samples, len(classes))
         if not test:
             raise DatasetError(f"{root} has too few images to hold out a test split; add val/ and train/ folders")

@@ -8,12 +8,13 @@ are a pure function of (seed, data): the basis of bit-for-bit ``--resume``.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
 from resnet_deploy.artifacts.preprocess_spec import Preprocess
-from resnet_deploy.data.base import Batch
+from resnet_deploy.data.base import Batch, Shard
 from resnet_deploy.preprocessing import fit
 
 
@@ -38,10 +39,19 @@ def _fit_each(images: torch.Tensor, size: int, policy: Preprocess) -> torch.Tens
 
 def pad_and_crop(images: torch.Tensor, pad: int, generator: torch.Generator) -> torch.Tensor:
     """Zero-pad every image by ``pad`` and take a random same-size crop of each (the paper's CIFAR aug)."""
+    draws = _Draws.of(images.shape[0], pad, False, generator)
+    return _shifted(images, pad, draws.dy, draws.dx)
+
+
+def random_hflip(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    return _flipped(images, torch.rand(images.shape[0], generator=generator) < 0.5)
+
+
+def _shifted(images: torch.Tensor, pad: int, dy: torch.Tensor, dx: torch.Tensor) -> torch.Tensor:
+    """Each image zero-padded by ``pad`` and cropped back to its size at offset (dy, dx)."""
     n, c, h, w = images.shape
     padded = F.pad(images, (pad, pad, pad, pad))
-    dy = torch.randint(0, 2 * pad + 1, (n,), generator=generator).to(images.device)
-    dx = torch.randint(0, 2 * pad + 1, (n,), generator=generator).to(images.device)
+    dy, dx = dy.to(images.device), dx.to(images.device)
     rows = (dy[:, None] + torch.arange(h, device=images.device))[:, None, :, None]  # (N, 1, H, 1)
     cols = (dx[:, None] + torch.arange(w, device=images.device))[:, None, None, :]  # (N, 1, 1, W)
     batch = torch.arange(n, device=images.device)[:, None, None, None]
@@ -49,9 +59,29 @@ def pad_and_crop(images: torch.Tensor, pad: int, generator: torch.Generator) -> 
     return padded[batch, chans, rows, cols]
 
 
-def random_hflip(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    flip = (torch.rand(images.shape[0], generator=generator) < 0.5).to(images.device)
-    return torch.where(flip[:, None, None, None], images.flip(-1), images)
+def _flipped(images: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
+    return torch.where(flip.to(images.device)[:, None, None, None], images.flip(-1), images)
+
+
+@dataclass(frozen=True)
+class _Draws:
+    """One global batch's augmentation: offsets and flips drawn for all of it, in this order, so an
+    image's crop does not depend on which process (of how many) trains on it."""
+
+    dy: torch.Tensor
+    dx: torch.Tensor
+    flip: torch.Tensor | None
+
+    @classmethod
+    def of(cls, size: int, pad: int, hflip: bool, generator: torch.Generator) -> _Draws:
+        dy = torch.randint(0, 2 * pad + 1, (size,), generator=generator)
+        dx = torch.randint(0, 2 * pad + 1, (size,), generator=generator)
+        flip = torch.rand(size, generator=generator) < 0.5 if hflip else None
+        return cls(dy, dx, flip)
+
+    def apply(self, images: torch.Tensor, pad: int, mine: slice) -> torch.Tensor:
+        images = _shifted(images, pad, self.dy[mine], self.dx[mine])
+        return images if self.flip is None else _flipped(images, self.flip[mine])
 
 
 class TensorSplit:
@@ -88,6 +118,7 @@ class TensorSplit:
         device: torch.device | None = None,
         limit: int | None = None,
         preprocess: Preprocess | None = None,
+        shard: Shard | None = None,
     ) -> Iterator[Batch]:
         device = device or torch.device("cpu")
         generator = torch.Generator().manual_seed(seed)
@@ -97,15 +128,16 @@ class TensorSplit:
         images, labels = self._resident(device), self.labels.to(device)
         pad = max(1, round(self.pad * size / self.images.shape[-1]))
         for start in range(0, count, batch_size):
-            index = order[start : start + batch_size].to(device)
+            whole = order[start : start + batch_size]
+            mine = shard.part(len(whole)) if shard is not None else slice(0, len(whole))
+            draws = _Draws.of(len(whole), pad, self.hflip, generator) if train else None
+            index = whole[mine].to(device)
             if not train and preprocess is not None and images.shape[-1] != size:
                 x = _fit_each(images[index], size, preprocess).to(device)  # as the runner resizes: one code
             else:
                 x = _resize(images[index].float().div_(255), size)
-            if train:
-                x = pad_and_crop(x, pad, generator)
-                if self.hflip:
-                    x = random_hflip(x, generator)
+            if draws is not None:
+                x = draws.apply(x, pad, mine)
             yield Batch(x, labels[index])
 
     def pixel_mean(self, size: int) -> torch.Tensor:

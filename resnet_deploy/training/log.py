@@ -18,7 +18,7 @@ if TYPE_CHECKING:  # seen by mypy and import-linter
 else:  # it imports torch: `resnet-deploy --help` imports this module
     base = lazy_module("resnet_deploy.data.base")
 
-COLUMNS = ("epoch", *FIGURES, "skipped_images")  # log.csv, in this order
+COLUMNS = ("epoch", *FIGURES, "skipped_images", "processes")  # log.csv, in this order
 
 
 def write_log(run_dir: Path, history: Sequence[EpochRecord]) -> None:

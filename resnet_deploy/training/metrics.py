@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
 from resnet_deploy.artifacts.preprocess_spec import for_family
-from resnet_deploy.data.base import Split
+from resnet_deploy.data.base import Shard, Split
 
 
 @dataclass
@@ -37,14 +37,18 @@ def evaluate(
     device: torch.device,
     batch_size: int = 256,
     autocast: bool = False,
+    shard: Shard | None = None,
+    total: Callable[[Sequence[float]], list[float]] = list,
 ) -> EvalResult:
+    """Loss and top-1/top-5 error over ``split``; with ``shard``, this process scores its part of each
+    batch and ``total`` sums the counts over the processes (``World.sum``)."""
     model.eval()
     seen = top1 = top5 = skipped = 0
     skipped_paths: list[str] = []
     loss = 0.0
     config = getattr(model, "config", None)  # our ResNet: evaluated as its export will be preprocessed
     policy = for_family(config.family) if config is not None else None
-    for batch in split.batches(batch_size, size=size, device=device, preprocess=policy):
+    for batch in split.batches(batch_size, size=size, device=device, preprocess=policy, shard=shard):
         skipped += batch.skipped
         skipped_paths.extend(batch.skipped_paths)
         if not len(batch.labels):
@@ -56,6 +60,8 @@ def evaluate(
         top1 += topk_correct(logits, batch.labels, 1)
         top5 += topk_correct(logits, batch.labels, 5)
         seen += len(batch.labels)
+    sums = total([seen, loss, top1, top5, skipped])
+    seen, top1, top5, skipped, loss = int(sums[0]), int(sums[2]), int(sums[3]), int(sums[4]), sums[1]
     if seen == 0:
         return EvalResult(0, float("nan"), float("nan"), float("nan"), skipped, tuple(skipped_paths))
     return EvalResult(

@@ -4,6 +4,10 @@ Determinism: the model is initialised from ``seed``; every epoch's shuffling and
 draw from a generator seeded by (seed, epoch), so epoch ``e`` is a pure function of the state after
 epoch ``e-1``: resuming from a saved state replays exactly what an uninterrupted run would do.
 GPU: bf16 autocast and channels_last, data resident on the device for in-memory datasets.
+
+Data parallel (under torchrun, see ``training.distributed``): the plan's batch is the global batch;
+each of the N processes trains on its 1/N of every global batch, DDP averages the gradients, so the
+schedule is the recipe's whatever N is. Rank 0 alone writes the run directory.
 """
 
 from __future__ import annotations
@@ -28,8 +32,9 @@ from resnet_deploy.artifacts.train_state import DEFAULT_DATA, EpochRecord, RunSe
 from resnet_deploy.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from resnet_deploy.data import Batch, Dataset, open_dataset
 from resnet_deploy.data.base import name_files
-from resnet_deploy.errors import DatasetError, OutputPathError, TrainingError
+from resnet_deploy.errors import DatasetError, OutputPathError, ResnetDeployError, TrainingError
 from resnet_deploy.models.resnet import ResNet
+from resnet_deploy.training.distributed import PeerFailed, World
 from resnet_deploy.training.log import write_log
 from resnet_deploy.training.metrics import EvalResult, evaluate, topk_correct
 from resnet_deploy.training.recipes import Plan, Recipe, get_recipe, make_plan
@@ -68,6 +73,7 @@ class TrainOptions:
     new_head: bool = False  # with checkpoint: a fresh classifier for the dataset's classes
     max_bad_fraction: float = 0.01  # undecodable images tolerated, as a fraction of those read
     eval_batch_size: int = 256
+    sync_bn: bool = False  # data parallel on GPUs: BatchNorm statistics over the global batch
 
     @classmethod
     def of(cls, **options: Any) -> TrainOptions:
@@ -343,13 +349,15 @@ def _check_run_dir(run_dir: Path, resume: str | Path | None) -> None:
 class _Loop:
     """What every epoch of a run works with."""
 
-    model: ResNet
+    model: ResNet  # what is evaluated and saved
+    net: torch.nn.Module  # what trains: the model, or its DistributedDataParallel wrapper
     optimizer: torch.optim.Optimizer
     dataset: Dataset
     plan: Plan
     setup: RunSetup
     normalize: Normalizer
     autocast: bool  # bf16 on CUDA
+    sync_bn: bool = False
 
 
 @dataclass
@@ -396,7 +404,7 @@ def _epoch_record(
     )
 
 
-def _describe_start(loop: _Loop, device: torch.device) -> str:
+def _describe_start(loop: _Loop, device: torch.device, world: World) -> str:
     config, dataset, plan = loop.model.config, loop.dataset, loop.plan
     size = config.input_size
     warmup = (
@@ -404,9 +412,18 @@ def _describe_start(loop: _Loop, device: torch.device) -> str:
     )
     return (
         f"training {config.name} on {dataset.name} ({len(dataset.train)} train / {len(dataset.test)} test images, "
-        f"{dataset.num_classes} classes, {size}x{size}) on {device.type}: recipe {plan.recipe.name}, "
+        f"{dataset.num_classes} classes, {size}x{size}) on {_where(device, world, loop)}: recipe {plan.recipe.name}, "
         f"{plan.epochs} epochs x {plan.steps_per_epoch} steps of batch {plan.batch_size}, lr {plan.lr:g}{warmup}"
         f", lr /10 at steps {', '.join(map(str, plan.milestone_steps))}; {loop.setup.normalize} normalisation"
+    )
+
+
+def _where(device: torch.device, world: World, loop: _Loop) -> str:
+    if not world.distributed:
+        return device.type
+    sync = ", SyncBatchNorm" if loop.sync_bn else ""
+    return (
+        f"{world.size} {device.type} processes ({world.backend}, batch {loop.plan.batch_size // world.size} each{sync})"
     )
 
 
@@ -436,6 +453,40 @@ def _cpu_copy(model: ResNet) -> ResNet:
     return copy
 
 
+def _opened_state(options: TrainOptions, run_dir: Path, resume: str | Path | None) -> TrainState | None:
+    """The state to resume (checked against the options), and the run directory checked: rank 0's job."""
+    state = None
+    if resume is not None:
+        state = load_state(resume)
+        _check_resume(options, state, f"the run in {resume}")
+    _check_run_dir(run_dir, resume)
+    return state
+
+
+def _check_split(plan: Plan, world: World) -> None:
+    if plan.batch_size % world.size:
+        raise TrainingError(
+            f"the batch of {plan.batch_size} does not split evenly over {world.size} processes; "
+            f"give --batch-size a multiple of {world.size} (the global batch), or start {_divisors(plan.batch_size)}"
+        )
+
+
+def _divisors(batch: int) -> str:
+    fits = [n for n in range(2, 17) if batch % n == 0]
+    return f"{', '.join(map(str, fits))} processes" if fits else "one process"
+
+
+def _check_sync_bn(device: torch.device) -> None:
+    if device.type != "cuda":
+        raise TrainingError("--sync-bn needs GPUs (PyTorch's SyncBatchNorm has no CPU kernel); drop --sync-bn")
+
+
+def _summed(world: World, tally: _Tally) -> tuple[int, int, int, float]:
+    """The epoch's counts over every process (a plain run's own)."""
+    seen, correct, skipped, loss_sum = world.sum([tally.seen, tally.correct, tally.skipped, tally.loss_sum])
+    return int(seen), int(correct), int(skipped), loss_sum
+
+
 # --- the run --------------------------------------------------------------------------------------------
 
 
@@ -452,34 +503,43 @@ class Trainer:
         on_info: Callable[[str], None] | None = None,
         on_warn: Callable[[str], None] | None = None,
         progress: bool = True,
+        world: World | None = None,
     ) -> None:
+        self.world = world or World()  # under torchrun: training.distributed.join()
+        main = self.world.is_main  # only rank 0 speaks and writes
         self.run_dir = Path(run_dir)
-        self.on_epoch = on_epoch or (lambda row: None)
-        self.on_info = on_info or (lambda line: None)
-        self.on_warn = on_warn or (lambda line: self.on_info(f"warning: {line}"))
-        self.progress = progress  # drawn only where stderr is a terminal
+        self.on_epoch = (on_epoch if main else None) or (lambda row: None)
+        self.on_info = (on_info if main else None) or (lambda line: None)
+        self.on_warn = (on_warn if main else None) or (lambda line: self.on_info(f"warning: {line}"))
+        self.progress = progress and main  # drawn only where stderr is a terminal
         self._warned_paths: set[str] = set()  # undecodable files named once per run, not every epoch
         self.device = pick_device(options.device)
-        self.state: TrainState | None = None
         self.plan: Plan | None = None  # set once run() has opened the data
         self.seed = 0  # the run's seed, fixed by run()
         self.epochs_done = 0  # epochs saved to run_dir so far (for the Ctrl-C message)
-        if resume is not None:
-            self.state = load_state(resume)
-            _check_resume(options, self.state, f"the run in {resume}")
+        self.model: ResNet | None = None  # this process's model, once run() has built it
+        # rank 0 reads the run directory and sends what it found: the other nodes need no copy of it
+        self.state: TrainState | None = self.world.decide(lambda: _opened_state(options, self.run_dir, resume))
         self.data = _data_spec(options.data, self.state)
         self.options = replace(options, data=self.data)  # the caller's options are left as they were
-        _check_run_dir(self.run_dir, resume)
 
     def run(self) -> TrainResult:
         start = time.perf_counter()
         make_deterministic(self.device)
         dataset = open_dataset(self.data, workers=self.options.workers)
         begin = _fresh_start(self.options, dataset) if self.state is None else _resumed_start(self.state, dataset)
-        self._make_run_dir()
+        self._refuse_together(lambda: _check_split(begin.plan, self.world))
+        if self.world.is_main:
+            self._make_run_dir()
         self.plan, self.seed, self.epochs_done = begin.plan, begin.setup.seed, begin.first_epoch - 1
         loop = self._loop(begin, dataset)
-        self.on_info(_describe_start(loop, self.device))
+        self.model = loop.model
+        self.on_info(_describe_start(loop, self.device, self.world))
+        if begin.history and begin.history[-1].processes != self.world.size:
+            self.on_info(
+                f"resuming on {self.world.size} process{'es' if self.world.size > 1 else ''} a run that ran on "
+                f"{begin.history[-1].processes}: the same global batch of {begin.plan.batch_size}, split differently"
+            )
         if begin.first_epoch > begin.plan.epochs:
             self.on_info(f"the run in {self.run_dir} already finished its {begin.plan.epochs} epochs; nothing to do")
         history = self._train_epochs(loop, begin)
@@ -492,6 +552,7 @@ class Trainer:
             seconds=time.perf_counter() - start,
             resumed_from=begin.first_epoch - 1,
             device=self.device.type,
+            extra={"processes": self.world.size} if self.world.distributed else {},
         )
 
     def _make_run_dir(self) -> None:
@@ -512,7 +573,21 @@ class Trainer:
         if begin.optimizer_state is not None:
             optimizer.load_state_dict(begin.optimizer_state)
         autocast = self.device.type == "cuda"
-        return _Loop(model, optimizer, dataset, plan, begin.setup, self._normalizer(begin.setup), autocast)
+        net = self._parallel(model)
+        sync_bn = self.options.sync_bn and self.world.distributed
+        return _Loop(
+            model, net, optimizer, dataset, plan, begin.setup, self._normalizer(begin.setup), autocast, sync_bn
+        )
+
+    def _parallel(self, model: ResNet) -> torch.nn.Module:
+        """What trains: ``model`` itself, or under torchrun its DDP wrapper (SyncBatchNorm on request)."""
+        if not self.world.distributed:
+            return model
+        if self.options.sync_bn:
+            self._refuse_together(lambda: _check_sync_bn(self.device))
+            torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)  # in place: model's children are replaced
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        return torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
 
     def _normalizer(self, setup: RunSetup) -> Normalizer:
         if setup.normalize == "pixel-mean":
@@ -537,10 +612,13 @@ class Trainer:
         started = time.perf_counter()
         step, tally = self._train_pass(loop, epoch, step)
         train_seconds = time.perf_counter() - started
+        self.world.average_buffers(loop.model)  # one set of BatchNorm statistics to evaluate and save
         test = self._test_pass(loop)
-        undecodable = sorted({*tally.skipped_paths, *test.skipped_paths})
+        undecodable = sorted({path for paths in self.world.gather(tally.skipped_paths) for path in paths})
+        undecodable = sorted({*undecodable, *test.skipped_paths})
         self._warn_undecodable(undecodable)
-        return step, _epoch_record(epoch, tally, test, undecodable, train_seconds, time.perf_counter() - started)
+        row = _epoch_record(epoch, tally, test, undecodable, train_seconds, time.perf_counter() - started)
+        return step, replace(row, processes=self.world.size)
 
     def _train_pass(self, loop: _Loop, epoch: int, step: int) -> tuple[int, _Tally]:
         loop.model.train()
@@ -549,7 +627,7 @@ class Trainer:
         for batch in self._train_batches(loop, epoch):
             tally.skipped += batch.skipped
             tally.skipped_paths.extend(batch.skipped_paths)
-            if len(batch.labels) < 2:  # BatchNorm cannot train on one image
+            if self.world.min(len(batch.labels)) < 2:  # BatchNorm cannot train on one image; all skip together
                 continue
             tally.lr = loop.plan.lr_at(step)
             loss, logits = self._step(loop, batch, tally.lr)
@@ -559,6 +637,7 @@ class Trainer:
             bar.update(1)
             bar.set_postfix(loss=f"{loss:.3f}", lr=f"{tally.lr:g}")
         bar.close()
+        tally.seen, tally.correct, tally.skipped, tally.loss_sum = _summed(self.world, tally)
         self._check_skipped(tally.skipped, tally.seen + tally.skipped, "training", tally.skipped_paths)
         return step, tally
 
@@ -580,6 +659,7 @@ class Trainer:
             train=True,
             seed=_epoch_seed(self.seed, epoch),
             device=self.device,
+            shard=self.world.shard,
         )
 
     def _step(self, loop: _Loop, batch: Batch, lr: float) -> tuple[float, torch.Tensor]:
@@ -588,7 +668,7 @@ class Trainer:
             group["lr"] = lr
         x = loop.normalize(batch.images).contiguous(memory_format=torch.channels_last)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=loop.autocast):
-            logits = loop.model(x)
+            logits = loop.net(x)
             loss = F.cross_entropy(logits.float(), batch.labels)
         loop.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -604,6 +684,8 @@ class Trainer:
             device=self.device,
             batch_size=self.options.eval_batch_size,
             autocast=loop.autocast,
+            shard=self.world.shard,  # each process scores its part; the counts are summed
+            total=self.world.sum,
         )
         self._check_skipped(result.skipped, result.images + result.skipped, "test", result.skipped_paths)
         return result
@@ -619,6 +701,19 @@ class Trainer:
             )
 
     def _check_skipped(self, skipped: int, read: int, split: str, paths: list[str] | tuple[str, ...]) -> None:
+        """Fail when too many images did not decode (every process sees the same totals: rank 0 says so)."""
+        self._refuse_together(lambda: self._check_decoded(skipped, read, split, paths))
+
+    def _refuse_together(self, check: Callable[[], None]) -> None:
+        """A check every process makes alike: rank 0 says what failed, the others stop quietly."""
+        try:
+            check()
+        except ResnetDeployError as exc:
+            if self.world.is_main:
+                raise
+            raise PeerFailed(str(exc)) from None
+
+    def _check_decoded(self, skipped: int, read: int, split: str, paths: list[str] | tuple[str, ...]) -> None:
         if read and skipped == read:  # nothing to learn from or to score: errors would be NaN
             raise DatasetError(
                 f"none of the {read} {split} images decoded ({name_files(sorted(paths))}); "
@@ -632,7 +727,11 @@ class Trainer:
             )
 
     def _save(self, loop: _Loop, history: list[EpochRecord], epoch: int, step: int) -> None:
-        """The checkpoint, the log, then the state: an interruption leaves the last good epoch whole."""
+        """The checkpoint, the log, then the state: an interruption leaves the last good epoch whole.
+        Under torchrun rank 0 writes, once every process is seen to hold the same model."""
+        self.world.check_replicas(loop.model, epoch)
+        if not self.world.is_main:
+            return
         cpu_model = _cpu_copy(loop.model)
         save_checkpoint(cpu_model, self.run_dir / MODEL_FILE, _checkpoint_metadata(loop, history[-1], epoch))
         write_log(self.run_dir, history)

@@ -175,7 +175,7 @@ def test_evaluate_tallies_undecodable_images_even_from_batches_left_empty():
     result = evaluate(Lookup(TABLE), split, size=4, normalize=_to_pixel_values, device=CPU, batch_size=64)
     assert result.images == 2 and result.top1_error == pytest.approx(50.0)
     assert result.skipped == 3 and result.skipped_paths == ("a.png", "b.png", "c.png")
-    assert split.calls == [{"batch_size": 64, "size": 4, "device": CPU, "preprocess": None}]  # evaluation order
+    assert split.calls == [{"batch_size": 64, "size": 4, "device": CPU, "preprocess": None, "shard": None}]  # evaluation order
 
 
 @pytest.mark.parametrize(("name", "resize"), [("resnet20", "stretch"), ("resnet18", "crop")])
@@ -203,6 +203,7 @@ def _row(epoch: int, **overrides) -> dict:
         "images_per_second": 1234.5678,
         "epoch_seconds": 12.3456789,
         "skipped_images": 0,
+        "processes": 1,
     }
     return {**row, **overrides}
 
@@ -215,8 +216,8 @@ def test_write_log_writes_a_csv_in_column_order_with_six_significant_digits(tmp_
     write_log(tmp_path, [_record(1), _record(2, lr=0.000123456789, images_per_second=1234567.0)])
     lines = (tmp_path / "log.csv").read_text().splitlines()
     assert lines[0] == ",".join(COLUMNS)
-    assert lines[1] == "1,0.1,2.30259,89.0625,2.1,87.5,50,1234.57,12.3457,0"
-    assert lines[2] == "2,0.000123457,2.30259,89.0625,2.1,87.5,50,1.23457e+06,12.3457,0"
+    assert lines[1] == "1,0.1,2.30259,89.0625,2.1,87.5,50,1234.57,12.3457,0,1"
+    assert lines[2] == "2,0.000123457,2.30259,89.0625,2.1,87.5,50,1.23457e+06,12.3457,0,1"
     assert len(lines) == 3
 
 
@@ -233,7 +234,7 @@ def test_write_log_keeps_full_records_in_json_and_only_the_columns_in_csv(tmp_pa
 def test_write_log_writes_a_figure_an_old_row_lacks_as_nan(tmp_path):
     old = {key: value for key, value in _row(3).items() if key not in ("test_loss", "skipped_images")}
     write_log(tmp_path, [EpochRecord.from_dict(old)])
-    assert (tmp_path / "log.csv").read_text().splitlines()[1] == "3,0.1,2.30259,89.0625,nan,87.5,50,1234.57,12.3457,0"
+    assert (tmp_path / "log.csv").read_text().splitlines()[1] == "3,0.1,2.30259,89.0625,nan,87.5,50,1234.57,12.3457,0,1"
 
 
 def test_write_log_rewrites_both_files_whole_and_leaves_no_temporaries(tmp_path):

@@ -37,6 +37,7 @@ ROW = {
     "epoch_seconds": 2.0,
     "skipped_images": 2,
     "skipped_paths": ["/d/a.png", "/d/b.png"],
+    "processes": 2,
 }
 
 
@@ -73,12 +74,12 @@ def copy_of(run_dir, tmp_path):
 def test_epoch_record_round_trips_through_its_row() -> None:
     record = EpochRecord.from_dict(ROW)
     assert record.to_dict() == ROW and list(record.to_dict()) == list(ROW)  # log.json keeps its key order
-    assert record.skipped_paths == ("/d/a.png", "/d/b.png") and record.epoch == 3
+    assert record.skipped_paths == ("/d/a.png", "/d/b.png") and record.epoch == 3 and record.processes == 2
 
 
 def test_epoch_rows_of_older_runs_are_read() -> None:
-    old = {k: v for k, v in ROW.items() if k != "skipped_paths"}  # logged before the paths were kept
-    assert EpochRecord.from_dict(old).skipped_paths == ()
+    old = {k: v for k, v in ROW.items() if k not in ("skipped_paths", "processes")}  # logged before either was kept
+    assert EpochRecord.from_dict(old).skipped_paths == () and EpochRecord.from_dict(old).processes == 1
     bare = {k: v for k, v in old.items() if k != "skipped_images"}
     assert EpochRecord.from_dict(bare).skipped_images == 0
     assert math.isnan(EpochRecord.from_dict({**bare, "test_loss": math.nan}).test_loss)
