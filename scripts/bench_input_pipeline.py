@@ -59,6 +59,7 @@ GPU_RATES = (
     (2075.0, "A100 (1/8 of NVIDIA DeepLearningExamples' 8x A100 80GB ResNet-50 v1.5 AMP training, ~16,600 img/s)"),
     (3000.0, "H100 (a guess: no published per-GPU figure used here)"),
 )
+SHARED_CORES = 0.1  # other processes' average CPU above which a figure is flagged as having shared the machine
 GROUPS = ("read", "decode", "resize", "augment", "other")
 RESIZE_STEPS = {"PILToTensor", "ToImage", "ToTensor", "RandomResizedCrop", "Resize", "CenterCrop", "RandomCrop"}
 SEED_STAGE = "seed (fork_rng + manual_seed)"
@@ -522,6 +523,20 @@ def other_processes(
     }
 
 
+def watched(measure: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
+    """``measure(*args, **kwargs)``, a dict, with ``other_processes``: what other processes took meanwhile."""
+    before, start = cpu_seconds_by_process(), time.monotonic()
+    result = measure(*args, **kwargs)
+    return result | {"other_processes": other_processes(before, cpu_seconds_by_process(), time.monotonic() - start)}
+
+
+def shared(section: dict[str, Any], threshold: float = SHARED_CORES) -> str:
+    """`` [shared: other processes took 0.56 cores]`` when they took more than ``threshold`` during a
+    measurement; empty otherwise, and for results saved without the record."""
+    busy = section.get("other_processes")
+    return f" [shared: other processes took {busy['cores']:.2f} cores]" if busy and busy["cores"] > threshold else ""
+
+
 def _process_name(pid: int) -> str:
     try:
         with open(f"/proc/{pid}/comm") as fh:
@@ -583,7 +598,10 @@ def render(result: dict[str, Any]) -> str:
     lines += [f"  {r['name']:<32} {r['group']:<8} {r['ms']:>9.3f} {r['share']:>7.1%}" for r in sh["stages"]]
     lines.append(f"  {'total':<32} {'':<8} {sh['total_ms']:>9.3f} {1:>7.0%}")
     lines.append("  by group: " + ", ".join(f"{g['group']} {g['ms']:.3f} ms ({g['share']:.0%})" for g in sh["groups"]))
-    lines.append(f"  per-worker rate: {sh['images_per_second']:.0f} images/s (1000 / {sh['total_ms']:.3f} ms)")
+    lines.append(
+        f"  per-worker rate: {sh['images_per_second']:.0f} images/s (1000 / {sh['total_ms']:.3f} ms)"
+        + shared(result["stages"])
+    )
     alt = result["stages"]["decode_alternative"]
     if alt["ms"] > 0:
         lines.append(
@@ -613,6 +631,7 @@ def render(result: dict[str, Any]) -> str:
         f"  {'workers':>8} {'first batch s, by epoch':>24} {'epoch 1 img/s':>14} {'steady img/s':>13} "
         f"{'efficiency':>11} {'of capacity':>12}",
     ]
+    measured = {r["workers"]: r for r in result["loader"]}
     for r in s["scaling"]:
         first = ", ".join(f"{t:.2f}" for t in r["first_batch_s"])
         eff = f"{r['efficiency']:.0%}" if r["efficiency"] is not None else "-"
@@ -620,7 +639,7 @@ def render(result: dict[str, Any]) -> str:
         label = f"{r['workers']}" + (" (main)" if r["workers"] == 0 else "")
         lines.append(
             f"  {label:>8} {first:>24} {r['first_epoch_images_per_second']:>14.0f} {r['images_per_second']:>13.0f} "
-            f"{eff:>11} {cap:>12}"
+            f"{eff:>11} {cap:>12}" + shared(measured[r["workers"]])
         )
     lines += [
         "  first batch: worker start-up (epoch 1) and, with persistent workers, the refill (later epochs); "
@@ -635,7 +654,7 @@ def render(result: dict[str, Any]) -> str:
             f"  parallel capacity: {c['processes']} CPU-bound processes together get {c['capacity_cores']:.2f} cores' "
             f"worth done (a pure-Python loop {c['alone_s'] * 1000:.0f} ms alone, {c['together_s'] * 1000:.0f} ms "
             f"each together); below {c['processes']}, the cores are shared (SMT siblings, a busy or oversubscribed "
-            "host) and no loader scales past it"
+            "host) and no loader scales past it" + shared(c)
         )
     eff = s["measured_efficiency"]
     eff_text = "no multi-worker run"
@@ -660,7 +679,8 @@ def render(result: dict[str, Any]) -> str:
             "",
             f"Other processes took {busy['cores']:.2f} cores on average during the {busy['seconds']:.0f} s run"
             + (f" (busiest: {top['name']}, {top['cores']:.2f})" if top else "")
-            + f"; more than ~0.1 of {m['cores']} cores means the figures above shared the CPU",
+            + f"; a figure marked [shared] had other processes take more than {SHARED_CORES} cores while it was "
+            "measured",
         ]
     return "\n".join(lines)
 
@@ -694,13 +714,13 @@ def main(argv: list[str] | None = None) -> int:
         data = describe_tree(root) | {"source": source, "quality": args.quality}
         paths = [str(p) for p in sorted((root / "train").glob("*/*.jpg"))]
         print("stages ...", file=sys.stderr)
-        stages = time_stages(paths, batch=args.batch, seed=args.seed, passes=args.passes)
+        stages = watched(time_stages, paths, batch=args.batch, seed=args.seed, passes=args.passes)
         print("parallel capacity ...", file=sys.stderr)
-        host["parallel"] = [parallel_capacity(n) for n in range(2, args.max_workers + 1)]
+        host["parallel"] = [watched(parallel_capacity, n) for n in range(2, args.max_workers + 1)]
         loader = []
         for n in range(args.max_workers + 1):
             print(f"loader, {n} workers ...", file=sys.stderr)
-            loader.append(run_loader(root, n, batch=args.batch, epochs=args.epochs))
+            loader.append(watched(run_loader, root, n, batch=args.batch, epochs=args.epochs))
     host["other_processes"] = other_processes(before, cpu_seconds_by_process(), time.monotonic() - started)
     result: dict[str, Any] = {
         "machine": host,

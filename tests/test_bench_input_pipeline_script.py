@@ -191,6 +191,10 @@ def test_report_names_the_cpu_kind_and_instruction_sets_with_its_figures(script)
     assert "assumes linear scaling (measured here: 80% at 2 workers" in text
     assert "per-worker rate: 333 images/s" in text  # 1000 / 3.0 ms
     assert "not Pillow-SIMD" in text and "libjpeg-turbo 3.0" in text
+    assert "[shared:" not in text
+    result["loader"][2]["other_processes"] = {"seconds": 3.0, "cores": 0.5, "busiest": None}
+    flagged = [line for line in script.render(result).splitlines() if "[shared:" in line]
+    assert len(flagged) == 1 and "0.50 cores" in flagged[0] and flagged[0].split()[0] == "2"
     vnni = script.render(_result(script, ["avx2", "fma", "avx512f", "avx512_vnni"]))
     assert "AVX-512 VNNI; avx512-vnni" in vnni and "no VNNI" not in vnni
 

@@ -212,16 +212,21 @@ def record_failure(message: str, environ: Mapping[str, str] = os.environ) -> Non
         return
     try:
         with open(path, "w") as handle:
-            json.dump({"message": message, "timestamp": int(time.time())}, handle)
+            # torchrun's own layout (ErrorHandler.record_exception), the one line where a traceback would be
+            extra = {"py_callstack": message, "timestamp": str(int(time.time()))}
+            json.dump({"message": {"message": message, "extraInfo": extra}}, handle)
     except OSError:
         pass  # the report is a courtesy; the error itself is printed either way
 
 
 def lost_peer(exc: BaseException) -> bool:
-    """Whether ``exc`` is a collective failing because another process died (its error says why)."""
+    """Whether ``exc`` is a collective failing because another process died (that one says why):
+    torch raises DistError subclasses, or plain RuntimeErrors from deep in Gloo ("Connection reset by
+    peer", "Connection closed by peer", a read or write error on the pair's socket)."""
     if isinstance(exc, ResnetDeployError):
         return False
     dist_error = getattr(torch.distributed, "DistError", None)
-    return (dist_error is not None and isinstance(exc, dist_error)) or (
-        isinstance(exc, RuntimeError) and any(s in str(exc) for s in ("Connection closed by peer", "Gloo", "NCCL"))
-    )
+    if dist_error is not None and isinstance(exc, dist_error):
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and any(word in text for word in ("gloo", "nccl", "by peer", "socket"))

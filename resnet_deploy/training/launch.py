@@ -78,6 +78,13 @@ def describe(failure: Failure) -> str:
     return f"rank {failure.rank} failed with exit code {failure.exitcode}, leaving no message (see its output above)"
 
 
+def _text(message: object) -> str:
+    """A failure's message: torchrun keeps an error file's ``{"message": ..., "extraInfo": ...}`` whole."""
+    if isinstance(message, dict):
+        message = message.get("message", "")
+    return str(message)
+
+
 def threads_per_process(nproc: int, environ: Mapping[str, str] = os.environ) -> int:
     """The CPU threads each process may use: the user's OMP_NUM_THREADS, else the cores split evenly."""
     given = environ.get("OMP_NUM_THREADS")
@@ -115,7 +122,7 @@ def launch(nproc: int, train_args: Sequence[str]) -> None:
     try:
         elastic_launch(config, sys.executable)("-m", "resnet_deploy", "train", *train_args)
     except ChildFailedError as exc:
-        failures = [Failure(rank, f.exitcode, f.message) for rank, f in exc.failures.items()]
+        failures = [Failure(rank, f.exitcode, _text(f.message)) for rank, f in exc.failures.items()]
         cause = root_cause(failures)
         raise JobFailed(describe(cause), cause.shell_code) from None
     except SignalException as exc:  # the agent's own SIGTERM/SIGINT, once it has stopped the processes

@@ -422,9 +422,8 @@ def _where(device: torch.device, world: World, loop: _Loop) -> str:
     if not world.distributed:
         return device.type
     sync = ", SyncBatchNorm" if loop.sync_bn else ""
-    return (
-        f"{world.size} {device.type} processes ({world.backend}, batch {loop.plan.batch_size // world.size} each{sync})"
-    )
+    processes = f"{world.size} {device.type} process{'es' if world.size > 1 else ''}"
+    return f"{processes} ({world.backend}, batch {loop.plan.batch_size // world.size} each{sync})"
 
 
 def _checkpoint_metadata(loop: _Loop, final: EpochRecord, epoch: int) -> dict[str, Any]:

@@ -175,7 +175,8 @@ def test_evaluate_tallies_undecodable_images_even_from_batches_left_empty():
     result = evaluate(Lookup(TABLE), split, size=4, normalize=_to_pixel_values, device=CPU, batch_size=64)
     assert result.images == 2 and result.top1_error == pytest.approx(50.0)
     assert result.skipped == 3 and result.skipped_paths == ("a.png", "b.png", "c.png")
-    assert split.calls == [{"batch_size": 64, "size": 4, "device": CPU, "preprocess": None, "shard": None}]  # evaluation order
+    expected = {"batch_size": 64, "size": 4, "device": CPU, "preprocess": None, "shard": None}
+    assert split.calls == [expected]  # evaluation order
 
 
 @pytest.mark.parametrize(("name", "resize"), [("resnet20", "stretch"), ("resnet18", "crop")])
