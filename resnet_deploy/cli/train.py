@@ -85,6 +85,8 @@ DATA_HELP = "digits (embedded, default), cifar10:PATH, cifar100:PATH or imagefol
     "Several nodes: torchrun --nnodes ... -m resnet_deploy train.",
 )
 @click.option("--sync-bn", is_flag=True, help="Data parallel on GPUs: BatchNorm statistics over the global batch.")
+@click.option("--gpu-decode", is_flag=True, help="ImageFolder data: decode and augment training JPEGs on the GPU.")
+@click.option("--compile", "compile_model", is_flag=True, help="torch.compile the model (slower start, faster steps).")
 @click.option("-o", "--output", type=click.Path(file_okay=False), default=None, help="Run directory.")
 @overwrite_option
 @click.option("--no-progress", is_flag=True, help="No progress bar (epoch lines only).")
@@ -105,6 +107,8 @@ def train(
     max_bad_fraction: float,
     nproc: int | None,
     sync_bn: bool,
+    gpu_decode: bool,
+    compile_model: bool,
     output: str | None,
     overwrite: bool,
     no_progress: bool,
@@ -149,6 +153,8 @@ def train(
         new_head=new_head,
         max_bad_fraction=max_bad_fraction,
         sync_bn=sync_bn,
+        compile=compile_model,
+        gpu_decode=gpu_decode,
     )
     run_dir = _run_dir(output, resume, spec, data)
     progress = not no_progress and sys.stderr.isatty()

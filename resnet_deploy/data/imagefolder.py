@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from resnet_deploy.artifacts.preprocess_spec import Preprocess
+from resnet_deploy.data import gpu_jpeg
 from resnet_deploy.data.base import Batch, Dataset, Shard
 from resnet_deploy.data.file_index import scan_folder
 from resnet_deploy.errors import DatasetError
@@ -110,9 +111,12 @@ class FolderSplit:
     """Image files on disk, decoded and augmented by DataLoader worker processes that persist from
     one epoch to the next (one loader per size and transform), prefetching, into pinned memory on GPUs."""
 
-    def __init__(self, samples: list[tuple[str, int]], *, workers: int = 0) -> None:
+    def __init__(
+        self, samples: list[tuple[str, int]], *, workers: int = 0, decode_on: torch.device | None = None
+    ) -> None:
         self.samples = samples
         self.workers = workers
+        self.decode_on = decode_on  # training images decoded and augmented on this device (data.gpu_jpeg)
         self._loaders: dict[tuple[Any, ...], tuple[torch.utils.data.DataLoader[Any], _Order]] = {}
 
     def __len__(self) -> int:
@@ -135,11 +139,14 @@ class FolderSplit:
         key = (size, train, preprocess, pin)
         if key not in self._loaders:
             order = _Order()
+            encoded = train and self.decode_on is not None
             loader = torch.utils.data.DataLoader(
-                _Files(self.samples, self.transform(size, train, preprocess)),
+                gpu_jpeg.EncodedFiles(self.samples)
+                if encoded
+                else _Files(self.samples, self.transform(size, train, preprocess)),
                 batch_sampler=order,
                 num_workers=self.workers,
-                collate_fn=_collate,
+                collate_fn=gpu_jpeg.collate_encoded if encoded else _collate,
                 pin_memory=pin,
                 persistent_workers=self.workers > 0,
             )
@@ -170,10 +177,25 @@ class FolderSplit:
             whole = range(start, min(start + batch_size, len(positions)))
             mine = whole[shard.part(len(whole))] if shard is not None else whole
             order.batches.append([(positions[i], _augmentation_seed(seed, i) if train else None) for i in mine])
+        if train and self.decode_on is not None:
+            yield from self._decoded_on_device(loader, size, device)
+            return
         for images, labels, bad in loader:
             if device is not None:
                 images, labels = images.to(device, non_blocking=True), labels.to(device)
             yield Batch(_to_unit(images, train), labels, len(bad), bad)
+
+    def _decoded_on_device(
+        self, loader: torch.utils.data.DataLoader[Any], size: int, device: torch.device | None
+    ) -> Iterator[Batch]:
+        from torchvision.transforms import v2
+
+        assert self.decode_on is not None
+        augment = v2.Compose([v2.RandomResizedCrop(size, antialias=True), v2.RandomHorizontalFlip()])
+        for encoded, unread in loader:
+            images, labels, bad = gpu_jpeg.augmented(encoded, unread, augment, self.decode_on)
+            target = device or self.decode_on
+            yield Batch(_to_unit(images.to(target), True), labels.to(target), len(bad), bad)
 
     def pixel_mean(self, size: int) -> torch.Tensor:
         raise DatasetError("a per-pixel mean needs fixed-size images; ImageFolder data uses --normalize channel")
@@ -201,7 +223,8 @@ def resolve_root(path: str | Path) -> Path:
     return root.resolve()
 
 
-def load_imagefolder(path: str | Path, *, workers: int = 0) -> Dataset:
+def load_imagefolder(path: str | Path, *, workers: int = 0, decode_on: torch.device | None = None) -> Dataset:
+    """``decode_on``: decode and augment the training images on this device (a GPU; see data.gpu_jpeg)."""
     root = resolve_root(path)
     test_dir = next((root / n for n in ("val", "test") if (root / n).is_dir()), None)
     if (root / "train").is_dir():
@@ -217,7 +240,7 @@ def load_imagefolder(path: str | Path, *, workers: int = 0) -> Dataset:
     return Dataset(
         spec=f"imagefolder:{root}",
         name=root.name,
-        train=FolderSplit(train, workers=workers),
+        train=FolderSplit(train, workers=workers, decode_on=decode_on),
         test=FolderSplit(test, workers=workers),
         class_names=tuple(classes),
         native_size=None,

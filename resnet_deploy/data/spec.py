@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from resnet_deploy.data.base import Dataset
 from resnet_deploy.errors import DatasetError
 
@@ -37,9 +39,12 @@ def check_spec(spec: str) -> None:
         resolve_root(path or "")
 
 
-def open_dataset(spec: str = "digits", *, workers: int = 0) -> Dataset:
-    """Open a dataset by spec; ``workers`` decoding processes for ImageFolder data."""
+def open_dataset(spec: str = "digits", *, workers: int = 0, decode_on: Any = None) -> Dataset:
+    """Open a dataset by spec; ``workers`` decoding processes for ImageFolder data, whose training
+    images ``decode_on`` (a torch.device) decodes on that device instead."""
     kind, path = parse_spec(spec)
+    if decode_on is not None and kind != "imagefolder":
+        raise DatasetError(f"--gpu-decode decodes JPEG files: {kind} data is held in memory already; drop it")
     if kind == "digits":
         from resnet_deploy.data.digits import load_digits_dataset
 
@@ -51,4 +56,4 @@ def open_dataset(spec: str = "digits", *, workers: int = 0) -> Dataset:
         return load_cifar(kind, path)
     from resnet_deploy.data.imagefolder import load_imagefolder
 
-    return load_imagefolder(path, workers=workers)
+    return load_imagefolder(path, workers=workers, decode_on=decode_on)

@@ -74,6 +74,8 @@ class TrainOptions:
     max_bad_fraction: float = 0.01  # undecodable images tolerated, as a fraction of those read
     eval_batch_size: int = 256
     sync_bn: bool = False  # data parallel on GPUs: BatchNorm statistics over the global batch
+    compile: bool = False  # torch.compile the training step's model (first steps slower, later ones faster)
+    gpu_decode: bool = False  # ImageFolder training JPEGs decoded and augmented on the GPU (nvJPEG)
 
     @classmethod
     def of(cls, **options: Any) -> TrainOptions:
@@ -486,6 +488,30 @@ def _summed(world: World, tally: _Tally) -> tuple[int, int, int, float]:
     return int(seen), int(correct), int(skipped), loss_sum
 
 
+def train_step(
+    net: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    lr: float,
+    autocast: bool,
+) -> tuple[float, torch.Tensor]:
+    """One SGD step on normalised ``images`` (N, C, H, W): channels_last, bf16 autocast when asked
+    (on CUDA), the loss in float32. Returns the loss (a host sync, for the divergence check) and the
+    logits. The trainer's every step, and what ``scripts/bench_train_step.py`` times."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    x = images.contiguous(memory_format=torch.channels_last)
+    with torch.autocast(images.device.type, dtype=torch.bfloat16, enabled=autocast):
+        logits = net(x)
+        loss = F.cross_entropy(logits.float(), labels)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return float(loss.detach()), logits
+
+
 # --- the run --------------------------------------------------------------------------------------------
 
 
@@ -525,7 +551,7 @@ class Trainer:
     def run(self) -> TrainResult:
         start = time.perf_counter()
         make_deterministic(self.device)
-        dataset = open_dataset(self.data, workers=self.options.workers)
+        dataset = open_dataset(self.data, workers=self.options.workers, decode_on=self._decode_device())
         begin = _fresh_start(self.options, dataset) if self.state is None else _resumed_start(self.state, dataset)
         self._refuse_together(lambda: _check_split(begin.plan, self.world))
         if self.world.is_main:
@@ -554,6 +580,13 @@ class Trainer:
             extra={"processes": self.world.size} if self.world.distributed else {},
         )
 
+    def _decode_device(self) -> torch.device | None:
+        if not self.options.gpu_decode:
+            return None
+        if self.device.type != "cuda":
+            raise TrainingError("--gpu-decode decodes on the training GPU, and this run trains on the CPU; drop it")
+        return self.device
+
     def _make_run_dir(self) -> None:
         try:
             self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -573,6 +606,8 @@ class Trainer:
             optimizer.load_state_dict(begin.optimizer_state)
         autocast = self.device.type == "cuda"
         net = self._parallel(model)
+        if self.options.compile:
+            net = torch.compile(net)  # type: ignore[assignment]
         sync_bn = self.options.sync_bn and self.world.distributed
         return _Loop(
             model, net, optimizer, dataset, plan, begin.setup, self._normalizer(begin.setup), autocast, sync_bn
@@ -663,16 +698,8 @@ class Trainer:
 
     def _step(self, loop: _Loop, batch: Batch, lr: float) -> tuple[float, torch.Tensor]:
         """One optimizer step at ``lr``: the batch's loss and logits."""
-        for group in loop.optimizer.param_groups:
-            group["lr"] = lr
-        x = loop.normalize(batch.images).contiguous(memory_format=torch.channels_last)
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=loop.autocast):
-            logits = loop.net(x)
-            loss = F.cross_entropy(logits.float(), batch.labels)
-        loop.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        loop.optimizer.step()
-        return float(loss.detach()), logits
+        x = loop.normalize(batch.images)
+        return train_step(loop.net, loop.optimizer, x, batch.labels, lr=lr, autocast=loop.autocast)
 
     def _test_pass(self, loop: _Loop) -> EvalResult:
         result = evaluate(

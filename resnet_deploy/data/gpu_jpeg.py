@@ -1,0 +1,108 @@
+"""Training images decoded on the GPU (nvJPEG through ``torchvision.io.decode_jpeg(device="cuda")``).
+
+At ImageNet scale the CPU's JPEG decode is most of the input pipeline's cost (see
+``scripts/bench_input_pipeline.py``); a GPU decodes a batch in a fraction of the time. Here the
+DataLoader workers only read the files' bytes; the training process decodes each batch on the device
+and crops and flips every image there, with the same per-image seeds as the CPU path, so the crops
+and flips are the same ones (the pixels differ by the decoders' rounding). Files that are not JPEGs
+(PNG...) are decoded by torchvision on the CPU; a file neither can decode is skipped and named, as
+on the CPU path. Evaluation stays on the CPU path: it must match the deployed runner's resizing.
+
+``device`` may be the CPU too (torchvision's libjpeg-turbo): that is how CI runs this path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+JPEG_MAGIC = b"\xff\xd8"
+
+Encoded = tuple[torch.Tensor, int, int | None, str]  # (file bytes as uint8, label, augmentation seed, path)
+
+
+class EncodedFiles(torch.utils.data.Dataset):  # type: ignore[type-arg]
+    """The files' bytes, read in the workers; ``(index, seed)`` items as the CPU path's."""
+
+    def __init__(self, samples: list[tuple[str, int]]) -> None:
+        self.samples = samples
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, item: tuple[int, int | None]) -> Encoded | str:
+        index, seed = item
+        path, label = self.samples[index]
+        try:
+            with open(path, "rb") as handle:  # plain Python: torchvision.io.read_file hung in forked workers
+                data = bytearray(handle.read())
+        except OSError:
+            return path
+        return (
+            torch.frombuffer(data, dtype=torch.uint8) if data else torch.empty(0, dtype=torch.uint8),
+            label,
+            seed,
+            path,
+        )
+
+
+def collate_encoded(items: list[Encoded | str]) -> tuple[list[Encoded], tuple[str, ...]]:
+    return [item for item in items if not isinstance(item, str)], tuple(i for i in items if isinstance(i, str))
+
+
+def decode(data: Sequence[torch.Tensor], device: torch.device) -> list[torch.Tensor | None]:
+    """Each file's (3, H, W) uint8 image on ``device``, None where it does not decode. JPEGs are
+    decoded as one batch on the device; anything else, or a batch that fails, one by one."""
+    from torchvision.io import ImageReadMode, decode_image, decode_jpeg
+
+    out: list[torch.Tensor | None] = [None] * len(data)
+    jpegs = [i for i, d in enumerate(data) if bytes(d[:2].tolist()) == JPEG_MAGIC]
+    try:
+        decoded = decode_jpeg([data[i] for i in jpegs], mode=ImageReadMode.RGB, device=device) if jpegs else []
+        for i, image in zip(jpegs, decoded, strict=True):
+            out[i] = image
+    except RuntimeError:  # one bad file fails the batch: find it
+        for i in jpegs:
+            out[i] = _one(data[i], device)
+    for i in range(len(data)):
+        if out[i] is None:
+            try:
+                out[i] = decode_image(data[i], mode=ImageReadMode.RGB).to(device)
+            except RuntimeError:
+                out[i] = None
+    return out
+
+
+def _one(data: torch.Tensor, device: torch.device) -> torch.Tensor | None:
+    from torchvision.io import ImageReadMode, decode_jpeg
+
+    try:
+        return decode_jpeg(data, mode=ImageReadMode.RGB, device=device)  # type: ignore[no-any-return]
+    except RuntimeError:
+        return None
+
+
+def augmented(
+    encoded: list[Encoded], bad: tuple[str, ...], transform: Any, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor, tuple[str, ...]]:
+    """A batch decoded on ``device`` and augmented there: (N, 3, S, S) uint8, labels, undecodable paths."""
+    images = decode([e[0] for e in encoded], device)
+    kept, labels, failed = [], [], list(bad)
+    for image, (_, label, seed, path) in zip(images, encoded, strict=True):
+        if image is None:
+            failed.append(path)
+            continue
+        if seed is None:
+            kept.append(transform(image))
+        else:
+            with torch.random.fork_rng(
+                devices=[]
+            ):  # the crop's and flip's draws: the CPU generator, as on the CPU path
+                torch.manual_seed(seed)
+                kept.append(transform(image))
+        labels.append(label)
+    if not kept:
+        return torch.empty(0, dtype=torch.uint8, device=device), torch.empty(0, dtype=torch.int64), tuple(failed)
+    return torch.stack(kept), torch.tensor(labels), tuple(failed)
