@@ -6,29 +6,33 @@
 
 Generates (in a temporary directory, or in ``--data DIR`` and reused from there the next time) an
 ImageFolder tree ``train/<class>/*.jpg`` + ``val/<class>/*.jpg`` of photo-like JPEGs of ImageNet's
-typical size: ImageNet-1k training images average about 400x350 px (most often 500x375 or 500x333)
-and ~110 KB; the sizes are drawn from 500x375, 500x333, 375x500, 400x300 and 500x500, the content is
-smooth low-frequency colour fields with a mid-frequency texture and grain, so a file lands near
-100-130 KB at quality 90 (the report prints the mean file size and pixels). Seeded: repeatable.
-Then:
+typical size: ImageNet-1k training images average about 400x350 px (469x387 by other counts; most
+often 500x375 or 500x333) and ~110 KB; the sizes are drawn from 500x375, 500x333, 375x500,
+400x300 and 500x500, the content is smooth low-frequency colour fields with a mid-frequency texture
+and grain, so a file lands near 100-130 KB at quality 90 (the report prints the mean file size and
+pixels). Seeded: repeatable. Then:
 
 - stages, one process, one torch thread (as a DataLoader worker runs): over every training file,
   read (the file's bytes; the page cache is warm, the files were just written or read, so this is
   memory, not disk), decode (PIL, as the library does), the per-image seeding the library does
   (``fork_rng`` + ``manual_seed``), each transform of ``FolderSplit.transform(224, train=True)``
   timed on its own (PILToTensor and RandomResizedCrop are "resize", the rest "augment"), and the
-  collate (``torch.stack`` of a batch). ms/image per stage, its share, and the per-worker rate
-  1000 / total ms; for information, ``torchvision.io.decode_jpeg`` on the same bytes against PIL;
+  collate (``torch.stack`` of a batch); the fastest of ``--passes`` passes. ms/image per stage, its
+  share, and the per-worker rate 1000 / total ms; for information, ``torchvision.io.decode_jpeg`` on
+  the same bytes against PIL, and ``torch.default_generator.manual_seed`` against ``torch.manual_seed``;
 - end to end through the library's own loader (``load_imagefolder(root, workers=n)``,
   ``train.batches(batch, size=224, train=True, seed=epoch)``) for n = 0 (the main process), 1, 2,
   ... ``--max-workers``: two epochs each; time to the first batch (worker start-up), the whole-epoch
   rate, and the steady rate (from the n-th batch on, when every worker has delivered its first);
-  scaling efficiency = rate(n) / (n x rate(1));
+  scaling efficiency = rate(n) / (n x rate(1)), and against this machine's parallel capacity (how
+  many cores' worth n CPU-bound processes get done together: less than n on shared cores);
 - workers needed to feed a GPU at each ``--gpu-rate``: ceil(rate / the 1-worker steady rate),
   assuming linear scaling (the measured efficiency is printed beside it).
 
-Writes OUT/input-pipeline-<kind>.{json,txt}, <kind> being ``machine.cpu_kind`` (amx, avx512-vnni,
-avx-vnni, avx2, ...), so each kind of CPU keeps its own result.
+Every measurement records the CPU other processes took meanwhile (from /proc/<pid>/stat); a figure
+measured while they took more than 0.1 cores is marked [shared]: rerun it on a quiet machine.
+A default run takes about 30 s on 2 cores. Writes OUT/input-pipeline-<kind>.{json,txt}, <kind> being
+``machine.cpu_kind`` (amx, avx512-vnni, avx-vnni, avx2, ...), so each kind of CPU keeps its own result.
 """
 
 from __future__ import annotations
@@ -235,7 +239,7 @@ def _stage_pass(paths: Sequence[str], transform: Any, *, batch: int, seed: int) 
 
     steps = transform_steps(transform)
     ns = dict.fromkeys(["read", "decode", SEED_STAGE, *(label for label, _ in steps), COLLATE_STAGE], 0)
-    alt = {"decode_jpeg": 0, "generator_seed": 0}
+    alt = {"decode_jpeg": 0, "torch_manual_seed": 0}
     clock = time.perf_counter_ns
     pending: list[Any] = []
     x: Any = None
@@ -248,7 +252,7 @@ def _stage_pass(paths: Sequence[str], transform: Any, *, batch: int, seed: int) 
         t2 = clock()
         fork = torch.random.fork_rng(devices=[])  # as the library seeds each image's augmentation
         fork.__enter__()
-        torch.manual_seed(library_seed(seed, index))
+        torch.default_generator.manual_seed(library_seed(seed, index))
         t3 = clock()
         ns["read"] += t1 - t0
         ns["decode"] += t2 - t1
@@ -269,10 +273,10 @@ def _stage_pass(paths: Sequence[str], transform: Any, *, batch: int, seed: int) 
         t7 = clock()
         decode_jpeg(encoded)
         t8 = clock()
-        torch.default_generator.manual_seed(library_seed(seed, index))
+        torch.manual_seed(library_seed(seed, index))
         t9 = clock()
         alt["decode_jpeg"] += t8 - t7
-        alt["generator_seed"] += t9 - t8
+        alt["torch_manual_seed"] += t9 - t8
     return {"ns": ns, "alternatives_ns": alt, "output": x}
 
 
@@ -311,10 +315,10 @@ def time_stages(
             "pil_ms": ms["decode"],
         },
         "seed_alternative": {
-            "name": "torch.default_generator.manual_seed (torch.manual_seed also queues CUDA, XPU and MTIA "
+            "name": "torch.manual_seed (the library's call before 2026-11; it also queues CUDA, XPU and MTIA "
             "seeding, each with a traceback.format_stack)",
-            "ms": best["alternatives_ns"]["generator_seed"] / n / 1e6,
-            "torch_manual_seed_ms": ms[SEED_STAGE],
+            "ms": best["alternatives_ns"]["torch_manual_seed"] / n / 1e6,
+            "library_ms": ms[SEED_STAGE],
         },
         "sample": {"shape": list(out.shape), "dtype": str(out.dtype)} if out is not None else None,
     }
@@ -330,14 +334,21 @@ def _spin(count: int) -> float:
 
 def parallel_capacity(processes: int, count: int = 4_000_000, repeats: int = 5) -> dict[str, Any]:
     """How many cores' worth of work ``processes`` CPU-bound processes get done at once: the same pure
-    Python loop alone and in ``processes`` processes together (best of ``repeats``), capacity =
+    Python loop alone and in ``processes`` processes together (best of ``repeats``, interleaved), capacity =
     processes x alone / together. Less than ``processes``: the cores are shared (SMT siblings, a busy
     or oversubscribed host), and no loader scales past it."""
     import multiprocessing
 
-    alone = min(_spin(count) for _ in range(repeats))
+    alone, together = math.inf, math.inf
     with multiprocessing.get_context("fork").Pool(processes) as pool:
-        together = min(max(pool.map(_spin, [count] * processes)) for _ in range(repeats))
+        pool.map(_spin, [1000] * processes, chunksize=1)  # the workers started
+        for _ in range(repeats):  # interleaved, so a drifting clock or neighbour touches both alike
+            start = time.perf_counter()
+            pool.apply(_spin, (count,))
+            alone = min(alone, time.perf_counter() - start)
+            start = time.perf_counter()  # wall time: two loops queued on one worker take twice as long
+            pool.map(_spin, [count] * processes, chunksize=1)
+            together = min(together, time.perf_counter() - start)
     return {
         "processes": processes,
         "alone_s": alone,
@@ -611,8 +622,8 @@ def render(result: dict[str, Any]) -> str:
     seed_alt = result["stages"].get("seed_alternative")
     if seed_alt:
         lines.append(
-            f"  seed alternative: {seed_alt['name']} {seed_alt['ms']:.3f} ms/image (the seed stage above: "
-            f"{seed_alt['torch_manual_seed_ms']:.3f} ms, fork_rng included)"
+            f"  seed alternative: {seed_alt['name']} {seed_alt['ms']:.3f} ms/image (the library's seed stage above, "
+            f"torch.default_generator.manual_seed: {seed_alt['library_ms']:.3f} ms, fork_rng included)"
         )
     sample = result["stages"].get("sample")
     batch_dtype = next((r["batch_dtype"] for r in result["loader"] if r["batch_dtype"]), "?")
@@ -652,9 +663,9 @@ def render(result: dict[str, Any]) -> str:
     for c in par:
         lines.append(
             f"  parallel capacity: {c['processes']} CPU-bound processes together get {c['capacity_cores']:.2f} cores' "
-            f"worth done (a pure-Python loop {c['alone_s'] * 1000:.0f} ms alone, {c['together_s'] * 1000:.0f} ms "
-            f"each together); below {c['processes']}, the cores are shared (SMT siblings, a busy or oversubscribed "
-            "host) and no loader scales past it" + shared(c)
+            f"worth done (a pure-Python loop {c['alone_s'] * 1000:.0f} ms alone, {c['processes']} of them "
+            f"{c['together_s'] * 1000:.0f} ms together); below {c['processes']}, the cores are shared (SMT "
+            "siblings, a busy or oversubscribed host) and no loader scales past it" + shared(c)
         )
     eff = s["measured_efficiency"]
     eff_text = "no multi-worker run"
