@@ -176,6 +176,17 @@ def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> Path:
     return Path(path)
 
 
+def write_report(stem: str | os.PathLike[str], result: object, text: str) -> tuple[Path, Path]:
+    """A benchmark's result as ``STEM.json`` and its text report as ``STEM.txt``, each atomically."""
+    import json
+
+    stem = Path(stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    json_path = write_bytes_atomic(stem.with_suffix(".json"), (json.dumps(result, indent=2) + "\n").encode())
+    text_path = write_bytes_atomic(stem.with_suffix(".txt"), (text + "\n").encode())
+    return json_path, text_path
+
+
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 

@@ -275,11 +275,10 @@ def main(argv: list[str] | None = None) -> int:
     text = render(result)
     print(text)
     if not args.no_save:
-        args.out.mkdir(parents=True, exist_ok=True)
-        stem = args.out / f"cpu-runtimes-resnet50-{cpu_kind(result['machine']['isa'])}"
-        stem.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
-        stem.with_suffix(".txt").write_text(text + "\n")
-        print(f"wrote {stem}.json and {stem}.txt", file=sys.stderr)
+        from resnet_deploy._io import write_report
+
+        written = write_report(args.out / f"cpu-runtimes-resnet50-{cpu_kind(result['machine']['isa'])}", result, text)
+        print(f"wrote {' and '.join(map(str, written))}", file=sys.stderr)
     return 0
 
 

@@ -217,11 +217,11 @@ def _one_of_many(world: distributed.World) -> Iterator[None]:
         yield
         finished = True
     except distributed.PeerFailed as exc:
-        distributed.record_failure(f"{world.label()}: {exc}")
+        distributed.record_failure(f"{world.label()}: {exc}", exc.exit_code)
         raise SystemExit(exc.exit_code) from None
     except ResnetDeployError as exc:
         exc.args = (f"{world.label()}: {exc}",)
-        distributed.record_failure(str(exc))
+        distributed.record_failure(str(exc), exc.exit_code)
         if launch.LAUNCHED_BY_US in os.environ:  # `train --nproc` prints it once, for the whole job
             raise SystemExit(exc.exit_code) from None
         raise

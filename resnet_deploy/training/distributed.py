@@ -204,7 +204,7 @@ def leave(world: World, finished: bool) -> None:
     torch.distributed.destroy_process_group()
 
 
-def record_failure(message: str, environ: Mapping[str, str] = os.environ) -> None:
+def record_failure(message: str, exit_code: int = 2, environ: Mapping[str, str] = os.environ) -> None:
     """Leave this process's one-line error where torchrun's agent reads it, so the job's failure report
     names the rank and the cause (it would otherwise say only "exitcode 2")."""
     path = environ.get(ERROR_FILE)
@@ -213,7 +213,7 @@ def record_failure(message: str, environ: Mapping[str, str] = os.environ) -> Non
     try:
         with open(path, "w") as handle:
             # torchrun's own layout (ErrorHandler.record_exception), the one line where a traceback would be
-            extra = {"py_callstack": message, "timestamp": str(int(time.time()))}
+            extra = {"py_callstack": message, "timestamp": str(int(time.time())), "exit_code": exit_code}
             json.dump({"message": {"message": message, "extraInfo": extra}}, handle)
     except OSError:
         pass  # the report is a courtesy; the error itself is printed either way

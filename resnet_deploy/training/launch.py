@@ -33,15 +33,15 @@ class Failure:
     rank: int
     exitcode: int
     message: str
+    intended: int | None = None  # the exit code its error asked for (torchrun may have killed it first)
 
     @property
     def secondary(self) -> bool:
         """Ended because another process failed: stopped by rank 0's error, cut off from a dead peer,
         or terminated by torchrun's agent cleaning up after the first failure. Never the cause."""
-        return (
-            self.message.startswith(f"rank {self.rank} of")
-            and (STOPPED_BY_PEER in self.message or "lost contact" in self.message)
-        ) or self.exitcode in (-signal.SIGTERM, 128 + signal.SIGTERM)
+        if self.own_message:
+            return STOPPED_BY_PEER in self.message or "lost contact" in self.message
+        return self.exitcode in (-signal.SIGTERM, 128 + signal.SIGTERM)
 
     @property
     def own_message(self) -> bool:
@@ -49,7 +49,9 @@ class Failure:
 
     @property
     def shell_code(self) -> int:
-        """The exit status a shell would give it: 128 + N for signal N."""
+        """The exit status its error asked for, else a shell's: 128 + N for signal N."""
+        if self.intended is not None:
+            return self.intended
         return 128 - self.exitcode if self.exitcode < 0 else self.exitcode or 1
 
 
@@ -83,6 +85,14 @@ def _text(message: object) -> str:
     if isinstance(message, dict):
         message = message.get("message", "")
     return str(message)
+
+
+def _intended(error_file_data: object) -> int | None:
+    """The exit code a process recorded with its message (``distributed.record_failure``)."""
+    message = error_file_data.get("message") if isinstance(error_file_data, dict) else None
+    extra = message.get("extraInfo") if isinstance(message, dict) else None
+    code = extra.get("exit_code") if isinstance(extra, dict) else None
+    return code if isinstance(code, int) and not isinstance(code, bool) else None
 
 
 def threads_per_process(nproc: int, environ: Mapping[str, str] = os.environ) -> int:
@@ -122,7 +132,10 @@ def launch(nproc: int, train_args: Sequence[str]) -> None:
     try:
         elastic_launch(config, sys.executable)("-m", "resnet_deploy", "train", *train_args)
     except ChildFailedError as exc:
-        failures = [Failure(rank, f.exitcode, _text(f.message)) for rank, f in exc.failures.items()]
+        failures = [
+            Failure(rank, f.exitcode, _text(f.message), _intended(f.error_file_data))
+            for rank, f in exc.failures.items()
+        ]
         cause = root_cause(failures)
         raise JobFailed(describe(cause), cause.shell_code) from None
     except SignalException as exc:  # the agent's own SIGTERM/SIGINT, once it has stopped the processes

@@ -170,6 +170,10 @@ def test_the_failure_reported_is_the_cause_not_the_processes_stopped_after_it() 
     said = launch.Failure(1, 2, "rank 1 of 2: ImageFolder directory /x does not exist or is not a directory")
     peer = launch.Failure(0, 2, f"rank 0 of 2: {distributed.STOPPED_BY_PEER} (...)")
     assert launch.root_cause([peer, said]) is said and launch.describe(said) == said.message
+    # rank 0 said why, then torchrun's agent terminated it (its peer had already stopped): its code stands
+    refused = launch.Failure(0, 143, "rank 0 of 2: the batch of 15 does not split evenly", intended=2)
+    stopped_by_it = launch.Failure(1, 2, f"rank 1 of 2: {distributed.STOPPED_BY_PEER} (...)", intended=2)
+    assert launch.root_cause([stopped_by_it, refused]) is refused and refused.shell_code == 2
     silent = launch.Failure(3, 1, "To enable traceback see: https://pytorch.org/docs/stable/elastic/errors.html")
     assert launch.describe(silent) == "rank 3 failed with exit code 1, leaving no message (see its output above)"
 
