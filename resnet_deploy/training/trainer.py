@@ -565,6 +565,8 @@ class Trainer:
                 f"resuming on {self.world.size} process{'es' if self.world.size > 1 else ''} a run that ran on "
                 f"{begin.history[-1].processes}: the same global batch of {begin.plan.batch_size}, split differently"
             )
+        if self.options.sync_bn and not self.world.distributed:
+            self.on_info("--sync-bn has nothing to synchronise in a single process; it applies under torchrun/--nproc")
         if begin.first_epoch > begin.plan.epochs:
             self.on_info(f"the run in {self.run_dir} already finished its {begin.plan.epochs} epochs; nothing to do")
         history = self._train_epochs(loop, begin)
