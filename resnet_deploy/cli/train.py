@@ -225,9 +225,7 @@ def _one_of_many(world: distributed.World) -> Iterator[None]:
         if launch.LAUNCHED_BY_US in os.environ:  # `train --nproc` prints it once, for the whole job
             raise SystemExit(exc.exit_code) from None
         raise
-    except KeyboardInterrupt:
-        raise
-    except Exception as exc:
+    except Exception as exc:  # not KeyboardInterrupt: `_train` reports where the run stands
         if not distributed.lost_peer(exc):
             raise
         message = f"{world.label()}: lost contact with another process (it failed or was killed; its error says why)"
