@@ -87,9 +87,9 @@ CULPRIT_MODULE = "layer2.1.conv2"  # the layer per-tensor INT8 ruins in `culprit
 def culprit_resnet20(trained_resnet20, tmp_path_factory: pytest.TempPathFactory):
     """The trained ResNet-20 with one planted INT8 culprit, its FP32 function unchanged.
 
-    Channel 3 of layer2.1's first BatchNorm is scaled up 1000x and the weights that read it in
-    layer2.1.conv2 scaled down 1000x: ReLU commutes with the scale, so FP32 logits are the same, but
-    the input of layer2.1.conv2 now has one channel 1000x larger than the rest, and its one per-tensor
+    Channel 3 of layer2.1's first BatchNorm is scaled up 10,000x and the weights that read it in
+    layer2.1.conv2 scaled down 10,000x: ReLU commutes with the scale, so FP32 logits are the same, but
+    the input of layer2.1.conv2 now has one channel 10,000x larger than the rest, and its one per-tensor
     INT8 scale rounds every other channel to zero. Returns the ONNX path.
     """
     import torch
@@ -101,9 +101,9 @@ def culprit_resnet20(trained_resnet20, tmp_path_factory: pytest.TempPathFactory)
     source = open_model(checkpoint)
     block = source.model.layer2[1]
     with torch.no_grad():
-        block.bn1.weight[3] *= 1000
-        block.bn1.bias[3] *= 1000
-        block.conv2.weight[:, 3] /= 1000
+        block.bn1.weight[3] *= 10000
+        block.bn1.bias[3] *= 10000
+        block.conv2.weight[:, 3] /= 10000
     path = tmp_path_factory.mktemp("culprit") / "culprit.onnx"
     export_onnx(source.model, path, source.metadata)  # verified against PyTorch: the same function
     return path
