@@ -20,11 +20,11 @@ _LAZY = {
     "ResNet": "resnet_deploy.models",
     "ResNetConfig": "resnet_deploy.artifacts.model_spec",
     "model_config": "resnet_deploy.artifacts.model_spec",
-    "load_checkpoint": "resnet_deploy.checkpoint",
-    "save_checkpoint": "resnet_deploy.checkpoint",
-    "export_onnx": "resnet_deploy.export",
-    "verify_onnx": "resnet_deploy.verify",
-    "read_onnx_metadata": "resnet_deploy.onnx_io",
+    "load_checkpoint": "resnet_deploy.models.checkpoint",
+    "save_checkpoint": "resnet_deploy.models.checkpoint",
+    "export_onnx": "resnet_deploy.convert.export",
+    "verify_onnx": "resnet_deploy.convert.verify",
+    "read_onnx_metadata": "resnet_deploy.artifacts.onnx_io",
 }
 
 __all__ = ["ResnetDeployError", "__version__", *_LAZY]

@@ -7,9 +7,9 @@ Our own modules that pull in torch or onnx are imported the same way, so ``impor
 and ``--help`` stay instant while each file's header still lists what it depends on::
 
     if TYPE_CHECKING:  # seen by mypy and import-linter
-        from resnet_deploy import export
+        from resnet_deploy.convert import export
     else:
-        export = lazy_module("resnet_deploy.export")
+        export = lazy_module("resnet_deploy.convert.export")
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ INSTALL_HINTS = {
     "cuda": 'cuda-python: `pip install "resnet-deploy[cuda]"` (`[cuda11]` on JetPack 5)',
     "pycuda": "pycuda: `pip install pycuda` (needs the CUDA toolkit)",
     "onnxslim": "onnxslim: `pip install onnxslim`",
+    "PIL.Image": "Pillow: `pip install pillow`",
 }
 
 
@@ -71,5 +72,5 @@ def lazy_import(name: str, extra: str | None = None) -> Any:
 
 
 def lazy_module(name: str) -> Any:
-    """A stand-in for our module ``name`` (``resnet_deploy.export``), imported on first attribute access."""
+    """A stand-in for our module ``name`` (``resnet_deploy.convert.export``), imported on first attribute access."""
     return _LazyModule(name, None)

@@ -105,7 +105,7 @@ def agreement(work: Path, threads: int) -> list[dict[str, Any]]:
 def latency(work: Path, threads: int, iters: int) -> tuple[dict[str, Any], dict[str, str]]:
     from contextlib import ExitStack
 
-    from resnet_deploy.bench import run_bench
+    from resnet_deploy.evaluate.bench import run_bench
     from resnet_deploy.runtime import open_backend
 
     chosen: dict[str, str] = {}
@@ -128,7 +128,7 @@ def latency(work: Path, threads: int, iters: int) -> tuple[dict[str, Any], dict[
 
 
 def throughput(work: Path, threads: int, rounds: int) -> dict[str, Any]:
-    from resnet_deploy.bench import run_throughput
+    from resnet_deploy.evaluate.bench import run_throughput
     from resnet_deploy.runtime import Backend, open_backend
 
     def open_all(streams: int) -> list[Backend]:
@@ -193,7 +193,7 @@ def goals(result: dict[str, Any]) -> dict[str, Any]:
 
 
 def render(result: dict[str, Any]) -> str:
-    from resnet_deploy.machine import describe_isa
+    from resnet_deploy.runtime.machine import describe_isa
 
     m = result["machine"]
     lines = [
@@ -245,7 +245,7 @@ def render(result: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from resnet_deploy.machine import cpu_kind
+    from resnet_deploy.runtime.machine import cpu_kind
 
     args = parse_args(argv)
     if args.render:

@@ -475,7 +475,7 @@ def machine() -> dict[str, Any]:
     import torchvision
     from PIL import features
 
-    from resnet_deploy.machine import cpu_flags, cpu_name
+    from resnet_deploy.runtime.machine import cpu_flags, cpu_name
 
     return {
         "cpu": cpu_name(),
@@ -585,7 +585,7 @@ def summarize(result: dict[str, Any]) -> dict[str, Any]:
 
 
 def render(result: dict[str, Any]) -> str:
-    from resnet_deploy.machine import cpu_kind, describe_isa
+    from resnet_deploy.runtime.machine import cpu_kind, describe_isa
 
     m, d, s = result["machine"], result["data"], result["summary"]
     where = f"{m['cpu']} ({describe_isa(m['isa']) or 'no listed instruction sets'}; {cpu_kind(m['isa'])})"
@@ -697,7 +697,7 @@ def render(result: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from resnet_deploy.machine import cpu_kind
+    from resnet_deploy.runtime.machine import cpu_kind
 
     args = parse_args(argv)
     if args.render:

@@ -183,8 +183,8 @@ def search_parts(parts: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
 def run_phase(args: argparse.Namespace) -> dict[str, Any]:
     """One phase on ``args.onnx``: its seconds, peak memory, variants scored and what it found."""
     import resnet_deploy.data  # noqa: F401  (torch, as every phase loads it: part of the baseline RSS)
+    from resnet_deploy.artifacts.onnx_io import load_onnx
     from resnet_deploy.errors import QuantizationError
-    from resnet_deploy.onnx_io import load_onnx
     from resnet_deploy.quantize.budget import BudgetOptions
     from resnet_deploy.quantize.calibrate import calibrate_onnx
     from resnet_deploy.quantize.layers import quantizable_layers
@@ -244,7 +244,7 @@ def run_phase(args: argparse.Namespace) -> dict[str, Any]:
 def describe_machine() -> dict[str, Any]:
     import onnxruntime
 
-    from resnet_deploy.machine import cpu_flags, cpu_name
+    from resnet_deploy.runtime.machine import cpu_flags, cpu_name
 
     try:
         usable = len(os.sched_getaffinity(0))
@@ -262,7 +262,7 @@ def describe_machine() -> dict[str, Any]:
 
 
 def machine_line(machine: dict[str, Any]) -> str:
-    from resnet_deploy.machine import ISA_NAMES
+    from resnet_deploy.runtime.machine import ISA_NAMES
 
     isa = ", ".join(ISA_NAMES.get(flag, flag) for flag in machine["isa"]) or "no SIMD flags read"
     return (
@@ -281,7 +281,7 @@ def fit_head(model: Any, metadata: Any, images: int) -> dict[str, Any]:
     import torch
 
     from resnet_deploy import data
-    from resnet_deploy.runtime.preprocess import normalise
+    from resnet_deploy.runtime.images import normalise
 
     split = data.open_dataset("digits").train
     size = metadata.config.input_size
@@ -317,8 +317,8 @@ def fit_head(model: Any, metadata: Any, images: int) -> dict[str, Any]:
 def export(args: argparse.Namespace, directory: Path) -> tuple[Path, dict[str, Any]]:
     import torch
 
-    from resnet_deploy.export import export_onnx
-    from resnet_deploy.model_source import open_model
+    from resnet_deploy.convert.export import export_onnx
+    from resnet_deploy.models.source import open_model
 
     torch.manual_seed(0)
     spec: dict[str, Any] = {"depth": args.depth, "num_classes": args.classes}

@@ -3,14 +3,14 @@
 # on ONNX Runtime, side by side in one process (README "Benchmarks"), then the per-layer FP32/INT8
 # profile of scripts/int8_cpu_layers.py. Writes scripts/results/bench-resnet50-cpu-KIND.{json,png}
 # and scripts/results/int8-cpu-layers-KIND.{txt,json}, KIND being the CPU's kind (avx2,
-# avx512-vnni, amx, ...: resnet_deploy.machine.cpu_kind), so each kind of CPU keeps its result.
+# avx512-vnni, amx, ...: resnet_deploy.runtime.machine.cpu_kind), so each kind of CPU keeps its result.
 # OpenVINO against ONNX Runtime on the same files: scripts/bench_cpu_runtimes.py.
 #   scripts/bench_resnet50_cpu.sh [threads]
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/_venv.sh" "plot"  # --plot needs matplotlib
 cd "$ROOT"
 threads="${1:-$(nproc)}"
-kind="$(python -c 'from resnet_deploy.machine import cpu_flags, cpu_kind; print(cpu_kind(cpu_flags()))')"
+kind="$(python -c 'from resnet_deploy.runtime.machine import cpu_flags, cpu_kind; print(cpu_kind(cpu_flags()))')"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 python - "$work" <<'PY'

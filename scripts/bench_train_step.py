@@ -171,7 +171,7 @@ def slug(text: str) -> str:
 
 def device_kind(machine: dict[str, Any]) -> str:
     """What the result file is named by: the GPU's name slugged, or ``cpu-`` and the kind of CPU."""
-    from resnet_deploy.machine import cpu_kind
+    from resnet_deploy.runtime.machine import cpu_kind
 
     if machine.get("device") == "cuda" and machine.get("gpu"):
         return slug(machine["gpu"])
@@ -199,7 +199,7 @@ def describe_machine(device: Any) -> dict[str, Any]:
     import torch
     import torchvision
 
-    from resnet_deploy.machine import (
+    from resnet_deploy.runtime.machine import (
         cpu_flags,
         cpu_kind,
         cpu_name,

@@ -30,7 +30,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from resnet_deploy.machine import describe_isa  # noqa: E402  (light: no torch, no onnx)
+from resnet_deploy.runtime.machine import describe_isa  # noqa: E402  (light: no torch, no onnx)
 
 START, END = "<!-- demo-table:start -->\n", "<!-- demo-table:end -->"
 PACKAGES = ("torch", "onnxruntime", "onnx", "numpy", "tensorrt-rtx", "tensorrt", "resnet-deploy")
@@ -41,7 +41,7 @@ class TableError(Exception):
 
 
 def describe_machine() -> dict[str, Any]:
-    from resnet_deploy.machine import cpu_flags, cpu_name
+    from resnet_deploy.runtime.machine import cpu_flags, cpu_name
 
     return {
         "cpu": cpu_name(),
@@ -92,8 +92,8 @@ def run_demo(out_dir: Path, demo_args: list[str]) -> tuple[dict[str, Any], list[
 def render(results: dict[str, Any]) -> str:
     """The README block (between the markers) for a results file: where and how the numbers were
     measured, then the demo's validation and bench tables as it prints them."""
-    from resnet_deploy.bench import BenchReport, BenchRow
-    from resnet_deploy.validate import Score, ValidationReport
+    from resnet_deploy.evaluate.bench import BenchReport, BenchRow
+    from resnet_deploy.evaluate.validate import Score, ValidationReport
 
     try:
         demo, machine, versions = results["demo"], results["machine"], results["versions"]
@@ -147,8 +147,8 @@ def recorded_artifact(row: dict[str, Any]) -> Any:
     settles them: an artifact whose top-1 class matched the reference's on every image was right on
     the same images (0 worse, 0 better). Any other such row cannot be rendered honestly.
     """
-    from resnet_deploy.paired_stats import change_from_counts
-    from resnet_deploy.validate import Score
+    from resnet_deploy.evaluate.paired_stats import change_from_counts
+    from resnet_deploy.evaluate.validate import Score
 
     score = Score(**row)
     if all(name in row for name in PAIRED_FIELDS):

@@ -26,7 +26,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from resnet_deploy.bench import PAUSE_SECONDS, describe_machine
+from resnet_deploy.evaluate.bench import PAUSE_SECONDS, describe_machine
 
 
 def _numel(shape: list[int]) -> int:

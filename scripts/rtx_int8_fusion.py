@@ -119,8 +119,8 @@ def variants(depth: int, directory: Path) -> dict[str, Path]:
     import torch
     from onnx import numpy_helper
 
-    from resnet_deploy.export import export_onnx
-    from resnet_deploy.model_source import open_model
+    from resnet_deploy.convert.export import export_onnx
+    from resnet_deploy.models.source import open_model
     from resnet_deploy.quantize.calibrate import calibrate_onnx
 
     torch.manual_seed(0)

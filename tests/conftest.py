@@ -53,8 +53,8 @@ def resnet20_export(tmp_path_factory: pytest.TempPathFactory):
     """One ResNet-20 built, exported and verified once for the whole session."""
     import torch
 
-    from resnet_deploy.export import export_onnx
-    from resnet_deploy.model_source import open_model
+    from resnet_deploy.convert.export import export_onnx
+    from resnet_deploy.models.source import open_model
 
     torch.manual_seed(0)
     source = open_model(depth=20)
@@ -69,8 +69,8 @@ def trained_resnet20(tmp_path_factory: pytest.TempPathFactory):
 
     Returns (checkpoint path, onnx path); shared by the quantization, validation and engine tests.
     """
-    from resnet_deploy.export import export_onnx
-    from resnet_deploy.model_source import open_model
+    from resnet_deploy.convert.export import export_onnx
+    from resnet_deploy.models.source import open_model
     from resnet_deploy.training.trainer import Trainer, TrainOptions
 
     root = tmp_path_factory.mktemp("trained")
@@ -94,8 +94,8 @@ def culprit_resnet20(trained_resnet20, tmp_path_factory: pytest.TempPathFactory)
     """
     import torch
 
-    from resnet_deploy.export import export_onnx
-    from resnet_deploy.model_source import open_model
+    from resnet_deploy.convert.export import export_onnx
+    from resnet_deploy.models.source import open_model
 
     checkpoint, _ = trained_resnet20
     source = open_model(checkpoint)
@@ -115,8 +115,8 @@ def tiny_onnx(tmp_path_factory: pytest.TempPathFactory):
     engine runner's tests, whose stand-in engines compute a fixed map whatever the model."""
     import torch
 
-    from resnet_deploy.export import export_onnx
-    from resnet_deploy.model_source import open_model
+    from resnet_deploy.convert.export import export_onnx
+    from resnet_deploy.models.source import open_model
 
     torch.manual_seed(0)
     source = open_model(depth=20, input_size=8)

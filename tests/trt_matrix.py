@@ -111,8 +111,7 @@ class Cell:
 @contextmanager
 def environment(column: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """The backend module for ``column``, installed as ``tensorrt`` on a machine with a GPU."""
-    from resnet_deploy import machine
-    from resnet_deploy.runtime import cuda_memory
+    from resnet_deploy.runtime import cuda_memory, machine
 
     if column == "rtx":
         import tensorrt_rtx
@@ -224,8 +223,8 @@ def make_inputs(directory: Path) -> Inputs:
     """A ResNet-20 export, its TensorRT Q/DQ twin and its entropy calibration cache (ranges from 32 images)."""
     import torch
 
-    from resnet_deploy.export import export_onnx
-    from resnet_deploy.model_source import open_model
+    from resnet_deploy.convert.export import export_onnx
+    from resnet_deploy.models.source import open_model
     from resnet_deploy.quantize.calibrate import calibrate_onnx
 
     directory.mkdir(parents=True, exist_ok=True)

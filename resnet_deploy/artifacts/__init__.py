@@ -18,7 +18,7 @@ from __future__ import annotations
 from resnet_deploy.artifacts.engine_sidecar import EngineSidecar, EngineTargets
 from resnet_deploy.artifacts.model_spec import ModelSpec, ResNetConfig, model_config
 from resnet_deploy.artifacts.onnx_metadata import ArtifactMetadata
-from resnet_deploy.artifacts.preprocess_spec import Preprocess
+from resnet_deploy.artifacts.preprocess import Preprocess
 from resnet_deploy.artifacts.train_state import EpochRecord, RunSetup
 
 __all__ = [

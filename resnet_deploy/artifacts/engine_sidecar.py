@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from resnet_deploy.artifacts.naming import json_beside
 from resnet_deploy.artifacts.versions import format_tag, read_version
 from resnet_deploy.errors import ArtifactError
-from resnet_deploy.output_plan import json_beside
 
 KIND, VERSION = "resnet-deploy-engine", 1
 FORMAT = format_tag(KIND, VERSION)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from resnet_deploy.artifacts.model_spec import ResNetConfig
-from resnet_deploy.artifacts.preprocess_spec import Preprocess, for_family
+from resnet_deploy.artifacts.preprocess import Preprocess, for_family
 from resnet_deploy.artifacts.versions import read_version
 from resnet_deploy.errors import ArtifactError
 

@@ -98,10 +98,10 @@ def bench(
       resnet-deploy bench r50.int8.onnx --streams 1,2,4 --batch 1,8 --json
       resnet-deploy bench r20.int8.engine r20.onnx --batch 1,8,32 --plot bench.png --json
     """
-    from resnet_deploy.bench import check_plot_path, plot, run_bench, run_throughput
     from resnet_deploy.errors import BenchmarkError
-    from resnet_deploy.output_plan import OutputPlan
-    from resnet_deploy.provenance import inputs_digest, png_of, report_mark
+    from resnet_deploy.evaluate.bench import check_plot_path, plot, run_bench, run_throughput
+    from resnet_deploy.files.output_plan import OutputPlan
+    from resnet_deploy.files.provenance import inputs_digest, png_of, report_mark
     from resnet_deploy.runtime import Backend, open_backend
     from resnet_deploy.runtime.load import ONNX_SUFFIXES, TORCH_SUFFIXES
 

@@ -83,9 +83,9 @@ def calibrate(
       resnet-deploy calibrate runs/resnet20/model.pt               # exports runs/resnet20/model.onnx first
       resnet-deploy calibrate r50.onnx --data imagefolder:/data/imagenet --max-top1-drop 0.5 --try-methods
     """
-    from resnet_deploy.output_plan import OutputPlan
+    from resnet_deploy.files.output_plan import OutputPlan
+    from resnet_deploy.files.provenance import onnx_twin_of
     from resnet_deploy.pipeline import onnx_from_model_arg, plan_model_export
-    from resnet_deploy.provenance import onnx_twin_of
 
     out = Reporter(as_json)
     budget = budget_from(budget_flags)

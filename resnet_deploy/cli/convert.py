@@ -33,8 +33,8 @@ def convert(
     Example:
       resnet-deploy convert resnet20.onnx --fp16            # -> resnet20.fp16.onnx
     """
-    from resnet_deploy.output_plan import OutputPlan
-    from resnet_deploy.provenance import onnx_twin_of
+    from resnet_deploy.files.output_plan import OutputPlan
+    from resnet_deploy.files.provenance import onnx_twin_of
 
     out = Reporter(as_json)
     if not fp16:
@@ -50,7 +50,7 @@ def convert(
     plan.check()
     for note in plan.notes():
         out.say(note)
-    from resnet_deploy.fp16 import convert_to_fp16
+    from resnet_deploy.convert.fp16 import convert_to_fp16
 
     result = convert_to_fp16(onnx_path, output, keep_fp32=keep_fp32, verify=not no_verify)
     out.say(f"wrote {result.path} ({human_bytes(result.path.stat().st_size)}) in {result.seconds:.1f} s")

@@ -74,7 +74,7 @@ def sensitivity(
       resnet-deploy sensitivity resnet20.onnx
       resnet-deploy sensitivity r50.onnx --data imagefolder:/data/imagenet --images 512 --top 10 --json
     """
-    from resnet_deploy.output_plan import OutputPlan
+    from resnet_deploy.files.output_plan import OutputPlan
 
     out = Reporter(as_json)
     if not Path(model_path).is_file():
@@ -85,7 +85,7 @@ def sensitivity(
     if report:  # planned before minutes of scoring; a rerun replaces its own report, nothing else
         if not report.lower().endswith((".md", ".markdown")):
             raise click.BadParameter(f"the report is Markdown: end it in .md, not {report}", param_hint="--report")
-        from resnet_deploy.provenance import inputs_digest, report_mark, report_of
+        from resnet_deploy.files.provenance import inputs_digest, report_mark, report_of
 
         settings = f"{data}|{images}|{calib_images}|{method}|{percentile}|{keep_out_precision}"
         digest = inputs_digest([model_path], extra=settings)

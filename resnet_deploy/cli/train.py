@@ -19,7 +19,7 @@ from resnet_deploy.artifacts.train_state import DEFAULT_DATA, EpochRecord
 from resnet_deploy.cli.options import SEED_RANGE, json_option, model_options, model_spec, overwrite_option
 from resnet_deploy.cli.output import Reporter
 from resnet_deploy.errors import ResnetDeployError, Terminated, TrainingError, interrupted_code
-from resnet_deploy.output_plan import OutputPlan
+from resnet_deploy.files.output_plan import OutputPlan
 from resnet_deploy.training.log import describe_epoch
 
 if TYPE_CHECKING:  # seen by mypy and import-linter

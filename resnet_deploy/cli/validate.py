@@ -9,7 +9,7 @@ from click.core import ParameterSource
 
 from resnet_deploy.cli.options import FiniteFloat, json_option, overwrite_option
 from resnet_deploy.cli.output import Reporter
-from resnet_deploy.paired_stats import GATES
+from resnet_deploy.evaluate.paired_stats import GATES
 
 
 @click.command()
@@ -75,11 +75,11 @@ def validate_command(
       resnet-deploy validate --checkpoint r50.pth r50.int8.onnx --data imagefolder:/data/imagenet \\
           --max-top1-drop 0.5 --gate-on upper-bound --report validation.md
     """
-    from resnet_deploy.output_plan import OutputPlan
-    from resnet_deploy.provenance import inputs_digest, report_mark, report_of
+    from resnet_deploy.evaluate.validate import check_gate, open_artifacts, validate, write_report
+    from resnet_deploy.files.output_plan import OutputPlan
+    from resnet_deploy.files.provenance import inputs_digest, report_mark, report_of
     from resnet_deploy.runtime import open_backend
     from resnet_deploy.runtime.load import TORCH_SUFFIXES
-    from resnet_deploy.validate import check_gate, open_artifacts, validate, write_report
 
     out = Reporter(as_json)
     if not artifacts:

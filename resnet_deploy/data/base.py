@@ -8,7 +8,7 @@ from typing import Protocol
 
 import torch
 
-from resnet_deploy.artifacts.preprocess_spec import Preprocess
+from resnet_deploy.artifacts.preprocess import Preprocess
 
 NAMED_FILES = 3  # files a message names before "+N more": enough to find the pattern, still one line
 
@@ -67,7 +67,7 @@ class Split(Protocol):
 
         ``limit`` takes only the first ``limit`` images (after the seeded shuffle when ``train``).
         ``preprocess``: evaluation images of another size are resized by this policy, through the
-        runner's own :func:`resnet_deploy.preprocessing.fit` (so scores match deployment).
+        runner's own :func:`resnet_deploy.artifacts.preprocess.fit` (so scores match deployment).
         ``shard``: only this process's part of each batch (its random draws are those of the whole batch).
         """
         ...

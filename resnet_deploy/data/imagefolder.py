@@ -3,7 +3,7 @@
 ``imagefolder:PATH`` where PATH holds ``train/`` and ``val/`` (or ``test/``) class folders, as
 ImageNet is usually laid out; or class folders directly, then a fixed, seeded, stratified 10% of
 each class is held out for testing. Eval: the model's preprocessing policy through
-:func:`resnet_deploy.preprocessing.fit` (default: shorter side to 256/224 of the input, centre crop).
+:func:`resnet_deploy.artifacts.preprocess.fit` (default: shorter side to 256/224 of the input, centre crop).
 Train: random-resized crop and horizontal flip. Images that fail to decode are skipped, counted
 and named (``Batch.skipped_paths``); the caller fails the run when too many do.
 """
@@ -18,12 +18,11 @@ from typing import Any
 
 import torch
 
-from resnet_deploy.artifacts.preprocess_spec import Preprocess
+from resnet_deploy.artifacts.preprocess import Preprocess, fit
 from resnet_deploy.data import gpu_jpeg
 from resnet_deploy.data.base import Batch, Dataset, Shard
 from resnet_deploy.data.file_index import scan_folder
 from resnet_deploy.errors import DatasetError
-from resnet_deploy.preprocessing import fit
 
 IMAGENET_MEAN_STD = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 HOLDOUT_FRACTION = 0.1
@@ -40,7 +39,7 @@ def _decode(path: str) -> Any:
 
 
 def _eval_transform(image: Any, *, size: int, policy: Preprocess) -> torch.Tensor:
-    """(3, size, size) uint8: the runner's own resizing (:func:`resnet_deploy.preprocessing.fit`)."""
+    """(3, size, size) uint8: the runner's own resizing (:func:`resnet_deploy.artifacts.preprocess.fit`)."""
     return torch.from_numpy(fit(image, size, policy)).permute(2, 0, 1)
 
 
@@ -127,7 +126,7 @@ class FolderSplit:
     @staticmethod
     def transform(size: int, train: bool, preprocess: Preprocess | None = None) -> Any:
         """uint8 (3, size, size). Train: random-resized crop and flip. Eval:
-        :func:`resnet_deploy.preprocessing.fit`, the runner's own preprocessing, so validate and
+        :func:`resnet_deploy.artifacts.preprocess.fit`, the runner's own preprocessing, so validate and
         calibration score what deployment feeds."""
         from torchvision.transforms import v2
 

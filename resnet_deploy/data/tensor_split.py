@@ -13,9 +13,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from resnet_deploy.artifacts.preprocess_spec import Preprocess
+from resnet_deploy.artifacts.preprocess import Preprocess, fit
 from resnet_deploy.data.base import Batch, Shard
-from resnet_deploy.preprocessing import fit
 
 
 def _resize(images: torch.Tensor, size: int) -> torch.Tensor:

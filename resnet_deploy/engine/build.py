@@ -26,14 +26,14 @@ from typing import Any
 
 from resnet_deploy._io import atomic_outputs, check_writable, sha256_bytes, sha256_file, write_bytes_atomic
 from resnet_deploy.artifacts.engine_sidecar import EngineSidecar, EngineTargets, sidecar_path
+from resnet_deploy.artifacts.onnx_io import read_onnx_props
 from resnet_deploy.engine import network as tensorrt_api  # through the module: tests replace its calls
 from resnet_deploy.engine import progress as progress_bars  # through the module, as tensorrt_api
 from resnet_deploy.engine.build_gpu import describe_build_gpu
 from resnet_deploy.engine.implicit_int8 import cache_calibrator
 from resnet_deploy.engine.options import BatchProfile, BuildOptions, check_combination, resolve_batch
 from resnet_deploy.errors import BuildOptionError
-from resnet_deploy.onnx_io import read_onnx_props
-from resnet_deploy.output_plan import OutputPlan
+from resnet_deploy.files.output_plan import OutputPlan
 from resnet_deploy.trt.flavours import EngineBackend, choose
 
 
@@ -133,7 +133,7 @@ def plan_build(
     """Add everything a build writes to ``plan``: the engine and its sidecar, the FP16/INT8 twin,
     the timing cache (updated in place). ``exported_later``: ``source`` is an FP32 export still to be
     written (whatever a file there holds now is replaced)."""
-    from resnet_deploy.provenance import onnx_twin_of
+    from resnet_deploy.files.provenance import onnx_twin_of
 
     plan.write(output, "engine", ours=given_ours)
     strongly_typed, _ = typing_mode(backend, options)

@@ -129,7 +129,7 @@ def parse_target_cc(text: str | None) -> tuple[str, ...]:
 
 def check_combination(options: BuildOptions, backend: EngineBackend) -> None:
     """Refuse, before any export or calibration, what this backend (or TensorRT release) cannot build."""
-    from resnet_deploy import machine
+    from resnet_deploy.runtime import machine
 
     rtx, release = backend.is_rtx, backend.describe()
     if options.precision not in PRECISIONS:

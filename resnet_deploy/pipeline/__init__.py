@@ -8,6 +8,7 @@ prints); failures are the project's errors (``resnet_deploy.errors``).
 
 from __future__ import annotations
 
+from resnet_deploy.messages import Messages, Printed
 from resnet_deploy.pipeline.engines import EngineJob, build_engine, derive_graph, plan_engine, run_planned_engine
 from resnet_deploy.pipeline.exports import (
     describe_verification,
@@ -19,7 +20,6 @@ from resnet_deploy.pipeline.exports import (
     random_architecture,
     random_or_none,
 )
-from resnet_deploy.pipeline.messages import Messages, Printed
 
 __all__ = [
     "EngineJob",

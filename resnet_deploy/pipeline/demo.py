@@ -22,25 +22,26 @@ from resnet_deploy.artifacts.engine_sidecar import sidecar_path
 from resnet_deploy.artifacts.model_spec import ARCHITECTURES, ModelSpec
 from resnet_deploy.engine.options import BuildOptions
 from resnet_deploy.errors import NoBackendError, OutputPathError, ResnetDeployError, UnknownModelError
-from resnet_deploy.machine import gpu_present
+from resnet_deploy.messages import Messages
 from resnet_deploy.pipeline.engines import build_engine
 from resnet_deploy.pipeline.exports import export_model
-from resnet_deploy.pipeline.messages import Messages
 from resnet_deploy.quantize.options import CalibrationOptions
 from resnet_deploy.runtime import open_backend
+from resnet_deploy.runtime.machine import gpu_present
 from resnet_deploy.trt.flavours import choose
 
 if TYPE_CHECKING:
-    from resnet_deploy import bench, fp16, validate
+    from resnet_deploy.convert import fp16
+    from resnet_deploy.evaluate import bench, validate
     from resnet_deploy.quantize import calibrate
     from resnet_deploy.training import log, run_state, trainer
 else:
     bench, fp16, validate, calibrate, log, run_state, trainer = map(
         lazy_module,
         (
-            "resnet_deploy.bench",
-            "resnet_deploy.fp16",
-            "resnet_deploy.validate",
+            "resnet_deploy.evaluate.bench",
+            "resnet_deploy.convert.fp16",
+            "resnet_deploy.evaluate.validate",
             "resnet_deploy.quantize.calibrate",
             "resnet_deploy.training.log",
             "resnet_deploy.training.run_state",

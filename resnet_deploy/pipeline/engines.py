@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from resnet_deploy._lazy import lazy_module
 from resnet_deploy.artifacts.model_spec import ModelSpec
+from resnet_deploy.artifacts.onnx_io import check_graph_matches_metadata, read_onnx_props
 from resnet_deploy.engine.build import (
     BuildResult,
     build_engine_file,
@@ -21,23 +22,22 @@ from resnet_deploy.engine.build import (
 )
 from resnet_deploy.engine.options import BuildOptions, check_combination
 from resnet_deploy.errors import QuantizationError
-from resnet_deploy.onnx_io import check_graph_matches_metadata, read_onnx_props
-from resnet_deploy.output_plan import OutputPlan
+from resnet_deploy.files.output_plan import OutputPlan
+from resnet_deploy.files.provenance import engine_built_from
+from resnet_deploy.messages import Messages, Silent
 from resnet_deploy.pipeline.exports import export_ours, export_planned, random_or_none
-from resnet_deploy.pipeline.messages import Messages, Silent
-from resnet_deploy.provenance import engine_built_from
 from resnet_deploy.quantize.budget import BudgetOptions, int8_twin_settings
 from resnet_deploy.quantize.budget import summary_line as budget_summary
 from resnet_deploy.quantize.options import CalibrationOptions
 from resnet_deploy.trt.flavours import EngineBackend, choose
 
 if TYPE_CHECKING:
-    from resnet_deploy import fp16
+    from resnet_deploy.convert import fp16
     from resnet_deploy.data import spec as data_spec
     from resnet_deploy.quantize import calibrate
 else:
     fp16, data_spec, calibrate = map(
-        lazy_module, ("resnet_deploy.fp16", "resnet_deploy.data.spec", "resnet_deploy.quantize.calibrate")
+        lazy_module, ("resnet_deploy.convert.fp16", "resnet_deploy.data.spec", "resnet_deploy.quantize.calibrate")
     )
 
 

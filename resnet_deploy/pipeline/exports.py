@@ -11,16 +11,17 @@ from resnet_deploy._lazy import lazy_module
 from resnet_deploy.artifacts.model_spec import ModelSpec, model_config
 from resnet_deploy.artifacts.onnx_metadata import ArtifactMetadata
 from resnet_deploy.errors import CheckpointError, OutputPathError, UnknownModelError
-from resnet_deploy.output_plan import OutputPlan
-from resnet_deploy.pipeline.messages import Messages
-from resnet_deploy.provenance import architecture, onnx_export_of
+from resnet_deploy.files.output_plan import OutputPlan
+from resnet_deploy.files.provenance import architecture, onnx_export_of
+from resnet_deploy.messages import Messages
 
 if TYPE_CHECKING:
-    from resnet_deploy import export, model_source
-    from resnet_deploy import verify as verification
+    from resnet_deploy.convert import export
+    from resnet_deploy.convert import verify as verification
+    from resnet_deploy.models import source as model_source
 else:
     export, model_source, verification = map(
-        lazy_module, ("resnet_deploy.export", "resnet_deploy.model_source", "resnet_deploy.verify")
+        lazy_module, ("resnet_deploy.convert.export", "resnet_deploy.models.source", "resnet_deploy.convert.verify")
     )
 
 

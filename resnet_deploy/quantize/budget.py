@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from resnet_deploy.errors import QuantizationError
-from resnet_deploy.paired_stats import GATES, change_from_counts
+from resnet_deploy.evaluate.paired_stats import GATES, change_from_counts
 from resnet_deploy.quantize.judge import HeldOutJudge, VariantScore
 from resnet_deploy.quantize.layers import QuantLayer, mac_share
 from resnet_deploy.quantize.options import CalibrationOptions

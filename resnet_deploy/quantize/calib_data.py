@@ -11,7 +11,7 @@ import numpy as np
 from resnet_deploy._lazy import lazy_module
 from resnet_deploy.artifacts.onnx_metadata import ArtifactMetadata
 from resnet_deploy.errors import DatasetError
-from resnet_deploy.runtime.preprocess import normalise
+from resnet_deploy.runtime.images import normalise
 
 if TYPE_CHECKING:  # the datasets pull in torch: imported when calibration images are first loaded
     from resnet_deploy import data

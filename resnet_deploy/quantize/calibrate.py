@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING, Any
 
 from resnet_deploy._io import atomic_output, check_writable
 from resnet_deploy._lazy import lazy_import
+from resnet_deploy.artifacts.onnx_io import load_onnx, onnx_props
 from resnet_deploy.artifacts.onnx_metadata import ArtifactMetadata
 from resnet_deploy.errors import QuantizationError
-from resnet_deploy.onnx_io import load_onnx, onnx_props
 from resnet_deploy.quantize.budget import BudgetOptions, BudgetOutcome, best, search
 from resnet_deploy.quantize.calib_data import CalibrationSet, load_held_out_set
 from resnet_deploy.quantize.cpu_qdq import quantize_for_cpu

@@ -3,7 +3,7 @@
 The FP32 model runs once; every variant (one layer in INT8, all but one, a mixed-precision
 candidate) runs in ONNX Runtime on the same images and is compared with it: top-1 agreement,
 the KL divergence of the softmax, logit errors, and the paired change in top-1 error against the
-labels (:mod:`resnet_deploy.paired_stats`).
+labels (:mod:`resnet_deploy.evaluate.paired_stats`).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from resnet_deploy.errors import QuantizationError
-from resnet_deploy.paired_stats import PairedChange, paired_change
+from resnet_deploy.evaluate.paired_stats import PairedChange, paired_change
 from resnet_deploy.quantize.calib_data import HeldOutSet
 from resnet_deploy.quantize.ranges import padded_feeds
 

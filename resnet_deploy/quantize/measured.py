@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, Any
 
 from resnet_deploy._io import sha256_file
 from resnet_deploy._lazy import lazy_import
+from resnet_deploy.artifacts.onnx_io import check_graph_matches_metadata
 from resnet_deploy.artifacts.onnx_metadata import ArtifactMetadata
 from resnet_deploy.errors import QuantizationError, ResnetDeployError
-from resnet_deploy.onnx_io import check_graph_matches_metadata
 from resnet_deploy.quantize.cache import cache_dir_problem, calibration_id, read_cached, write_cache
 from resnet_deploy.quantize.calib_data import CalibrationSet, load_calibration_set
 from resnet_deploy.quantize.cpu_qdq import cpu_calibration_tensors

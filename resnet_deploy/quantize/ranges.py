@@ -30,8 +30,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from resnet_deploy._lazy import lazy_import
+from resnet_deploy.artifacts.onnx_io import load_onnx
 from resnet_deploy.errors import QuantizationError
-from resnet_deploy.onnx_io import load_onnx
 from resnet_deploy.quantize.options import METHODS
 from resnet_deploy.quantize.trt_entropy import LEVELS, AbsHistograms, entropy_amax, percentile_amax
 

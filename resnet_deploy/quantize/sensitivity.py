@@ -216,7 +216,7 @@ def model_sensitivity(
 ) -> SensitivityReport:
     """Calibrate ``onnx_path`` (ranges from the cache when there) and scan every layer on ``images``
     held-out test images."""
-    from resnet_deploy.onnx_io import load_onnx
+    from resnet_deploy.artifacts.onnx_io import load_onnx
     from resnet_deploy.quantize.calib_data import load_held_out_set
     from resnet_deploy.quantize.layers import quantizable_layers
     from resnet_deploy.quantize.measured import (

@@ -32,7 +32,7 @@ import numpy as np
 
 from resnet_deploy._lazy import INSTALL_HINTS
 from resnet_deploy.errors import CudaError
-from resnet_deploy.machine import cuda_version_text, describe_no_gpu, driver_cuda_version, gpu_count
+from resnet_deploy.runtime.machine import cuda_version_text, describe_no_gpu, driver_cuda_version, gpu_count
 
 INSUFFICIENT_DRIVER = 35  # cudaErrorInsufficientDriver / CUDA_ERROR_... : driver older than the bindings
 NON_BLOCKING = 1  # cudaStreamNonBlocking / CU_STREAM_NON_BLOCKING

@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from resnet_deploy.artifacts.onnx_io import check_graph_matches_metadata
 from resnet_deploy.errors import RunnerError
-from resnet_deploy.onnx_io import check_graph_matches_metadata
 from resnet_deploy.runtime.base import Backend, check_threads_and_streams, one_line, run_in_chunks
 
 

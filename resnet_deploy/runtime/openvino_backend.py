@@ -20,9 +20,9 @@ from typing import Any
 
 import numpy as np
 
+from resnet_deploy.artifacts.onnx_io import check_graph_matches_metadata, load_onnx, onnx_props
 from resnet_deploy.artifacts.onnx_metadata import ArtifactMetadata
 from resnet_deploy.errors import RunnerError
-from resnet_deploy.onnx_io import check_graph_matches_metadata, load_onnx, onnx_props
 from resnet_deploy.runtime.base import Backend, check_threads_and_streams, one_line, run_in_chunks
 
 INSTALL = 'pip install "resnet-deploy[openvino]"'

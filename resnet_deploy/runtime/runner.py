@@ -61,7 +61,7 @@ class Runner:
         return tuple(names) if names else tuple(str(i) for i in range(self.metadata.config.num_classes))
 
     def preprocess(self, images: Sequence[Any] | Any) -> np.ndarray:
-        from resnet_deploy.runtime.preprocess import preprocess
+        from resnet_deploy.runtime.images import preprocess
 
         return preprocess(images, self.metadata)
 

@@ -9,7 +9,7 @@ import numpy as np
 
 from resnet_deploy.artifacts.model_spec import ModelSpec
 from resnet_deploy.errors import RunnerError
-from resnet_deploy.model_source import open_model
+from resnet_deploy.models.source import open_model
 from resnet_deploy.runtime.base import Backend, one_line
 
 DEVICES = "'cpu', 'cuda' or 'cuda:N' (or 'mps' on Apple silicon)"
@@ -44,7 +44,7 @@ def check_device(device: Any) -> Any:
 
 def _why_no_cuda(torch: Any) -> str:
     """Why torch cannot use CUDA here, and what to do about it."""
-    from resnet_deploy import machine
+    from resnet_deploy.runtime import machine
 
     cpu = "or run on the CPU with device='cpu'"
     if torch.version.cuda is None:

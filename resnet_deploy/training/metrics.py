@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from resnet_deploy.artifacts.preprocess_spec import for_family
+from resnet_deploy.artifacts.preprocess import for_family
 from resnet_deploy.data.base import Shard, Split
 
 

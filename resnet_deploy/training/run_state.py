@@ -30,8 +30,8 @@ from resnet_deploy.artifacts.train_state import (
     plan_fields,
     read_format,
 )
-from resnet_deploy.checkpoint import load_state_into
 from resnet_deploy.errors import ArtifactError, OutputPathError, ResnetDeployError, TrainingError
+from resnet_deploy.models.checkpoint import load_state_into
 from resnet_deploy.models.resnet import ResNet
 from resnet_deploy.training.recipes import Plan
 

@@ -29,10 +29,10 @@ from tqdm import tqdm
 from resnet_deploy import __version__
 from resnet_deploy.artifacts.model_spec import ModelSpec, ResNetConfig, model_config
 from resnet_deploy.artifacts.train_state import DEFAULT_DATA, EpochRecord, RunSetup
-from resnet_deploy.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from resnet_deploy.data import Batch, Dataset, open_dataset
 from resnet_deploy.data.base import name_files
 from resnet_deploy.errors import DatasetError, OutputPathError, ResnetDeployError, TrainingError
+from resnet_deploy.models.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from resnet_deploy.models.resnet import ResNet
 from resnet_deploy.training.distributed import PeerFailed, World
 from resnet_deploy.training.log import write_log

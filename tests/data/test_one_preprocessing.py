@@ -2,7 +2,7 @@
 
 The runner resized with PIL and ``round()``; ImageFolder eval used torchvision's antialiased tensor
 resize and its own centre-crop rounding: on a 1024x683 image the crop moved a pixel and pixels
-differed by up to 0.46. Both now call :func:`resnet_deploy.preprocessing.fit`; these tests compare
+differed by up to 0.46. Both now call :func:`resnet_deploy.artifacts.preprocess.fit`; these tests compare
 the two paths bit for bit on large, non-square, grayscale and RGBA images.
 """
 
@@ -15,10 +15,10 @@ from PIL import Image
 
 from resnet_deploy.artifacts.model_spec import model_config
 from resnet_deploy.artifacts.onnx_metadata import ArtifactMetadata
-from resnet_deploy.artifacts.preprocess_spec import Preprocess
+from resnet_deploy.artifacts.preprocess import Preprocess
 from resnet_deploy.data.imagefolder import FolderSplit
 from resnet_deploy.data.tensor_split import TensorSplit
-from resnet_deploy.runtime.preprocess import preprocess
+from resnet_deploy.runtime.images import preprocess
 
 SHAPES = [((1024, 683), "RGB"), ((333, 500), "RGB"), ((640, 480), "L"), ((500, 375), "RGBA"), ((97, 301), "RGB")]
 

@@ -59,8 +59,8 @@ def test_resnet20_engines_and_sidecars(onnx_fp32, tmp_path, precision, low, high
 
 
 def test_resnet18_fp32_and_int8(tmp_path) -> None:
-    from resnet_deploy.export import export_onnx
-    from resnet_deploy.model_source import open_model
+    from resnet_deploy.convert.export import export_onnx
+    from resnet_deploy.models.source import open_model
 
     source = open_model(depth=18)
     export_onnx(source.model, tmp_path / "r18.onnx", source.metadata, verify=False)
@@ -94,7 +94,7 @@ def test_parser_errors_are_listed_by_node_and_op(onnx_fp32, tmp_path) -> None:
 
 
 def test_static_batch_profile_and_bad_requests(tmp_path, resnet20_export) -> None:
-    from resnet_deploy.export import export_onnx
+    from resnet_deploy.convert.export import export_onnx
 
     source, _ = resnet20_export
     export_onnx(source.model, tmp_path / "s4.onnx", source.metadata, static_batch=4, verify=False)

@@ -57,7 +57,7 @@ def test_target_compute_capabilities() -> None:
     ],
 )
 def test_contradictory_options(backend, options, message, monkeypatch) -> None:
-    from resnet_deploy import machine
+    from resnet_deploy.runtime import machine
     from tests.trt_standin import standin, standin_rtx
 
     module = standin_rtx() if backend == "rtx" else standin(backend)
@@ -141,7 +141,7 @@ def test_a_gpu_is_found_where_the_driver_lists_none_in_proc(monkeypatch) -> None
     """Jetson's integrated GPU (nvgpu) and WSL2 have no /proc/driver/nvidia: the driver is asked."""
     import ctypes
 
-    from resnet_deploy import machine
+    from resnet_deploy.runtime import machine
 
     class LibCuda:
         def __init__(self, devices: int) -> None:

@@ -162,7 +162,7 @@ def test_cli_refuses_before_exporting(release, tmp_path, monkeypatch) -> None:
 
 def test_no_gpu_and_no_target_is_refused_before_minutes_of_export_and_calibration(tmp_path, monkeypatch) -> None:
     pytest.importorskip("tensorrt_rtx")
-    from resnet_deploy import machine
+    from resnet_deploy.runtime import machine
     from tests.cli_helpers import assert_one_line_error, invoke
 
     monkeypatch.chdir(tmp_path)

@@ -164,8 +164,8 @@ def test_every_listed_name_is_an_entry_point_building_the_same_architecture(name
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     """A few cheap names exported once (opset 17: the TorchScript exporter, ~1 s each)."""
-    from resnet_deploy.export import export_onnx
-    from resnet_deploy.model_source import open_model
+    from resnet_deploy.convert.export import export_onnx
+    from resnet_deploy.models.source import open_model
 
     root = tmp_path_factory.mktemp("every-model-onnx")
     options = {

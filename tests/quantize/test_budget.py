@@ -68,8 +68,8 @@ def test_the_mixed_graph_validates_on_the_test_split(trained_resnet20, culprit_w
     """The budget was met on 128 held-out images; the whole test split (360) agrees within noise."""
     from contextlib import ExitStack
 
+    from resnet_deploy.evaluate.validate import validate
     from resnet_deploy.runtime import open_backend
-    from resnet_deploy.validate import validate
 
     checkpoint, _ = trained_resnet20
     result, _ = culprit_within_budget
@@ -108,7 +108,7 @@ class AlwaysWorse:
     held_out = type("HeldOut", (), {"spec": "digits"})()
 
     def score(self, model):
-        from resnet_deploy.paired_stats import change_from_counts
+        from resnet_deploy.evaluate.paired_stats import change_from_counts
         from resnet_deploy.quantize.judge import VariantScore
 
         return VariantScore(0.9, 0.1, 1.0, 0.1, change_from_counts(100, 10, 0))
@@ -186,7 +186,7 @@ def test_the_budget_needs_the_tensorrt_placement(trained_resnet20, tmp_path) -> 
 
 def test_mixed_graph_runs_in_onnxruntime_and_agrees_with_fp32(culprit_resnet20, culprit_within_budget) -> None:
     """On test images the model never calibrated on: the all-INT8 graph disagreed on a sixth of them."""
-    from resnet_deploy.onnx_io import read_onnx_metadata
+    from resnet_deploy.artifacts.onnx_io import read_onnx_metadata
     from resnet_deploy.quantize.calib_data import load_held_out_set
     from resnet_deploy.quantize.judge import run_model
 
@@ -256,7 +256,7 @@ class ScoresByKeptOut:
         self.first, self.culprit = first, culprit
 
     def score(self, model):
-        from resnet_deploy.paired_stats import change_from_counts
+        from resnet_deploy.evaluate.paired_stats import change_from_counts
         from resnet_deploy.quantize.judge import VariantScore
 
         kept = {n.name for n in model.graph.node if n.op_type == "Conv" and not n.input[1].endswith("_dq")}
@@ -283,7 +283,7 @@ def test_a_layer_kept_out_on_the_way_that_did_not_help_goes_back_into_int8(train
 
 
 def test_among_methods_missing_the_budget_the_smallest_drop_is_reported() -> None:
-    from resnet_deploy.paired_stats import change_from_counts
+    from resnet_deploy.evaluate.paired_stats import change_from_counts
     from resnet_deploy.quantize.budget import BudgetOutcome, best
     from resnet_deploy.quantize.judge import VariantScore
     from resnet_deploy.quantize.layers import QuantLayer
@@ -305,8 +305,8 @@ def test_a_torchscript_export_keeps_layers_out_in_fp16_and_names_them(tmp_path) 
     names nodes by scope (/layer1/layer1.0/conv1/Conv): both must work."""
     import torch
 
-    from resnet_deploy.export import export_onnx
-    from resnet_deploy.model_source import open_model
+    from resnet_deploy.convert.export import export_onnx
+    from resnet_deploy.models.source import open_model
     from resnet_deploy.quantize.judge import run_model
     from resnet_deploy.quantize.qdq_tensorrt import qdq_tensors
     from resnet_deploy.quantize.sensitivity import variant
@@ -352,8 +352,8 @@ def test_build_engine_refuses_a_budget_it_cannot_use_before_any_export(tmp_path)
 
 def test_a_fixed_batch_export_calibrates_and_is_judged_on_its_real_images_only(trained_resnet20, tmp_path) -> None:
     """A static batch of 3 takes exactly 3 images: feeds are padded, and the padding reaches no range."""
-    from resnet_deploy.export import export_onnx
-    from resnet_deploy.model_source import open_model
+    from resnet_deploy.convert.export import export_onnx
+    from resnet_deploy.models.source import open_model
     from resnet_deploy.quantize.judge import run_model
 
     checkpoint, dynamic = trained_resnet20

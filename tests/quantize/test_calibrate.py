@@ -79,8 +79,8 @@ def test_int8_accuracy_matches_fp32(trained_onnx, tmp_path, target) -> None:
 
 @pytest.mark.slow
 def test_fully_trained_digits_resnet20_int8_meets_the_issue_numbers(tmp_path) -> None:
-    from resnet_deploy.export import export_onnx
-    from resnet_deploy.model_source import open_model
+    from resnet_deploy.convert.export import export_onnx
+    from resnet_deploy.models.source import open_model
     from resnet_deploy.training.trainer import Trainer, TrainOptions
 
     result = Trainer(TrainOptions.of(depth=20), tmp_path / "run", progress=False).run()
@@ -235,7 +235,7 @@ def test_cpu_target_measures_less_for_the_same_graph(trained_onnx, tmp_path) -> 
             ).path
         )
     )
-    from resnet_deploy.onnx_io import read_onnx_metadata
+    from resnet_deploy.artifacts.onnx_io import read_onnx_metadata
 
     batches = load_calibration_set(read_onnx_metadata(str(trained_onnx)), None, 32).batches
     everything = quantize_for_cpu(trained_onnx, compute_ranges(trained_onnx, batches, method="minmax", symmetric=False))

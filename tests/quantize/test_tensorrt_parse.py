@@ -27,7 +27,7 @@ def build(path, trt):
 
 @pytest.fixture(scope="module")
 def artifacts(trained_resnet20, tmp_path_factory):
-    from resnet_deploy.fp16 import convert_to_fp16
+    from resnet_deploy.convert.fp16 import convert_to_fp16
     from resnet_deploy.quantize.calibrate import calibrate_onnx
 
     _, fp32 = trained_resnet20

@@ -177,7 +177,7 @@ def test_auto_measures_for_real(trained_resnet20) -> None:
 
 
 def test_auto_without_openvino_runs_onnxruntime_and_says_why(trained_resnet20, monkeypatch, no_probe) -> None:
-    from resnet_deploy.bench import describe_machine
+    from resnet_deploy.evaluate.bench import describe_machine
 
     _, onnx_path = trained_resnet20
     monkeypatch.setitem(sys.modules, "openvino", None)

@@ -49,7 +49,7 @@ def inverse_onnx(trained_resnet20, tmp_path_factory) -> Path:
 def digits(trained_resnet20) -> np.ndarray:
     """64 normalised test digits, as validate feeds them."""
     from resnet_deploy.data import open_dataset
-    from resnet_deploy.runtime.preprocess import normalise
+    from resnet_deploy.runtime.images import normalise
 
     _, onnx_path = trained_resnet20
     images = next(open_dataset("digits").test.batches(64, size=32)).images.numpy()
@@ -60,8 +60,8 @@ def digits(trained_resnet20) -> np.ndarray:
 @pytest.fixture(scope="module")
 def static3_onnx(trained_resnet20, tmp_path_factory) -> Path:
     """The trained ResNet-20 exported with a fixed batch of 3."""
-    from resnet_deploy.export import export_onnx
-    from resnet_deploy.model_source import open_model
+    from resnet_deploy.convert.export import export_onnx
+    from resnet_deploy.models.source import open_model
 
     checkpoint, _ = trained_resnet20
     source = open_model(checkpoint)

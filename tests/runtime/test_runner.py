@@ -25,7 +25,7 @@ def test_importing_the_runner_needs_numpy_only() -> None:
 
 def test_classify_raw_images_matches_validation_preprocessing(trained_resnet20) -> None:
     from resnet_deploy.data import open_dataset
-    from resnet_deploy.runtime.preprocess import normalise
+    from resnet_deploy.runtime.images import normalise
 
     _, onnx_path = trained_resnet20
     batch = next(open_dataset("digits").test.batches(64, size=32))
@@ -51,7 +51,7 @@ def test_preprocessing_follows_the_model(trained_resnet20) -> None:
 
     from resnet_deploy.artifacts.onnx_metadata import ArtifactMetadata
     from resnet_deploy.models.registry import build_model
-    from resnet_deploy.runtime.preprocess import preprocess
+    from resnet_deploy.runtime.images import preprocess
 
     imagenet = ArtifactMetadata(config=build_model(18).config, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
     photo = Image.fromarray(np.full((300, 400, 3), 128, np.uint8))

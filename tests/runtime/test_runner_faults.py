@@ -10,9 +10,9 @@ from typing import Any
 import numpy as np
 import pytest
 
+from resnet_deploy.artifacts.onnx_io import check_graph_matches_metadata, write_onnx_metadata
 from resnet_deploy.artifacts.onnx_metadata import ArtifactMetadata
 from resnet_deploy.errors import ResnetDeployError
-from resnet_deploy.onnx_io import check_graph_matches_metadata, write_onnx_metadata
 from resnet_deploy.runtime import Runner
 
 
@@ -30,8 +30,8 @@ def edited(tiny_onnx: Path, out: Path, *, classes: int | None = None, **props: s
     if classes is not None:  # a real graph with another number of classes, under the 10-class metadata
         import torch
 
-        from resnet_deploy.export import export_onnx
-        from resnet_deploy.model_source import open_model
+        from resnet_deploy.convert.export import export_onnx
+        from resnet_deploy.models.source import open_model
 
         torch.manual_seed(0)
         source = open_model(depth=20, input_size=8, num_classes=classes)
@@ -115,7 +115,7 @@ def test_metadata_values_that_would_break_classify_are_refused_naming_the_key(ti
 
 def test_normalising_with_a_zero_std_is_refused_not_nan() -> None:
     from resnet_deploy.models.registry import build_model
-    from resnet_deploy.runtime.preprocess import preprocess
+    from resnet_deploy.runtime.images import preprocess
 
     zero = ArtifactMetadata(config=build_model(20, input_size=8).config, mean=(0.5,) * 3, std=(0.25, 0.0, 0.25))
     with pytest.raises(
@@ -224,8 +224,8 @@ def test_a_fixed_batch_onnx_runs_any_batch_size(tiny_onnx, tmp_path) -> None:
     """An export with a static batch of 2 (ORT would raise InvalidArgument for 3) runs in padded chunks."""
     import torch
 
-    from resnet_deploy.export import export_onnx
-    from resnet_deploy.model_source import open_model
+    from resnet_deploy.convert.export import export_onnx
+    from resnet_deploy.models.source import open_model
 
     torch.manual_seed(0)
     source = open_model(depth=20, input_size=8)
@@ -246,7 +246,7 @@ def test_a_fixed_batch_onnx_runs_any_batch_size(tiny_onnx, tmp_path) -> None:
 def tiny_checkpoint(tmp_path) -> Path:
     import torch
 
-    from resnet_deploy.checkpoint import save_checkpoint
+    from resnet_deploy.models.checkpoint import save_checkpoint
     from resnet_deploy.models.registry import build_model
 
     torch.manual_seed(0)
@@ -256,7 +256,7 @@ def tiny_checkpoint(tmp_path) -> Path:
 def test_torch_devices_that_cannot_run_are_refused_before_the_checkpoint_is_read(tmp_path, monkeypatch) -> None:
     import torch
 
-    from resnet_deploy import machine
+    from resnet_deploy.runtime import machine
 
     garbage = tmp_path / "m.pt"
     garbage.write_bytes(b"not a checkpoint")  # a device error comes first: nothing is read for nothing
@@ -315,7 +315,7 @@ def test_torch_errors_while_running_become_one_line(tiny_checkpoint) -> None:
 def write_engine(tmp_path: Path, tiny_onnx: Path, **fields: Any) -> Path:
     """An engine file and a sidecar whose types are right (unless ``fields`` says otherwise)."""
     from resnet_deploy.artifacts.engine_sidecar import EngineSidecar, EngineTargets, sidecar_path
-    from resnet_deploy.onnx_io import read_onnx_props
+    from resnet_deploy.artifacts.onnx_io import read_onnx_props
 
     engine = tmp_path / "m.engine"
     engine.write_bytes(b"\0" * 64)
@@ -374,7 +374,7 @@ def test_options_and_paths_of_the_wrong_type_are_refused(tmp_path, tiny_onnx) ->
 
 
 def test_a_sidecar_model_metadata_with_a_zero_std_is_refused(tmp_path, tiny_onnx) -> None:
-    from resnet_deploy.onnx_io import read_onnx_props
+    from resnet_deploy.artifacts.onnx_io import read_onnx_props
 
     model = {**read_onnx_props(str(tiny_onnx)), "std": "[0, 0, 0]"}
     engine = write_engine(tmp_path, tiny_onnx, model=model)
@@ -416,8 +416,7 @@ def test_an_engine_that_contradicts_its_sidecar_is_refused_and_freed(tiny_onnx, 
 
 
 def test_no_driver_is_never_called_an_insufficient_driver(monkeypatch) -> None:
-    from resnet_deploy import machine
-    from resnet_deploy.runtime import cuda_memory
+    from resnet_deploy.runtime import cuda_memory, machine
     from tests.fake_cuda import FakeCudart, cudaError_t
 
     class NoDevice(FakeCudart):  # a driver that is loaded but sees no GPU (cudaErrorNoDevice)

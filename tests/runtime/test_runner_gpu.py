@@ -103,7 +103,7 @@ def gpu(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iter
     pytest.importorskip("cuda.bindings.nvrtc")
     if not torch.cuda.is_available():
         pytest.skip("needs an NVIDIA GPU")
-    from resnet_deploy import machine as machine_module
+    from resnet_deploy.runtime import machine as machine_module
 
     torch.cuda.init()
     major, minor = torch.cuda.get_device_capability(0)
@@ -187,7 +187,7 @@ def test_torch_tensors_zero_copy_ordered_with_the_callers_stream(gpu, tiny_onnx,
 
 
 def test_bench_times_with_cuda_events(gpu, tiny_onnx, tmp_path) -> None:
-    from resnet_deploy.bench import run_bench
+    from resnet_deploy.evaluate.bench import run_bench
     from resnet_deploy.runtime.load import open_backend
 
     backend = open_backend(engine(tiny_onnx, tmp_path / "b.engine", "1:4:8"))

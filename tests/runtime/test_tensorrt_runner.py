@@ -40,8 +40,8 @@ def device(
     pycuda: bool = False,
 ) -> Iterator[tuple[Any, FakeCudart, Machine]]:
     """``release``'s stand-in installed, on a machine whose CUDA is the fake (cuda-python or pycuda)."""
-    from resnet_deploy import machine as machine_module
     from resnet_deploy.runtime import cuda_memory
+    from resnet_deploy.runtime import machine as machine_module
 
     spec = machine or (Machine(**JETSON) if release in ("8.6", "10.3") else Machine())
     if release == "rtx":
@@ -199,7 +199,7 @@ def test_dla_engines_are_deserialised_for_the_core_they_were_built_for(tiny_onnx
 
 
 def test_timing_events_are_freed_with_the_runner(tiny_onnx, tmp_path, monkeypatch) -> None:
-    from resnet_deploy.bench import run_bench
+    from resnet_deploy.evaluate.bench import run_bench
     from resnet_deploy.runtime.load import open_backend
 
     with device(monkeypatch, "10.16") as (_, cuda, machine):

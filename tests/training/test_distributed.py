@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from resnet_deploy.checkpoint import load_checkpoint, model_from_checkpoint
 from resnet_deploy.data import Shard, open_dataset
 from resnet_deploy.data.imagefolder import load_imagefolder
 from resnet_deploy.errors import TrainingError
+from resnet_deploy.models.checkpoint import load_checkpoint, model_from_checkpoint
 from resnet_deploy.models.resnet import ResNet
 from resnet_deploy.training import distributed, launch
 from resnet_deploy.training.distributed import World, model_digest

@@ -52,7 +52,7 @@ def test_train_json_then_export_takes_everything_from_the_checkpoint(cifar_dir, 
     assert json.loads(props["mean"]) == [0.0, 0.0, 0.0]
 
     # The ONNX subtracts the mean image itself: [0, 1] images in, the checkpoint's logits out.
-    from resnet_deploy.model_source import open_model
+    from resnet_deploy.models.source import open_model
 
     model = open_model(summary["checkpoint"]).model
     x = torch.rand(3, 3, 32, 32)

@@ -18,8 +18,8 @@ from resnet_deploy.artifacts.train_state import (
     plan_fields,
     read_format,
 )
-from resnet_deploy.checkpoint import load_checkpoint
 from resnet_deploy.errors import ArtifactError, TrainingError
+from resnet_deploy.models.checkpoint import load_checkpoint
 from resnet_deploy.training.recipes import RECIPES, Plan, make_plan
 from resnet_deploy.training.run_state import STATE_FILE, TrainState, load_state
 from resnet_deploy.training.trainer import Trainer, TrainOptions

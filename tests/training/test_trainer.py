@@ -8,8 +8,8 @@ import json
 import pytest
 import torch
 
-from resnet_deploy.checkpoint import load_checkpoint
 from resnet_deploy.errors import CheckpointError, TrainingError
+from resnet_deploy.models.checkpoint import load_checkpoint
 from resnet_deploy.training.trainer import Trainer, TrainOptions
 from tests.factories import write_tiny_cifar
 
@@ -167,7 +167,7 @@ def test_channel_normalisation_records_mean_and_std(cifar_dir, tmp_path) -> None
 
 
 def test_pixel_mean_checkpoint_refuses_other_input_sizes(cifar_dir, tmp_path) -> None:
-    from resnet_deploy.model_source import open_model
+    from resnet_deploy.models.source import open_model
 
     result = run(options(cifar_dir, epochs=1), tmp_path / "r")
     with pytest.raises(CheckpointError, match="takes only 32x32 inputs; drop --input-size"):

@@ -1,0 +1,484 @@
+"""Top-1/top-5 error of every deployed artifact against the original model, on the same images.
+
+The reference (a PyTorch checkpoint) and each artifact see the same labelled images, each
+normalised with its own metadata's mean/std, one batch at a time; the table answers "how much
+accuracy did deployment cost me?": errors, their delta in percentage points, top-1 agreement
+with the original, logit errors and throughput (measured side by side in this one process).
+The comparison is paired (same images), so each top-1 delta comes with what those images can
+tell: the discordant counts, a 95% interval and a significance test (:mod:`paired_stats`). On a
+few hundred images one image is a fraction of a point, and a bare "+0.28 pp" would hide that.
+What was left out is reported, never dropped silently: test images that do not decode (scored by
+no one, so the comparison stays fair) and, on a machine without an NVIDIA GPU, TensorRT engines.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from collections.abc import Sequence
+from contextlib import ExitStack
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from resnet_deploy import runtime
+from resnet_deploy._io import write_bytes_atomic
+from resnet_deploy.data import Dataset, open_dataset
+from resnet_deploy.data.base import name_files
+from resnet_deploy.errors import AccuracyGateError, ResnetDeployError, ValidationError
+from resnet_deploy.evaluate.paired_stats import GATES, METHOD, PairedChange, change_from_counts, paired_change
+from resnet_deploy.runtime import machine
+from resnet_deploy.runtime.base import Backend
+from resnet_deploy.runtime.images import normalise
+from resnet_deploy.runtime.load import ENGINE_SUFFIXES, ONNX_SUFFIXES
+from resnet_deploy.runtime.machine import cpu_flags, cpu_name, describe_isa
+
+
+@dataclass
+class Score:
+    artifact: str
+    backend: str
+    precision: str
+    images: int = 0
+    top1_error: float = 0.0
+    top5_error: float = 0.0
+    delta_top1_pp: float = 0.0
+    delta_top5_pp: float = 0.0
+    top1_agreement: float = 1.0
+    max_abs_logit_error: float = 0.0
+    mean_abs_logit_error: float = 0.0
+    images_per_second: float = 0.0
+    # The paired top-1 change against the reference on the same images; neutral on the reference's row.
+    worse: int = 0  # images the reference classified right and this artifact wrong
+    better: int = 0  # the reverse
+    delta_top1_low_pp: float = 0.0  # the 95% interval of delta_top1_pp
+    delta_top1_high_pp: float = 0.0
+    p_value: float = 1.0  # McNemar: how likely a split this uneven is if nothing changed
+    significant: bool = False  # the interval excludes 0 (p < 0.05)
+    chosen_because: str = ""  # why this runtime ran an ONNX file (backend auto), as measured at load
+
+    def record_change(self, change: PairedChange) -> None:
+        """Keep the paired change against the reference (``delta_top1_pp`` stays the error difference)."""
+        self.worse, self.better = change.worse, change.better
+        self.delta_top1_low_pp, self.delta_top1_high_pp = change.low_pp, change.high_pp
+        self.p_value, self.significant = change.p_value, change.significant
+
+    def top1_change(self) -> PairedChange:
+        return PairedChange(
+            images=self.images,
+            worse=self.worse,
+            better=self.better,
+            delta_pp=self.delta_top1_pp,
+            low_pp=self.delta_top1_low_pp,
+            high_pp=self.delta_top1_high_pp,
+            p_value=self.p_value,
+            significant=self.significant,
+        )
+
+
+@dataclass
+class SkippedArtifact:
+    artifact: str  # the path as given
+    reason: str
+
+
+@dataclass
+class ValidationReport:
+    dataset: str
+    images: int  # scored, by every row alike
+    reference: Score
+    artifacts: list[Score] = field(default_factory=list)
+    machine: str = ""
+    seconds: float = 0.0
+    skipped_images: int = 0  # test images that failed to decode
+    skipped_image_paths: list[str] = field(default_factory=list)
+    skipped_artifacts: list[SkippedArtifact] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "dataset": self.dataset,
+            "images": self.images,
+            "machine": self.machine,
+            "seconds": round(self.seconds, 2),
+            "statistics": METHOD,  # of each artifact's worse/better, interval, p_value and significant
+            "reference": asdict(self.reference),
+            "artifacts": [asdict(a) for a in self.artifacts],
+            "skipped_images": self.skipped_images,
+            "skipped_image_paths": list(self.skipped_image_paths),
+            "skipped_artifacts": [asdict(a) for a in self.skipped_artifacts],
+        }
+
+    def skipped_images_note(self) -> str | None:
+        if not self.skipped_images:
+            return None
+        plural = self.skipped_images > 1
+        named = name_files(self.skipped_image_paths, total=self.skipped_images)
+        return (
+            f"{self.skipped_images} test image{'s' if plural else ''} did not decode and "
+            f"{'were' if plural else 'was'} not scored: {named}"
+        )
+
+    def notes(self) -> list[str]:
+        """One sentence per thing left out, naming it; empty when everything was scored."""
+        images = self.skipped_images_note()
+        return ([images] if images else []) + [
+            f"not validated: {a.artifact}: {a.reason}" for a in self.skipped_artifacts
+        ]
+
+    def rows(self) -> list[Score]:
+        return [self.reference, *self.artifacts]
+
+    def table(self, markdown: bool = False, notes: bool = True) -> str:
+        """The scores, one row each; under them what the interval means and (``notes``) what was left out.
+
+        Markdown also carries each change's p-value, so that the report holds every JSON field.
+        """
+        left_out = self.notes() if notes else []
+        head = [*_HEAD[:6], "McNemar p", *_HEAD[6:]] if markdown else _HEAD
+        rows = [_cells(s, reference=s is self.reference, markdown=markdown) for s in self.rows()]
+        if markdown:
+            out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+            out += ["| " + " | ".join(row) + " |" for row in rows]
+            return "\n".join(out + ([""] if left_out else []) + [f"- {n}" for n in left_out])
+        widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(head)]
+
+        def fmt(row: list[str]) -> str:
+            cells = zip(row, widths, strict=True)
+            return "  ".join(c.ljust(w) if i < 3 else c.rjust(w) for i, (c, w) in enumerate(cells))
+
+        legend = self.legend() if self.artifacts else []
+        return "\n".join([fmt(head), *(fmt(r) for r in rows), *legend, *(f"note: {n}" for n in left_out)])
+
+    def legend(self) -> list[str]:
+        """Under the text table: what the interval, the counts and the star mean (one sentence)."""
+        return [
+            f"Δ top-1 [95% CI]: the change in top-1 error on the same {self.images} images, and the range of true "
+            "changes they are compatible with (Tango score interval);",
+            "worse/better: images only the reference / only the artifact classified right; "
+            "* significant: the interval excludes 0 (McNemar p < 0.05).",
+        ]
+
+    def markdown(self) -> str:
+        return (
+            f"# Validation: {self.reference.artifact}\n\n"
+            f"{self.images} images of `{self.dataset}` (test split), machine: {self.machine}.\n\n"
+            f"{self.table(markdown=True)}\n\n"
+            "Δ: percentage points against the original PyTorch model (positive = worse); "
+            "agreement: share of images whose top-1 class matches the original's.\n"
+            + (self._markdown_statistics() if self.artifacts else "")
+        )
+
+    def _markdown_statistics(self) -> str:
+        return (
+            f"\nStatistics: {METHOD}. The bracket after Δ top-1 is the range of true changes that these "
+            f"{self.images} paired images are compatible with; worse/better count the images only the reference, "
+            "or only the artifact, classified right; \\* marks a significant change: its interval excludes 0 "
+            "(McNemar p < 0.05).\n"
+        )
+
+
+_HEAD = [
+    "artifact",
+    "backend",
+    "precision",
+    "top-1 err",
+    "Δ top-1 [95% CI]",
+    "worse/better",
+    "top-5 err",
+    "Δ top-5",
+    "top-1 agree",
+    "max Δlogit",
+    "mean Δlogit",
+    "img/s",
+]
+
+
+def _cells(s: Score, *, reference: bool, markdown: bool) -> list[str]:
+    """One row of the table; the reference's own comparisons are "-"."""
+    blank = "-" if reference else None
+    return [
+        s.artifact,
+        s.backend,
+        s.precision,
+        f"{s.top1_error:.2f}%",
+        blank or _top1_change(s, markdown),
+        blank or f"{s.worse}/{s.better}",
+        *([blank or f"{s.p_value:.2g}"] if markdown else []),
+        f"{s.top5_error:.2f}%",
+        blank or f"{s.delta_top5_pp:+.2f} pp",
+        blank or f"{100 * s.top1_agreement:.2f}%",
+        blank or f"{s.max_abs_logit_error:.3g}",
+        blank or f"{s.mean_abs_logit_error:.3g}",
+        f"{s.images_per_second:.0f}",
+    ]
+
+
+def _top1_change(s: Score, markdown: bool) -> str:
+    """``+0.28 pp [-0.78, +1.56]``, starred when significant (a space keeps the text column aligned)."""
+    star = ("\\*" if markdown else "*") if s.significant else ("" if markdown else " ")
+    return f"{s.delta_top1_pp:+.2f} pp [{s.delta_top1_low_pp:+.2f}, {s.delta_top1_high_pp:+.2f}]{star}"
+
+
+def machine_description() -> str:
+    python = platform.python_version()
+    isa = describe_isa(cpu_flags())  # which CPU kernels ran, and so how INT8 and FP16 round
+    cpu = f"{cpu_name()}; {isa}" if isa else cpu_name()
+    return f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPU cores ({cpu}), Python {python}"
+
+
+def _topk_hits(logits: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
+    k = min(k, logits.shape[1])
+    top = np.argpartition(-logits, k - 1, axis=1)[:, :k]
+    return (top == labels[:, None]).any(axis=1)
+
+
+def open_artifacts(
+    paths: Sequence[str | Path], stack: ExitStack, backend: str = "auto"
+) -> tuple[list[Backend], list[SkippedArtifact]]:
+    """Open every artifact into ``stack``: the backends, and the engines skipped. ONNX files run on
+    ``backend`` (auto: OpenVINO unless ONNX Runtime is faster here; see ``runtime.onnx_choice``).
+
+    On a machine without an NVIDIA GPU a TensorRT engine can never run, so one that fails to load
+    is skipped with the reason and the rest are still scored (as the demo does). With a GPU its load
+    error is a real one, and so is any other artifact's. Every artifact skipped is an error.
+    """
+    opened: list[Backend] = []
+    skipped: list[SkippedArtifact] = []
+    no_gpu: bool | None = None  # asked once, and only when there is an engine
+    for path in paths:
+        is_engine = Path(path).suffix.lower() in ENGINE_SUFFIXES and Path(path).is_file()
+        if is_engine and no_gpu is None:
+            no_gpu = not machine.gpu_present()
+        if not (is_engine and no_gpu):
+            onnx = Path(path).suffix.lower() in ONNX_SUFFIXES
+            opened.append(stack.enter_context(runtime.open_backend(path, backend=backend if onnx else "auto")))
+            continue
+        try:
+            opened.append(stack.enter_context(runtime.open_backend(path)))
+        except ResnetDeployError as exc:
+            reason = " ".join(str(exc).split())  # one line, whatever TensorRT logged
+            skipped.append(SkippedArtifact(str(path), f"no NVIDIA GPU here to run TensorRT engines ({reason})"))
+    if not opened:
+        every = "; ".join(f"{s.artifact}: {s.reason}" for s in skipped)
+        raise ValidationError(
+            f"nothing to validate on this machine: {every}; validate engines where they run, or pass ONNX artifacts"
+        )
+    return opened, skipped
+
+
+def validate(
+    reference: Backend,
+    artifacts: list[Backend],
+    *,
+    data: str | None = None,
+    limit: int | None = None,
+    batch_size: int = 64,
+    skipped_artifacts: Sequence[SkippedArtifact] = (),
+) -> ValidationReport:
+    """Score ``reference`` and every artifact on the same test images; ``skipped_artifacts`` (from
+    :func:`open_artifacts`) are listed in the report."""
+    spec = _dataset_spec(reference, data)
+    for art in artifacts:
+        _check_comparable(art, reference)
+    dataset = _open_test_data(spec, reference)
+    start = time.perf_counter()
+    tallies = [_Tally(backend) for backend in [reference, *artifacts]]
+    images = _score_test_split(dataset, tallies, batch_size=batch_size, limit=limit)
+    if images.count == 0:
+        unreadable = f" (none decoded: {name_files(images.undecodable)})" if images.undecodable else ""
+        raise ValidationError(f"{spec} has no test images to validate on{unreadable}")
+    scores = [tally.score(images.count) for tally in tallies]
+    reference_hits = tallies[0].top1_hits()
+    for tally, s in zip(tallies[1:], scores[1:], strict=True):
+        s.delta_top1_pp = s.top1_error - scores[0].top1_error
+        s.delta_top5_pp = s.top5_error - scores[0].top5_error
+        s.record_change(paired_change(reference_hits, tally.top1_hits()))
+    return ValidationReport(
+        dataset=dataset.spec,
+        images=images.count,
+        reference=scores[0],
+        artifacts=scores[1:],
+        machine=machine_description(),
+        seconds=time.perf_counter() - start,
+        skipped_images=images.skipped,
+        skipped_image_paths=images.undecodable,
+        skipped_artifacts=list(skipped_artifacts),
+    )
+
+
+def _dataset_spec(reference: Backend, data: str | None) -> str:
+    """The labelled images to score on: ``data``, else the dataset the reference was trained on."""
+    spec = data or reference.metadata.dataset
+    if spec is None:
+        raise ValidationError(
+            f"{reference.path} records no dataset (random or foreign weights); pass --data SPEC with labelled images"
+        )
+    return spec
+
+
+def _check_comparable(art: Backend, reference: Backend) -> None:
+    """Refuse an artifact that is not a deployed form of the reference model."""
+    cfg, ref_cfg = art.metadata.config, reference.metadata.config
+    if cfg.num_classes != ref_cfg.num_classes:
+        raise ValidationError(
+            f"{art.path} has {cfg.num_classes} classes but the reference has {ref_cfg.num_classes}; "
+            "it was exported from another model"
+        )
+    if cfg.input_size != ref_cfg.input_size:
+        raise ValidationError(
+            f"{art.path} takes {cfg.input_size}x{cfg.input_size} inputs but the reference takes "
+            f"{ref_cfg.input_size}x{ref_cfg.input_size}; validate artifacts of one input size together"
+        )
+    if art.metadata.checkpoint_sha256 and reference.metadata.checkpoint_sha256 not in (
+        None,
+        art.metadata.checkpoint_sha256,
+    ):
+        raise ValidationError(
+            f"{art.path} was exported from another checkpoint (sha256 {art.metadata.checkpoint_sha256[:12]}... "
+            f"vs {reference.metadata.checkpoint_sha256[:12]}...); pass the checkpoint it came from"
+        )
+
+
+def _open_test_data(spec: str, reference: Backend) -> Dataset:
+    dataset = open_dataset(spec)
+    num_classes = reference.metadata.config.num_classes
+    if dataset.num_classes != num_classes:
+        raise ValidationError(
+            f"{spec} has {dataset.num_classes} classes but the model has {num_classes}; pass the right --data"
+        )
+    return dataset
+
+
+@dataclass
+class _TestImages:
+    """What a pass over the test split saw: images scored, and images that did not decode."""
+
+    count: int = 0
+    skipped: int = 0
+    undecodable: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Tally:
+    """One backend's running results over the test images, against the reference's logits."""
+
+    backend: Backend
+    seconds: float = 0.0  # in inference alone
+    top1: list[np.ndarray] = field(default_factory=list)  # per batch: hit or not, per image
+    top5: list[np.ndarray] = field(default_factory=list)
+    agree: list[np.ndarray] = field(default_factory=list)  # top-1 class equals the reference's
+    max_err: float = 0.0
+    abs_sum: float = 0.0  # of the mean |logit error| of each batch, times its images
+
+    def infer(self, images: np.ndarray) -> np.ndarray:
+        """Logits of ``images`` (in [0, 1]), normalised as this backend's metadata says; only inference is timed."""
+        x = normalise(images, self.backend.metadata)
+        t = time.perf_counter()
+        logits = self.backend.infer(x)
+        self.seconds += time.perf_counter() - t
+        return logits
+
+    def add(self, logits: np.ndarray, labels: np.ndarray, ref_logits: np.ndarray) -> None:
+        self.top1.append(_topk_hits(logits, labels, 1))
+        self.top5.append(_topk_hits(logits, labels, 5))
+        self.agree.append(logits.argmax(1) == ref_logits.argmax(1))
+        diff = np.abs(logits - ref_logits)
+        self.max_err = max(self.max_err, float(diff.max()))
+        self.abs_sum += float(diff.mean()) * len(labels)
+
+    def top1_hits(self) -> np.ndarray:
+        """Right or not, per image, in the order scored: the pairing with the reference."""
+        return np.concatenate(self.top1)
+
+    def score(self, count: int) -> Score:
+        return Score(
+            artifact=self.backend.path.name,
+            backend=self.backend.kind,
+            chosen_because=self.backend.chosen_because,
+            precision=self.backend.precision,
+            images=count,
+            top1_error=100 * (1 - float(self.top1_hits().mean())),
+            top5_error=100 * (1 - float(np.concatenate(self.top5).mean())),
+            top1_agreement=float(np.concatenate(self.agree).mean()),
+            max_abs_logit_error=self.max_err,
+            mean_abs_logit_error=self.abs_sum / count,
+            images_per_second=count / self.seconds if self.seconds > 0 else 0.0,
+        )
+
+
+def _score_test_split(dataset: Dataset, tallies: list[_Tally], *, batch_size: int, limit: int | None) -> _TestImages:
+    """Run every backend on each test batch (preprocessed as the reference, the first tally, records)."""
+    reference = tallies[0].backend
+    seen = _TestImages()
+    for batch in dataset.test.batches(
+        batch_size,
+        size=reference.metadata.config.input_size,
+        limit=limit,
+        preprocess=reference.metadata.eval_preprocess,
+    ):
+        seen.skipped += batch.skipped
+        seen.undecodable.extend(batch.skipped_paths)
+        if not len(batch.labels):  # no image of this batch decoded
+            continue
+        labels = batch.labels.numpy()
+        _score_batch(tallies, batch.images.numpy(), labels)
+        seen.count += len(labels)
+    return seen
+
+
+def _score_batch(tallies: list[_Tally], images: np.ndarray, labels: np.ndarray) -> None:
+    """The reference (the first tally) first: every other backend is compared with its logits."""
+    reference, *others = tallies
+    ref_logits = reference.infer(images)
+    reference.add(ref_logits, labels, ref_logits)
+    for tally in others:
+        tally.add(tally.infer(images), labels, ref_logits)
+
+
+def check_gate(report: ValidationReport, max_top1_drop: float | None, gate: str = "estimate") -> None:
+    """Fail when an artifact's top-1 error rose more than ``max_top1_drop`` pp, or was not scored.
+
+    ``gate`` says what is compared with the budget: the point estimate (``"estimate"``), or the upper
+    bound of its 95% interval (``"upper-bound"``: passes only what the images show is within budget).
+    """
+    if gate not in GATES:
+        raise ValueError(f"unknown gate {gate!r}; choose one of {', '.join(GATES)}")
+    if max_top1_drop is None:
+        return
+    gated = [(s.artifact, s.top1_change().gated_pp(gate)) for s in report.artifacts]  # names may repeat
+    bad = [(name, value) for name, value in gated if value > max_top1_drop]
+    if bad:
+        worst = ", ".join(f"{name} {value:+.2f} pp" for name, value in bad)
+        raise AccuracyGateError(
+            f"top-1 error rose more than {max_top1_drop:g} pp ({_GATE_NAMES[gate]}): {worst}"
+            + (_too_few_images(report.images, max_top1_drop) if gate == "upper-bound" else "")
+        )
+    if report.skipped_artifacts:  # a gate passes only what it scored: an unscored artifact is not vouched for
+        names = ", ".join(a.artifact for a in report.skipped_artifacts)
+        raise AccuracyGateError(
+            f"the gate cannot pass {names}: not validated here ({report.skipped_artifacts[0].reason}); "
+            "validate it on a machine that runs it, or leave it out of this gate"
+        )
+
+
+_GATE_NAMES = {"estimate": "point estimate", "upper-bound": "upper bound of the 95% interval"}
+
+
+def _too_few_images(images: int, max_top1_drop: float) -> str:
+    """Why an upper-bound gate can never pass on this many images: even no discordant image leaves
+    an upper bound of about 3.84 / images."""
+    tightest = change_from_counts(images, 0, 0).high_pp
+    if tightest <= max_top1_drop:
+        return ""
+    return (
+        f"; {images} images cannot bound a change below {tightest:.2f} pp even when every image agrees: "
+        "validate on more images, or gate on the estimate"
+    )
+
+
+def write_report(report: ValidationReport, path: str | Path, mark: str = "") -> Path:
+    """The Markdown report; ``mark`` (last line) records which command wrote it from which inputs."""
+    return write_bytes_atomic(path, (report.markdown().rstrip("\n") + (f"\n\n{mark}" if mark else "") + "\n").encode())

@@ -1,0 +1,133 @@
+"""What an existing file says about where it came from: may a command replace it without --overwrite?
+
+Every artifact records its inputs: an export's ONNX its checkpoint's sha256, an FP16/INT8 twin its
+source ONNX's sha256, an engine's sidecar the sha256 of the file given to build-engine, a report a
+digest of what it scored. A file is "ours from the same inputs" only when that record matches; a
+file that cannot be read as ours never is.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from resnet_deploy._io import sha256_file
+from resnet_deploy.artifacts.naming import companion
+
+Ours = Callable[[Path], bool]
+_REPORT_MARK = "<!-- resnet-deploy {command}: inputs {digest} -->"
+# The props that name an architecture (ArtifactMetadata.to_props): a seeded random model is one of these.
+ARCHITECTURE_KEYS = ("architecture", "depth", "block", "variant", "plain", "shortcut", "num_classes", "input_size")
+
+
+def architecture(props: dict[str, str]) -> dict[str, str]:
+    return {k: props.get(k, "") for k in ARCHITECTURE_KEYS}
+
+
+def _props(path: Path) -> dict[str, str] | None:
+    from resnet_deploy.artifacts.onnx_io import read_onnx_props
+
+    try:
+        return read_onnx_props(str(path))
+    except Exception:  # not an ONNX at all, or damaged: not ours
+        return None
+
+
+def onnx_export_of(checkpoint_sha256: str | None, arch: dict[str, str] | None = None) -> Ours:
+    """An export of this checkpoint; with random weights (``None``), of the same (seeded) architecture."""
+
+    def ours(path: Path) -> bool:
+        props = _props(path)
+        if props is None or props.get("precision", "fp32") != "fp32" or "quantization" in props:
+            return False
+        if checkpoint_sha256 is not None:
+            return props.get("checkpoint_sha256") == checkpoint_sha256
+        return "checkpoint_sha256" not in props and arch is not None and architecture(props) == arch
+
+    return ours
+
+
+def onnx_twin_of(
+    source: Path, precision: str, quantization: str | None = None, settings: dict[str, str] | None = None
+) -> Ours:
+    """An FP16 or INT8 twin converted or calibrated from ``source`` with the same ``settings`` (props
+    such as calibration_method): a calibration made another way is the user's work, not ours to redo."""
+
+    def ours(path: Path) -> bool:
+        props = _props(path)
+        return (
+            props is not None
+            and props.get("precision") == precision
+            and (quantization is None or props.get("quantization") == quantization)
+            and all(props.get(key, "") == value for key, value in (settings or {}).items())  # absent reads ""
+            and source.is_file()
+            and props.get("source_onnx_sha256") == sha256_file(source)
+        )
+
+    return ours
+
+
+def engine_built_from(given: Path | None, arch: dict[str, str] | None = None) -> Ours:
+    """An engine whose sidecar says it was built from the file given (or, from --depth, the same model)."""
+
+    def ours(path: Path) -> bool:
+        sidecar = companion(path)
+        try:
+            meta = json.loads(sidecar[0].read_text()) if sidecar else None
+        except (OSError, ValueError):
+            return False
+        if not isinstance(meta, dict):
+            return False
+        if given is None:
+            model = meta.get("model")
+            return isinstance(model, dict) and "checkpoint_sha256" not in model and architecture(model) == arch
+        want = sha256_file(given) if given.is_file() else None
+        model = meta["model"] if isinstance(meta.get("model"), dict) else {}
+        recorded = (meta.get("input_onnx_sha256"), meta.get("source_onnx_sha256"), model.get("checkpoint_sha256"))
+        return want is not None and want in recorded
+
+    return ours
+
+
+def inputs_digest(paths: Iterable[str | Path], extra: str = "") -> str:
+    """One digest for a set of input files (their bytes, in order) and the options that matter."""
+    digest = hashlib.sha256(extra.encode())
+    for path in paths:
+        digest.update(sha256_file(path).encode() if Path(path).is_file() else f"missing:{path}".encode())
+    return digest.hexdigest()[:16]
+
+
+def report_mark(command: str, digest: str) -> str:
+    """The last line of a Markdown report: which command wrote it from which inputs."""
+    return _REPORT_MARK.format(command=command, digest=digest)
+
+
+def report_of(command: str, digest: str) -> Ours:
+    def ours(path: Path) -> bool:
+        try:
+            with open(path, "rb") as fh:
+                fh.seek(0, 2)
+                fh.seek(max(0, fh.tell() - 512))
+                tail = fh.read().decode("utf-8", "replace")
+        except OSError:
+            return False
+        return report_mark(command, digest) in tail
+
+    return ours
+
+
+def png_of(command: str, digest: str) -> Ours:
+    """A chart whose PNG text chunk carries our mark (``bench --plot``)."""
+
+    def ours(path: Path) -> bool:
+        try:
+            from PIL import Image
+
+            with Image.open(path) as image:
+                return image.info.get("Description") == report_mark(command, digest)
+        except Exception:
+            return False
+
+    return ours
