@@ -32,7 +32,8 @@ def check_writable(path: str | os.PathLike[str]) -> Path:
         os.unlink(probe)
     except OSError as exc:
         raise OutputPathError(
-            f"cannot write {path}: directory {parent} is not writable ({exc.strerror}); choose another -o/--output"
+            f"cannot write {path}: directory {parent} is not writable ({exc.strerror}); choose another `output`",
+            field="output",
         ) from None
     return path
 

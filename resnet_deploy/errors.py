@@ -2,6 +2,11 @@
 
 Every error raised on purpose derives from :class:`ResnetDeployError`; the CLI prints its message
 as one line and exits with its ``exit_code``. Anything else escaping the CLI is a bug.
+
+Messages speak in the library's parameters, never in command-line flags: a parameter is named in
+backticks, alone (`` `calib_images` ``) or with a value (`` `precision=int8` ``), and ``field`` holds
+the Job field at fault. A Python caller reads the names it passed; the CLI prints each as its flag
+(``--calib-images``, ``--int8``).
 """
 
 from __future__ import annotations
@@ -11,6 +16,10 @@ class ResnetDeployError(Exception):
     """Base class: a problem with the user's input or environment, with a message saying what to do."""
 
     exit_code = 2
+
+    def __init__(self, message: str = "", *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field  # the parameter at fault ("calibration.count", "depth"), when one is
 
 
 class UnknownModelError(ResnetDeployError):
@@ -84,13 +93,23 @@ class ValidationError(ResnetDeployError):
 
 
 class AccuracyGateError(ResnetDeployError):
-    """An artifact lost more top-1 accuracy than --max-top1-drop allows, or was not scored."""
+    """An artifact lost more top-1 accuracy than ``max_top1_drop`` allows, or was not scored."""
 
     exit_code = 4
+    report: object = None  # the validation report the gate judged, when it came from a ValidateJob
 
 
 class BenchmarkError(ResnetDeployError):
     """Artifacts or options that cannot be benchmarked as asked."""
+
+
+class Stopped(ResnetDeployError):
+    """A process of a data-parallel job that ends quietly with ``exit_code``: another process (rank 0, or the
+    launcher) says why, once for the whole job."""
+
+    def __init__(self, exit_code: int) -> None:
+        super().__init__(f"stopped with exit code {exit_code}")
+        self.exit_code = exit_code
 
 
 class Terminated(KeyboardInterrupt):
@@ -102,3 +121,15 @@ class Terminated(KeyboardInterrupt):
 def interrupted_code(exc: KeyboardInterrupt) -> int:
     """130 for Ctrl-C, 143 for SIGTERM: what a shell reports for a process those signals end."""
     return Terminated.exit_code if isinstance(exc, Terminated) else 130
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """A training run stopped by Ctrl-C or SIGTERM, and where it stands: ``epochs_done`` saved in ``run_dir``."""
+
+    def __init__(self, run_dir: object, epochs_done: int, terminated: bool, nproc: int | None = None) -> None:
+        super().__init__()
+        self.run_dir, self.epochs_done, self.terminated, self.nproc = run_dir, epochs_done, terminated, nproc
+
+    @property
+    def exit_code(self) -> int:
+        return Terminated.exit_code if self.terminated else 130

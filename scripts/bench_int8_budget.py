@@ -185,6 +185,7 @@ def run_phase(args: argparse.Namespace) -> dict[str, Any]:
     import resnet_deploy.data  # noqa: F401  (torch, as every phase loads it: part of the baseline RSS)
     from resnet_deploy.artifacts.onnx_io import load_onnx
     from resnet_deploy.errors import QuantizationError
+    from resnet_deploy.messages import Silent
     from resnet_deploy.quantize.budget import BudgetOptions
     from resnet_deploy.quantize.calibrate import calibrate_onnx
     from resnet_deploy.quantize.layers import quantizable_layers
@@ -195,20 +196,25 @@ def run_phase(args: argparse.Namespace) -> dict[str, Any]:
     options = CalibrationOptions(method=args.method, count=args.calib_images, cache_dir=None)
     timers = instrument()
 
-    def say(message: str) -> None:
-        print(f"[{args.phase} {time.perf_counter() - start:7.1f}s] {message}", file=sys.stderr, flush=True)
+    class Timed(Silent):
+        """Each line the search says, with the seconds since the phase started (warnings dropped)."""
+
+        def say(self, message: str = "") -> None:
+            print(f"[{args.phase} {time.perf_counter() - start:7.1f}s] {message}", file=sys.stderr, flush=True)
+
+    say = Timed()
 
     out: dict[str, Any] = {"phase": args.phase, "layers": layers, "rss_before_mib": _rss_mib()}
     out["load_average_before"] = _load_average()
     cpu_before = _cpu_seconds()
     start = time.perf_counter()
     if args.phase == "calibrate":
-        result = calibrate_onnx(args.onnx, args.onnx.with_suffix(".int8.onnx"), options, say=say, warn=lambda m: None)
+        result = calibrate_onnx(args.onnx, args.onnx.with_suffix(".int8.onnx"), options, out=say)
         out["seconds"] = time.perf_counter() - start
         out["calibrate_seconds"] = result.calibrate_seconds
         out["expected_variants"] = 0
     elif args.phase == "sensitivity":
-        report = model_sensitivity(args.onnx, options, images=args.images, say=say)
+        report = model_sensitivity(args.onnx, options, images=args.images, out=say)
         out["seconds"] = time.perf_counter() - start
         out["report_seconds"] = report.seconds  # the scan alone, without calibrating and loading images
         out["report_variants"] = report.variants
@@ -221,7 +227,7 @@ def run_phase(args: argparse.Namespace) -> dict[str, Any]:
         budget = BudgetOptions(max_top1_drop=args.max_top1_drop, gate=args.gate, images=args.images)
         try:
             result = calibrate_onnx(
-                args.onnx, args.onnx.with_suffix(".budget.int8.onnx"), options, budget=budget, say=say
+                args.onnx, args.onnx.with_suffix(".budget.int8.onnx"), options, budget=budget, out=say
             )
             out["budget"] = result.budget
             out["met"] = True

@@ -29,6 +29,7 @@ DIGITS_EPOCHS = 60
 
 
 def train_all(data: str, epochs: int | None, seed: int, out: Path, device: str) -> dict[str, Any]:
+    from resnet_deploy.messages import Printed
     from resnet_deploy.training.trainer import Trainer, TrainOptions
 
     results: dict[str, Any] = {}
@@ -41,18 +42,7 @@ def train_all(data: str, epochs: int | None, seed: int, out: Path, device: str) 
         # An interrupted sweep continues; the full options go along, so a finished or interrupted run
         # with other settings (say another --epochs) is refused rather than reported as this sweep.
         resume = run_dir if (run_dir / "train_state.pt").exists() else None
-        trainer = Trainer(
-            options,
-            run_dir,
-            resume=resume,
-            progress=False,
-            on_info=lambda line: print(line, flush=True),
-            on_epoch=lambda row, n=name: print(
-                f"{n} epoch {row['epoch']}: train err {row['train_top1_error']:.2f}% "
-                f"test err {row['test_top1_error']:.2f}%",
-                flush=True,
-            ),
-        )
+        trainer = Trainer(options, run_dir, resume=resume, out=Printed(bars=False))  # its start line names it
         result = trainer.run()
         results[name] = {
             "epochs": result.epochs,

@@ -74,7 +74,7 @@ def trained_resnet20(tmp_path_factory: pytest.TempPathFactory):
     from resnet_deploy.training.trainer import Trainer, TrainOptions
 
     root = tmp_path_factory.mktemp("trained")
-    result = Trainer(TrainOptions.of(depth=20, epochs=3), root / "run", progress=False).run()
+    result = Trainer(TrainOptions.of(depth=20, epochs=3), root / "run").run()
     source = open_model(result.checkpoint)
     export_onnx(source.model, root / "resnet20.onnx", source.metadata)
     return result.checkpoint, root / "resnet20.onnx"

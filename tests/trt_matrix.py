@@ -156,8 +156,8 @@ def interrupting_monitor(monkeypatch: pytest.MonkeyPatch, module: Any) -> Iterat
 
     original = progress.make_monitor
 
-    def make(backend: Any, enabled: bool) -> Any:
-        monitor = original(backend, enabled)
+    def make(backend: Any, out: Any) -> Any:
+        monitor = original(backend, out)
         if monitor is None:
             module._sd_sim.machine.interrupt_at_step = 0  # the stand-in raises SIGINT mid-build
             return None
@@ -202,7 +202,6 @@ def run_case(column: str, case: Case, inputs: Inputs, out_dir: Path, monkeypatch
                     output,
                     options,
                     backend=backend,
-                    progress=case.progress,
                     calibration=calibrate,
                 )
         except ResnetDeployError as exc:
@@ -269,9 +268,14 @@ def table(cells: dict[tuple[str, str], Cell]) -> str:
 
 
 def _normalise(message: str) -> str:
-    """A refusal as the README lists it once for every release that gives it: without this run's paths
-    and with the release it names as "this release"."""
+    """A refusal as the README lists it once for every release that gives it: as `build-engine` prints it
+    (flags, not the library's parameters), without this run's paths and with the release it names as
+    "this release"."""
     import re
 
+    from resnet_deploy.cli import main
+    from resnet_deploy.cli.flags import render
+
+    message = render(message, main.commands["build-engine"])
     message = re.sub(r"/\S+/(r20[\w.]*|calibration/\S+)", r"\1", message)
     return re.sub(r"this is tensorrt(-rtx)? \d+(\.\d+)*", "this is the installed release", message)

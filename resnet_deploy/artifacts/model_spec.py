@@ -181,23 +181,25 @@ def model_config(spec: ModelSpec | int, *, pixel_mean: bool = False, **options: 
     spec = ModelSpec.of(spec, **options)
     depth = spec.depth
     if depth not in ARCHITECTURES:
-        raise UnknownModelError(f"unknown depth {depth}; valid depths: {valid_depths_text()}")
+        raise UnknownModelError(f"unknown depth {depth}; valid depths: {valid_depths_text()}", field="depth")
     family, block, layers = ARCHITECTURES[depth]
     defaults = FAMILY_DEFAULTS[family]
     variant = spec.variant or defaults["variant"]
     if variant not in VARIANTS:
-        raise UnknownModelError(f"unknown variant {variant!r}; choose one of {', '.join(VARIANTS)}")
+        raise UnknownModelError(f"unknown variant {variant!r}; choose one of {', '.join(VARIANTS)}", field="variant")
     shortcut = spec.shortcut
     if spec.plain:
         if shortcut is not None:
-            raise UnknownModelError("plain networks have no shortcuts; give a shortcut or plain, not both")
+            raise UnknownModelError(
+                "plain networks have no shortcuts; give `shortcut` or `plain`, not both", field="shortcut"
+            )
     else:
         shortcut = (shortcut or defaults["shortcut"]).upper()
         if shortcut not in SHORTCUTS:
-            raise UnknownModelError(f"unknown shortcut option {shortcut!r}; choose A, B or C")
+            raise UnknownModelError(f"unknown shortcut option {shortcut!r}; choose A, B or C", field="shortcut")
     num_classes = defaults["num_classes"] if spec.num_classes is None else int(spec.num_classes)
     if num_classes < 1:
-        raise UnknownModelError(f"the number of classes must be at least 1, got {num_classes}")
+        raise UnknownModelError(f"the number of classes must be at least 1, got {num_classes}", field="num_classes")
     in_chans = 3 if spec.in_chans is None else int(spec.in_chans)
     if in_chans < 1:
         raise UnknownModelError(f"input channels must be at least 1, got {in_chans}")
@@ -218,6 +220,7 @@ def model_config(spec: ModelSpec | int, *, pixel_mean: bool = False, **options: 
     if config.input_size < config.total_stride:
         raise UnknownModelError(
             f"input size {config.input_size} is too small for {config.name}: "
-            f"it subsamples by {config.total_stride}, so use at least {config.total_stride}"
+            f"it subsamples by {config.total_stride}, so use at least {config.total_stride}",
+            field="input_size",
         )
     return config

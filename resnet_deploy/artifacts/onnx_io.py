@@ -10,22 +10,41 @@ from pathlib import Path
 from typing import Any
 
 from resnet_deploy._lazy import lazy_import
+from resnet_deploy.artifacts.lineage import KEYS as LINEAGE_KEYS
+from resnet_deploy.artifacts.lineage import GraphLineage
 from resnet_deploy.artifacts.onnx_metadata import ArtifactMetadata, Dims, check_io
 from resnet_deploy.errors import ArtifactError
 
 onnx = lazy_import("onnx")
 
 
+def write_props(model_proto: Any, props: dict[str, str]) -> None:
+    """Set the model's metadata props to ``props``: the one place a model's props are written."""
+    del model_proto.metadata_props[:]
+    for key, value in props.items():
+        entry = model_proto.metadata_props.add()
+        entry.key, entry.value = key, value
+
+
 def write_onnx_metadata(model_proto: Any, metadata: ArtifactMetadata) -> None:
     """Replace the model's metadata props with ``metadata`` (other keys are kept)."""
     props = metadata.to_props()
-    kept = [(p.key, p.value) for p in model_proto.metadata_props if p.key not in props]
-    del model_proto.metadata_props[:]
-    for key, value in [*kept, *props.items()]:
-        entry = model_proto.metadata_props.add()
-        entry.key, entry.value = key, value
+    write_props(model_proto, {**{p.key: p.value for p in model_proto.metadata_props if p.key not in props}, **props})
     model_proto.producer_name = "resnet-deploy"
     model_proto.producer_version = metadata.producer_version
+
+
+def write_lineage(model_proto: Any, lineage: GraphLineage, source_props: dict[str, str]) -> None:
+    """Give a derived graph its source's props (the model's metadata, any other keys) and ``lineage``."""
+    kept = {key: value for key, value in source_props.items() if key not in LINEAGE_KEYS}
+    write_props(model_proto, {**kept, **lineage.to_props()})
+
+
+def read_lineage(model: Any, source: str | None = None) -> GraphLineage:
+    """The lineage of an ONNX file (a path) or a loaded ``ModelProto``, checked."""
+    if isinstance(model, (str, Path)):
+        return GraphLineage.from_props(read_onnx_props(model), source or str(model))
+    return GraphLineage.from_props(onnx_props(model), source or "the model")
 
 
 def load_onnx(path: str | Path, *, external_data: bool = True) -> Any:

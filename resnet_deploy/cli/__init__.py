@@ -1,6 +1,7 @@
-"""The ``resnet-deploy`` command line: parse options, call the library once, print (one-line errors).
+"""The ``resnet-deploy`` command line: option groups build a Job, the library plans and runs it, the
+command prints (one-line errors, the library's parameters shown as flags).
 
-Commands import torch/onnx lazily, so --help is instant.
+Nothing here imports torch or onnx, so --help is instant.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ from typing import Any
 import click
 
 from resnet_deploy import __version__
-from resnet_deploy.errors import ResnetDeployError, Terminated, interrupted_code
+from resnet_deploy.cli.flags import render
+from resnet_deploy.errors import ResnetDeployError, Stopped, Terminated, interrupted_code
+from resnet_deploy.training.failures import record_failure
 
 
 def _terminate(_signum: int, _frame: Any) -> None:
@@ -39,8 +42,10 @@ class _Group(click.Group):
         previous = _handle_sigterm()
         try:
             return super().invoke(ctx)
+        except Stopped as exc:  # another process of the job says why
+            sys.exit(exc.exit_code)
         except ResnetDeployError as exc:
-            self._fail(ctx, str(exc), exc.exit_code)
+            self._fail(ctx, render(str(exc), self._command(ctx)), exc.exit_code)
         except OSError as exc:  # a file system error no check foresaw (disk full mid-read, a vanished file)
             where = f": {exc.filename}" if exc.filename else ""
             self._fail(ctx, f"{exc.strerror or exc}{where}; nothing was written there", 2)
@@ -55,9 +60,15 @@ class _Group(click.Group):
             if previous is not None:
                 signal.signal(signal.SIGTERM, previous)
 
+    def _command(self, ctx: click.Context) -> click.Command | None:
+        """The command that failed, whose flags the message's parameters are shown as."""
+        name = ctx.invoked_subcommand
+        return self.commands.get(name) if name else None
+
     @staticmethod
     def _fail(ctx: click.Context, message: str, code: int) -> None:
         message = " ".join(message.split())
+        record_failure(message, code)  # under torchrun: its report names the cause as printed here
         if ctx.meta.get("resnet_deploy.json"):  # meta is shared with every sub-context
             click.echo(json.dumps({"ok": False, "error": message}))
         click.secho(f"error: {message}", err=True, fg="red")

@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import click
 from click.core import ParameterSource
 
 from resnet_deploy.cli.options import FiniteFloat
-
-if TYPE_CHECKING:
-    from resnet_deploy.quantize.budget import BudgetOptions
+from resnet_deploy.quantize.budget import BudgetOptions
 
 F = TypeVar("F", bound=Callable[..., Any])
 NAMES = ("max_top1_drop", "gate_on", "held_out_images", "keep_out_precision", "try_methods")
-DEFAULTS = {"gate_on": "estimate", "held_out_images": 256, "keep_out_precision": "fp16", "try_methods": False}
+_RECORD = {f.name: f.default for f in dataclasses.fields(BudgetOptions)}  # the defaults are the record's
+DEFAULTS = {
+    "gate_on": _RECORD["gate"],
+    "held_out_images": _RECORD["images"],
+    "keep_out_precision": _RECORD["precision"],
+    "try_methods": _RECORD["try_methods"],
+}
 
 
 def budget_options(f: F) -> F:
@@ -66,8 +71,10 @@ def budget_options(f: F) -> F:
 
 
 def budget_from(kwargs: dict[str, Any]) -> BudgetOptions | None:
-    """The budget the options ask for; None without --max-top1-drop (then the others must be unset)."""
-    if kwargs["max_top1_drop"] is None:
+    """Pop the budget options out of a command's kwargs: the budget they ask for; None without
+    --max-top1-drop (then the others must be unset)."""
+    values = {name: kwargs.pop(name) for name in NAMES}
+    if values["max_top1_drop"] is None:
         ctx = click.get_current_context()
         given = [name for name in DEFAULTS if ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE]
         tuned = [f"--{name.replace('_', '-')}" for name in given]
@@ -75,12 +82,10 @@ def budget_from(kwargs: dict[str, Any]) -> BudgetOptions | None:
             verb = "tunes" if len(tuned) == 1 else "tune"
             raise click.UsageError(f"{', '.join(tuned)} {verb} the accuracy budget: add --max-top1-drop PP")
         return None
-    from resnet_deploy.quantize.budget import BudgetOptions
-
     return BudgetOptions(
-        max_top1_drop=kwargs["max_top1_drop"],
-        gate=kwargs["gate_on"],
-        images=kwargs["held_out_images"],
-        precision=kwargs["keep_out_precision"],
-        try_methods=kwargs["try_methods"],
+        max_top1_drop=values["max_top1_drop"],
+        gate=values["gate_on"],
+        images=values["held_out_images"],
+        precision=values["keep_out_precision"],
+        try_methods=values["try_methods"],
     )

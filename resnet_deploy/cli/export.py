@@ -1,15 +1,14 @@
-"""``resnet-deploy export``: PyTorch -> verified, self-contained ONNX with metadata."""
+"""``resnet-deploy export``: PyTorch -> verified, self-contained ONNX with metadata (``ExportJob``)."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import click
 
-from resnet_deploy.cli.options import FiniteFloat, json_option, model_options, model_spec, overwrite_option
+from resnet_deploy.cli.options import FiniteFloat, execute, model_options, model_spec, output_options
 from resnet_deploy.cli.output import Reporter
-from resnet_deploy.pipeline import export_model
+from resnet_deploy.pipeline import ExportJob
 
 
 @click.command()
@@ -21,9 +20,6 @@ from resnet_deploy.pipeline import export_model
     help="Our checkpoint (with its .json) or a torchvision-style .pth state dict.",
 )
 @click.option(
-    "-o", "--output", type=click.Path(dir_okay=False), default=None, help="Output .onnx (default: <arch>.onnx)."
-)
-@click.option(
     "--opset", type=int, default=None, help="ONNX opset (default 18; 17 or lower for TensorRT 8.x / JetPack 5)."
 )
 @click.option(
@@ -31,7 +27,6 @@ from resnet_deploy.pipeline import export_model
 )
 @click.option("--simplify", is_flag=True, help="Simplify the graph with onnxslim.")
 @click.option("--no-verify", "no_verify", is_flag=True, help="Skip the ONNX Runtime vs PyTorch check.")
-@overwrite_option
 @click.option(
     "--tolerance",
     type=FiniteFloat(min=0, min_open=True),
@@ -39,19 +34,8 @@ from resnet_deploy.pipeline import export_model
     help="Allowed max |error| relative to the logit scale (default 1e-4); where PyTorch FP32's own error "
     "against float64 is larger (deep models such as ResNet-101/152), up to 4x that error is allowed instead.",
 )
-@json_option
-def export(
-    checkpoint: str | None,
-    output: str | None,
-    opset: int | None,
-    static_batch: int | None,
-    simplify: bool,
-    no_verify: bool,
-    tolerance: float | None,
-    overwrite: bool,
-    as_json: bool,
-    **kwargs: Any,
-) -> None:
+@output_options("Output .onnx (default: <arch>.onnx).")
+def export(no_verify: bool, dry_run: bool, as_json: bool, **options: Any) -> None:
     """Export a model to one self-contained ONNX file and verify it against PyTorch.
 
     \b
@@ -60,21 +44,8 @@ def export(
       resnet-deploy export --checkpoint resnet18-f37072fd.pth -o r18.onnx
       resnet-deploy export --checkpoint runs/r20/model.pt --opset 17 --static-batch 8
     """
-    if checkpoint is None and kwargs.get("depth") is None:
-        raise click.UsageError("give --depth or --checkpoint")
-    if checkpoint is not None and not Path(checkpoint).is_file():
-        raise click.BadParameter(f"{checkpoint} not found", param_hint="--checkpoint")
     out = Reporter(as_json)
-    result = export_model(
-        out,
-        checkpoint,
-        output,
-        opset=opset,
-        static_batch=static_batch,
-        simplify=simplify,
-        verify=not no_verify,
-        tolerance=tolerance,
-        overwrite=overwrite,
-        spec=model_spec(kwargs),
-    )
-    out.result({"ok": True, **result.to_dict()})
+    job = ExportJob(model=model_spec(options), verify=not no_verify, **options)
+    result = execute(job, out, dry_run)
+    if result is not None:
+        out.result({"ok": True, **result.to_dict()})

@@ -1,4 +1,5 @@
-"""How commands talk: human lines, or with --json exactly one JSON object on stdout."""
+"""How commands talk: human lines (parameters shown as flags), progress bars on a terminal, and with
+--json exactly one JSON object on stdout."""
 
 from __future__ import annotations
 
@@ -8,24 +9,37 @@ from typing import Any
 import click
 
 from resnet_deploy._io import human_bytes
+from resnet_deploy.cli.flags import render
+from resnet_deploy.messages import Bars, Progress
 
 __all__ = ["Reporter", "human_bytes", "human_count"]
 
 
 class Reporter:
-    """Human text goes to stdout, or to stderr under ``--json`` so stdout holds only the JSON."""
+    """The library's :class:`~resnet_deploy.messages.Messages` for the CLI. Human text goes to stdout, or
+    to stderr under ``--json`` so stdout holds only the JSON; bars go to stderr when it is a terminal
+    (and neither ``--no-progress`` nor ``--json`` is given)."""
 
-    def __init__(self, as_json: bool) -> None:
+    def __init__(self, as_json: bool, bars: bool = True, quiet: bool = False) -> None:
         self.as_json = as_json
+        self.quiet = quiet  # a data-parallel process other than rank 0: rank 0 reports the run
+        self.bars = Bars(bars and not as_json and not quiet)
+        context = click.get_current_context(silent=True)
+        self.command = context.command if context is not None else None
 
     def say(self, message: str = "") -> None:
-        click.echo(message, err=self.as_json)
+        if not self.quiet:
+            click.echo(render(message, self.command), err=self.as_json)
 
     def warn(self, message: str) -> None:
-        click.secho(f"warning: {message}", err=True, fg="yellow")
+        if not self.quiet:
+            click.secho(f"warning: {render(message, self.command)}", err=True, fg="yellow")
+
+    def progress(self, total: int | None, desc: str) -> Progress:
+        return self.bars.progress(total, desc)
 
     def result(self, payload: dict[str, Any]) -> None:
-        if self.as_json:
+        if self.as_json and not self.quiet:
             click.echo(json.dumps(payload, indent=2, default=str))
 
 

@@ -133,11 +133,12 @@ def export_onnx(
     opset = DEFAULT_OPSET if opset is None else int(opset)
     if opset < MIN_OPSET or opset > onnx.defs.onnx_opset_version():
         raise ExportError(
-            f"--opset {opset} is not supported; use {MIN_OPSET}..{onnx.defs.onnx_opset_version()} "
-            f"({DEFAULT_OPSET} is the default; 17 for TensorRT 8.x / JetPack 5)"
+            f"`opset={opset}` is not supported; use {MIN_OPSET}..{onnx.defs.onnx_opset_version()} "
+            f"({DEFAULT_OPSET} is the default; 17 for TensorRT 8.x / JetPack 5)",
+            field="opset",
         )
     if static_batch is not None and static_batch < 1:
-        raise ExportError(f"--static-batch must be at least 1, got {static_batch}")
+        raise ExportError(f"`static_batch` must be at least 1, got {static_batch}", field="static_batch")
     output = check_writable(output)
     cfg = metadata.config
     example_batch = static_batch or 2  # 2, not 1: exporters specialise a size-1 dimension
@@ -168,7 +169,8 @@ def export_onnx(
             raise VerificationError(
                 f"ONNX Runtime output differs from PyTorch: max |error| {worst.max_abs_error:.3g} at batch "
                 f"{worst.batch} exceeds {worst.describe_allowed()} (top-1 agreement {worst.top1_agreement:.0%}); "
-                f"nothing written. Try another --opset, or report a bug with this command line"
+                f"nothing written. Try another `opset`, or report a bug with this command line",
+                field="opset",
             )
     write_bytes_atomic(output, data)
     return ExportResult(

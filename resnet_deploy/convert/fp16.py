@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 
 from resnet_deploy._io import atomic_output, check_writable, sha256_file
-from resnet_deploy.artifacts.onnx_io import load_onnx, onnx_props
+from resnet_deploy.artifacts.lineage import GraphLineage
+from resnet_deploy.artifacts.onnx_io import load_onnx, onnx_props, write_lineage
 from resnet_deploy.errors import QuantizationError, VerificationError
 
 DEFAULT_RTOL = 1e-2  # of the logit scale: fp16 keeps ~3 significant digits
@@ -52,25 +53,23 @@ def convert_to_fp16(
     output = check_writable(output)
     model = load_onnx(onnx_path)
     props = onnx_props(model)
-    if props.get("precision", "fp32") != "fp32" or any(n.op_type == "QuantizeLinear" for n in model.graph.node):
+    lineage = GraphLineage.from_props(props, str(onnx_path))
+    if lineage.precision != "fp32" or any(n.op_type == "QuantizeLinear" for n in model.graph.node):
         raise QuantizationError(
-            f"{onnx_path} is not an FP32 model (precision {props.get('precision')}); convert the FP32 export"
+            f"{onnx_path} is not an FP32 model (precision {lineage.precision}); convert the FP32 export", field="onnx"
         )
     op_types = sorted({n.op_type for n in model.graph.node})
     unknown = [op for op in keep_fp32 if op not in op_types]
     if unknown:
         raise QuantizationError(
-            f"--keep-fp32 {', '.join(unknown)}: {onnx_path} has no such op; its op types are {', '.join(op_types)}"
+            f"`keep_fp32={', '.join(unknown)}`: {onnx_path} has no such op; its op types are {', '.join(op_types)}",
+            field="keep_fp32",
         )
     block = list(float16.DEFAULT_OP_BLOCK_LIST) + list(keep_fp32)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # "will be truncated to 1e-07": tiny weights clamp
         half = float16.convert_float_to_float16(model, keep_io_types=True, op_block_list=block)
-    props.update({"precision": "fp16", "source_onnx_sha256": sha256_file(onnx_path)})
-    del half.metadata_props[:]
-    for key, value in props.items():
-        entry = half.metadata_props.add()
-        entry.key, entry.value = key, value
+    write_lineage(half, GraphLineage(precision="fp16", source_onnx_sha256=sha256_file(onnx_path)), props)
     onnx.checker.check_model(half, full_check=True)
 
     max_err, allowed, agreement = 0.0, 0.0, 1.0
@@ -96,6 +95,7 @@ def convert_to_fp16(
             if max_err > allowed:
                 raise VerificationError(
                     f"FP16 outputs differ from FP32 by {max_err:.3g} (allowed {allowed:.3g}); "
-                    "keep more ops in float32 with --keep-fp32 OP"
+                    "keep more ops in float32 with `keep_fp32=OP`",
+                    field="keep_fp32",
                 )
     return Fp16Result(output, max_err, allowed, agreement, time.perf_counter() - start)

@@ -199,7 +199,9 @@ class FolderSplit:
             yield Batch(_to_unit(images.to(target), True), labels.to(target), len(bad), bad)
 
     def pixel_mean(self, size: int) -> torch.Tensor:
-        raise DatasetError("a per-pixel mean needs fixed-size images; ImageFolder data uses --normalize channel")
+        raise DatasetError(
+            "a per-pixel mean needs fixed-size images; ImageFolder data uses `normalize=channel`", field="normalize"
+        )
 
     def channel_stats(self, size: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
         return IMAGENET_MEAN_STD

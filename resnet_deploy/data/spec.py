@@ -19,10 +19,10 @@ def parse_spec(spec: str) -> tuple[str, str | None]:
         raise DatasetError(f"unknown dataset {spec!r}; use {DATASET_SPECS_HELP}")
     if kind == "digits":
         if sep and path:
-            raise DatasetError("the digits dataset is embedded and takes no path; use --data digits")
+            raise DatasetError("the digits dataset is embedded and takes no path; use `data=digits`", field="data")
         return kind, None
     if not path:
-        raise DatasetError(f"dataset {kind} needs a path: --data {kind}:PATH")
+        raise DatasetError(f"dataset {kind} needs a path: `data={kind}:PATH`", field="data")
     return kind, path
 
 
@@ -44,7 +44,9 @@ def open_dataset(spec: str = "digits", *, workers: int = 0, decode_on: Any = Non
     images ``decode_on`` (a torch.device) decodes on that device instead."""
     kind, path = parse_spec(spec)
     if decode_on is not None and kind != "imagefolder":
-        raise DatasetError(f"--gpu-decode decodes JPEG files: {kind} data is held in memory already; drop it")
+        raise DatasetError(
+            f"`gpu_decode` decodes JPEG files: {kind} data is held in memory already; drop it", field="gpu_decode"
+        )
     if kind == "digits":
         from resnet_deploy.data.digits import load_digits_dataset
 

@@ -17,23 +17,23 @@ flags (DLA runs FP16 from the FP16 flag and INT8 from a calibration cache only).
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from resnet_deploy._io import atomic_outputs, check_writable, sha256_bytes, sha256_file, write_bytes_atomic
 from resnet_deploy.artifacts.engine_sidecar import EngineSidecar, EngineTargets, sidecar_path
-from resnet_deploy.artifacts.onnx_io import read_onnx_props
+from resnet_deploy.artifacts.lineage import KEYS as LINEAGE_KEYS
+from resnet_deploy.artifacts.lineage import GraphLineage
+from resnet_deploy.artifacts.onnx_io import read_lineage, read_onnx_props
 from resnet_deploy.engine import network as tensorrt_api  # through the module: tests replace its calls
 from resnet_deploy.engine import progress as progress_bars  # through the module, as tensorrt_api
 from resnet_deploy.engine.build_gpu import describe_build_gpu
 from resnet_deploy.engine.implicit_int8 import cache_calibrator
 from resnet_deploy.engine.options import BatchProfile, BuildOptions, check_combination, resolve_batch
 from resnet_deploy.errors import BuildOptionError
-from resnet_deploy.files.output_plan import OutputPlan
+from resnet_deploy.messages import SILENT, Messages
 from resnet_deploy.trt.flavours import EngineBackend, choose
 
 
@@ -60,35 +60,8 @@ class BuildResult:
         return out
 
 
-NOT_MODEL_PROPS = (
-    "source_onnx_sha256",
-    "int8_kept_out",
-    "int8_kept_out_precision",
-    "int8_mac_share",
-    "accuracy_budget",
-)
-
-
-def _json_prop(props: dict[str, str], key: str) -> Any:
-    """A JSON-valued prop the calibration wrote (None when absent or unreadable: the sidecar just lacks it)."""
-    try:
-        return json.loads(props[key]) if key in props else None
-    except ValueError:
-        return None
-
-
-def graph_precision(props: dict[str, str]) -> str:
-    if props.get("quantization") == "qdq-onnxruntime-cpu":
-        return "int8-cpu"
-    return props.get("precision", "fp32")
-
-
-def twin_path(output: Path, precision: str) -> Path:
-    """Where the FP16 / INT8 ONNX built on the way goes: beside the engine, named for its precision
-    (r20.engine or r20.fp16.engine -> r20.fp16.onnx), so it is never the FP32 ONNX it came from."""
-    tag = "fp16" if precision == "fp16" else "int8"
-    stem = output.name.rsplit(".", 1)[0] if output.suffix else output.name
-    return output.with_name(stem + ("" if stem.endswith(f".{tag}") else f".{tag}") + ".onnx")
+# The lineage props an engine's sidecar keeps in its model record too: what the graph built is.
+MODEL_LINEAGE = ("precision", "quantization")
 
 
 def twin_needed(given: str, precision: str, strongly_typed: bool, implicit: bool, source: Path) -> str | None:
@@ -97,12 +70,14 @@ def twin_needed(given: str, precision: str, strongly_typed: bool, implicit: bool
     if given == "int8-cpu":
         raise BuildOptionError(
             f"{source} is ONNX Runtime's CPU INT8 form (int32 biases), which TensorRT rejects; "
-            "give the FP32 export (build-engine --int8 calibrates it) or `calibrate --target tensorrt` output"
+            "give the FP32 export (a `precision=int8` build calibrates it) or an INT8 ONNX calibrated for "
+            "`target=tensorrt`",
+            field="precision",
         )
     if precision == "fp32" or implicit or (precision == "fp16" and not strongly_typed):
         if given != "fp32":
             raise BuildOptionError(
-                f"{source} is an {given} model; {'--implicit' if implicit else f'--{precision}'} "
+                f"{source} is an {given} model; {'`implicit`' if implicit else f'`precision={precision}`'} "
                 "builds from the FP32 export"
             )
         return None
@@ -110,46 +85,16 @@ def twin_needed(given: str, precision: str, strongly_typed: bool, implicit: bool
         if given == "fp16":
             return None
         if given != "fp32":
-            raise BuildOptionError(f"{source} is an {given} model; --fp16 builds from the FP32 (or FP16) export")
+            raise BuildOptionError(
+                f"{source} is an {given} model; `precision=fp16` builds from the FP32 (or FP16) export",
+                field="precision",
+            )
         return "fp16"
     if given == "int8":
         return None
     if given != "fp32":
         raise BuildOptionError(f"{source} is an {given} model; --{precision} builds from the FP32 export")
     return "int8"
-
-
-def plan_build(
-    plan: OutputPlan,
-    source: Path,
-    output: Path,
-    options: BuildOptions,
-    backend: EngineBackend,
-    *,
-    given_ours: Callable[[Path], bool],
-    exported_later: bool = False,
-    twin_settings: dict[str, str] | None = None,
-) -> None:
-    """Add everything a build writes to ``plan``: the engine and its sidecar, the FP16/INT8 twin,
-    the timing cache (updated in place). ``exported_later``: ``source`` is an FP32 export still to be
-    written (whatever a file there holds now is replaced)."""
-    from resnet_deploy.files.provenance import onnx_twin_of
-
-    plan.write(output, "engine", ours=given_ours)
-    strongly_typed, _ = typing_mode(backend, options)
-    given = "fp32" if exported_later else graph_precision(read_onnx_props(source))
-    kind = twin_needed(given, options.precision, strongly_typed, options.implicit, source)
-    if kind is not None:
-        quantization = "qdq-tensorrt" if kind == "int8" else None
-        settings = twin_settings if kind == "int8" else None
-        plan.write(
-            twin_path(output, options.precision),
-            f"{kind.upper()} ONNX",
-            ours=onnx_twin_of(source, kind, quantization, settings),
-        )
-    if options.timing_cache:
-        plan.write(options.timing_cache, "timing cache", existing_ok=True, with_companion=False)
-    plan.read(options.calib_cache, "calibration cache")
 
 
 def typing_mode(backend: EngineBackend, options: BuildOptions) -> tuple[bool, tuple[str, ...]]:
@@ -193,41 +138,57 @@ def build_engine_file(
     backend: EngineBackend | str | None = None,
     input_onnx: Path | None = None,
     derived: list[Path] | None = None,
-    warn: Callable[[str], None] = lambda message: None,
-    say: Callable[[str], None] = lambda message: None,
-    progress: bool = False,
+    out: Messages = SILENT,
 ) -> BuildResult:
     """Build ``graph``, an ONNX of the precision ``options`` asks for (the table above; converting or
-    calibrating one on the way is ``resnet_deploy.pipeline.build_engine``'s job), into ``output`` and
-    its sidecar. ``input_onnx``: the FP32 ONNX ``graph`` was made from. ``progress`` draws bars;
-    Ctrl-C cancels."""
+    calibrating one on the way is the ``EngineJob``'s), into ``output`` and its sidecar, once the options
+    are checked against the backend and the graph. ``input_onnx``: the FP32 ONNX ``graph`` was made from.
+    Each build phase is a bar of ``out``; Ctrl-C cancels."""
     chosen = backend if isinstance(backend, EngineBackend) else choose(backend)
     check_combination(options, chosen)
-    output, graph = check_writable(output), Path(graph)
+    graph = Path(graph)
+    strongly_typed, _ = typing_mode(chosen, options)
+    given = read_lineage(graph).graph_precision
+    if twin_needed(given, options.precision, strongly_typed, options.implicit, graph) is not None:
+        raise BuildOptionError(
+            f"{graph} is an {given} model; a {options.precision} engine is built from its "
+            f"{'FP16' if options.precision == 'fp16' else 'INT8 Q/DQ'} form, which an `EngineJob` makes on the way"
+        )
+    return build_checked(graph, output, options, chosen, input_onnx=input_onnx, derived=derived, out=out)
+
+
+def build_checked(
+    graph: Path,
+    output: str | Path,
+    options: BuildOptions,
+    chosen: EngineBackend,
+    *,
+    input_onnx: Path | None = None,
+    derived: list[Path] | None = None,
+    out: Messages = SILENT,
+) -> BuildResult:
+    """:func:`build_engine_file` once its checks have passed (an ``EngineJob``'s plan made them)."""
+    output = check_writable(output)
     strongly_typed, weak_flags = typing_mode(chosen, options)
     props = read_onnx_props(graph)
-    if twin_needed(graph_precision(props), options.precision, strongly_typed, options.implicit, graph) is not None:
-        raise BuildOptionError(
-            f"{graph} is an {graph_precision(props)} model; a {options.precision} engine is built from its "
-            f"{'FP16' if options.precision == 'fp16' else 'INT8 Q/DQ'} form, "
-            "which resnet_deploy.pipeline.build_engine makes on the way"
-        )
     if options.precision == "best" and strongly_typed:
-        warn(
-            f"{chosen.describe()} builds strongly typed: --best is the INT8 Q/DQ graph; "
+        out.warn(
+            f"{chosen.describe()} builds strongly typed: `precision=best` is the INT8 Q/DQ graph; "
             "layers without Q/DQ run in the graph's float type"
         )
     builder, network, _parser, logger = tensorrt_api.parse(chosen, graph, strongly_typed)
-    profile = _batch_profile(network, graph, options, warn)
+    profile = _batch_profile(network, graph, options, out)
     config = _configure(chosen, builder, network, options, profile, weak_flags)
-    timing_cache_path = _timing_cache(chosen, config, options, logger, warn)
-    monitor = progress_bars.make_monitor(chosen, progress)
+    timing_cache_path = _timing_cache(chosen, config, options, logger, out)
+    monitor = progress_bars.make_monitor(chosen, out)
     if monitor is not None:
         config.progress_monitor = monitor
-    elif progress:
-        say(f"{chosen.describe()} has no progress monitor: no progress bars; Ctrl-C stops when TensorRT returns")
+    else:
+        out.say(f"{chosen.describe()} has no progress monitor: no progress bars; Ctrl-C stops when TensorRT returns")
     typing = "strongly typed" if strongly_typed else "flags " + "+".join(weak_flags or ("none",))
-    say(f"building {options.precision} engine from {graph.name} with {chosen.describe()} ({typing}, batch {profile})")
+    out.say(
+        f"building {options.precision} engine from {graph.name} with {chosen.describe()} ({typing}, batch {profile})"
+    )
     start = time.perf_counter()
     with progress_bars.cancel_on_interrupt(monitor):
         engine = tensorrt_api.build(chosen, builder, network, config, logger)
@@ -254,14 +215,14 @@ def build_engine_file(
     )
 
 
-def _batch_profile(network: Any, graph: Path, options: BuildOptions, warn: Callable[[str], None]) -> BatchProfile:
+def _batch_profile(network: Any, graph: Path, options: BuildOptions, out: Messages) -> BatchProfile:
     if network.num_inputs != 1 or len(network.get_input(0).shape) != 4:
         raise BuildOptionError(f"{graph} is not an image classifier with one (N, C, H, W) input")
     onnx_batch = network.get_input(0).shape[0]
     dla = options.dla_core is not None
     profile = resolve_batch(options.batch, onnx_batch, static=dla)
     if dla and options.batch is None and onnx_batch <= 0:
-        warn(f"DLA has no dynamic shapes: building one static batch of {profile.opt} (choose it with --batch N)")
+        out.warn(f"DLA has no dynamic shapes: building one static batch of {profile.opt} (choose it with `batch`)")
     return profile
 
 
@@ -282,14 +243,12 @@ def _configure(
     return tensorrt_api.configure(chosen, builder, network, options, profile, weak_flags=weak, calibrator=calibrator)
 
 
-def _timing_cache(
-    chosen: EngineBackend, config: Any, options: BuildOptions, logger: Any, warn: Callable[[str], None]
-) -> Path | None:
+def _timing_cache(chosen: EngineBackend, config: Any, options: BuildOptions, logger: Any, out: Messages) -> Path | None:
     path = Path(options.timing_cache) if options.timing_cache else None
     if path is not None and not chosen.has_timing_cache:
-        warn("TensorRT-RTX keeps no timing cache (its timing-cache calls are no-ops); --timing-cache ignored")
+        out.warn("TensorRT-RTX keeps no timing cache (its timing-cache calls are no-ops); `timing_cache` ignored")
         path = None
-    tensorrt_api.load_timing_cache(config, path, logger, warn)
+    tensorrt_api.load_timing_cache(config, path, logger, out)
     return path
 
 
@@ -307,6 +266,7 @@ def _sidecar(
     seconds: float,
 ) -> EngineSidecar:
     """The engine's record: what it is, for which GPUs, from which graph, and how to build it again."""
+    lineage = GraphLineage.from_props(props, str(graph))
     if chosen.is_rtx:
         targets = EngineTargets(compute_capabilities=tuple(options.target_cc) or ("current GPU",))
     else:
@@ -336,11 +296,11 @@ def _sidecar(
         source_onnx=str(graph),
         source_onnx_sha256=sha256_file(graph),
         input_onnx_sha256=sha256_file(input_onnx) if input_onnx is not None and input_onnx != graph else None,
-        calibration_id=props.get("calibration_id"),
-        int8_kept_out=_json_prop(props, "int8_kept_out"),
-        accuracy_budget=_json_prop(props, "accuracy_budget"),
+        calibration_id=lineage.calibration.id if lineage.calibration else None,
+        int8_kept_out=[k.to_dict() for k in lineage.budget.kept_out] if lineage.budget else None,
+        accuracy_budget=dict(lineage.budget.summary) if lineage.budget else None,
         build_options=options.to_dict(),
         build_seconds=round(seconds, 3),
-        model={k: v for k, v in props.items() if k not in NOT_MODEL_PROPS and not k.startswith("calibration_")},
+        model={k: v for k, v in props.items() if k not in LINEAGE_KEYS or k in MODEL_LINEAGE},
         rebuild_command=rebuild_command(graph, output, options, chosen),
     )

@@ -20,20 +20,24 @@ def read_cache(cache_path: Path, *, dla: bool = False) -> tuple[str, list[str]]:
     """(algorithm, scale lines) of a calibration cache ``resnet-deploy calibrate`` wrote; refused with one
     line when it is not one, names an algorithm we did not write, or (``dla``) is not EntropyCalibration2."""
     if not cache_path.is_file():
-        raise BuildOptionError(f"--calib-cache {cache_path} not found (written by `resnet-deploy calibrate`)")
+        raise BuildOptionError(
+            f"`calib_cache={cache_path}` not found (written by `resnet-deploy calibrate`)", field="calib_cache"
+        )
     lines = cache_path.read_text(errors="replace").splitlines()
     if not lines or not lines[0].startswith("TRT-") or lines[0].count("-") < 2:
         raise BuildOptionError(f"{cache_path} is not a TensorRT calibration cache (first line {lines[:1]})")
     algorithm = lines[0].split("-", 2)[2]
     if algorithm not in CALIBRATORS:
         raise BuildOptionError(
-            f"{cache_path} is a {algorithm} cache; --implicit reads the EntropyCalibration2 or MinMaxCalibration "
-            "caches that `resnet-deploy calibrate` writes: recalibrate with it"
+            f"{cache_path} is a {algorithm} cache; `implicit` reads the EntropyCalibration2 or MinMaxCalibration "
+            "caches that `resnet-deploy calibrate` writes: recalibrate with it",
+            field="implicit",
         )
     if dla and algorithm != "EntropyCalibration2":
         raise BuildOptionError(
             f"{cache_path} is a {algorithm} cache, but DLA takes EntropyCalibration2 scales only: "
-            "recalibrate with `resnet-deploy calibrate --method entropy` (the default)"
+            "recalibrate with `calibration.method=entropy` (the default)",
+            field="calibration.method",
         )
     return algorithm, lines[1:]
 

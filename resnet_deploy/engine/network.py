@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from resnet_deploy.engine.options import HARDWARE_COMPAT, BatchProfile, BuildOptions
 from resnet_deploy.errors import BuildOptionError, EngineBuildError
+from resnet_deploy.messages import Messages
 from resnet_deploy.trt.flavours import EngineBackend
 from resnet_deploy.trt.logger import make_logger
 
@@ -64,7 +65,7 @@ def _where(error: Any) -> str:
 
 def _hint(errors: list[str]) -> str:
     if any("DequantizeLinear" in e for e in errors):
-        return " (TensorRT needs `resnet-deploy calibrate --target tensorrt`, not the cpu form)"
+        return " (TensorRT needs the INT8 ONNX calibrated for `target=tensorrt`, not the cpu form)"
     return ""
 
 
@@ -127,11 +128,14 @@ def configure(
         cores = builder.num_DLA_cores
         if cores == 0:
             raise BuildOptionError(
-                "--dla-core: this machine has no DLA (TensorRT reports 0 DLA cores); DLA exists on Jetson "
-                "AGX Orin/Xavier and Orin NX; build without --dla-core for the GPU"
+                "`dla_core`: this machine has no DLA (TensorRT reports 0 DLA cores); DLA exists on Jetson "
+                "AGX Orin/Xavier and Orin NX; build without `dla_core` for the GPU",
+                field="dla_core",
             )
         if not 0 <= options.dla_core < cores:
-            raise BuildOptionError(f"--dla-core {options.dla_core}: this machine has DLA cores 0..{cores - 1}")
+            raise BuildOptionError(
+                f"`dla_core={options.dla_core}`: this machine has DLA cores 0..{cores - 1}", field="dla_core"
+            )
         config.default_device_type = trt.DeviceType.DLA
         config.DLA_core = options.dla_core
         if options.gpu_fallback:
@@ -154,7 +158,7 @@ def _set_rtx_targets(trt: Any, config: Any, target_cc: tuple[str, ...]) -> None:
 
 
 def load_timing_cache(
-    config: trt_types.IBuilderConfig, path: Path | None, logger: Any, warn: Any
+    config: trt_types.IBuilderConfig, path: Path | None, logger: Any, out: Messages
 ) -> trt_types.ITimingCache | None:
     """Read ``path`` into the config; a cache from another TensorRT version is ignored with a warning."""
     if path is None:
@@ -168,7 +172,7 @@ def load_timing_cache(
     except Exception:
         accepted = False
     if data and (not accepted or logger.mark() > mark):
-        warn(f"timing cache {path} is from another TensorRT version or damaged; ignored (it will be rewritten)")
+        out.warn(f"timing cache {path} is from another TensorRT version or damaged; ignored (it will be rewritten)")
         cache = config.create_timing_cache(b"")
         config.set_timing_cache(cache, False)
     return cache

@@ -78,13 +78,13 @@ def parse_batch(text: str) -> BatchProfile:
     """``8`` (static) or ``min:opt:max``."""
     parts = text.split(":")
     if len(parts) not in (1, 3) or not all(p.strip().isdigit() for p in parts):
-        raise BuildOptionError(f"--batch {text!r} is not N or MIN:OPT:MAX (e.g. 8 or 1:8:32)")
+        raise BuildOptionError(f"`batch={text!r}` is not N or MIN:OPT:MAX (e.g. 8 or 1:8:32)", field="batch")
     values = [int(p) for p in parts]
     low, opt, high = (values * 3) if len(values) == 1 else values
     if low < 1:
-        raise BuildOptionError(f"--batch {text}: batch sizes start at 1")
+        raise BuildOptionError(f"`batch={text}`: batch sizes start at 1", field="batch")
     if not low <= opt <= high:
-        raise BuildOptionError(f"--batch {text}: need min <= opt <= max")
+        raise BuildOptionError(f"`batch={text}`: need min <= opt <= max", field="batch")
     return BatchProfile(low, opt, high)
 
 
@@ -99,8 +99,9 @@ def resolve_batch(requested: BatchProfile | None, onnx_batch: int, *, static: bo
             return BatchProfile(onnx_batch, onnx_batch, onnx_batch)
         if (requested.min, requested.max) != (onnx_batch, onnx_batch):
             raise BuildOptionError(
-                f"the ONNX has a static batch of {onnx_batch}, so --batch {requested} cannot be built; "
-                f"omit --batch or re-export with a dynamic batch (export without --static-batch)"
+                f"the ONNX has a static batch of {onnx_batch}, so `batch={requested}` cannot be built; "
+                f"omit `batch` or re-export with a dynamic batch (export without `static_batch`)",
+                field="batch",
             )
         return requested
     if static and requested is None:
@@ -119,8 +120,9 @@ def parse_target_cc(text: str | None) -> tuple[str, ...]:
             cc = f"{cc[:-1]}.{cc[-1]}"
         if cc not in RTX_COMPUTE_CAPABILITIES:
             raise BuildOptionError(
-                f"--target-cc {piece.strip()!r} is not a TensorRT-RTX target; choose from "
-                f"{', '.join(RTX_COMPUTE_CAPABILITIES)}"
+                f"`target_cc` {piece.strip()!r} is not a TensorRT-RTX target; choose from "
+                f"{', '.join(RTX_COMPUTE_CAPABILITIES)}",
+                field="target_cc",
             )
         if cc not in wanted:
             wanted.append(cc)
@@ -135,79 +137,107 @@ def check_combination(options: BuildOptions, backend: EngineBackend) -> None:
     if options.precision not in PRECISIONS:
         raise BuildOptionError(f"unknown precision {options.precision!r}")
     if options.gpu_fallback and options.dla_core is None:
-        raise BuildOptionError("--gpu-fallback only applies with --dla-core N")
+        raise BuildOptionError("`gpu_fallback` only applies with `dla_core=N`", field="gpu_fallback")
     if options.target_cc and not rtx:
         raise BuildOptionError(
-            "--target-cc is for TensorRT-RTX; TensorRT builds for the GPU it runs on "
-            "(use --hardware-compat ampere+ for other Ampere+ GPUs)"
+            "`target_cc` is for TensorRT-RTX; TensorRT builds for the GPU it runs on "
+            "(use `hardware_compat=ampere+` for other Ampere+ GPUs)",
+            field="target_cc",
         )
     if options.implicit and options.precision != "int8":
-        raise BuildOptionError("--implicit goes with --int8 (implicit INT8 from a calibration cache)")
+        raise BuildOptionError(
+            "`implicit` goes with `precision=int8` (implicit INT8 from a calibration cache)", field="implicit"
+        )
     if options.implicit and not options.calib_cache:
-        raise BuildOptionError("--implicit needs --calib-cache FILE (written by `resnet-deploy calibrate`)")
+        raise BuildOptionError(
+            "`implicit` needs `calib_cache=FILE` (written by `resnet-deploy calibrate`)", field="implicit"
+        )
     if options.calib_cache and not options.implicit:
-        raise BuildOptionError("--calib-cache is for --implicit builds; explicit INT8 reads the scales from the ONNX")
+        raise BuildOptionError(
+            "`calib_cache` is for `implicit` builds; explicit INT8 reads the scales from the ONNX", field="calib_cache"
+        )
     if options.dla_core is not None:
         _check_dla(options, backend)
     if options.implicit and not backend.has_calibrators:
         raise BuildOptionError(
-            f"--implicit needs TensorRT 8.6-10.x (implicit INT8 calibrators); this is {release}, which builds "
-            "explicit INT8 only: drop --implicit (--int8 builds from the Q/DQ ONNX)"
+            f"`implicit` needs TensorRT 8.6-10.x (implicit INT8 calibrators); this is {release}, which builds "
+            "explicit INT8 only: drop `implicit` (`precision=int8` builds from the Q/DQ ONNX)",
+            field="implicit",
         )
     if options.hardware_compat not in HARDWARE_COMPAT:
-        raise BuildOptionError(f"--hardware-compat {options.hardware_compat!r}: choose {', '.join(HARDWARE_COMPAT)}")
+        raise BuildOptionError(
+            f"`hardware_compat={options.hardware_compat!r}`: choose {', '.join(HARDWARE_COMPAT)}",
+            field="hardware_compat",
+        )
     level = HARDWARE_COMPAT[options.hardware_compat]
     if options.hardware_compat != "none" and not backend.has_hardware_compat(level):
         since = "TensorRT >= 10.9" if options.hardware_compat == "same-cc" else "TensorRT >= 8.6"
-        raise BuildOptionError(f"--hardware-compat {options.hardware_compat} needs {since}; this is {release}")
+        raise BuildOptionError(
+            f"`hardware_compat={options.hardware_compat}` needs {since}; this is {release}", field="hardware_compat"
+        )
     if options.version_compatible and rtx:
         raise BuildOptionError(
-            "--version-compatible needs full TensorRT (engines for its lean runtime); TensorRT-RTX has no lean "
-            "runtime: rebuild the engine for each TensorRT-RTX version instead"
+            "`version_compatible` needs full TensorRT (engines for its lean runtime); TensorRT-RTX has no lean "
+            "runtime: rebuild the engine for each TensorRT-RTX version instead",
+            field="version_compatible",
         )
     if options.builder_opt_level is not None and not 0 <= options.builder_opt_level <= 5:
-        raise BuildOptionError(f"--builder-opt-level must be 0..5, got {options.builder_opt_level}")
+        raise BuildOptionError(
+            f"`builder_opt_level` must be 0..5, got {options.builder_opt_level}", field="builder_opt_level"
+        )
     if options.workspace_mib is not None and options.workspace_mib < 1:
-        raise BuildOptionError(f"--workspace must be at least 1 MiB, got {options.workspace_mib}")
+        raise BuildOptionError(
+            f"`workspace_mib` must be at least 1 MiB, got {options.workspace_mib}", field="workspace_mib"
+        )
     if options.implicit and options.calib_cache:
         from resnet_deploy.engine.implicit_int8 import read_cache  # it imports this module
 
         read_cache(Path(options.calib_cache), dla=options.dla_core is not None)
     if rtx and "7.5" in options.target_cc and options.precision != "fp16" and backend.version_tuple[:2] <= (1, 7):
         raise BuildOptionError(
-            f"--target-cc 7.5 with {options.precision}: {release} cannot compile FP32 matrix multiplies for Turing "
-            "(the classifier's Gemm); build --fp16 for 7.5, or leave 7.5 out of --target-cc"
+            f"`target_cc=7.5` with {options.precision}: {release} cannot compile FP32 matrix multiplies for Turing "
+            "(the classifier's Gemm); build `precision=fp16` for 7.5, or leave 7.5 out of `target_cc`",
+            field="target_cc",
         )
     if rtx and not options.target_cc and not machine.gpu_present():
         raise BuildOptionError(
-            "no NVIDIA GPU here to build for; name the target GPUs with --target-cc "
-            "(e.g. --target-cc 8.6,8.9 for RTX 30xx and 40xx)"
+            "no NVIDIA GPU here to build for; name the target GPUs with `target_cc` "
+            "(e.g. `target_cc=8.6,8.9` for RTX 30xx and 40xx)",
+            field="target_cc",
         )
     if not rtx and not machine.gpu_present():
         raise BuildOptionError(
             f"{release} builds for the GPU it runs on, and this machine has none; build on the target GPU "
-            '(or with TensorRT-RTX ahead of time: pip install "resnet-deploy[rtx]", --target-cc)'
+            '(or with TensorRT-RTX ahead of time: pip install "resnet-deploy[rtx]", `target_cc`)',
+            field="target_cc",
         )
 
 
 def _check_dla(options: BuildOptions, backend: EngineBackend) -> None:
     """DLA: FP16, or INT8 from a calibration cache (implicit), one static batch, TensorRT 8.6-10.7."""
     if backend.is_rtx:
-        raise BuildOptionError("--dla-core needs TensorRT on a Jetson; TensorRT-RTX has no DLA")
+        raise BuildOptionError("`dla_core` needs TensorRT on a Jetson; TensorRT-RTX has no DLA", field="dla_core")
     if not backend.has_dla:
         raise BuildOptionError(
-            f"--dla-core needs TensorRT 8.6-10.7 (JetPack 5/6); this is {backend.describe()}, and "
-            "TensorRT 10.8-11.3 have no DLA: build without --dla-core for the GPU"
+            f"`dla_core` needs TensorRT 8.6-10.7 (JetPack 5/6); this is {backend.describe()}, and "
+            "TensorRT 10.8-11.3 have no DLA: build without `dla_core` for the GPU",
+            field="dla_core",
         )
     if options.precision == "fp32":
-        raise BuildOptionError("--dla-core runs FP16 or INT8 only: add --fp16, or --int8 --implicit --calib-cache FILE")
+        raise BuildOptionError(
+            "`dla_core` runs FP16 or INT8 only: add `precision=fp16`, or `precision=int8` `implicit` "
+            "`calib_cache=FILE`",
+            field="dla_core",
+        )
     if options.precision in ("int8", "best") and not options.implicit:
         raise BuildOptionError(
-            "--dla-core runs INT8 from a calibration cache only (DLA has no explicit Q/DQ quantization): "
-            "use --int8 --implicit --calib-cache FILE (from `resnet-deploy calibrate`), or --fp16"
+            "`dla_core` runs INT8 from a calibration cache only (DLA has no explicit Q/DQ quantization): "
+            "use `precision=int8` `implicit` `calib_cache=FILE` (from `resnet-deploy calibrate`), or `precision=fp16`",
+            field="dla_core",
         )
     if options.batch is not None and options.batch.min != options.batch.max:
         raise BuildOptionError(
-            f"--dla-core needs one static batch (DLA has no dynamic shapes), not --batch {options.batch}: "
-            "give --batch N"
+            f"`dla_core` needs one static batch (DLA has no dynamic shapes), not `batch={options.batch}`: "
+            "give `batch=N`",
+            field="dla_core",
         )

@@ -1,60 +1,38 @@
 """TensorRT's IProgressMonitor as progress bars, and Ctrl-C as a clean cancel of the build.
 
+Each build phase is a bar of ``out.progress`` (drawn only where the caller's messages draw bars: the
+CLI's on a terminal, never in a log file); the monitor carries Ctrl-C to TensorRT either way.
 TensorRT 8.6 (JetPack 6.0) has no IProgressMonitor: there ``make_monitor`` returns None, no bars are
 drawn, and Ctrl-C interrupts once TensorRT returns from the build (nothing is written either way).
-Bars are drawn only to a terminal: redirected to a file or a pipe (CI, ``demo > log 2>&1``) their
-carriage returns and escape codes would fill the log, so there the monitor only carries Ctrl-C.
 """
 
 from __future__ import annotations
 
 import signal
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, TextIO
+from typing import Any
 
+from resnet_deploy.errors import Terminated
+from resnet_deploy.messages import Messages, Progress
 from resnet_deploy.trt.flavours import EngineBackend
 
 
-def draws_bars(enabled: bool, stream: TextIO | None = None) -> bool:
-    """Whether progress bars are drawn: asked for (``enabled``) and ``stream`` (stderr) is a terminal."""
-    stream = sys.stderr if stream is None else stream
-    try:
-        return enabled and stream.isatty()
-    except (AttributeError, ValueError):  # no isatty, or a closed stream
-        return False
-
-
-def make_monitor(backend: EngineBackend, enabled: bool, stream: TextIO | None = None) -> Any:
-    """An ``IProgressMonitor`` of the backend's module drawing one tqdm bar per phase on ``stream``
-    (stderr) when ``enabled`` and that is a terminal (``draws_bars``), which also carries Ctrl-C to
-    TensorRT; None where the release has no progress monitor."""
+def make_monitor(backend: EngineBackend, out: Messages) -> Any:
+    """An ``IProgressMonitor`` of the backend's module showing one bar of ``out`` per phase, which also
+    carries Ctrl-C to TensorRT; None where the release has no progress monitor."""
     if not backend.has_progress_monitor:
         return None
-    from tqdm import tqdm
-
-    stream = sys.stderr if stream is None else stream
-    draw = draws_bars(enabled, stream)
-
     trt = backend.module
 
     class Monitor(trt.IProgressMonitor):  # type: ignore[misc,name-defined]
         def __init__(self) -> None:
             trt.IProgressMonitor.__init__(self)
-            self.bars: dict[str, Any] = {}
+            self.bars: dict[str, Progress] = {}
             self.cancelled = False
-            self.drawing = draw
 
         def phase_start(self, phase_name: str, parent_phase: str | None, num_steps: int) -> None:
-            self.bars[phase_name] = tqdm(
-                total=num_steps,
-                desc=phase_name,
-                position=len(self.bars),
-                leave=False,
-                disable=not draw,
-                file=stream,
-            )
+            self.bars[phase_name] = out.progress(num_steps, phase_name)
 
         def step_complete(self, phase_name: str, step: int) -> bool:
             bar = self.bars.get(phase_name)
@@ -77,8 +55,6 @@ def cancel_on_interrupt(monitor: Any) -> Iterator[None]:
 
     Without a monitor (TensorRT 8.6) Python's own handling stays: KeyboardInterrupt once TensorRT returns.
     """
-    from resnet_deploy.errors import Terminated
-
     if monitor is None:
         yield
         return

@@ -188,6 +188,17 @@ def describe_machine(threads: int | None) -> dict[str, Any]:
     return info
 
 
+def machine_line(m: dict[str, Any]) -> str:
+    """The machine a report was timed on, in one line: CPU and instruction sets, cores, threads, OS, GPU, runtimes."""
+    return (
+        f"{m['cpu']}"
+        + (f" ({m['instruction_sets']})" if m.get("instruction_sets") else "")
+        + f", {m['cores']} cores, threads {m['threads']}, {m['os']}"
+        + (f", GPU {m['gpu']}" if m.get("gpu") else "")
+        + "".join(f", {name} {m[name]}" for name in ("onnxruntime", "openvino") if m.get(name))
+    )
+
+
 def run_bench(
     backends: list[Backend],
     batches: list[int],
@@ -200,9 +211,9 @@ def run_bench(
     if not backends:
         raise BenchmarkError("nothing to benchmark: give at least one artifact")
     if not batches or min(batches) < 1:
-        raise BenchmarkError(f"--batch sizes must be >= 1, got {batches}")
+        raise BenchmarkError(f"batch sizes (`batches`) must be >= 1, got {batches}", field="batches")
     if iters < 1 or warmup < 0:
-        raise BenchmarkError("--iters must be >= 1 and --warmup >= 0")
+        raise BenchmarkError("`iters` must be >= 1 and `warmup` >= 0", field="iters")
     shapes = {b.input_shape for b in backends}
     if len(shapes) != 1:
         raise BenchmarkError(f"artifacts take different inputs {sorted(shapes)}; bench models of one input size")
@@ -262,11 +273,11 @@ def row_labels(backends: list[Backend]) -> list[str]:
 def check_plot_path(path: str) -> None:
     """Refuse a --plot that cannot be written, before any benchmarking is done."""
     if not path.lower().endswith(".png"):
-        raise BenchmarkError(f"--plot writes a PNG chart: give a path ending in .png, not {path}")
+        raise BenchmarkError(f"`plot` writes a PNG chart: give a path ending in .png, not {path}", field="plot")
     try:
         import matplotlib  # noqa: F401
     except ImportError:
-        raise BenchmarkError('--plot needs matplotlib: pip install "resnet-deploy[plot]"') from None
+        raise BenchmarkError('`plot` needs matplotlib: pip install "resnet-deploy[plot]"', field="plot") from None
 
 
 def plot(report: BenchReport, path: str, mark: str = "") -> None:
@@ -382,11 +393,11 @@ def run_throughput(
     artifacts alternate, with a pause between them, as in ``run_bench``.
     """
     if not batches or min(batches) < 1:
-        raise BenchmarkError(f"--batch sizes must be >= 1, got {batches}")
+        raise BenchmarkError(f"batch sizes (`batches`) must be >= 1, got {batches}", field="batches")
     if not streams or min(streams) < 1:
-        raise BenchmarkError(f"--streams must be >= 1, got {streams}")
+        raise BenchmarkError(f"`streams` must be >= 1, got {streams}", field="streams")
     if rounds < 1:
-        raise BenchmarkError("--iters (timed rounds) must be >= 1")
+        raise BenchmarkError("`iters` (timed rounds) must be >= 1", field="iters")
     rng = np.random.default_rng(seed)
     report: ThroughputReport | None = None
     for count in streams:

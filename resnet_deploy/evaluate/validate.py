@@ -236,7 +236,7 @@ def _topk_hits(logits: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
 
 
 def open_artifacts(
-    paths: Sequence[str | Path], stack: ExitStack, backend: str = "auto"
+    paths: Sequence[str | Path], stack: ExitStack, backend: str = "auto", *, allow_none: bool = False
 ) -> tuple[list[Backend], list[SkippedArtifact]]:
     """Open every artifact into ``stack``: the backends, and the engines skipped. ONNX files run on
     ``backend`` (auto: OpenVINO unless ONNX Runtime is faster here; see ``runtime.onnx_choice``).
@@ -261,7 +261,7 @@ def open_artifacts(
         except ResnetDeployError as exc:
             reason = " ".join(str(exc).split())  # one line, whatever TensorRT logged
             skipped.append(SkippedArtifact(str(path), f"no NVIDIA GPU here to run TensorRT engines ({reason})"))
-    if not opened:
+    if not opened and not allow_none:
         every = "; ".join(f"{s.artifact}: {s.reason}" for s in skipped)
         raise ValidationError(
             f"nothing to validate on this machine: {every}; validate engines where they run, or pass ONNX artifacts"
@@ -314,7 +314,8 @@ def _dataset_spec(reference: Backend, data: str | None) -> str:
     spec = data or reference.metadata.dataset
     if spec is None:
         raise ValidationError(
-            f"{reference.path} records no dataset (random or foreign weights); pass --data SPEC with labelled images"
+            f"{reference.path} records no dataset (random or foreign weights); pass `data=SPEC` with labelled images",
+            field="data",
         )
     return spec
 
@@ -347,7 +348,8 @@ def _open_test_data(spec: str, reference: Backend) -> Dataset:
     num_classes = reference.metadata.config.num_classes
     if dataset.num_classes != num_classes:
         raise ValidationError(
-            f"{spec} has {dataset.num_classes} classes but the model has {num_classes}; pass the right --data"
+            f"{spec} has {dataset.num_classes} classes but the model has {num_classes}; pass the right `data`",
+            field="data",
         )
     return dataset
 

@@ -34,10 +34,19 @@ class Planned:
     what: str  # "engine", "FP16 twin", "report": named in every refusal
     ours: Callable[[Path], bool] | None = None  # True: the existing file is our output from the same inputs
     existing_ok: bool = False  # a shared cache or a file updated in place
+    makes_parent: bool = False  # its directory is made by the work (a run directory): its nearest ancestor is checked
 
 
 def _exists_beside(main: Path) -> Callable[[Path], bool]:
     return lambda _companion: main.exists()
+
+
+def _nearest_existing(path: Path) -> Path:
+    """``path`` moved up into its nearest existing ancestor directory: where making its directory is tried."""
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    return parent / path.name
 
 
 def _key(path: Path) -> Path:
@@ -84,10 +93,11 @@ class OutputPlan:
         ours: Callable[[Path], bool] | None = None,
         existing_ok: bool = False,
         with_companion: bool = True,
+        makes_parent: bool = False,
     ) -> Path:
         """Plan ``path`` (and its companion: an engine's sidecar, a checkpoint's metadata)."""
         path = Path(path)
-        self.outputs.append(Planned(path, what, ours, existing_ok))
+        self.outputs.append(Planned(path, what, ours, existing_ok, makes_parent))
         extra = companion(path) if with_companion else None
         if extra is not None:
             # The companion follows its file's verdict; one without its file is refused like any other.
@@ -102,16 +112,16 @@ class OutputPlan:
                     same = "" if str(out.path) == str(path) else f" ({out.path} and {path} are one file)"
                     raise OutputPathError(
                         f"the {out.what} would be written over the {what} {path}{same}, destroying it; "
-                        "choose another output path (-o)"
+                        "choose another output path (`output`)"
                     )
             for other in self.outputs[:index]:
                 if _key(other.path) == _key(out.path):
                     raise OutputPathError(
                         f"the {other.what} and the {out.what} would both be written to {out.path}; "
-                        "choose another output path (-o)"
+                        "choose another output path (`output`)"
                     )
         for out in self.outputs:
-            check_writable(out.path)
+            check_writable(out.path if not out.makes_parent else _nearest_existing(out.path))
             if out.existing_ok or not (out.path.exists() or out.path.is_symlink()):
                 continue
             if out.ours is not None and out.ours(out.path):
@@ -119,7 +129,8 @@ class OutputPlan:
             elif not self.overwrite:
                 raise OutputPathError(
                     f"{out.path} exists and is not `resnet-deploy {self.command}`'s {out.what} from these inputs; "
-                    f"pass --overwrite to replace it, or choose another output path"
+                    f"pass `overwrite=True` to replace it, or choose another output path",
+                    field="overwrite",
                 )
 
     def notes(self) -> list[str]:

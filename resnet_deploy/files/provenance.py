@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from resnet_deploy._io import sha256_file
+from resnet_deploy.artifacts.lineage import GraphLineage
 from resnet_deploy.artifacts.naming import companion
 
 Ours = Callable[[Path], bool]
@@ -24,6 +25,15 @@ ARCHITECTURE_KEYS = ("architecture", "depth", "block", "variant", "plain", "shor
 
 def architecture(props: dict[str, str]) -> dict[str, str]:
     return {k: props.get(k, "") for k in ARCHITECTURE_KEYS}
+
+
+def _lineage(path: Path) -> GraphLineage | None:
+    from resnet_deploy.artifacts.onnx_io import read_lineage
+
+    try:
+        return read_lineage(path)
+    except Exception:  # not an ONNX at all, damaged, or its lineage unreadable: not ours
+        return None
 
 
 def _props(path: Path) -> dict[str, str] | None:
@@ -39,8 +49,8 @@ def onnx_export_of(checkpoint_sha256: str | None, arch: dict[str, str] | None = 
     """An export of this checkpoint; with random weights (``None``), of the same (seeded) architecture."""
 
     def ours(path: Path) -> bool:
-        props = _props(path)
-        if props is None or props.get("precision", "fp32") != "fp32" or "quantization" in props:
+        props, lineage = _props(path), _lineage(path)
+        if props is None or lineage is None or lineage.derived:
             return False
         if checkpoint_sha256 is not None:
             return props.get("checkpoint_sha256") == checkpoint_sha256
@@ -50,20 +60,20 @@ def onnx_export_of(checkpoint_sha256: str | None, arch: dict[str, str] | None = 
 
 
 def onnx_twin_of(
-    source: Path, precision: str, quantization: str | None = None, settings: dict[str, str] | None = None
+    source: Path, precision: str, quantization: str | None = None, made: Callable[[GraphLineage], bool] | None = None
 ) -> Ours:
-    """An FP16 or INT8 twin converted or calibrated from ``source`` with the same ``settings`` (props
-    such as calibration_method): a calibration made another way is the user's work, not ours to redo."""
+    """An FP16 or INT8 twin converted or calibrated from ``source``, ``made`` the same way (the same calibration
+    settings): a calibration made another way is the user's work, not ours to redo."""
 
     def ours(path: Path) -> bool:
-        props = _props(path)
+        lineage = _lineage(path)
         return (
-            props is not None
-            and props.get("precision") == precision
-            and (quantization is None or props.get("quantization") == quantization)
-            and all(props.get(key, "") == value for key, value in (settings or {}).items())  # absent reads ""
+            lineage is not None
+            and lineage.precision == precision
+            and (quantization is None or lineage.quantization == quantization)
+            and (made is None or made(lineage))
             and source.is_file()
-            and props.get("source_onnx_sha256") == sha256_file(source)
+            and lineage.source_onnx_sha256 == sha256_file(source)
         )
 
     return ours

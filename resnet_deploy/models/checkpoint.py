@@ -132,7 +132,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         meta = CheckpointMeta.from_json(data, str(meta_file))
         if meta.sha256 not in (None, digest):
             if (path.parent / "train_state.pt").is_file():  # a run directory: resume rewrites both
-                fix = f"an interrupted save; `resnet-deploy train --resume {path.parent}` rewrites both"
+                fix = f"an interrupted save; resuming the run (`resume={path.parent}`) rewrites both"
             else:
                 fix = f"if you replaced {path.name} on purpose, move {meta_file.name} away (it then loads as weights)"
             raise CheckpointError(f"{meta_file} describes another version of {path.name} (sha256 differs): {fix}")
@@ -212,15 +212,23 @@ def load_state_into(model: ResNet, state_dict: dict[str, torch.Tensor], source: 
             parts.append(f"unexpected keys: {_names(unexpected)}")
         hint = f"the checkpoint has {layout.description}"
         if layout.depth is not None and layout.depth != model.config.depth:
-            hint += f" (pass --depth {layout.depth})"
+            hint += f" (pass `depth={layout.depth}`)"
         if layout.num_classes is not None and layout.num_classes != model.config.num_classes:
-            hint += f" and {layout.num_classes} classes (pass --num-classes {layout.num_classes})"
+            hint += f" and {layout.num_classes} classes (pass `num_classes={layout.num_classes}`)"
         raise CheckpointError(f"{source} does not fit {model.config.name}: {'; '.join(parts)}; {hint}")
     model.load_state_dict(state_dict, strict=False)
 
 
 def model_from_checkpoint(checkpoint: Checkpoint, spec: ModelSpec | None = None) -> ResNet:
     """Build the checkpoint's model and load its weights; options override only what the file leaves open."""
+    model = ResNet(checkpoint_config(checkpoint, spec))
+    load_state_into(model, checkpoint.state_dict, f"checkpoint {checkpoint.path}")
+    return model.eval()
+
+
+def checkpoint_config(checkpoint: Checkpoint, spec: ModelSpec | None = None) -> ResNetConfig:
+    """The architecture of the checkpoint's model: its metadata's, or read off its keys; ``spec`` fills only
+    what the file leaves open (and contradicting the file is refused)."""
     spec = spec or ModelSpec()
     depth, variant, plain, shortcut = spec.depth, spec.variant, spec.plain, spec.shortcut
     num_classes, input_size = spec.num_classes, spec.input_size
@@ -228,20 +236,21 @@ def model_from_checkpoint(checkpoint: Checkpoint, spec: ModelSpec | None = None)
     if checkpoint.config is not None:
         cfg = checkpoint.config
         given = {
-            "--depth": (depth, cfg.depth),
-            "--variant": (variant, cfg.variant),
-            "--shortcut": (shortcut, cfg.shortcut),
-            "--num-classes": (num_classes, cfg.num_classes),
+            "`depth`": (depth, cfg.depth),
+            "`variant`": (variant, cfg.variant),
+            "`shortcut`": (shortcut, cfg.shortcut),
+            "`num_classes`": (num_classes, cfg.num_classes),
         }
         if plain and not cfg.plain:
-            raise CheckpointError(f"{source} is {cfg.name}, not a plain network; drop --plain")
+            raise CheckpointError(f"{source} is {cfg.name}, not a plain network; drop `plain`", field="plain")
         for flag, (value, recorded) in given.items():
             if value is not None and value != recorded:
                 raise CheckpointError(f"{source} records {flag} {recorded}, not {value}; drop {flag}")
         if cfg.pixel_mean and input_size is not None and int(input_size) != cfg.input_size:
             raise CheckpointError(
                 f"{source} subtracts a {cfg.input_size}x{cfg.input_size} per-pixel mean image, so it takes only "
-                f"{cfg.input_size}x{cfg.input_size} inputs; drop --input-size"
+                f"{cfg.input_size}x{cfg.input_size} inputs; drop `input_size`",
+                field="input_size",
             )
         config = cfg if input_size is None else replace(cfg, input_size=int(input_size))
         config = ResNetConfig.from_dict(config.to_dict())  # re-validates input_size
@@ -249,11 +258,14 @@ def model_from_checkpoint(checkpoint: Checkpoint, spec: ModelSpec | None = None)
         layout = infer_layout(checkpoint.state_dict)
         depth = depth or layout.depth
         if depth is None:
-            raise CheckpointError(f"cannot tell the architecture of {source} ({layout.description}); pass --depth")
+            raise CheckpointError(
+                f"cannot tell the architecture of {source} ({layout.description}); pass `depth`", field="depth"
+            )
         if not plain and shortcut is None and layout.shortcut is None and ARCHITECTURES[depth][0] == "imagenet":
             raise CheckpointError(
                 f"{source} has no projection shortcuts: it is a shortcut-A or a plain network; "
-                "pass --shortcut A or --plain"
+                "pass `shortcut=A` or `plain`",
+                field="shortcut",
             )
         config = model_config(
             dataclasses.replace(
@@ -264,6 +276,4 @@ def model_from_checkpoint(checkpoint: Checkpoint, spec: ModelSpec | None = None)
                 in_chans=layout.in_chans or spec.in_chans,
             )
         )
-    model = ResNet(config)
-    load_state_into(model, checkpoint.state_dict, source)
-    return model.eval()
+    return config

@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from resnet_deploy import __version__
-from resnet_deploy.artifacts.model_spec import ModelSpec
+from resnet_deploy.artifacts.model_spec import ModelSpec, ResNetConfig, model_config
 from resnet_deploy.artifacts.onnx_metadata import ArtifactMetadata
-from resnet_deploy.models.checkpoint import Checkpoint, load_checkpoint, model_from_checkpoint
+from resnet_deploy.models.checkpoint import Checkpoint, checkpoint_config, load_checkpoint, model_from_checkpoint
 from resnet_deploy.models.registry import build_model
 from resnet_deploy.models.resnet import ResNet
 
@@ -71,3 +71,12 @@ def open_model(checkpoint: str | Path | None = None, spec: ModelSpec | None = No
         producer_version=__version__,
     )
     return ModelSource(model=model, metadata=meta, checkpoint=ckpt)
+
+
+def model_name(checkpoint: str | Path | None = None, spec: ModelSpec | None = None) -> str:
+    """The name of the model :func:`open_model` would open (``resnet20``), without building it."""
+    spec = spec or ModelSpec()
+    config: ResNetConfig = (
+        model_config(spec) if checkpoint is None else checkpoint_config(load_checkpoint(checkpoint), spec)
+    )
+    return config.name

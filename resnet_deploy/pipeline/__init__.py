@@ -1,40 +1,75 @@
-"""The pipeline's orchestration, as a library: which ONNX a job starts from (exported, reused or
-given), what is converted or calibrated on the way, the engine build, and the demo that runs it all.
+"""Every command as a Job: what it is asked, planned as data, then run exactly as planned.
 
-The CLI only parses options and prints; each command calls one function here, and Python code can
-too (see the README). Progress goes to ``out`` (anything with ``say`` and ``warn``: :class:`Printed`
-prints); failures are the project's errors (``resnet_deploy.errors``).
+Each command that does work has a frozen Job record holding the library's defaults (the CLI's are the
+same). ``plan(job)`` checks the job and returns its :class:`Plan`: a few typed steps, each naming what
+it reads, what it writes and why, every output checked before any work (never over an input, a
+companion or a file the command did not make from these inputs). ``run(plan, out)`` runs exactly
+those steps and returns the job's typed result. Progress goes to ``out`` (:class:`Printed` prints,
+:class:`Recorded` keeps, the default says nothing); failures are the project's errors.
+
+    from resnet_deploy import CalibrateJob, EngineJob, BuildOptions, Printed, plan, run
+
+    planned = plan(CalibrateJob("r20.onnx"))
+    print("\\n".join(planned.describe()))          # what it will read and write, and why
+    result = run(planned, Printed())               # -> r20.int8.onnx
+
+| command | Job | result |
+|---|---|---|
+| train | :class:`TrainJob` | ``TrainResult`` |
+| export | :class:`ExportJob` | ``ExportResult`` |
+| convert | :class:`ConvertJob` | ``Fp16Result`` |
+| calibrate | :class:`CalibrateJob` | ``CalibrateResult`` |
+| sensitivity | :class:`SensitivityJob` | ``SensitivityReport`` |
+| build-engine | :class:`EngineJob` | ``BuildResult`` |
+| validate | :class:`ValidateJob` | ``ValidationReport`` |
+| bench | :class:`BenchJob` | ``BenchReport`` or ``ThroughputReport`` |
+| demo | :class:`DemoJob` | :class:`DemoResult` |
 """
 
 from __future__ import annotations
 
-from resnet_deploy.messages import Messages, Printed
-from resnet_deploy.pipeline.engines import EngineJob, build_engine, derive_graph, plan_engine, run_planned_engine
-from resnet_deploy.pipeline.exports import (
-    describe_verification,
-    export_model,
-    export_ours,
-    export_planned,
-    onnx_from_model_arg,
-    plan_model_export,
-    random_architecture,
-    random_or_none,
-)
+from typing import TypeVar
+
+from resnet_deploy.messages import Messages, Printed, Recorded, Silent
+from resnet_deploy.pipeline.bench import BenchJob
+from resnet_deploy.pipeline.calibrate import CalibrateJob
+from resnet_deploy.pipeline.convert import ConvertJob
+from resnet_deploy.pipeline.demo import DemoJob, DemoResult
+from resnet_deploy.pipeline.engine import EngineJob, build_engine
+from resnet_deploy.pipeline.export import ExportJob
+from resnet_deploy.pipeline.job import Job
+from resnet_deploy.pipeline.plan import Plan, Step, run
+from resnet_deploy.pipeline.sensitivity import SensitivityJob
+from resnet_deploy.pipeline.train import TrainJob
+from resnet_deploy.pipeline.validate import ValidateJob
+
+R = TypeVar("R")
+
+
+def plan(job: Job[R]) -> Plan[R]:
+    """``job`` checked and planned: its steps, every output checked before any work."""
+    return job.plan()
+
 
 __all__ = [
+    "BenchJob",
+    "CalibrateJob",
+    "ConvertJob",
+    "DemoJob",
+    "DemoResult",
     "EngineJob",
+    "ExportJob",
+    "Job",
     "Messages",
+    "Plan",
     "Printed",
+    "Recorded",
+    "SensitivityJob",
+    "Silent",
+    "Step",
+    "TrainJob",
+    "ValidateJob",
     "build_engine",
-    "derive_graph",
-    "describe_verification",
-    "export_model",
-    "export_ours",
-    "export_planned",
-    "onnx_from_model_arg",
-    "plan_engine",
-    "plan_model_export",
-    "random_architecture",
-    "random_or_none",
-    "run_planned_engine",
+    "plan",
+    "run",
 ]

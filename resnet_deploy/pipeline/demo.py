@@ -1,67 +1,64 @@
-"""The main job end to end on the embedded default, offline: train a CIFAR-style ResNet on the
-embedded digits with the paper's recipe, export it (verified against PyTorch), calibrate INT8 for
-TensorRT and for the CPU, convert to FP16, build FP16/INT8 engines with whatever TensorRT is
-installed (TensorRT-RTX ahead of time when there is no GPU), validate every artifact that can run
-here against the original, and benchmark them side by side.
+"""``DemoJob``: the main job end to end on the embedded default, offline: train a CIFAR-style ResNet on
+the embedded digits with the paper's recipe, export it (verified against PyTorch), calibrate INT8 for
+TensorRT and for the CPU, convert to FP16, build FP16/INT8 engines with whatever TensorRT is installed
+(TensorRT-RTX ahead of time when there is no GPU), validate every artifact that runs here against the
+original, and benchmark them side by side.
 
-:func:`run_demo` is the composition; each step is one function.
+Its plan is the other jobs' steps in a row (train, export, calibrate, convert, build, validate, bench),
+every file named by ``artifacts.naming`` inside one directory the demo owns, and checked at once.
+
+    from resnet_deploy import DemoJob, Printed, plan, run
+    result = run(plan(DemoJob(directory="demo-out", epochs=2)), Printed())
 """
 
 from __future__ import annotations
 
-import json
+import os
 import shutil
-from contextlib import ExitStack
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from resnet_deploy._io import human_bytes, write_bytes_atomic
-from resnet_deploy._lazy import lazy_module
+from resnet_deploy.artifacts import naming
 from resnet_deploy.artifacts.engine_sidecar import sidecar_path
-from resnet_deploy.artifacts.model_spec import ARCHITECTURES, ModelSpec
+from resnet_deploy.artifacts.model_spec import ARCHITECTURES, ModelSpec, model_config
 from resnet_deploy.engine.options import BuildOptions
-from resnet_deploy.errors import NoBackendError, OutputPathError, ResnetDeployError, UnknownModelError
+from resnet_deploy.errors import NoBackendError, OutputPathError, UnknownModelError
 from resnet_deploy.messages import Messages
-from resnet_deploy.pipeline.engines import build_engine
-from resnet_deploy.pipeline.exports import export_model
+from resnet_deploy.pipeline.bench import BenchJob, Time
+from resnet_deploy.pipeline.calibrate import Calibrate
+from resnet_deploy.pipeline.convert import ConvertFp16
+from resnet_deploy.pipeline.engine import Build
+from resnet_deploy.pipeline.export import Export, export_ours
+from resnet_deploy.pipeline.job import Job
+from resnet_deploy.pipeline.plan import Output, Plan, Step, checked
+from resnet_deploy.pipeline.reports import MarkedFile
+from resnet_deploy.pipeline.train import Train
+from resnet_deploy.pipeline.validate import Score
 from resnet_deploy.quantize.options import CalibrationOptions
-from resnet_deploy.runtime import open_backend
 from resnet_deploy.runtime.machine import gpu_present
+from resnet_deploy.training.options import TrainOptions
 from resnet_deploy.trt.flavours import choose
 
 if TYPE_CHECKING:
-    from resnet_deploy.convert import fp16
-    from resnet_deploy.evaluate import bench, validate
-    from resnet_deploy.quantize import calibrate
-    from resnet_deploy.training import log, run_state, trainer
-else:
-    bench, fp16, validate, calibrate, log, run_state, trainer = map(
-        lazy_module,
-        (
-            "resnet_deploy.evaluate.bench",
-            "resnet_deploy.convert.fp16",
-            "resnet_deploy.evaluate.validate",
-            "resnet_deploy.quantize.calibrate",
-            "resnet_deploy.training.log",
-            "resnet_deploy.training.run_state",
-            "resnet_deploy.training.trainer",
-        ),
-    )
+    from resnet_deploy.evaluate.bench import BenchReport
+    from resnet_deploy.evaluate.validate import ValidationReport
+    from resnet_deploy.training.trainer import TrainResult
 
 # TensorRT-RTX targets when there is no GPU to build for: RTX 30xx, 40xx, 50xx
 DEMO_TARGET_CC = ("8.6", "8.9", "12.0")
-DEMO_MARKER = ".resnet-deploy-demo"
+CIFAR_DEPTHS = tuple(d for d, (family, _, _) in ARCHITECTURES.items() if family == "cifar")
 
 
 @dataclass
 class DemoResult:
     directory: Path
-    trained: Any  # training.trainer.TrainResult
+    trained: TrainResult
     artifacts: list[Path]  # ONNX: FP32, INT8 (TensorRT, CPU), FP16
     engines: list[Path]
-    validation: Any  # validate.ValidationReport
-    bench: Any  # bench.BenchReport
+    validation: ValidationReport
+    bench: BenchReport
     files: list[str] = field(default_factory=list)  # what was written, described
 
     def to_dict(self, seconds: float) -> dict[str, Any]:
@@ -79,12 +76,129 @@ class DemoResult:
         }
 
 
-def check_demo_depth(depth: int) -> None:
-    cifar_depths = [d for d, (family, _, _) in ARCHITECTURES.items() if family == "cifar"]
-    if depth not in cifar_depths:
-        raise UnknownModelError(
-            f"the demo trains a CIFAR-family ResNet on 32x32 digits: choose one of "
-            f"{', '.join(map(str, cifar_depths))}, not {depth}"
+@dataclass(frozen=True)
+class DemoJob(Job[DemoResult]):
+    """The demo into ``directory`` (a previous demo there is replaced; anyone else's files only with
+    ``overwrite``): a ResNet of ``depth`` (CIFAR family) trained ``epochs`` (default: the recipe's 20),
+    calibrated on ``calib_images``, benchmarked on ``threads`` CPU threads (default: every core)."""
+
+    command = "demo"
+
+    directory: str | Path = naming.DEMO_DIR
+    depth: int = 20
+    epochs: int | None = None
+    calib_images: int = 512
+    threads: int | None = None
+    overwrite: bool = False
+
+    def plan(self) -> Plan[DemoResult]:
+        if self.depth not in CIFAR_DEPTHS:
+            raise UnknownModelError(
+                f"the demo trains a CIFAR-family ResNet on 32x32 digits: choose one of "
+                f"{', '.join(map(str, CIFAR_DEPTHS))}, not {self.depth}",
+                field="depth",
+            )
+        if self.epochs is not None and self.epochs < 1:
+            raise UnknownModelError(f"`epochs` must be at least 1, got {self.epochs}", field="epochs")
+        directory = Path(self.directory)
+        check_directory(directory, self.overwrite)  # every option checked before the directory is touched
+        files = naming.demo_files(directory, model_config(ModelSpec(self.depth)).name)
+        steps, headings = self._steps(directory, files)
+        return checked(
+            self.command,
+            steps,
+            lambda results: _result(directory, files, steps, results),
+            overwrite=True,
+            headings=headings,
+        )
+
+    def _steps(self, directory: Path, files: dict[str, Path]) -> tuple[list[Step], dict[int, str]]:
+        threads = self.threads or os.cpu_count() or 1
+        checkpoint = files["run"] / naming.MODEL_FILE
+        calibration = CalibrationOptions(count=self.calib_images, cache_dir=files["calibration"])
+        options: TrainOptions = TrainOptions(model=ModelSpec(self.depth), data="digits", epochs=self.epochs)
+        onnx, int8, cpu_int8, half = files["onnx"], files["int8"], files["cpu_int8"], files["fp16"]
+        headings: dict[int, str] = {}
+        steps: list[Step] = []
+
+        def stage(heading: str, *added: Step) -> None:
+            headings[len(steps)] = heading
+            steps.extend(added)
+
+        stage(
+            f"== 1. train resnet{self.depth} on the embedded digits",
+            Claim(directory, files["run"]),
+            Train(options, files["run"], overwrite=True),
+        )
+        stage(
+            "== 2. export to ONNX and verify against PyTorch",
+            Export(checkpoint, ModelSpec(), onnx, export_ours(checkpoint, ModelSpec())),
+        )
+        stage(
+            "== 3. calibrate INT8 (TensorRT Q/DQ placement, and ONNX Runtime's CPU form)",
+            Calibrate(onnx, int8, "tensorrt", calibration),
+            Calibrate(onnx, cpu_int8, "cpu", calibration),
+        )
+        stage("== 4. convert to FP16 (float32 I/O), verify against FP32", ConvertFp16(onnx, half))
+        engines = self._engines(int8, half, files)
+        stage("== 5. build TensorRT engines (FP16, INT8)", *engines)
+        artifacts = (onnx, int8, cpu_int8, half, *(b.output for b in engines if isinstance(b, Build)))
+        report = MarkedFile(files["validation"], "", lambda _: True)  # the demo's directory: replaced whole
+        stage(
+            "== 6. validate every artifact against the original on the digits test split",
+            Score(checkpoint, artifacts, report=report),
+        )
+        bench = BenchJob(
+            (checkpoint, *artifacts),
+            batches=(1, 32),
+            warmup=3,
+            iters=15,
+            threads=threads,
+            skip_engines_without_gpu=True,
+        )
+        stage(
+            f"== 7. benchmark, batch 1 and 32, {threads} CPU threads",
+            Time(bench, tuple(map(Path, bench.artifacts)), json_path=files["bench"]),
+        )
+        return steps, headings
+
+    @staticmethod
+    def _engines(int8: Path, half: Path, files: dict[str, Path]) -> list[Step]:
+        """An engine per precision with whatever TensorRT is installed; none, with the reason, otherwise."""
+        try:
+            backend = choose()
+        except NoBackendError as exc:
+            return [Skip(f"skipping engines: {exc}")]
+        target_cc = DEMO_TARGET_CC if backend.is_rtx and not gpu_present() else ()
+        steps: list[Step] = []
+        if target_cc:
+            steps.append(
+                Skip(
+                    f"no GPU here: {backend.name} builds ahead of time for compute capabilities {', '.join(target_cc)}"
+                )
+            )
+        for precision, graph, engine in (("int8", int8, files["int8_engine"]), ("fp16", half, files["fp16_engine"])):
+            steps.append(
+                Build(graph, engine, BuildOptions(precision=precision, target_cc=target_cc), backend, input_onnx=graph)
+            )
+        return steps
+
+
+def check_directory(directory: Path, overwrite: bool) -> None:
+    """Refuse a directory that holds someone else's files (or a training run the demo did not make)."""
+    run = directory / "train"
+    if not (overwrite or demo_owns(directory)):
+        raise OutputPathError(
+            f"{directory} holds files a demo did not write, and the demo replaces what is in its directory; "
+            "choose another `directory`, or `overwrite=True`",
+            field="directory",
+        )
+    if (run / naming.STATE_FILE).exists() and not (directory / naming.DEMO_MARKER).exists():
+        # overwriting replaces files, never deletes a training run
+        raise OutputPathError(
+            f"{run} holds a training run the demo did not make (or an older version's demo: delete it yourself "
+            "then); choose another `directory`",
+            field="directory",
         )
 
 
@@ -93,157 +207,59 @@ def demo_owns(directory: Path) -> bool:
     if not directory.is_dir():
         return not directory.exists()
     names = {p.name for p in directory.iterdir()}
-    return not names or DEMO_MARKER in names
+    return not names or naming.DEMO_MARKER in names
 
 
-def prepare_directory(directory: Path, overwrite: bool) -> Path:
-    """Claim ``directory`` for the demo (refused when it holds someone else's files) and clear the
-    previous demo's training run; returns the run directory."""
-    run_dir = directory / "train"
-    if not (overwrite or demo_owns(directory)):
-        raise OutputPathError(
-            f"{directory} holds files a demo did not write, and the demo replaces what is in its directory; "
-            "choose another directory (--out), or overwrite it (--overwrite)"
-        )
-    if (run_dir / run_state.STATE_FILE).exists():
-        if not (directory / DEMO_MARKER).exists():  # overwriting replaces files, never deletes a training run
-            raise OutputPathError(
-                f"{run_dir} holds a training run the demo did not make (or an older version's demo: delete it "
-                "yourself then); choose another directory (--out)"
-            )
-        shutil.rmtree(run_dir)  # the demo always starts fresh; use `train` for runs you keep
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / DEMO_MARKER).write_text("written by `resnet-deploy demo`: a later demo replaces this directory\n")
-    return run_dir
+@dataclass(frozen=True)
+class Claim(Step):
+    """Mark ``directory`` as the demo's and clear the previous demo's training run: every demo starts fresh."""
+
+    directory: Path
+    run_dir: Path
+
+    @property
+    def title(self) -> str:
+        return f"claim {self.directory} for the demo (a previous demo's run there is cleared)"
+
+    def outputs(self) -> tuple[Output, ...]:
+        return (Output(self.directory / naming.DEMO_MARKER, "demo marker", with_companion=False, makes_parent=True),)
+
+    def run(self, out: Messages, earlier: Sequence[Any]) -> None:
+        check_directory(self.directory, overwrite=True)  # the same verdict as at planning, now it is acted on
+        if (self.run_dir / naming.STATE_FILE).exists():
+            shutil.rmtree(self.run_dir)  # the demo always starts fresh; use `train` for runs you keep
+        self.directory.mkdir(parents=True, exist_ok=True)
+        marker = "written by `resnet-deploy demo`: a later demo replaces this directory\n"
+        (self.directory / naming.DEMO_MARKER).write_text(marker)
 
 
-def train_step(out: Messages, run_dir: Path, depth: int, epochs: int | None, progress: bool) -> Any:
-    out.say(f"== 1. train resnet{depth} on the embedded digits")
-    run = trainer.Trainer(
-        trainer.TrainOptions(model=ModelSpec(depth), data="digits", epochs=epochs),
-        run_dir,
-        on_info=out.say,
-        on_epoch=lambda row: out.say(log.describe_epoch(row, run.plan.epochs if run.plan else 0)),
-        progress=progress,
-    )
-    return run.run()
+@dataclass(frozen=True)
+class Skip(Step):
+    """Work the plan leaves out, and why (said when its turn comes)."""
+
+    reason: str
+
+    @property
+    def title(self) -> str:
+        return self.reason
+
+    def run(self, out: Messages, earlier: Sequence[Any]) -> None:
+        out.say(self.reason)
 
 
-def export_step(out: Messages, checkpoint: Path, directory: Path, name: str) -> Path:
-    out.say("== 2. export to ONNX and verify against PyTorch")
-    exported = export_model(
-        out,
-        str(checkpoint),
-        str(directory / f"{name}.onnx"),
-        opset=None,
-        static_batch=None,
-        simplify=False,
-        verify=True,
-        tolerance=None,
-        overwrite=True,  # the demo's own directory (prepare_directory): a previous demo there is replaced
-    )
-    return Path(exported.path)
+def _result(directory: Path, files: dict[str, Path], steps: Sequence[Step], results: list[Any]) -> DemoResult:
+    def of(kind: type[Step]) -> Any:
+        return next(r for s, r in zip(steps, results, strict=True) if isinstance(s, kind))
 
-
-def calibrate_step(out: Messages, onnx_path: Path, directory: Path, images: int) -> list[Path]:
-    out.say("== 3. calibrate INT8 (TensorRT Q/DQ placement, and ONNX Runtime's CPU form)")
-    options = CalibrationOptions(count=images, cache_dir=directory / "calibration")
-    written = []
-    for target, suffix in (("tensorrt", ".int8.onnx"), ("cpu", ".cpu.int8.onnx")):
-        q = calibrate.calibrate_onnx(onnx_path, onnx_path.with_suffix(suffix), options, target=target, warn=out.warn)
-        out.say(f"{target}: {q.path} ({q.method}, {q.images} images, {q.calibrate_seconds:.1f} s)")
-        written.append(Path(q.path))
-    return written
-
-
-def fp16_step(out: Messages, onnx_path: Path) -> Path:
-    out.say("== 4. convert to FP16 (float32 I/O), verify against FP32")
-    half = fp16.convert_to_fp16(onnx_path, onnx_path.with_suffix(".fp16.onnx"))
-    out.say(f"{half.path}: max |err| {half.max_abs_error:.1e} vs FP32, top-1 agreement {half.top1_agreement:.0%}")
-    return Path(half.path)
-
-
-def engines_step(out: Messages, graphs: dict[str, Path], progress: bool = False) -> list[Path]:
-    """An engine per precision (``{"fp16": FP16 ONNX, "int8": Q/DQ ONNX}``) with whatever TensorRT is
-    installed; none, with the reason, otherwise."""
-    out.say("== 5. build TensorRT engines (FP16, INT8)")
-    try:
-        backend = choose()
-    except NoBackendError as exc:
-        out.say(f"skipping engines: {exc}")
-        return []
-    target_cc = DEMO_TARGET_CC if backend.is_rtx and not gpu_present() else ()
-    if target_cc:
-        out.say(f"no GPU here: {backend.name} builds ahead of time for compute capabilities {', '.join(target_cc)}")
-    engines = []
-    for precision, graph in graphs.items():
-        options = BuildOptions(precision=precision, target_cc=target_cc)
-        result = build_engine(graph, graph.with_suffix(".engine"), options, backend=backend, progress=progress)
-        out.say(
-            f"{result.path} ({human_bytes(result.size_bytes)}, {result.backend} {result.backend_version}) "
-            f"in {result.build_seconds:.1f} s"
-        )
-        engines.append(result.path)
-    return engines
-
-
-def validate_and_bench_step(
-    out: Messages, checkpoint: Path, artifacts: list[Path], engines: list[Path], directory: Path, threads: int
-) -> tuple[Any, Any]:
-    out.say("== 6. validate every artifact against the original on the digits test split")
-    with ExitStack() as stack:
-        reference = stack.enter_context(open_backend(checkpoint))
-        opened = [stack.enter_context(open_backend(path)) for path in artifacts]
-        for engine in engines:
-            try:
-                opened.append(stack.enter_context(open_backend(engine)))
-            except ResnetDeployError as exc:
-                out.say(f"not validating {engine.name}: {exc}")
-        report = validate.validate(reference, opened)
-        validate.write_report(report, directory / "validation.md")
-        out.say(report.table())
-
-        out.say(f"== 7. benchmark, batch 1 and 32, {threads} CPU threads")
-        timings = bench.run_bench([reference, *opened], [1, 32], warmup=3, iters=15, threads=threads)
-    write_bytes_atomic(directory / "bench.json", (json.dumps(timings.to_dict(), indent=1) + "\n").encode())
-    out.say(timings.table())
-    for warning in timings.warnings():
-        out.warn(warning)
-    return report, timings
-
-
-def describe_files(run_dir: Path, checkpoint: Path, artifacts: list[Path], engines: list[Path]) -> list[str]:
-    directory = run_dir.parent
-    return [
-        f"{run_dir}/  (the training run: {checkpoint.name} with its .json, log and state)",
+    trained, validation, timings = of(Train), of(Score), of(Time)
+    engines = [s.output for s in steps if isinstance(s, Build)]
+    artifacts = [files[k] for k in ("onnx", "int8", "cpu_int8", "fp16")]
+    described = [
+        f"{files['run']}/  (the training run: {trained.checkpoint.name} with its .json, log and state)",
         *map(str, artifacts),
         *(f"{engine}  (and {sidecar_path(engine).name}, its build record)" for engine in engines),
-        f"{directory / 'calibration'}/  (the calibration cache: ranges and TensorRT .calib.cache)",
-        str(directory / "validation.md"),
-        str(directory / "bench.json"),
+        f"{files['calibration']}/  (the calibration cache: ranges and TensorRT .calib.cache)",
+        str(files["validation"]),
+        str(files["bench"]),
     ]
-
-
-def run_demo(
-    out: Messages,
-    directory: Path,
-    *,
-    depth: int = 20,
-    epochs: int | None = None,
-    calib_images: int = 512,
-    threads: int = 1,
-    overwrite: bool = False,
-    progress: bool = False,
-) -> DemoResult:
-    """Train, export, calibrate, convert, build, validate and benchmark into ``directory``."""
-    check_demo_depth(depth)  # every option is checked before the directory is touched
-    run_dir = prepare_directory(directory, overwrite)
-    trained = train_step(out, run_dir, depth, epochs, progress)
-    onnx_path = export_step(out, trained.checkpoint, directory, trained.config.name)
-    int8, cpu_int8 = calibrate_step(out, onnx_path, directory, calib_images)
-    half = fp16_step(out, onnx_path)
-    engines = engines_step(out, {"int8": int8, "fp16": half}, progress)
-    artifacts = [onnx_path, int8, cpu_int8, half]
-    report, timings = validate_and_bench_step(out, trained.checkpoint, artifacts, engines, directory, threads)
-    files = describe_files(run_dir, trained.checkpoint, artifacts, engines)
-    return DemoResult(directory, trained, artifacts, engines, report, timings, files)
+    return DemoResult(directory, trained, artifacts, engines, validation, timings, described)

@@ -16,15 +16,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from resnet_deploy.artifacts.lineage import GraphLineage
 from resnet_deploy.errors import QuantizationError
 from resnet_deploy.evaluate.paired_stats import GATES, change_from_counts
+from resnet_deploy.messages import SILENT, Messages
 from resnet_deploy.quantize.judge import HeldOutJudge, VariantScore
 from resnet_deploy.quantize.layers import QuantLayer, mac_share
 from resnet_deploy.quantize.options import CalibrationOptions
 from resnet_deploy.quantize.qdq_tensorrt import KEEP_OUT_PRECISIONS
 from resnet_deploy.quantize.sensitivity import scan, variant
 
-Say = Callable[[str], None]
 DEFAULT_HELD_OUT = 256
 Z95 = 1.959964  # the two-sided 95% normal quantile
 
@@ -52,9 +53,9 @@ class BudgetOptions:
                 f"{self.images} held-out images cannot bound a top-1 change below {floor:.2f} pp even when every "
                 f"image agrees, so a budget of {self.max_top1_drop:g} pp on the upper bound cannot be met; "
                 + (
-                    f"score at least {_images_to_bound(self.max_top1_drop)} --held-out-images, or --gate-on estimate"
+                    f"score at least {_images_to_bound(self.max_top1_drop)} `budget.images`, or `budget.gate=estimate`"
                     if self.max_top1_drop > 0
-                    else "an interval's upper bound is never 0: --gate-on estimate"
+                    else "an interval's upper bound is never 0: `budget.gate=estimate`"
                 )
             )
 
@@ -141,8 +142,8 @@ class BudgetOutcome:
         return (
             f"the top-1 budget of {self.options.max_top1_drop:g} pp ({self.options.gate_text()}) cannot be met: "
             f"the best reached was {self.gated_pp:+.2f} pp ({self.score.change.describe()}, method {self.method}, "
-            f"{len(self.kept_out)} of {len(self.layers)} layers kept out of INT8); raise --max-top1-drop"
-            + (", or try every method (--try-methods)" if not self.options.try_methods else "")
+            f"{len(self.kept_out)} of {len(self.layers)} layers kept out of INT8); raise `budget.max_top1_drop`"
+            + (", or try every method (`budget.try_methods`)" if not self.options.try_methods else "")
         )
 
 
@@ -154,18 +155,18 @@ def search(
     options: BudgetOptions,
     *,
     method: str,
-    say: Say = lambda message: None,
+    out: Messages = SILENT,
 ) -> BudgetOutcome:
     """Keep the most sensitive layers out of INT8 until ``options.max_top1_drop`` is met."""
     all_int8 = judge.score(variant(fp32_model, amax, ()))
     outcome = BudgetOutcome(
         method, options, layers, [], all_int8, all_int8, judge.images, judge.held_out.spec, met=False
     )
-    say(f"{method}: all layers INT8: Δtop-1 {all_int8.change.describe()}")
+    out.say(f"{method}: all layers INT8: Δtop-1 {all_int8.change.describe()}")
     outcome.met = outcome.gated_pp <= options.max_top1_drop
     if outcome.met:
         return outcome
-    say(f"{method}: over the budget of {options.max_top1_drop:g} pp; scoring each of {len(layers)} layers left out")
+    out.say(f"{method}: over the budget of {options.max_top1_drop:g} pp; scoring each of {len(layers)} layers left out")
     _, ranked = scan(fp32_model, amax, layers, judge, precision=options.precision, alone=False, all_int8=all_int8)
     kept: list[QuantLayer] = []
     for item in ranked:
@@ -173,18 +174,18 @@ def search(
         score = judge.score(variant(fp32_model, amax, {layer.node for layer in kept}, options.precision))
         gated = score.change.gated_pp(options.gate)
         outcome.steps.append({"kept_out": item.layer.node, "gated_pp": gated, "top1_change": score.change.to_dict()})
-        say(f"{method}: + {item.layer.label()} kept out: Δtop-1 {score.change.describe()}")
+        out.say(f"{method}: + {item.layer.label()} kept out: Δtop-1 {score.change.describe()}")
         if gated < outcome.gated_pp:
             outcome.kept_out, outcome.score = list(kept), score
         if gated <= options.max_top1_drop:
             outcome.met = True
             break
     if outcome.met and len(outcome.kept_out) > 1:
-        _prune(outcome, fp32_model, amax, judge, say)
+        _prune(outcome, fp32_model, amax, judge, out)
     return outcome
 
 
-def _prune(outcome: BudgetOutcome, fp32_model: Any, amax: dict[str, float], judge: HeldOutJudge, say: Say) -> None:
+def _prune(outcome: BudgetOutcome, fp32_model: Any, amax: dict[str, float], judge: HeldOutJudge, out: Messages) -> None:
     """Put back into INT8 each kept-out layer (latest first, the last one kept out excepted) the budget
     holds without: a greedy step that did not help should not cost INT8 MACs."""
     options = outcome.options
@@ -194,7 +195,7 @@ def _prune(outcome: BudgetOutcome, fp32_model: Any, amax: dict[str, float], judg
         if score.change.gated_pp(options.gate) <= options.max_top1_drop:
             outcome.kept_out, outcome.score = trial, score
             outcome.steps = [step for step in outcome.steps if step["kept_out"] != layer.node]
-            say(f"{outcome.method}: {layer.label()} back in INT8: Δtop-1 {score.change.describe()}")
+            out.say(f"{outcome.method}: {layer.label()} back in INT8: Δtop-1 {score.change.describe()}")
 
 
 def _images_to_bound(budget_pp: float) -> int:
@@ -223,11 +224,17 @@ def summary_line(budget: dict[str, Any]) -> str:
     )
 
 
-def int8_twin_settings(calibration: CalibrationOptions, budget: BudgetOptions | None) -> dict[str, str]:
-    """The props an INT8 ONNX found at the output must carry to be ours to redo: one calibrated another
-    way (another method, image count, or with/without a budget) is the user's, not ours to overwrite."""
-    settings = {"calibration_images": str(calibration.count)}
-    if not (budget and budget.try_methods):  # trying them all records the method that served best
-        settings["calibration_method"] = calibration.method
-    settings["int8_kept_out_precision"] = budget.precision if budget else ""  # "": no budget (the prop absent)
-    return settings
+def same_calibration(calibration: CalibrationOptions, budget: BudgetOptions | None) -> Callable[[GraphLineage], bool]:
+    """Whether an INT8 ONNX found at the output was calibrated as asked, and so is ours to redo: one calibrated
+    another way (another method, image count, or with/without a budget) is the user's, not ours to overwrite."""
+
+    def made(lineage: GraphLineage) -> bool:
+        recorded = lineage.calibration
+        if recorded is None or recorded.images != calibration.count:
+            return False
+        if not (budget and budget.try_methods) and recorded.method != calibration.method:
+            return False  # trying them all records the method that served best
+        kept_out = lineage.budget.kept_out_precision if lineage.budget else ""
+        return kept_out == (budget.precision if budget else "")
+
+    return made

@@ -43,7 +43,7 @@ def load_calibration_set(
     normalised with its mean/std, exactly as the deployed model will see them.
     """
     if count < 1:
-        raise DatasetError(f"--calib-images must be at least 1, got {count}")
+        raise DatasetError(f"`calibration.count` must be at least 1, got {count}", field="calibration.count")
     fallback = spec is None and not metadata.dataset
     spec = spec or metadata.dataset or DEFAULT_SPEC
     dataset = data.open_dataset(spec)
@@ -52,15 +52,17 @@ def load_calibration_set(
         # Resizing 32x32 CIFAR to a 224 model's input calibrates on images unlike any it will see.
         raise DatasetError(
             f"{spec} images are {dataset.native_size}x{dataset.native_size} but the model takes {size}x{size}; "
-            "calibrate on images of the deployment resolution (--data imagefolder:DIR)"
+            "calibrate on images of the deployment resolution (`calibration.data=imagefolder:DIR`)",
+            field="calibration.data",
         )
     available = len(dataset.train)
     if available == 0:
         raise DatasetError(f"{spec} has no training images to calibrate on")
     if available < count:
         raise DatasetError(
-            f"{spec} has only {available} training images but --calib-images is {count}; "
-            f"pass --calib-images {available} or add images"
+            f"{spec} has only {available} training images but `calibration.count` is {count}; "
+            f"pass `calibration.count={available}` or add images",
+            field="calibration.count",
         )
     policy = metadata.eval_preprocess  # images of another size are resized as the runner will
     digest = hashlib.sha256(f"{spec}|{size}|{count}|{seed}|{policy.to_json()}".encode())
@@ -111,7 +113,7 @@ class HeldOutSet:
 
 
 def load_held_out_set(
-    metadata: ArtifactMetadata, spec: str | None, count: int, *, seed: int = 0, flag: str = "--held-out-images"
+    metadata: ArtifactMetadata, spec: str | None, count: int, *, seed: int = 0, field: str = "budget.images"
 ) -> HeldOutSet:
     """A seeded sample of ``count`` images of the test split of ``spec`` (default: the model's dataset).
 
@@ -119,16 +121,19 @@ def load_held_out_set(
     would flatter the model (it has fit those images), so the test split is the honest judge.
     """
     if count < 1:
-        raise DatasetError(f"{flag} must be at least 1, got {count}")
+        raise DatasetError(f"`{field}` must be at least 1, got {count}")
     spec = spec or metadata.dataset or DEFAULT_SPEC
     dataset = data.open_dataset(spec)
     available = len(dataset.test)
     if available == 0:
-        raise DatasetError(f"{spec} has no test images to measure INT8 accuracy on; pass --data with a test split")
+        raise DatasetError(
+            f"{spec} has no test images to measure INT8 accuracy on; pass `calibration.data` with a test split",
+            field="calibration.data",
+        )
     if available < count:
         raise DatasetError(
             f"{spec} has {available} test images, fewer than the {count} held-out images asked for; "
-            f"pass {flag} {available} or fewer"
+            f"pass `{field}` {available} or fewer"
         )
     images, labels = [], []
     undecodable: list[str] = []

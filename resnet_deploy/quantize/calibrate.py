@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,9 +9,11 @@ from typing import TYPE_CHECKING, Any
 
 from resnet_deploy._io import atomic_output, check_writable
 from resnet_deploy._lazy import lazy_import
-from resnet_deploy.artifacts.onnx_io import load_onnx, onnx_props
+from resnet_deploy.artifacts.lineage import QUANTIZATIONS, BudgetRecord, CalibrationRecord, GraphLineage, KeptOut
+from resnet_deploy.artifacts.onnx_io import load_onnx, onnx_props, write_lineage
 from resnet_deploy.artifacts.onnx_metadata import ArtifactMetadata
 from resnet_deploy.errors import QuantizationError
+from resnet_deploy.messages import SILENT, Messages
 from resnet_deploy.quantize.budget import BudgetOptions, BudgetOutcome, best, search
 from resnet_deploy.quantize.calib_data import CalibrationSet, load_held_out_set
 from resnet_deploy.quantize.cpu_qdq import quantize_for_cpu
@@ -22,7 +23,6 @@ from resnet_deploy.quantize.measured import (
     CacheEntry,
     MeasuredRanges,
     Ranges,
-    Warn,
     cache_dir_usable,
     calibration_images,
     check_fp32_export,
@@ -67,15 +67,14 @@ def calibrate_onnx(
     *,
     target: str = "tensorrt",
     budget: BudgetOptions | None = None,
-    warn: Warn = lambda message: None,
-    say: Warn = lambda message: None,
+    out: Messages = SILENT,
     **fields: Any,
 ) -> CalibrateResult:
     """Calibrate ``onnx_path`` and write its INT8 form for ``target`` to ``output``.
 
     ``options`` (or its fields as keywords: ``method="minmax", count=64``) say how. With ``budget``
     (TensorRT placement only) the most sensitive layers are kept out of INT8 until the top-1 drop
-    measured on held-out images is within it (:mod:`resnet_deploy.quantize.budget`); ``say`` reports
+    measured on held-out images is within it (:mod:`resnet_deploy.quantize.budget`); ``out`` hears
     the search as it goes.
     """
     options = CalibrationOptions.of(options, **fields)
@@ -84,26 +83,24 @@ def calibrate_onnx(
         raise QuantizationError(f"unknown target {target!r}; choose tensorrt or cpu")
     if budget is not None and target != "tensorrt":
         raise QuantizationError(
-            "a top-1 budget chooses layers of the TensorRT Q/DQ placement; calibrate for --target tensorrt"
+            "a top-1 budget chooses layers of the TensorRT Q/DQ placement; calibrate for `target=tensorrt`",
+            field="target",
         )
     output = check_writable(output)
-    writable_cache = cache_dir_usable(options.cache_dir, warn)
+    writable_cache = cache_dir_usable(options.cache_dir, out)
     model = load_onnx(onnx_path)  # loaded once: metadata, checks, ranges and the Q/DQ graph all use it
     metadata = check_fp32_export(model, onnx_path)
-    calib = calibration_images(metadata, onnx_path, options, warn)
+    calib = calibration_images(metadata, onnx_path, options, out)
     outcome: BudgetOutcome | None = None
     if budget is None:
-        measured = measured_ranges(model, onnx_path, calib, options, target, writable_cache, warn)
+        measured = measured_ranges(model, onnx_path, calib, options, target, writable_cache, out)
     else:
-        outcome, measured = _within_budget(
-            model, onnx_path, metadata, calib, options, budget, writable_cache, say, warn
-        )
+        outcome, measured = _within_budget(model, onnx_path, metadata, calib, options, budget, writable_cache, out)
         options = CalibrationOptions.of(options, method=outcome.method)
     keep_out = [layer.node for layer in outcome.kept_out] if outcome else []
     precision = budget.precision if budget else "fp16"
     quantized, placement = _quantize(model, onnx_path, measured.ranges, target, keep_out, precision)
-    props = {**onnx_props(model), **_int8_props(target, options.method, measured.cache, calib)}
-    _replace_props(quantized, {**props, **(_budget_props(outcome) if outcome else {})})
+    write_lineage(quantized, _lineage(target, options.method, measured.cache, calib, outcome), onnx_props(model))
     _save_checked(quantized, output)
     return CalibrateResult(
         path=output,
@@ -129,25 +126,24 @@ def _within_budget(
     options: CalibrationOptions,
     budget: BudgetOptions,
     writable_cache: bool,
-    say: Warn,
-    warn: Warn,
+    out: Messages,
 ) -> tuple[BudgetOutcome, MeasuredRanges]:
     """The budget search with ``options.method`` (or every method): the best outcome and its ranges."""
     held_out = load_held_out_set(metadata, options.data, budget.images)
-    judge = HeldOutJudge(model, held_out, warn)
+    judge = HeldOutJudge(model, held_out, out)
     layers = quantizable_layers(model)
     results = []
     for method in METHODS if budget.try_methods else (options.method,):
         tried = CalibrationOptions.of(options, method=method)
-        measured = measured_ranges(model, onnx_path, calib, tried, "tensorrt", writable_cache, warn)
-        outcome = search(model, tensorrt_amax(measured.ranges), layers, judge, budget, method=method, say=say)
+        measured = measured_ranges(model, onnx_path, calib, tried, "tensorrt", writable_cache, out)
+        outcome = search(model, tensorrt_amax(measured.ranges), layers, judge, budget, method=method, out=out)
         results.append((outcome, measured))
     chosen = best([outcome for outcome, _ in results])
     if not chosen.met:
         raise QuantizationError(chosen.unmet_message())
     if budget.try_methods:
         for outcome, _ in results:
-            say(("chosen: " if outcome is chosen else "tried:  ") + outcome.describe())
+            out.say(("chosen: " if outcome is chosen else "tried:  ") + outcome.describe())
         chosen.methods_tried = [outcome.brief() for outcome, _ in results]
     return chosen, next(measured for outcome, measured in results if outcome is chosen)
 
@@ -162,37 +158,27 @@ def _quantize(
     return quantize_for_cpu(onnx_path, ranges), {}
 
 
-def _int8_props(target: str, method: str, cache: CacheEntry, calib: CalibrationSet) -> dict[str, str]:
-    """What the INT8 model records on top of its source's metadata."""
-    return {
-        "precision": "int8",
-        "quantization": "qdq-tensorrt" if target == "tensorrt" else "qdq-onnxruntime-cpu",
-        "calibration_id": cache.cal_id,
-        "calibration_method": method,
-        "calibration_images": str(calib.count),
-        "calibration_dataset": calib.spec,
-        "source_onnx_sha256": cache.model_sha256,
-    }
-
-
-def _budget_props(outcome: BudgetOutcome) -> dict[str, str]:
-    """What a budget-chosen INT8 model records: the layers kept out, the INT8 share, the measured drop."""
-    why = outcome.reasons()
-    kept = [{"node": layer.node, "module": layer.module, "why": why[layer.node]} for layer in outcome.kept_out]
-    summary = {key: value for key, value in outcome.to_dict().items() if key not in ("steps", "kept_out")}
-    return {
-        "int8_kept_out": json.dumps(kept),
-        "int8_kept_out_precision": outcome.options.precision,
-        "int8_mac_share": f"{outcome.int8_mac_share:.6f}",
-        "accuracy_budget": json.dumps(summary),
-    }
-
-
-def _replace_props(model: Any, props: dict[str, str]) -> None:
-    del model.metadata_props[:]
-    for key, value in props.items():
-        entry = model.metadata_props.add()
-        entry.key, entry.value = key, value
+def _lineage(
+    target: str, method: str, cache: CacheEntry, calib: CalibrationSet, outcome: BudgetOutcome | None
+) -> GraphLineage:
+    """What the INT8 model records of where it came from; within a budget, the layers kept out and why."""
+    budget = None
+    if outcome is not None:
+        why = outcome.reasons()
+        summary = {key: value for key, value in outcome.to_dict().items() if key not in ("steps", "kept_out")}
+        budget = BudgetRecord(
+            kept_out=tuple(KeptOut(layer.node, layer.module, why[layer.node]) for layer in outcome.kept_out),
+            kept_out_precision=outcome.options.precision,
+            int8_mac_share=outcome.int8_mac_share,
+            summary=summary,
+        )
+    return GraphLineage(
+        precision="int8",
+        quantization=QUANTIZATIONS[0] if target == "tensorrt" else QUANTIZATIONS[1],
+        source_onnx_sha256=cache.model_sha256,
+        calibration=CalibrationRecord(cache.cal_id, method, calib.count, calib.spec),
+        budget=budget,
+    )
 
 
 def _save_checked(model: Any, output: Path) -> None:

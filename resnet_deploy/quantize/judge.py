@@ -8,7 +8,6 @@ labels (:mod:`resnet_deploy.evaluate.paired_stats`).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +15,7 @@ import numpy as np
 
 from resnet_deploy.errors import QuantizationError
 from resnet_deploy.evaluate.paired_stats import PairedChange, paired_change
+from resnet_deploy.messages import SILENT, Messages
 from resnet_deploy.quantize.calib_data import HeldOutSet
 from resnet_deploy.quantize.ranges import padded_feeds
 
@@ -45,10 +45,10 @@ class VariantScore:
 class HeldOutJudge:
     """Scores variants of one FP32 model on one held-out set."""
 
-    def __init__(self, fp32_model: Any, held_out: HeldOutSet, warn: Callable[[str], None] = lambda m: None) -> None:
+    def __init__(self, fp32_model: Any, held_out: HeldOutSet, out: Messages = SILENT) -> None:
         self.held_out = held_out
         if note := held_out.skipped_note():
-            warn(note)
+            out.warn(note)
         self.reference_logits = run_model(fp32_model, held_out.images)
         self.reference_hits = self.reference_logits.argmax(1) == held_out.labels
         self._reference_log_p = _log_softmax(self.reference_logits)

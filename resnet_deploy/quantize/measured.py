@@ -7,7 +7,6 @@ sensitivity scan.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,6 +16,7 @@ from resnet_deploy._lazy import lazy_import
 from resnet_deploy.artifacts.onnx_io import check_graph_matches_metadata
 from resnet_deploy.artifacts.onnx_metadata import ArtifactMetadata
 from resnet_deploy.errors import QuantizationError, ResnetDeployError
+from resnet_deploy.messages import Messages
 from resnet_deploy.quantize.cache import cache_dir_problem, calibration_id, read_cached, write_cache
 from resnet_deploy.quantize.calib_data import CalibrationSet, load_calibration_set
 from resnet_deploy.quantize.cpu_qdq import cpu_calibration_tensors
@@ -30,7 +30,6 @@ else:
     onnx = lazy_import("onnx")
 
 Ranges = dict[str, tuple[float, float]]
-Warn = Callable[[str], None]
 
 RANGES_ALGORITHM = 2  # 1: ORT's collectors and signed entropy; 2: TensorRT-style |x| histograms (ranges.py)
 
@@ -49,7 +48,7 @@ class CacheEntry:
         """The cached ranges; None when there are none (or no cache)."""
         return read_cached(self.directory, self.cal_id) if self.directory is not None else None
 
-    def store(self, ranges: Ranges, cache_hit: bool, *, symmetric: bool, method: str, warn: Warn) -> list[Path]:
+    def store(self, ranges: Ranges, cache_hit: bool, *, symmetric: bool, method: str, out: Messages) -> list[Path]:
         """Write freshly measured ranges (a failure only warns); the cache files there now."""
         if self.directory is None:
             return []
@@ -57,7 +56,7 @@ class CacheEntry:
             try:
                 write_cache(self.directory, self.cal_id, ranges, self.description, symmetric=symmetric, method=method)
             except (OSError, ResnetDeployError) as exc:
-                warn(f"the calibration cache was not written ({exc}); the INT8 model is written anyway")
+                out.warn(f"the calibration cache was not written ({exc}); the INT8 model is written anyway")
         names = (f"{self.cal_id}.json", f"{self.cal_id}.calib.cache")
         return [p for p in (self.directory / name for name in names) if p.exists()]
 
@@ -80,7 +79,7 @@ def measured_ranges(
     options: CalibrationOptions,
     target: str,
     writable_cache: bool,
-    warn: Warn,
+    out: Messages,
 ) -> MeasuredRanges:
     """The ranges of what ``target``'s placement quantizes: from the cache, else measured and cached."""
     tensors, aliases = _tensors_to_measure(model, target)
@@ -91,7 +90,7 @@ def measured_ranges(
     if ranges is None:
         ranges = _measure(model, calib, options, target, tensors, aliases)
     seconds = time.perf_counter() - cal_start
-    cache_files = cache.store(ranges, cache_hit, symmetric=target == "tensorrt", method=options.method, warn=warn)
+    cache_files = cache.store(ranges, cache_hit, symmetric=target == "tensorrt", method=options.method, out=out)
     return MeasuredRanges(ranges, cache, cache_hit, cache_files, seconds)
 
 
@@ -100,25 +99,25 @@ def tensorrt_amax(ranges: Ranges) -> dict[str, float]:
     return {name: max(abs(low), abs(high)) for name, (low, high) in ranges.items()}
 
 
-def cache_dir_usable(cache_dir: str | Path | None, warn: Warn) -> bool:
+def cache_dir_usable(cache_dir: str | Path | None, out: Messages) -> bool:
     """Whether the cache can be written: found now, not after minutes of calibration (the output matters more)."""
     if cache_dir is None:
         return False
     if problem := cache_dir_problem(Path(cache_dir)):
-        warn(f"the calibration cache will not be written: {problem} (--cache-dir DIR chooses another)")
+        out.warn(f"the calibration cache will not be written: {problem} (`cache_dir` chooses another)")
         return False
     return True
 
 
 def calibration_images(
-    metadata: ArtifactMetadata, onnx_path: str | Path, options: CalibrationOptions, warn: Warn
+    metadata: ArtifactMetadata, onnx_path: str | Path, options: CalibrationOptions, out: Messages
 ) -> CalibrationSet:
     """The images to calibrate on, from the dataset ``metadata`` records unless ``options.data`` names one."""
     calib = load_calibration_set(metadata, options.data, options.count)
     if calib.fallback:
-        warn(
+        out.warn(
             f"{onnx_path} records no training dataset (random weights?): calibrating on the embedded {calib.spec} "
-            "images; calibration data should match what the model will see in deployment (--data SPEC)"
+            "images; calibration data should match what the model will see in deployment (`calibration.data`)"
         )
     return calib
 

@@ -227,7 +227,9 @@ def compute_ranges(
     if method not in METHODS:
         raise QuantizationError(f"unknown calibration method {method!r}; choose one of {', '.join(METHODS)}")
     if not 0 < percentile <= 100:
-        raise QuantizationError(f"--percentile must be in (0, 100], got {percentile}")
+        raise QuantizationError(
+            f"`calibration.percentile` must be in (0, 100], got {percentile}", field="calibration.percentile"
+        )
     model = load_onnx(onnx_model) if isinstance(onnx_model, (str, Path)) else onnx_model
     session, names = _augmented_session(model, float_activations(model) if tensors is None else tensors)
     collector = make_collector(method, names, model, symmetric=symmetric, percentile=percentile)

@@ -15,17 +15,16 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from resnet_deploy.messages import SILENT, Messages
 from resnet_deploy.quantize.judge import HeldOutJudge, VariantScore
 from resnet_deploy.quantize.layers import QuantLayer, mac_share
 from resnet_deploy.quantize.options import CalibrationOptions
 from resnet_deploy.quantize.qdq_tensorrt import insert_tensorrt_qdq
-
-Say = Callable[[str], None]
 
 
 def variant(fp32_model: Any, amax: dict[str, float], keep_out: Collection[str], precision: str = "fp16") -> Any:
@@ -161,7 +160,7 @@ def scan(
     precision: str = "fp16",
     alone: bool = True,
     all_int8: VariantScore | None = None,
-    say: Say = lambda message: None,
+    out: Messages = SILENT,
 ) -> tuple[VariantScore, list[LayerSensitivity]]:
     """Score every layer left out (and, with ``alone``, quantized alone); returns the all-INT8 score and
     the layers ranked most sensitive first."""
@@ -174,7 +173,9 @@ def scan(
         only = judge.score(variant(fp32_model, amax, every - {layer.node}, "fp32")) if alone else None
         share = 1 - mac_share(layers, {layer.node})
         scored.append(LayerSensitivity(layer, share, left_out, only))
-        say(f"  [{i}/{len(layers)}] {layer.label()}: left out, top-1 agreement {100 * left_out.top1_agreement:.1f}%")
+        out.say(
+            f"  [{i}/{len(layers)}] {layer.label()}: left out, top-1 agreement {100 * left_out.top1_agreement:.1f}%"
+        )
     return all_int8, rank(scored, all_int8, judge.images)
 
 
@@ -187,10 +188,10 @@ def sensitivity_report(
     *,
     method: str,
     precision: str = "fp16",
-    say: Say = lambda message: None,
+    out: Messages = SILENT,
 ) -> SensitivityReport:
     start = time.perf_counter()
-    all_int8, ranked = scan(fp32_model, amax, layers, judge, precision=precision, say=say)
+    all_int8, ranked = scan(fp32_model, amax, layers, judge, precision=precision, out=out)
     return SensitivityReport(
         model=name,
         dataset=judge.held_out.spec,
@@ -211,8 +212,7 @@ def model_sensitivity(
     *,
     images: int = 256,
     precision: str = "fp16",
-    warn: Say = lambda message: None,
-    say: Say = lambda message: None,
+    out: Messages = SILENT,
 ) -> SensitivityReport:
     """Calibrate ``onnx_path`` (ranges from the cache when there) and scan every layer on ``images``
     held-out test images."""
@@ -228,16 +228,16 @@ def model_sensitivity(
     )
 
     options = options or CalibrationOptions()
-    writable_cache = cache_dir_usable(options.cache_dir, warn)
+    writable_cache = cache_dir_usable(options.cache_dir, out)
     model = load_onnx(onnx_path)
     metadata = check_fp32_export(model, onnx_path)
-    held_out = load_held_out_set(metadata, options.data, images, flag="--images")  # a bad count fails first
-    calib = calibration_images(metadata, onnx_path, options, warn)
-    measured = measured_ranges(model, onnx_path, calib, options, "tensorrt", writable_cache, warn)
-    judge = HeldOutJudge(model, held_out, warn)
+    held_out = load_held_out_set(metadata, options.data, images, field="images")  # a bad count fails first
+    calib = calibration_images(metadata, onnx_path, options, out)
+    measured = measured_ranges(model, onnx_path, calib, options, "tensorrt", writable_cache, out)
+    judge = HeldOutJudge(model, held_out, out)
     layers = quantizable_layers(model)
-    say(f"scoring {len(layers)} layers, each alone in INT8 and left out of it, on {judge.images} held-out images")
+    out.say(f"scoring {len(layers)} layers, each alone in INT8 and left out of it, on {judge.images} held-out images")
     amax = tensorrt_amax(measured.ranges)
     return sensitivity_report(
-        Path(onnx_path).name, model, amax, layers, judge, method=options.method, precision=precision, say=say
+        Path(onnx_path).name, model, amax, layers, judge, method=options.method, precision=precision, out=out
     )

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from resnet_deploy.artifacts.lineage import GraphLineage
 from resnet_deploy.artifacts.onnx_io import check_graph_matches_metadata
 from resnet_deploy.errors import RunnerError
 from resnet_deploy.runtime.base import Backend, check_threads_and_streams, one_line, run_in_chunks
@@ -99,7 +100,7 @@ class OnnxRuntimeBackend(Backend):
             )
         metadata = check_graph_matches_metadata(self.session, source=str(path))
         props = self.session.get_modelmeta().custom_metadata_map
-        super().__init__(path, metadata, props.get("precision", "fp32"))
+        super().__init__(path, metadata, GraphLineage.from_props(props, str(path)).precision)
         first = self.session.get_inputs()[0]
         self.input_name = first.name
         batch = first.shape[0] if first.shape else None

@@ -20,13 +20,13 @@ from typing import Any
 
 import numpy as np
 
-from resnet_deploy.artifacts.onnx_io import check_graph_matches_metadata, load_onnx, onnx_props
+from resnet_deploy.artifacts.onnx_io import check_graph_matches_metadata, load_onnx, read_lineage
 from resnet_deploy.artifacts.onnx_metadata import ArtifactMetadata
 from resnet_deploy.errors import RunnerError
 from resnet_deploy.runtime.base import Backend, check_threads_and_streams, one_line, run_in_chunks
 
 INSTALL = 'pip install "resnet-deploy[openvino]"'
-USE_ONNXRUNTIME = "; run it on ONNX Runtime (--backend onnxruntime)"  # ends every failure of OpenVINO's
+USE_ONNXRUNTIME = "; run it on ONNX Runtime (`backend=onnxruntime`)"  # ends every failure of OpenVINO's
 PRECISIONS = ("f32", "bf16")  # OpenVINO's names; f16 computes in half only on CPUs with AMX-FP16
 
 
@@ -36,7 +36,8 @@ def import_openvino() -> Any:
         import openvino
     except ImportError:
         raise RunnerError(
-            f"OpenVINO is not installed: {INSTALL}, or run ONNX files on ONNX Runtime (--backend onnxruntime)"
+            f"OpenVINO is not installed: {INSTALL}, or run ONNX files on ONNX Runtime (`backend=onnxruntime`)",
+            field="backend",
         ) from None
     return openvino
 
@@ -127,7 +128,7 @@ class OpenVinoBackend(Backend):
     @staticmethod
     def _read_metadata(path: Path) -> tuple[ArtifactMetadata, str]:
         model = load_onnx(path, external_data=False)  # shapes and props: the weights are OpenVINO's to read
-        return check_graph_matches_metadata(model, source=str(path)), onnx_props(model).get("precision", "fp32")
+        return check_graph_matches_metadata(model, source=str(path)), read_lineage(model, str(path)).precision
 
     def _run(self, request: Any, batch: np.ndarray) -> np.ndarray:
         request.infer({0: batch})

@@ -76,7 +76,9 @@ def check_version(sidecar: EngineSidecar, installed: str, path: Path) -> None:
         )
     raise EngineMismatchError(
         f"{path} was built with {sidecar.backend} {built_text} but {installed} is installed; "
-        "engines run only on the version that built them (unless built --version-compatible); " + sidecar.rebuild_hint()
+        "engines run only on the version that built them (unless built `version_compatible`); "
+        + sidecar.rebuild_hint(),
+        field="version_compatible",
     )
 
 
@@ -86,7 +88,8 @@ def check_gpu(sidecar: EngineSidecar, gpu_name: str, compute_capability: str, pa
     if wanted and wanted != ("current GPU",) and compute_capability not in wanted:
         raise EngineMismatchError(
             f"{path} was built for compute capabilities {', '.join(wanted)} but this GPU ({gpu_name}) is "
-            f"{compute_capability}; {sidecar.rebuild_hint()} (or add --target-cc {compute_capability})"
+            f"{compute_capability}; {sidecar.rebuild_hint()} (or add `target_cc={compute_capability}`)",
+            field="target_cc",
         )
     built_cc = targets.compute_capability  # full TensorRT: the GPU it was built on
     if wanted is None and built_cc and built_cc != compute_capability:
@@ -95,7 +98,8 @@ def check_gpu(sidecar: EngineSidecar, gpu_name: str, compute_capability: str, pa
             raise EngineMismatchError(
                 f"{path} was built on {targets.gpu} (compute capability {built_cc}) but this GPU "
                 f"({gpu_name}) is {compute_capability}; {sidecar.rebuild_hint()} "
-                "(or build with --hardware-compat ampere+)"
+                "(or build with `hardware_compat=ampere+`)",
+                field="hardware_compat",
             )
 
 

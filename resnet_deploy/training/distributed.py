@@ -18,9 +18,7 @@ What the processes agree on, and how:
 from __future__ import annotations
 
 import hashlib
-import json
 import os
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -32,7 +30,6 @@ from resnet_deploy.errors import ResnetDeployError, TrainingError
 
 T = TypeVar("T")
 ENVIRONMENT = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
-ERROR_FILE = "TORCHELASTIC_ERROR_FILE"  # where torchrun's agent reads a failed worker's message
 
 
 STOPPED_BY_PEER = "stopped: rank 0 failed"  # how a PeerFailed message starts: never a job's root cause
@@ -161,7 +158,8 @@ def join(device: str, environ: Mapping[str, str] = os.environ) -> tuple[World, s
     if missing:
         raise TrainingError(
             f"started as one of a group (WORLD_SIZE is set) but {', '.join(missing)} is not; "
-            "launch with torchrun or resnet-deploy train --nproc N"
+            "launch with torchrun, or with `nproc=N`",
+            field="nproc",
         )
     try:
         rank, size, local_rank = (int(environ[name]) for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK"))
@@ -179,10 +177,13 @@ def join(device: str, environ: Mapping[str, str] = os.environ) -> tuple[World, s
 
 def _gpu_for(local_rank: int, asked: str) -> str:
     if not torch.cuda.is_available():
-        raise TrainingError(f"--device {asked} asked for, but PyTorch sees no CUDA GPU; use --device cpu")
+        raise TrainingError(
+            f"`device={asked}` asked for, but PyTorch sees no CUDA GPU; use `device=cpu`", field="device"
+        )
     if asked not in ("auto", "cuda"):
         raise TrainingError(
-            f"--device {asked} names one GPU, but each process takes its own (cuda:LOCAL_RANK); use --device cuda"
+            f"`device={asked}` names one GPU, but each process takes its own (cuda:LOCAL_RANK); use `device=cuda`",
+            field="device",
         )
     count = torch.cuda.device_count()
     if local_rank >= count:
@@ -202,21 +203,6 @@ def leave(world: World, finished: bool) -> None:
     if finished:
         torch.distributed.barrier()
     torch.distributed.destroy_process_group()
-
-
-def record_failure(message: str, exit_code: int = 2, environ: Mapping[str, str] = os.environ) -> None:
-    """Leave this process's one-line error where torchrun's agent reads it, so the job's failure report
-    names the rank and the cause (it would otherwise say only "exitcode 2")."""
-    path = environ.get(ERROR_FILE)
-    if not path:
-        return
-    try:
-        with open(path, "w") as handle:
-            # torchrun's own layout (ErrorHandler.record_exception), the one line where a traceback would be
-            extra = {"py_callstack": message, "timestamp": str(int(time.time())), "exit_code": exit_code}
-            json.dump({"message": {"message": message, "extraInfo": extra}}, handle)
-    except OSError:
-        pass  # the report is a courtesy; the error itself is printed either way
 
 
 def lost_peer(exc: BaseException) -> bool:

@@ -17,6 +17,7 @@ import sys
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from resnet_deploy.errors import Terminated, TrainingError
 from resnet_deploy.training.distributed import STOPPED_BY_PEER
@@ -56,11 +57,15 @@ class Failure:
 
 
 class JobFailed(TrainingError):
-    """A process of a ``--nproc`` job failed; the message names it and its cause."""
+    """A process of an ``nproc`` job failed; the message names it and its cause. ``resumable``: the run
+    in ``run_dir`` has a saved epoch to continue from (set by the job that launched it)."""
 
     def __init__(self, message: str, exit_code: int) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+        self.resumable = False
+        self.run_dir: Path | None = None
+        self.nproc: int | None = None
 
 
 def root_cause(failures: Sequence[Failure]) -> Failure:
@@ -88,7 +93,7 @@ def _text(message: object) -> str:
 
 
 def _intended(error_file_data: object) -> int | None:
-    """The exit code a process recorded with its message (``distributed.record_failure``)."""
+    """The exit code a process recorded with its message (``failures.record_failure``)."""
     message = error_file_data.get("message") if isinstance(error_file_data, dict) else None
     extra = message.get("extraInfo") if isinstance(message, dict) else None
     code = extra.get("exit_code") if isinstance(extra, dict) else None

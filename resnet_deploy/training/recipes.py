@@ -174,12 +174,14 @@ def make_plan(
     if epochs is None:
         epochs = recipe.epochs_digits if on_digits else recipe.epochs
     if epochs < 1:
-        raise TrainingError(f"--epochs must be at least 1, got {epochs}")
+        raise TrainingError(f"`epochs` must be at least 1, got {epochs}", field="epochs")
     batch = recipe.batch_size if batch_size is None else batch_size
     if batch < 2:
-        raise TrainingError(f"--batch-size must be at least 2 (BatchNorm trains on batch statistics), got {batch}")
+        raise TrainingError(
+            f"`batch_size` must be at least 2 (BatchNorm trains on batch statistics), got {batch}", field="batch_size"
+        )
     if lr is not None and not (math.isfinite(lr) and lr > 0):
-        raise TrainingError(f"--lr must be a positive number, got {lr}")
+        raise TrainingError(f"`lr` must be a positive number, got {lr}", field="lr")
     base_lr = lr if lr is not None else recipe.lr * batch / recipe.batch_size
     steps = math.ceil(train_images / batch)
     total = epochs * steps

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ import torch
 
 from resnet_deploy._io import atomic_output
 from resnet_deploy.artifacts.model_spec import ResNetConfig
+from resnet_deploy.artifacts.naming import LOCK_FILE, STATE_FILE
 from resnet_deploy.artifacts.train_state import (
     FORMAT,
     EpochRecord,
@@ -31,19 +32,16 @@ from resnet_deploy.artifacts.train_state import (
     read_format,
 )
 from resnet_deploy.errors import ArtifactError, OutputPathError, ResnetDeployError, TrainingError
+from resnet_deploy.messages import SILENT, Messages
 from resnet_deploy.models.checkpoint import load_state_into
 from resnet_deploy.models.resnet import ResNet
 from resnet_deploy.training.recipes import Plan
 
 STATE_FORMAT = FORMAT  # the format tag train_state.pt carries (resnet-deploy-train-state/N)
-MODEL_FILE = "model.pt"
-STATE_FILE = "train_state.pt"
-LOCK_FILE = ".train.lock"
-RUN_FILES = (MODEL_FILE, MODEL_FILE + ".json", STATE_FILE, "log.csv", "log.json")
 
 
 @contextlib.contextmanager
-def run_lock(run_dir: Path, warn: Callable[[str], None] = lambda message: None) -> Iterator[None]:
+def run_lock(run_dir: Path, out: Messages = SILENT) -> Iterator[None]:
     """Hold ``run_dir`` for one training process: a second `train` on it is refused, not interleaved.
 
     An advisory lock (flock) the kernel drops when the holder dies, so kill -9 leaves no stale lock.
@@ -56,7 +54,9 @@ def run_lock(run_dir: Path, warn: Callable[[str], None] = lambda message: None) 
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise OutputPathError(f"cannot create run directory {run_dir} ({exc.strerror}); choose another -o") from None
+        raise OutputPathError(
+            f"cannot create run directory {run_dir} ({exc.strerror}); choose another `output`", field="output"
+        ) from None
     lock = run_dir / LOCK_FILE
     fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
     held = False
@@ -69,14 +69,14 @@ def run_lock(run_dir: Path, warn: Callable[[str], None] = lambda message: None) 
         except FileNotFoundError:
             held = False
         except OSError as exc:  # ENOLCK, EOPNOTSUPP: some network and FUSE mounts have no flock
-            warn(f"{run_dir} cannot be locked ({exc.strerror}): do not start a second `train` on it meanwhile")
+            out.warn(f"{run_dir} cannot be locked ({exc.strerror}): do not start a second `train` on it meanwhile")
             yield
             return
         if not held:
             holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
             raise TrainingError(
                 f"another `resnet-deploy train` (pid {holder}) is writing to {run_dir}; "
-                "wait for it to finish, or choose another -o"
+                "wait for it to finish, or choose another `output`"
             )
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
@@ -158,11 +158,6 @@ def state_path(resume: str | Path) -> Path:
             f"nothing to resume at {resume}: no {STATE_FILE} (give the run directory of a `resnet-deploy train`)"
         )
     return path
-
-
-def resumes_in_place(resume: str | Path | None, run_dir: Path) -> bool:
-    """Whether ``--resume`` names ``run_dir`` itself (or its state file): the run writes where it was."""
-    return resume is not None and Path(resume).resolve() in (run_dir.resolve(), (run_dir / STATE_FILE).resolve())
 
 
 def load_state(resume: str | Path) -> TrainState:

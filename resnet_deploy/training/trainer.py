@@ -12,10 +12,8 @@ schedule is the recipe's whatever N is. Rank 0 alone writes the run directory.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
@@ -24,26 +22,26 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from resnet_deploy import __version__
 from resnet_deploy.artifacts.model_spec import ModelSpec, ResNetConfig, model_config
+from resnet_deploy.artifacts.naming import MODEL_FILE
 from resnet_deploy.artifacts.train_state import DEFAULT_DATA, EpochRecord, RunSetup
 from resnet_deploy.data import Batch, Dataset, open_dataset
 from resnet_deploy.data.base import name_files
 from resnet_deploy.errors import DatasetError, OutputPathError, ResnetDeployError, TrainingError
+from resnet_deploy.files.run_dir import check_run_dir
+from resnet_deploy.messages import SILENT, Messages, Progress
 from resnet_deploy.models.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from resnet_deploy.models.resnet import ResNet
 from resnet_deploy.training.distributed import PeerFailed, World
-from resnet_deploy.training.log import write_log
+from resnet_deploy.training.log import describe_epoch, write_log
 from resnet_deploy.training.metrics import EvalResult, evaluate, topk_correct
+from resnet_deploy.training.options import TrainOptions
 from resnet_deploy.training.recipes import Plan, Recipe, get_recipe, make_plan
 from resnet_deploy.training.run_state import (
-    MODEL_FILE,
-    STATE_FILE,
     TrainState,
     load_state,
-    resumes_in_place,
     save_state,
 )
 
@@ -53,36 +51,6 @@ NORMALIZATIONS = ("pixel-mean", "channel")
 LOGGED_SKIPPED_PATHS = 100
 
 Normalizer = Callable[[torch.Tensor], torch.Tensor]
-
-
-@dataclass
-class TrainOptions:
-    """What a run is asked to do; None means "the recipe's / the dataset's default"."""
-
-    model: ModelSpec = field(default_factory=ModelSpec)  # the architecture; over --checkpoint, its overrides
-    data: str | None = None  # None: the embedded digits, or on --resume the run's own data
-    recipe: str | None = None
-    epochs: int | None = None
-    batch_size: int | None = None
-    lr: float | None = None
-    seed: int | None = None  # None: 0 for a new run, the run's own seed on --resume
-    device: str = "auto"
-    workers: int = 0
-    normalize: str | None = None
-    checkpoint: str | None = None  # initialise from these weights (fine-tuning)
-    new_head: bool = False  # with checkpoint: a fresh classifier for the dataset's classes
-    max_bad_fraction: float = 0.01  # undecodable images tolerated, as a fraction of those read
-    eval_batch_size: int = 256
-    sync_bn: bool = False  # data parallel on GPUs: BatchNorm statistics over the global batch
-    compile: bool = False  # torch.compile the training step's model (first steps slower, later ones faster)
-    gpu_decode: bool = False  # ImageFolder training JPEGs decoded and augmented on the GPU (nvJPEG)
-
-    @classmethod
-    def of(cls, **options: Any) -> TrainOptions:
-        """Options with the model spec's fields given flat: ``TrainOptions.of(depth=20, epochs=3)``."""
-        names = {f.name for f in dataclasses.fields(ModelSpec)}
-        model = ModelSpec(**{k: options.pop(k) for k in list(options) if k in names})
-        return cls(model=model, **options)
 
 
 @dataclass
@@ -96,6 +64,7 @@ class TrainResult:
     resumed_from: int = 0
     device: str = "cpu"
     extra: dict[str, Any] = field(default_factory=dict)
+    rank: int = 0  # under torchrun: this process's (rank 0 reports the run)
 
     @property
     def final(self) -> EpochRecord | None:
@@ -125,9 +94,9 @@ def pick_device(name: str) -> torch.device:
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise TrainingError(f"unknown --device {name!r}; use auto, cpu, cuda or cuda:N") from None
+        raise TrainingError(f"unknown `device={name!r}`; use auto, cpu, cuda or cuda:N", field="device") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise TrainingError("--device cuda asked for, but PyTorch sees no CUDA GPU; use --device cpu")
+        raise TrainingError("`device=cuda` asked for, but PyTorch sees no CUDA GPU; use `device=cpu`", field="device")
     return device
 
 
@@ -143,15 +112,6 @@ def make_deterministic(device: torch.device) -> None:
 
 def _epoch_seed(seed: int, epoch: int) -> int:
     return (seed * 1_000_003 + epoch) % (2**63)
-
-
-def stderr_is_terminal() -> bool:
-    """Progress bars only for a person watching: in a log file or a pipe their carriage returns and
-    escape codes pile up (a 20-epoch demo wrote 48 KB of them)."""
-    try:
-        return sys.stderr is not None and sys.stderr.isatty()
-    except (AttributeError, ValueError):  # replaced by an object without isatty, or closed
-        return False
 
 
 # --- a new run's model: built, or loaded for fine-tuning --------------------------------------------------
@@ -170,7 +130,8 @@ def _check_class_count(options: TrainOptions, dataset: Dataset) -> None:
     asked = options.model.num_classes
     if asked is not None and asked != dataset.num_classes:
         raise TrainingError(
-            f"dataset {dataset.name} has {dataset.num_classes} classes, not {asked}; drop --num-classes"
+            f"dataset {dataset.name} has {dataset.num_classes} classes, not {asked}; drop `num_classes`",
+            field="num_classes",
         )
 
 
@@ -182,7 +143,9 @@ def _fine_tuned_model(options: TrainOptions, checkpoint: str, dataset: Dataset) 
     default_mean, default_std = model.config.default_mean_std
     normalize = "pixel-mean" if model.config.pixel_mean else "channel"
     if options.normalize not in (None, normalize):
-        raise TrainingError(f"checkpoint {checkpoint} was trained with {normalize} normalisation; drop --normalize")
+        raise TrainingError(
+            f"checkpoint {checkpoint} was trained with {normalize} normalisation; drop `normalize`", field="normalize"
+        )
     setup = RunSetup(
         data=dataset.spec,
         seed=options.seed or 0,
@@ -200,7 +163,8 @@ def _with_new_head(model: ResNet, options: TrainOptions, dataset: Dataset) -> Re
     if not options.new_head:
         raise TrainingError(
             f"checkpoint {options.checkpoint} has {model.config.num_classes} classes but dataset "
-            f"{dataset.name} has {dataset.num_classes}; pass --new-head to train a new classifier"
+            f"{dataset.name} has {dataset.num_classes}; pass `new_head` to train a new classifier",
+            field="new_head",
         )
     state = {k: v for k, v in model.state_dict().items() if not k.startswith("fc.")}
     headed = ResNet(replace(model.config, num_classes=dataset.num_classes))
@@ -211,7 +175,7 @@ def _with_new_head(model: ResNet, options: TrainOptions, dataset: Dataset) -> Re
 def _new_model(options: TrainOptions, dataset: Dataset) -> tuple[ResNet, RunSetup]:
     spec = options.model
     if spec.depth is None:
-        raise TrainingError("give --depth (e.g. --depth 20) or --checkpoint")
+        raise TrainingError("give `depth` (e.g. `depth=20`) or `checkpoint`", field="depth")
     family = model_config(ModelSpec(spec.depth, plain=spec.plain, shortcut=spec.shortcut)).family
     normalize = _normalization(options, dataset, get_recipe(options.recipe, family))
     size = spec.input_size if spec.input_size is not None else dataset.native_size
@@ -231,7 +195,9 @@ def _normalization(options: TrainOptions, dataset: Dataset, recipe: Recipe) -> s
         raise TrainingError(f"unknown normalisation {normalize!r}; choose {' or '.join(NORMALIZATIONS)}")
     if normalize == "pixel-mean" and dataset.native_size is None:
         if options.normalize:
-            raise TrainingError(f"{dataset.name}: per-pixel mean needs fixed-size images; use --normalize channel")
+            raise TrainingError(
+                f"{dataset.name}: per-pixel mean needs fixed-size images; use `normalize=channel`", field="normalize"
+            )
         normalize = "channel"  # ImageFolder images vary in size: per-channel mean/std
     return normalize
 
@@ -294,35 +260,39 @@ def _check_resume(options: TrainOptions, state: TrainState, source: str) -> None
     config = state.config
     if options.model.plain and not config.plain:
         raise TrainingError(
-            f"{source} trains {config.name}, not a plain network; drop --plain, or start a new run with another -o"
+            f"{source} trains {config.name}, not a plain network; drop `plain`, or start a new run with another "
+            "`output`",
+            field="plain",
         )
     if options.checkpoint:
-        raise TrainingError(f"{source} continues from its own state; drop --checkpoint")
+        raise TrainingError(f"{source} continues from its own state; drop `checkpoint`", field="checkpoint")
     for flag, (value, recorded) in _resume_settings(options, state).items():
         if value is not None and value != recorded:
             raise TrainingError(
                 f"{source} trains {config.name} with {flag} {recorded}, not {value}; "
-                f"drop {flag} to resume it, or start a new run with another -o"
+                f"drop {flag} to resume it, or start a new run with another `output`"
             )
     if options.data is not None and options.data.partition(":")[0] != state.setup.data.partition(":")[0]:
-        raise TrainingError(f"{source} was trained on {state.setup.data}, not {options.data}; drop --data")
+        raise TrainingError(
+            f"{source} was trained on {state.setup.data}, not {options.data}; drop `data`", field="data"
+        )
 
 
 def _resume_settings(options: TrainOptions, state: TrainState) -> dict[str, tuple[Any, Any]]:
     """flag -> (the value given, None when not; the value the run records)."""
     config, plan, spec = state.config, state.plan, options.model
     return {
-        "--depth": (spec.depth, config.depth),
-        "--variant": (spec.variant, config.variant if config.block == "bottleneck" else spec.variant),
-        "--shortcut": (spec.shortcut, config.shortcut),
-        "--num-classes": (spec.num_classes, config.num_classes),
-        "--input-size": (spec.input_size, config.input_size),
-        "--epochs": (options.epochs, plan.epochs),
-        "--batch-size": (options.batch_size, plan.batch_size),
-        "--lr": (options.lr, plan.lr),
-        "--recipe": (options.recipe, plan.recipe.name),
-        "--normalize": (options.normalize, state.setup.normalize),
-        "--seed": (options.seed, state.setup.seed),
+        "`depth`": (spec.depth, config.depth),
+        "`variant`": (spec.variant, config.variant if config.block == "bottleneck" else spec.variant),
+        "`shortcut`": (spec.shortcut, config.shortcut),
+        "`num_classes`": (spec.num_classes, config.num_classes),
+        "`input_size`": (spec.input_size, config.input_size),
+        "`epochs`": (options.epochs, plan.epochs),
+        "`batch_size`": (options.batch_size, plan.batch_size),
+        "`lr`": (options.lr, plan.lr),
+        "`recipe`": (options.recipe, plan.recipe.name),
+        "`normalize`": (options.normalize, state.setup.normalize),
+        "`seed`": (options.seed, state.setup.seed),
     }
 
 
@@ -333,15 +303,6 @@ def _data_spec(given: str | None, state: TrainState | None) -> str:
         return DEFAULT_DATA if given is None else given
     saved = state.setup.data
     return saved if given is None or saved == DEFAULT_DATA else given
-
-
-def _check_run_dir(run_dir: Path, resume: str | Path | None) -> None:
-    if run_dir.exists() and not run_dir.is_dir():
-        raise OutputPathError(f"run directory {run_dir} is a file; choose another -o")
-    if (run_dir / STATE_FILE).exists() and not resumes_in_place(resume, run_dir):
-        raise TrainingError(
-            f"{run_dir} already holds a training run; continue it with --resume {run_dir} or choose another -o"
-        )
 
 
 # --- one epoch's pieces -------------------------------------------------------------------------------
@@ -383,8 +344,9 @@ class _Tally:
 def _check_finite(loss: float, epoch: int, step: int, plan: Plan) -> None:
     if not math.isfinite(loss):
         raise TrainingError(
-            f"training diverged: loss {loss} at epoch {epoch}, step {step}; lower --lr "
-            f"(now {plan.lr:g}) or check the data"
+            f"training diverged: loss {loss} at epoch {epoch}, step {step}; lower `lr` "
+            f"(now {plan.lr:g}) or check the data",
+            field="lr",
         )
 
 
@@ -460,7 +422,7 @@ def _opened_state(options: TrainOptions, run_dir: Path, resume: str | Path | Non
     if resume is not None:
         state = load_state(resume)
         _check_resume(options, state, f"the run in {resume}")
-    _check_run_dir(run_dir, resume)
+    check_run_dir(run_dir, resume)
     return state
 
 
@@ -468,7 +430,8 @@ def _check_split(plan: Plan, world: World) -> None:
     if plan.batch_size % world.size:
         raise TrainingError(
             f"the batch of {plan.batch_size} does not split evenly over {world.size} processes; "
-            f"give --batch-size a multiple of {world.size} (the global batch), or start {_divisors(plan.batch_size)}"
+            f"give `batch_size` a multiple of {world.size} (the global batch), or start {_divisors(plan.batch_size)}",
+            field="batch_size",
         )
 
 
@@ -479,7 +442,9 @@ def _divisors(batch: int) -> str:
 
 def _check_sync_bn(device: torch.device) -> None:
     if device.type != "cuda":
-        raise TrainingError("--sync-bn needs GPUs (PyTorch's SyncBatchNorm has no CPU kernel); drop --sync-bn")
+        raise TrainingError(
+            "`sync_bn` needs GPUs (PyTorch's SyncBatchNorm has no CPU kernel); drop `sync_bn`", field="sync_bn"
+        )
 
 
 def _summed(world: World, tally: _Tally) -> tuple[int, int, int, float]:
@@ -516,7 +481,11 @@ def train_step(
 
 
 class Trainer:
-    """One run: ``Trainer(options, run_dir).run()``; ``resume=True`` continues the run in ``run_dir``."""
+    """One run: ``Trainer(options, run_dir).run()``; ``resume=run_dir`` continues the run there.
+
+    What the run says (its start, each epoch's line, warnings, the step bar) goes to ``out``, from rank 0
+    only; ``on_epoch`` is called with each epoch's record once it is saved (to plot it, or to stop the run).
+    """
 
     def __init__(
         self,
@@ -524,19 +493,15 @@ class Trainer:
         run_dir: str | Path,
         *,
         resume: str | Path | None = None,
+        out: Messages = SILENT,
         on_epoch: Callable[[EpochRecord], None] | None = None,
-        on_info: Callable[[str], None] | None = None,
-        on_warn: Callable[[str], None] | None = None,
-        progress: bool = True,
         world: World | None = None,
     ) -> None:
         self.world = world or World()  # under torchrun: training.distributed.join()
         main = self.world.is_main  # only rank 0 speaks and writes
         self.run_dir = Path(run_dir)
         self.on_epoch = (on_epoch if main else None) or (lambda row: None)
-        self.on_info = (on_info if main else None) or (lambda line: None)
-        self.on_warn = (on_warn if main else None) or (lambda line: self.on_info(f"warning: {line}"))
-        self.progress = progress and main  # drawn only where stderr is a terminal
+        self.out = out if main else SILENT
         self._warned_paths: set[str] = set()  # undecodable files named once per run, not every epoch
         self.device = pick_device(options.device)
         self.plan: Plan | None = None  # set once run() has opened the data
@@ -551,7 +516,7 @@ class Trainer:
     def run(self) -> TrainResult:
         start = time.perf_counter()
         make_deterministic(self.device)
-        dataset = open_dataset(self.data, workers=self.options.workers, decode_on=self._decode_device())
+        dataset = open_dataset(self.data, workers=self.options.decoding_workers, decode_on=self._decode_device())
         begin = _fresh_start(self.options, dataset) if self.state is None else _resumed_start(self.state, dataset)
         self._refuse_together(lambda: _check_split(begin.plan, self.world))
         if self.world.is_main:
@@ -559,16 +524,16 @@ class Trainer:
         self.plan, self.seed, self.epochs_done = begin.plan, begin.setup.seed, begin.first_epoch - 1
         loop = self._loop(begin, dataset)
         self.model = loop.model
-        self.on_info(_describe_start(loop, self.device, self.world))
+        self.out.say(_describe_start(loop, self.device, self.world))
         if begin.history and begin.history[-1].processes != self.world.size:
-            self.on_info(
+            self.out.say(
                 f"resuming on {self.world.size} process{'es' if self.world.size > 1 else ''} a run that ran on "
                 f"{begin.history[-1].processes}: the same global batch of {begin.plan.batch_size}, split differently"
             )
         if self.options.sync_bn and not self.world.distributed:
-            self.on_info("--sync-bn has nothing to synchronise in a single process; it applies under torchrun/--nproc")
+            self.out.say("`sync_bn` has nothing to synchronise in a single process; it applies under torchrun/`nproc`")
         if begin.first_epoch > begin.plan.epochs:
-            self.on_info(f"the run in {self.run_dir} already finished its {begin.plan.epochs} epochs; nothing to do")
+            self.out.say(f"the run in {self.run_dir} already finished its {begin.plan.epochs} epochs; nothing to do")
         history = self._train_epochs(loop, begin)
         return TrainResult(
             run_dir=self.run_dir,
@@ -586,7 +551,9 @@ class Trainer:
         if not self.options.gpu_decode:
             return None
         if self.device.type != "cuda":
-            raise TrainingError("--gpu-decode decodes on the training GPU, and this run trains on the CPU; drop it")
+            raise TrainingError(
+                "`gpu_decode` decodes on the training GPU, and this run trains on the CPU; drop it", field="gpu_decode"
+            )
         return self.device
 
     def _make_run_dir(self) -> None:
@@ -594,7 +561,7 @@ class Trainer:
             self.run_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise OutputPathError(
-                f"cannot create run directory {self.run_dir} ({exc.strerror}); choose another -o"
+                f"cannot create run directory {self.run_dir} ({exc.strerror}); choose another `output`"
             ) from None
 
     def _loop(self, begin: _Start, dataset: Dataset) -> _Loop:
@@ -640,6 +607,7 @@ class Trainer:
             history.append(row)
             self._save(loop, history, epoch, step)
             self.epochs_done = epoch
+            self.out.say(describe_epoch(row, loop.plan.epochs))
             self.on_epoch(row)
         return history
 
@@ -671,21 +639,14 @@ class Trainer:
             _check_finite(loss, epoch, step, loop.plan)
             tally.count(loss, logits, batch.labels)
             bar.update(1)
-            bar.set_postfix(loss=f"{loss:.3f}", lr=f"{tally.lr:g}")
+            bar.note(f"loss={loss:.3f}, lr={tally.lr:g}")
         bar.close()
         tally.seen, tally.correct, tally.skipped, tally.loss_sum = _summed(self.world, tally)
         self._check_skipped(tally.skipped, tally.seen + tally.skipped, "training", tally.skipped_paths)
         return step, tally
 
-    def _progress_bar(self, plan: Plan, epoch: int) -> tqdm[Any]:
-        return tqdm(
-            total=plan.steps_per_epoch,
-            desc=f"epoch {epoch}/{plan.epochs}",
-            unit="step",
-            leave=False,
-            disable=not (self.progress and stderr_is_terminal()),
-            dynamic_ncols=True,
-        )
+    def _progress_bar(self, plan: Plan, epoch: int) -> Progress:
+        return self.out.progress(plan.steps_per_epoch, f"epoch {epoch}/{plan.epochs}")
 
     def _train_batches(self, loop: _Loop, epoch: int) -> Iterator[Batch]:
         """The epoch's shuffled, augmented batches: a pure function of (seed, epoch)."""
@@ -723,7 +684,7 @@ class Trainer:
         new = [path for path in paths if path not in self._warned_paths]
         if new:
             self._warned_paths.update(new)
-            self.on_warn(
+            self.out.warn(
                 f"skipping {len(new)} undecodable image{'s' if len(new) > 1 else ''}: {name_files(new)}; "
                 "remove or fix them"
             )
@@ -751,7 +712,8 @@ class Trainer:
             raise DatasetError(
                 f"{skipped} of {read} {split} images failed to decode (more than "
                 f"{self.options.max_bad_fraction:.1%}): {name_files(sorted(paths))}; remove or fix them, "
-                "or raise --max-bad-fraction"
+                "or raise `max_bad_fraction`",
+                field="max_bad_fraction",
             )
 
     def _save(self, loop: _Loop, history: list[EpochRecord], epoch: int, step: int) -> None:

@@ -97,7 +97,9 @@ def choose(name: str | None = None) -> EngineBackend:
         if module is not None:
             return EngineBackend(candidate, module, str(module.__version__))
     if name:
-        raise NoBackendError(f"--backend {name} is not installed; install {INSTALL_HINTS[MODULES[name]]}")
+        raise NoBackendError(
+            f"`backend={name}` is not installed; install {INSTALL_HINTS[MODULES[name]]}", field="backend"
+        )
     raise NoBackendError(
         f"no TensorRT backend is installed; install {INSTALL_HINTS['tensorrt']}; or {INSTALL_HINTS['tensorrt_rtx']}"
     )

@@ -75,9 +75,9 @@ def test_failed_verification_writes_nothing(tmp_path):
 
 def test_bad_opset_and_batch_are_refused_before_work(tmp_path):
     source = open_model(depth=20)
-    with pytest.raises(ExportError, match="--opset 7 is not supported"):
+    with pytest.raises(ExportError, match="`opset=7` is not supported"):
         export_onnx(source.model, tmp_path / "m.onnx", source.metadata, opset=7)
-    with pytest.raises(ExportError, match="--static-batch must be at least 1"):
+    with pytest.raises(ExportError, match="`static_batch` must be at least 1"):
         export_onnx(source.model, tmp_path / "m.onnx", source.metadata, static_batch=0)
 
 

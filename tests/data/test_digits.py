@@ -66,7 +66,7 @@ def test_channel_stats_match_direct_computation(digits) -> None:
     ("spec", "message"),
     [
         ("mnist", "unknown dataset 'mnist'"),
-        ("cifar10", "needs a path: --data cifar10:PATH"),
+        ("cifar10", "needs a path: `data=cifar10:PATH`"),
         ("digits:/x", "takes no path"),
     ],
 )

@@ -66,7 +66,7 @@ def test_gpu_decode_is_refused_where_it_cannot_help(tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match="digits data is held in memory already; drop it"):
         open_dataset("digits", decode_on=torch.device("cpu"))
     trainer = Trainer(TrainOptions.of(depth=20, epochs=1, device="cpu", gpu_decode=True), tmp_path / "r")
-    with pytest.raises(TrainingError, match="--gpu-decode decodes on the training GPU, and this run trains on the CPU"):
+    with pytest.raises(TrainingError, match="`gpu_decode` decodes on the training GPU, and this run trains on the CPU"):
         trainer.run()
     assert not (tmp_path / "r").exists()
 

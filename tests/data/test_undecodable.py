@@ -79,6 +79,7 @@ def folder_with_a_broken_image(tmp_path):
 
 
 def test_training_names_undecodable_files_in_its_epoch_lines_warning_and_log(folder_with_a_broken_image, tmp_path):
+    from resnet_deploy.messages import Recorded
     from resnet_deploy.training.log import describe_epoch
     from resnet_deploy.training.trainer import Trainer, TrainOptions
 
@@ -86,8 +87,9 @@ def test_training_names_undecodable_files_in_its_epoch_lines_warning_and_log(fol
     opts = TrainOptions.of(
         depth=20, data=f"imagefolder:{root}", epochs=2, batch_size=8, input_size=8, max_bad_fraction=0.1
     )
-    warnings: list[str] = []
-    result = Trainer(opts, tmp_path / "r", progress=False, on_warn=warnings.append).run()
+    out = Recorded()
+    warnings = out.warnings
+    result = Trainer(opts, tmp_path / "r", out=out).run()
     assert [row.skipped_images for row in result.history] == [1, 1]
     assert [row.skipped_paths for row in result.history] == [(bad,), (bad,)]
     assert warnings == [f"skipping 1 undecodable image: {bad}; remove or fix them"]  # once a run, not an epoch
@@ -135,5 +137,5 @@ def test_held_out_images_that_do_not_decode_are_named_not_scored(tmp_path) -> No
     assert held_out.count == 9 and held_out.undecodable == [bad]
     note = held_out.skipped_note()
     assert note is not None and note.startswith("1 held-out test images of imagefolder:") and bad in note
-    with pytest.raises(DatasetError, match="pass --images 10 or fewer"):
-        load_held_out_set(meta, f"imagefolder:{tmp_path}", 11, flag="--images")
+    with pytest.raises(DatasetError, match="pass `images` 10 or fewer"):
+        load_held_out_set(meta, f"imagefolder:{tmp_path}", 11, field="images")

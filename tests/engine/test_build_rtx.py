@@ -82,7 +82,7 @@ def test_parser_errors_are_listed_by_node_and_op(onnx_fp32, tmp_path) -> None:
         parse(choose("tensorrt-rtx"), cpu.path, strongly_typed=True)
     message = str(info.value)
     assert "cannot parse" in message and "node 'conv1.weight_bias_DequantizeLinear' (DequantizeLinear)" in message
-    assert "calibrate --target tensorrt" in message
+    assert "calibrated for `target=tensorrt`" in message
     # through the CLI the metadata already names the problem, before TensorRT sees the file
     assert_one_line_error(
         invoke(
@@ -131,7 +131,7 @@ def test_timing_cache_is_ignored_with_a_warning_by_rtx(onnx_fp32, tmp_path) -> N
     result = build_engine(onnx_fp32, tmp_path / "a.engine", options, out=Collected(warnings))
     assert result.timing_cache is None and not (tmp_path / "timing.cache").exists()
     assert warnings == [
-        "TensorRT-RTX keeps no timing cache (its timing-cache calls are no-ops); --timing-cache ignored"
+        "TensorRT-RTX keeps no timing cache (its timing-cache calls are no-ops); `timing_cache` ignored"
     ]
 
 
@@ -216,6 +216,6 @@ def test_turing_is_refused_where_tensorrt_rtx_cannot_build_for_it(onnx_fp32, tmp
     with pytest.raises(EngineBuildError, match=r"Turing .*FP32 GEMM is not supported"):
         build(backend, builder, network, config, logger)
     for precision in ("fp32", "int8"):
-        with pytest.raises(BuildOptionError, match=f"--target-cc 7.5 with {precision}: .*build --fp16 for 7.5"):
+        with pytest.raises(BuildOptionError, match=f"`target_cc=7.5` with {precision}: .*build `precision=fp16` for 7.5"):
             build_engine(onnx_fp32, tmp_path / "t.engine", BuildOptions(precision=precision, target_cc=("7.5", "8.9")))
     assert build_engine(onnx_fp32, tmp_path / "t.engine", BuildOptions(precision="fp16", target_cc=("7.5",))).size_bytes

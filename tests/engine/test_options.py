@@ -26,7 +26,7 @@ def test_batch_profiles() -> None:
     assert resolve_batch(None, 4) == BatchProfile(4, 4, 4)
     assert resolve_batch(None, -1, static=True) == BatchProfile(8, 8, 8)  # DLA: the default profile's opt
     assert resolve_batch(BatchProfile(2, 2, 2), -1, static=True) == BatchProfile(2, 2, 2)
-    with pytest.raises(BuildOptionError, match="static batch of 4, so --batch 1:8:32 cannot be built"):
+    with pytest.raises(BuildOptionError, match="static batch of 4, so `batch=1:8:32` cannot be built"):
         resolve_batch(BatchProfile(1, 8, 32), 4)
 
 
@@ -40,20 +40,20 @@ def test_target_compute_capabilities() -> None:
     ("backend", "options", "message"),
     [
         ("rtx", BuildOptions(dla_core=0, precision="fp16"), "TensorRT-RTX has no DLA"),
-        ("10.3", BuildOptions(gpu_fallback=True), "only applies with --dla-core"),
-        ("10.3", BuildOptions(target_cc=("8.6",)), "--target-cc is for TensorRT-RTX"),
-        ("10.3", BuildOptions(precision="fp16", implicit=True), "--implicit goes with --int8"),
-        ("10.3", BuildOptions(precision="int8", implicit=True), "--implicit needs --calib-cache"),
-        ("10.3", BuildOptions(calib_cache="x.cache"), "--calib-cache is for --implicit"),
+        ("10.3", BuildOptions(gpu_fallback=True), "only applies with `dla_core=N`"),
+        ("10.3", BuildOptions(target_cc=("8.6",)), "`target_cc` is for TensorRT-RTX"),
+        ("10.3", BuildOptions(precision="fp16", implicit=True), "`implicit` goes with `precision=int8`"),
+        ("10.3", BuildOptions(precision="int8", implicit=True), "`implicit` needs `calib_cache=FILE`"),
+        ("10.3", BuildOptions(calib_cache="x.cache"), "`calib_cache` is for `implicit`"),
         ("10.3", BuildOptions(builder_opt_level=7), "0..5"),
         ("10.3", BuildOptions(workspace_mib=0), "at least 1 MiB"),
-        ("10.3", BuildOptions(dla_core=0), "--dla-core runs FP16 or INT8 only"),
+        ("10.3", BuildOptions(dla_core=0), "`dla_core` runs FP16 or INT8 only"),
         ("10.3", BuildOptions(dla_core=0, precision="best"), "INT8 from a calibration cache only"),
         ("10.3", BuildOptions(dla_core=0, precision="fp16", batch=BatchProfile(1, 8, 32)), "one static batch"),
-        ("10.3", BuildOptions(hardware_compat="same-cc"), r"same-cc needs TensorRT >= 10\.9; this is tensorrt 10\.3"),
+        ("10.3", BuildOptions(hardware_compat="same-cc"), r"same-cc` needs TensorRT >= 10\.9; this is tensorrt 10\.3"),
         ("10.3", BuildOptions(), "builds for the GPU it runs on, and this machine has none"),
         ("rtx", BuildOptions(version_compatible=True), "TensorRT-RTX has no lean runtime"),
-        ("rtx", BuildOptions(), "no NVIDIA GPU here to build for; name the target GPUs with --target-cc"),
+        ("rtx", BuildOptions(), "no NVIDIA GPU here to build for; name the target GPUs with `target_cc`"),
     ],
 )
 def test_contradictory_options(backend, options, message, monkeypatch) -> None:
@@ -73,7 +73,7 @@ def test_no_backend_says_how_to_get_each(monkeypatch) -> None:
         backends.choose()
     message = str(info.value)
     assert "JetPack" in message and "pypi.nvidia.com" in message and 'pip install "resnet-deploy[rtx]"' in message
-    with pytest.raises(backends.NoBackendError, match="--backend tensorrt is not installed"):
+    with pytest.raises(backends.NoBackendError, match="`backend=tensorrt` is not installed"):
         backends.choose("tensorrt")
 
 

@@ -7,7 +7,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from resnet_deploy.engine.progress import draws_bars, make_monitor
+from resnet_deploy.engine.progress import make_monitor
+from resnet_deploy.messages import SILENT, Bars, draws_bars
 from resnet_deploy.trt.flavours import EngineBackend
 
 
@@ -24,8 +25,24 @@ class _Monitor:  # the module's IProgressMonitor base
 FAKE_TRT = SimpleNamespace(IProgressMonitor=_Monitor, IBuilderConfig=SimpleNamespace(progress_monitor=None))
 
 
+class Drawn:
+    """Messages whose bars go to ``stream`` when it is a terminal (as the CLI's)."""
+
+    def __init__(self, stream: io.StringIO, enabled: bool = True) -> None:
+        self.bars = Bars(enabled, stream)
+
+    def say(self, message: str = "") -> None:
+        pass
+
+    def warn(self, message: str) -> None:
+        pass
+
+    def progress(self, total: int | None, desc: str):
+        return self.bars.progress(total, desc)
+
+
 def _build(stream: io.StringIO, enabled: bool = True) -> tuple[object, str]:
-    monitor = make_monitor(EngineBackend("tensorrt-rtx", FAKE_TRT, "1.7"), enabled, stream)
+    monitor = make_monitor(EngineBackend("tensorrt-rtx", FAKE_TRT, "1.7"), Drawn(stream, enabled))
     monitor.phase_start("Building engine", None, 3)
     assert all(monitor.step_complete("Building engine", step) for step in range(3))
     monitor.phase_finish("Building engine")
@@ -35,8 +52,8 @@ def _build(stream: io.StringIO, enabled: bool = True) -> tuple[object, str]:
 @pytest.mark.parametrize("stream", [io.StringIO(), Terminal()], ids=["file", "terminal"])
 def test_bars_only_on_a_terminal(stream: io.StringIO) -> None:
     tty = stream.isatty()
-    monitor, written = _build(stream)
-    assert monitor.drawing is tty and draws_bars(True, stream) is tty
+    _, written = _build(stream)
+    assert draws_bars(True, stream) is tty
     if tty:
         assert "Building engine" in written and "\r" in written and "0/3" in written
     else:
@@ -44,18 +61,18 @@ def test_bars_only_on_a_terminal(stream: io.StringIO) -> None:
 
 
 def test_no_bars_when_not_asked_even_on_a_terminal() -> None:
-    monitor, written = _build(Terminal(), enabled=False)
-    assert monitor.drawing is False and written == "" and draws_bars(False, Terminal()) is False
+    _, written = _build(Terminal(), enabled=False)
+    assert written == "" and draws_bars(False, Terminal()) is False
 
 
 def test_a_closed_or_bare_stream_draws_nothing() -> None:
     closed = io.StringIO()
     closed.close()
-    assert draws_bars(True, closed) is False and draws_bars(True, object()) is False  # type: ignore[arg-type]
+    assert draws_bars(True, closed) is False and draws_bars(True, object()) is False
 
 
 def test_the_monitor_still_cancels_without_bars() -> None:
-    monitor = make_monitor(EngineBackend("tensorrt-rtx", FAKE_TRT, "1.7"), True, io.StringIO())
+    monitor = make_monitor(EngineBackend("tensorrt-rtx", FAKE_TRT, "1.7"), SILENT)
     monitor.phase_start("Building engine", None, 2)
     monitor.cancelled = True  # what the Ctrl-C handler sets
     assert monitor.step_complete("Building engine", 0) is False  # TensorRT abandons the build

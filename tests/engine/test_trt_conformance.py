@@ -27,16 +27,16 @@ for column in COLUMNS:
     for case in CASES:
         EXPECTED[(case.key, column)] = "cancelled" if case.key == "cancel" else "built"
 for column in ("11.1", "rtx"):
-    EXPECTED[("implicit", column)] = r"--implicit needs TensorRT 8\.6-10\.x \(implicit INT8 calibrators\); this is"
+    EXPECTED[("implicit", column)] = r"`implicit` needs TensorRT 8\.6-10\.x \(implicit INT8 calibrators\); this is"
 for column in ("10.13", "10.16", "11.1"):
     for case in ("dla-fp16", "dla-int8", "dla-qdq"):
-        EXPECTED[(case, column)] = r"--dla-core needs TensorRT 8\.6-10\.7 \(JetPack 5/6\); this is tensorrt 1\d\."
+        EXPECTED[(case, column)] = r"`dla_core` needs TensorRT 8\.6-10\.7 \(JetPack 5/6\); this is tensorrt 1\d\."
 for case in ("dla-fp16", "dla-int8", "dla-qdq"):
-    EXPECTED[(case, "rtx")] = "--dla-core needs TensorRT on a Jetson; TensorRT-RTX has no DLA"
+    EXPECTED[(case, "rtx")] = "`dla_core` needs TensorRT on a Jetson; TensorRT-RTX has no DLA"
 for column in JETPACK:
-    EXPECTED[("dla-qdq", column)] = r"--dla-core runs INT8 from a calibration cache only .*--int8 --implicit"
-    EXPECTED[("samecc", column)] = rf"--hardware-compat same-cc needs TensorRT >= 10\.9; this is tensorrt {column}\."
-EXPECTED[("vc", "rtx")] = "--version-compatible needs full TensorRT"
+    EXPECTED[("dla-qdq", column)] = r"`dla_core` runs INT8 from a calibration cache only .*`precision=int8` `implicit`"
+    EXPECTED[("samecc", column)] = rf"`hardware_compat=same-cc` needs TensorRT >= 10\.9; this is tensorrt {column}\."
+EXPECTED[("vc", "rtx")] = "`version_compatible` needs full TensorRT"
 
 
 @pytest.fixture(scope="module")
@@ -186,7 +186,7 @@ def test_implicit_int8_reads_only_the_caches_calibrate_writes(inputs, tmp_path, 
             from resnet_deploy.trt.flavours import choose
 
             backend = choose("tensorrt")
-            with pytest.raises(BuildOptionError, match="is a LegacyCalibration cache; --implicit reads the"):
+            with pytest.raises(BuildOptionError, match="is a LegacyCalibration cache; `implicit` reads the"):
                 check_combination(BuildOptions(precision="int8", implicit=True, calib_cache=str(foreign)), backend)
             dla = BuildOptions(precision="int8", implicit=True, calib_cache=str(minmax), dla_core=0)
             if release in JETPACK:
@@ -273,4 +273,4 @@ def test_parser_errors_name_the_node_as_the_release_can(inputs, tmp_path, releas
             parse(choose("tensorrt"), tmp_path / "cpu_form.onnx", strongly_typed=release != "8.6")
     where = f"node #{len(model.graph.node) - 1}" if release == "8.6" else "node 'bias_dq' (DequantizeLinear)"
     assert f"{where}: INT32 DequantizeLinear input is not supported" in str(info.value)
-    assert "calibrate --target tensorrt" in str(info.value)
+    assert "calibrated for `target=tensorrt`" in str(info.value)

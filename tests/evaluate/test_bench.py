@@ -64,7 +64,7 @@ def test_bench_refusals(trained_resnet20, tmp_path) -> None:
     with open_backend(onnx_path) as a, open_backend(tmp_path / "r64.onnx") as b:
         with pytest.raises(ResnetDeployError, match="different inputs"):
             run_bench([a, b], [1])
-        with pytest.raises(ResnetDeployError, match="--batch sizes must be >= 1"):
+        with pytest.raises(ResnetDeployError, match=r"batch sizes \(`batches`\) must be >= 1"):
             run_bench([a], [0])
     assert_one_line_error(invoke("bench", str(onnx_path), "--batch", "1,x"), "not a comma-separated list")
     assert_one_line_error(invoke("bench", str(tmp_path / "missing.onnx")), "not found")

@@ -132,11 +132,11 @@ def test_throughput_refusals(clock) -> None:
         raise AssertionError("nothing should be opened")
 
     for batches, streams, rounds, needle in [
-        ([0], [1], 1, "--batch sizes must be >= 1"),
-        ([], [1], 1, "--batch sizes must be >= 1"),
-        ([1], [0, 2], 1, "--streams must be >= 1, got [0, 2]"),
-        ([1], [], 1, "--streams must be >= 1"),
-        ([1], [1], 0, "--iters (timed rounds) must be >= 1"),
+        ([0], [1], 1, "batch sizes (`batches`) must be >= 1"),
+        ([], [1], 1, "batch sizes (`batches`) must be >= 1"),
+        ([1], [0, 2], 1, "`streams` must be >= 1, got [0, 2]"),
+        ([1], [], 1, "`streams` must be >= 1"),
+        ([1], [1], 0, "`iters` (timed rounds) must be >= 1"),
     ]:
         with pytest.raises(BenchmarkError) as info:
             run_throughput(never, batches, streams, rounds=rounds)

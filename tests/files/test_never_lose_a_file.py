@@ -70,7 +70,7 @@ def test_an_input_reached_through_a_hard_link_or_symlink_is_still_the_input(r20,
 
 def test_calibrate_of_a_checkpoint_never_writes_over_it(checkpoint) -> None:
     before = digest(checkpoint)
-    assert_one_line_error(invoke("calibrate", str(checkpoint), "-o", str(checkpoint)), "end it in .onnx")
+    assert_one_line_error(invoke("calibrate", str(checkpoint), "-o", str(checkpoint)), "ending in .onnx")
     meta = Path(f"{checkpoint}.json")
     result = invoke("calibrate", str(checkpoint), "-o", str(meta.with_suffix(".onnx")), "--no-cache")
     assert result.exit_code != 0 or meta.is_file()  # model.pt.onnx is a legal name; the metadata is untouched
@@ -86,7 +86,7 @@ def test_export_never_writes_over_its_checkpoint(checkpoint) -> None:
 
 def test_build_engine_writes_the_fp16_twin_beside_never_over_the_given_onnx(r20) -> None:
     """The bug: the twin's path was the output with .onnx, i.e. r20.onnx for -o r20.engine."""
-    from resnet_deploy.engine.build import twin_path
+    from resnet_deploy.artifacts.naming import engine_twin as twin_path
 
     assert twin_path(r20.with_suffix(".engine"), "fp16") == r20.with_name("r20.fp16.onnx")
     assert twin_path(r20.with_name("r20.fp16.engine"), "fp16") == r20.with_name("r20.fp16.onnx")
@@ -213,7 +213,7 @@ def test_a_crash_between_the_two_renames_never_leaves_metadata_of_weights_that_d
         save_checkpoint(model, path, {"dataset": "digits"})
     monkeypatch.setattr(os, "replace", real_replace)
     assert calls == ["model.pt", "model.pt.json"]  # the weights land first, their description last
-    with pytest.raises(CheckpointError, match=f"train --resume {tmp_path}` rewrites both"):
+    with pytest.raises(CheckpointError, match=f"resuming the run \\(`resume={tmp_path}`\\) rewrites both"):
         load_checkpoint(path)
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
 
@@ -333,7 +333,7 @@ def test_train_never_replaces_a_model_pt_that_belongs_to_no_run(tmp_path) -> Non
     result = invoke("train", "--depth", "20", "--epochs", "1", "-o", str(run))
     assert_one_line_error(result, "model.pt exists")
     assert (run / "model.pt").read_bytes() == b"my only trained model"
-    assert sorted(p.name for p in run.iterdir()) == [".train.lock", "model.pt"]
+    assert sorted(p.name for p in run.iterdir()) == ["model.pt"]  # refused before the run took the directory
 
 
 def test_a_second_train_on_the_same_directory_is_refused_while_the_first_runs(tmp_path) -> None:
@@ -413,7 +413,7 @@ def test_validate_never_writes_its_report_over_a_file_it_did_not_write(trained_r
     checkpoint, onnx_path = (str(p) for p in trained_resnet20)
     args = ("validate", "--checkpoint", checkpoint, onnx_path, "--limit", "16")
     before = digest(Path(checkpoint))
-    assert_one_line_error(invoke(*args, "--report", checkpoint), "the report is Markdown: end it in .md")
+    assert_one_line_error(invoke(*args, "--report", checkpoint), "the report is Markdown: give a path ending in .md")
     assert_one_line_error(invoke(*args, "--report", onnx_path), "the report is Markdown")
     assert digest(Path(checkpoint)) == before
     notes = tmp_path / "notes.md"

@@ -91,16 +91,16 @@ def test_mismatches_name_keys_and_the_fix(torchvision18):
     _, path = torchvision18
     with pytest.raises(CheckpointError) as err:
         open_model(path, depth=34)
-    assert "missing keys: layer1.2.conv1.weight" in str(err.value) and "pass --depth 18" in str(err.value)
+    assert "missing keys: layer1.2.conv1.weight" in str(err.value) and "pass `depth=18`" in str(err.value)
     with pytest.raises(
-        CheckpointError, match=r"fc.weight \(checkpoint \[1000, 512\] vs model \[10, 512\]\).*--num-classes 1000"
+        CheckpointError, match=r"fc.weight \(checkpoint \[1000, 512\] vs model \[10, 512\]\).*`num_classes=1000`"
     ):
         open_model(path, num_classes=10)
 
 
 def test_recorded_options_cannot_be_contradicted(tmp_path):
     path = save_checkpoint(build_model(20), tmp_path / "m.pt")
-    with pytest.raises(CheckpointError, match="records --depth 20, not 56"):
+    with pytest.raises(CheckpointError, match="records `depth` 20, not 56"):
         open_model(path, depth=56)
     assert open_model(path, input_size=48).metadata.config.input_size == 48  # the deploy size may change
 
@@ -120,6 +120,6 @@ def test_metadata_of_another_file_is_detected(tmp_path):
 
 def test_imagenet_net_without_projections_asks_which_one(tmp_path):
     torch.save(build_model(18, shortcut="A").state_dict(), tmp_path / "a.pth")
-    with pytest.raises(CheckpointError, match="pass --shortcut A or --plain"):
+    with pytest.raises(CheckpointError, match="pass `shortcut=A` or `plain`"):
         open_model(tmp_path / "a.pth")
     assert open_model(tmp_path / "a.pth", shortcut="A").metadata.config.shortcut == "A"

@@ -10,6 +10,7 @@ import onnx
 import pytest
 
 from resnet_deploy.errors import QuantizationError
+from resnet_deploy.messages import Recorded
 from resnet_deploy.quantize.budget import BudgetOptions
 from resnet_deploy.quantize.calibrate import calibrate_onnx
 from resnet_deploy.quantize.layers import quantizable_layers
@@ -26,9 +27,9 @@ def culprit_node(path) -> str:
 @pytest.fixture(scope="module")
 def culprit_within_budget(culprit_resnet20, tmp_path_factory):
     out = tmp_path_factory.mktemp("budget") / "culprit.int8.onnx"
-    said: list[str] = []
-    result = calibrate_onnx(culprit_resnet20, out, budget=BudgetOptions(1.0, images=128), say=said.append, **FAST)
-    return result, said
+    said = Recorded()
+    result = calibrate_onnx(culprit_resnet20, out, budget=BudgetOptions(1.0, images=128), out=said, **FAST)
+    return result, said.lines
 
 
 def test_the_planted_culprit_hurts_int8_and_is_the_one_kept_out(culprit_resnet20, culprit_within_budget) -> None:
@@ -95,7 +96,7 @@ def test_a_budget_the_images_cannot_bound_is_refused_before_any_work() -> None:
     with pytest.raises(QuantizationError) as caught:
         BudgetOptions(1.0, gate="upper-bound", images=32)
     message = str(caught.value)
-    assert "\n" not in message and "below 10.72 pp" in message and "at least 381 --held-out-images" in message
+    assert "\n" not in message and "below 10.72 pp" in message and "at least 381 `budget.images`" in message
     BudgetOptions(1.0, gate="upper-bound", images=381)  # and 381 can
     with pytest.raises(QuantizationError, match="never 0"):
         BudgetOptions(0.0, gate="upper-bound", images=10_000)
@@ -127,7 +128,7 @@ def test_an_unmet_budget_is_one_line_naming_the_best_drop_reached(trained_resnet
     assert not outcome.met and len(outcome.steps) == len(layers)  # every layer tried, in rank order
     message = outcome.unmet_message()
     assert "\n" not in message and "cannot be met: the best reached was +10.00 pp" in message
-    assert "method minmax" in message and "--try-methods" in message
+    assert "method minmax" in message and "`budget.try_methods`" in message
 
 
 def test_keeping_a_layer_out_in_fp32_leaves_it_untouched(trained_resnet20, tmp_path) -> None:
@@ -180,7 +181,7 @@ def test_bad_budget_options_are_refused(fields, message) -> None:
 
 def test_the_budget_needs_the_tensorrt_placement(trained_resnet20, tmp_path) -> None:
     _, clean = trained_resnet20
-    with pytest.raises(QuantizationError, match="--target tensorrt"):
+    with pytest.raises(QuantizationError, match="`target=tensorrt`"):
         calibrate_onnx(clean, tmp_path / "x.onnx", target="cpu", budget=BudgetOptions(1.0), **FAST)
 
 
@@ -274,9 +275,10 @@ def test_a_layer_kept_out_on_the_way_that_did_not_help_goes_back_into_int8(train
     layers = quantizable_layers(model)
     first, culprit = layers[1].node, layers[5].node
     judge = ScoresByKeptOut(first, culprit)
-    said: list[str] = []
+    recorded = Recorded()
+    said = recorded.lines
     amax = dict.fromkeys(qdq_tensors(model), 4.0)
-    outcome = search(model, amax, layers, judge, BudgetOptions(1.0), method="entropy", say=said.append)
+    outcome = search(model, amax, layers, judge, BudgetOptions(1.0), method="entropy", out=recorded)
     assert outcome.met and [layer.node for layer in outcome.kept_out] == [culprit]
     assert any("back in INT8" in line and layers[1].module in line for line in said)
     assert list(outcome.reasons()) == [culprit]

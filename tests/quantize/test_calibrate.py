@@ -83,7 +83,7 @@ def test_fully_trained_digits_resnet20_int8_meets_the_issue_numbers(tmp_path) ->
     from resnet_deploy.models.source import open_model
     from resnet_deploy.training.trainer import Trainer, TrainOptions
 
-    result = Trainer(TrainOptions.of(depth=20), tmp_path / "run", progress=False).run()
+    result = Trainer(TrainOptions.of(depth=20), tmp_path / "run").run()
     source = open_model(result.checkpoint)
     export_onnx(source.model, tmp_path / "r20.onnx", source.metadata)
     fp32, labels = digits_accuracy(tmp_path / "r20.onnx")
@@ -160,7 +160,7 @@ def test_calibration_data_must_match_the_model() -> None:
     from resnet_deploy.quantize.calib_data import load_calibration_set
 
     with pytest.raises(
-        DatasetError, match="only 1437 training images but --calib-images is 5000; pass --calib-images 1437"
+        DatasetError, match="only 1437 training images but `calibration.count` is 5000; pass `calibration.count=1437`"
     ):
         load_calibration_set(_metadata(), None, 5000)
     with pytest.raises(DatasetError, match="digits images are 32x32 but the model takes 64x64"):

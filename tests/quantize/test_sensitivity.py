@@ -67,7 +67,7 @@ def test_the_cli_refuses_what_it_cannot_scan(trained_resnet20, tmp_path) -> None
     assert_one_line_error(invoke("sensitivity", str(checkpoint)), "scan the FP32 ONNX")
     assert_one_line_error(invoke("sensitivity", str(tmp_path / "nope.onnx")), "not found")
     result = invoke("sensitivity", str(onnx_path), "--report", str(tmp_path / "r.txt"))
-    assert_one_line_error(result, "end it in .md")
+    assert_one_line_error(result, "ending in .md")
 
 
 @pytest.mark.rtx

@@ -15,7 +15,7 @@ from resnet_deploy.runtime.base import check_streams, run_in_chunks
 from tests.cli_helpers import invoke
 
 INSTALL = 'pip install "resnet-deploy[openvino]"'
-MISSING = f"OpenVINO is not installed: {INSTALL}, or run ONNX files on ONNX Runtime (--backend onnxruntime)"
+MISSING = f"OpenVINO is not installed: {INSTALL}, or run ONNX files on ONNX Runtime (`backend=onnxruntime`)"
 # Tests that close OpenVINO backends after infer_many on streams: a deadlock there (see
 # test_closing_after_infer_many_on_streams_never_deadlocks) ends the run with every thread's stack, not a hang.
 DEADLOCK_GUARD = pytest.mark.timeout(90, method="thread")
@@ -186,7 +186,7 @@ def test_a_file_openvino_cannot_convert_is_one_line_and_still_runs_on_onnxruntim
         open_backend(inverse_onnx, backend="openvino")
     assert one_line_error(info) == (
         "OpenVINO cannot compile inverse.onnx: it has no conversion for com.microsoft.Inverse; "
-        "run it on ONNX Runtime (--backend onnxruntime)"
+        "run it on ONNX Runtime (`backend=onnxruntime`)"
     )
     # the file is a valid artifact with the same function: ONNX Runtime runs it to the same logits
     with (

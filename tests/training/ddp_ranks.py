@@ -19,7 +19,7 @@ from resnet_deploy.training.trainer import Trainer, TrainOptions
 
 def main(run_dir: str, out_dir: str, options: str = "{}") -> None:
     world, device = distributed.join("cpu")
-    trainer = Trainer(TrainOptions.of(device=device, **json.loads(options)), run_dir, progress=False, world=world)
+    trainer = Trainer(TrainOptions.of(device=device, **json.loads(options)), run_dir, world=world)
     result = trainer.run()
     assert trainer.model is not None
     record = {

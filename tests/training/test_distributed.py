@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from resnet_deploy.artifacts.naming import RUN_FILES
 from resnet_deploy.data import Shard, open_dataset
 from resnet_deploy.data.imagefolder import load_imagefolder
 from resnet_deploy.errors import TrainingError
@@ -26,7 +27,6 @@ from resnet_deploy.training import distributed, launch
 from resnet_deploy.training.distributed import World, model_digest
 from resnet_deploy.training.metrics import evaluate
 from resnet_deploy.training.recipes import get_recipe, make_plan
-from resnet_deploy.training.run_state import RUN_FILES
 from resnet_deploy.training.trainer import _check_split
 from tests.cli_helpers import invoke
 from tests.factories import write_tiny_cifar

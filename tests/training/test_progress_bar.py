@@ -7,7 +7,8 @@ import sys
 
 import pytest
 
-from resnet_deploy.training.trainer import Trainer, TrainOptions, stderr_is_terminal
+from resnet_deploy.messages import Printed, draws_bars
+from resnet_deploy.training.trainer import Trainer, TrainOptions
 from tests.cli_helpers import invoke
 from tests.factories import write_tiny_cifar
 
@@ -24,15 +25,15 @@ def cifar_dir(tmp_path_factory):
 
 def test_stderr_is_terminal_only_for_a_tty(monkeypatch) -> None:
     monkeypatch.setattr(sys, "stderr", _Terminal())
-    assert stderr_is_terminal()
+    assert draws_bars(True)
     monkeypatch.setattr(sys, "stderr", io.StringIO())  # a log file or a pipe
-    assert not stderr_is_terminal()
+    assert not draws_bars(True)
     monkeypatch.setattr(sys, "stderr", None)  # pythonw
-    assert not stderr_is_terminal()
+    assert not draws_bars(True)
     closed = io.StringIO()
     closed.close()
     monkeypatch.setattr(sys, "stderr", closed)  # isatty raises ValueError
-    assert not stderr_is_terminal()
+    assert not draws_bars(True)
 
 
 def test_train_into_a_pipe_writes_no_bar_and_no_escape_codes(cifar_dir, tmp_path) -> None:
@@ -48,6 +49,6 @@ def test_a_terminal_still_gets_the_bar(cifar_dir, tmp_path, monkeypatch) -> None
     terminal = _Terminal()
     monkeypatch.setattr(sys, "stderr", terminal)
     opts = TrainOptions.of(depth=20, data=f"cifar10:{cifar_dir}", epochs=1, batch_size=8)
-    Trainer(opts, tmp_path / "tty").run()
+    Trainer(opts, tmp_path / "tty", out=Printed()).run()
     drawn = terminal.getvalue()
     assert "epoch 1/1" in drawn and "2/2" in drawn and "\r" in drawn  # both steps, redrawn in place

@@ -58,7 +58,7 @@ def test_plan_round_trips_through_a_dict() -> None:
     assert Plan.from_dict(plan.to_dict()) == plan
 
 
-@pytest.mark.parametrize(("kwargs", "message"), [({"epochs": 0}, "--epochs"), ({"batch_size": -1}, "--batch-size")])
+@pytest.mark.parametrize(("kwargs", "message"), [({"epochs": 0}, "`epochs`"), ({"batch_size": -1}, "`batch_size`")])
 def test_bad_numbers(kwargs, message) -> None:
     args = {"train_images": 100, "depth": 20, "epochs": 1, "on_digits": False, **kwargs}
     with pytest.raises(TrainingError, match=message):

@@ -10,6 +10,7 @@ import shutil
 import pytest
 import torch
 
+from resnet_deploy.artifacts.naming import STATE_FILE
 from resnet_deploy.artifacts.train_state import (
     FORMAT,
     EpochRecord,
@@ -21,7 +22,7 @@ from resnet_deploy.artifacts.train_state import (
 from resnet_deploy.errors import ArtifactError, TrainingError
 from resnet_deploy.models.checkpoint import load_checkpoint
 from resnet_deploy.training.recipes import RECIPES, Plan, make_plan
-from resnet_deploy.training.run_state import STATE_FILE, TrainState, load_state
+from resnet_deploy.training.run_state import TrainState, load_state
 from resnet_deploy.training.trainer import Trainer, TrainOptions
 from tests.factories import write_tiny_cifar
 
@@ -59,7 +60,7 @@ def one_epoch_run(cifar_dir, tmp_path_factory):
 
     run_dir = tmp_path_factory.mktemp("cut") / "run"
     with pytest.raises(KeyboardInterrupt):
-        Trainer(options(cifar_dir), run_dir, progress=False, on_epoch=stop).run()
+        Trainer(options(cifar_dir), run_dir, on_epoch=stop).run()
     return run_dir
 
 
@@ -183,10 +184,10 @@ def old_style_payload(state: TrainState) -> dict:
 
 
 def test_a_state_written_before_the_typed_records_still_resumes_bit_for_bit(cifar_dir, one_epoch_run, tmp_path):
-    straight = Trainer(options(cifar_dir), tmp_path / "straight", progress=False).run()
+    straight = Trainer(options(cifar_dir), tmp_path / "straight").run()
     run_dir = copy_of(one_epoch_run, tmp_path)
     torch.save(old_style_payload(load_state(run_dir)), run_dir / STATE_FILE)
-    resumed = Trainer(TrainOptions.of(), run_dir, resume=run_dir, progress=False).run()
+    resumed = Trainer(TrainOptions.of(), run_dir, resume=run_dir).run()
     assert resumed.resumed_from == 1 and [row.epoch for row in resumed.history] == [1, 2]
     a = load_checkpoint(straight.checkpoint).state_dict
     b = load_checkpoint(resumed.checkpoint).state_dict
@@ -230,7 +231,7 @@ def test_the_callers_options_are_left_as_they_were(one_epoch_run) -> None:
 
 
 def test_data_given_on_resume_is_checked_even_when_it_is_digits(cifar_dir, one_epoch_run) -> None:
-    with pytest.raises(TrainingError, match=r"was trained on cifar10:.*, not digits; drop --data"):
+    with pytest.raises(TrainingError, match=r"was trained on cifar10:.*, not digits; drop `data`"):
         Trainer(TrainOptions.of(data="digits"), one_epoch_run, resume=one_epoch_run)
     moved = Trainer(TrainOptions.of(data=f"cifar10:{cifar_dir}"), one_epoch_run, resume=one_epoch_run)
     assert moved.data == f"cifar10:{cifar_dir}"  # the same kind of data, from where it is now

@@ -24,7 +24,7 @@ def options(cifar_dir, **kw) -> TrainOptions:
 
 
 def run(opts: TrainOptions, run_dir, **kw):
-    return Trainer(opts, run_dir, progress=False, **kw).run()
+    return Trainer(opts, run_dir, **kw).run()
 
 
 def test_run_writes_checkpoint_metadata_and_logs(cifar_dir, tmp_path) -> None:
@@ -69,14 +69,14 @@ def test_resume_after_interrupt_is_bit_for_bit(cifar_dir, tmp_path, kw) -> None:
         if row.epoch == 2:
             raise KeyboardInterrupt
 
-    trainer = Trainer(options(cifar_dir, epochs=3, **kw), tmp_path / "cut", progress=False, on_epoch=interrupt)
+    trainer = Trainer(options(cifar_dir, epochs=3, **kw), tmp_path / "cut", on_epoch=interrupt)
     with pytest.raises(KeyboardInterrupt):
         trainer.run()
     assert trainer.epochs_done == 2
     assert load_checkpoint(tmp_path / "cut" / "model.pt").metadata["epochs"] == 2  # last good epoch intact
     assert not [p for p in (tmp_path / "cut").iterdir() if p.name.startswith(".")]  # no temp files left
     # resumed with no options at all: seed, plain, data and plan all come from the saved state
-    resumed = Trainer(TrainOptions.of(), tmp_path / "cut", resume=tmp_path / "cut", progress=False).run()
+    resumed = Trainer(TrainOptions.of(), tmp_path / "cut", resume=tmp_path / "cut").run()
     assert resumed.resumed_from == 2 and len(resumed.history) == 3
     a = load_checkpoint(straight.checkpoint).state_dict
     b = load_checkpoint(resumed.checkpoint).state_dict
@@ -86,18 +86,18 @@ def test_resume_after_interrupt_is_bit_for_bit(cifar_dir, tmp_path, kw) -> None:
 
 def test_resume_of_a_finished_run_does_nothing(cifar_dir, tmp_path) -> None:
     run(options(cifar_dir, epochs=1), tmp_path / "r")
-    again = Trainer(TrainOptions.of(), tmp_path / "r", resume=tmp_path / "r", progress=False).run()
+    again = Trainer(TrainOptions.of(), tmp_path / "r", resume=tmp_path / "r").run()
     assert again.resumed_from == 1 and len(again.history) == 1
 
 
 @pytest.mark.parametrize(
     ("kw", "message"),
     [
-        ({"depth": 56}, r"trains resnet20 with --depth 20, not 56; drop --depth"),
-        ({"plain": True}, r"trains resnet20, not a plain network; drop --plain"),
-        ({"seed": 3}, r"with --seed 0, not 3"),
-        ({"epochs": 9}, r"with --epochs 1, not 9"),
-        ({"shortcut": "B"}, r"with --shortcut A, not B"),
+        ({"depth": 56}, r"trains resnet20 with `depth` 20, not 56; drop `depth`"),
+        ({"plain": True}, r"trains resnet20, not a plain network; drop `plain`"),
+        ({"seed": 3}, r"with `seed` 0, not 3"),
+        ({"epochs": 9}, r"with `epochs` 1, not 9"),
+        ({"shortcut": "B"}, r"with `shortcut` A, not B"),
     ],
 )
 def test_resume_refuses_another_architecture_or_plan(cifar_dir, tmp_path, kw, message) -> None:
@@ -113,7 +113,7 @@ def test_resume_needs_a_run(tmp_path) -> None:
 
 def test_existing_run_is_not_overwritten(cifar_dir, tmp_path) -> None:
     run(options(cifar_dir, epochs=1), tmp_path / "r")
-    with pytest.raises(TrainingError, match="already holds a training run; continue it with --resume"):
+    with pytest.raises(TrainingError, match="already holds a training run; continue it with `resume="):
         Trainer(options(cifar_dir), tmp_path / "r")
 
 
@@ -134,12 +134,12 @@ def test_bad_run_directory_and_device(cifar_dir, tmp_path) -> None:
         Trainer(options(cifar_dir), tmp_path / "afile")
     with pytest.raises(OutputPathError, match="cannot create run directory"):
         run(options(cifar_dir), tmp_path / "afile" / "sub")
-    with pytest.raises(TrainingError, match="unknown --device 'gpu0'"):
+    with pytest.raises(TrainingError, match="unknown `device='gpu0'`"):
         Trainer(options(cifar_dir, device="gpu0"), tmp_path / "r")
 
 
 def test_class_count_disagreeing_with_the_data(cifar_dir, tmp_path) -> None:
-    with pytest.raises(TrainingError, match="has 10 classes, not 7; drop --num-classes"):
+    with pytest.raises(TrainingError, match="has 10 classes, not 7; drop `num_classes`"):
         run(options(cifar_dir, num_classes=7), tmp_path / "r")
 
 
@@ -147,7 +147,7 @@ def test_fine_tune_needs_new_head_for_other_classes(cifar_dir, tmp_path) -> None
     from resnet_deploy import build_model, save_checkpoint
 
     save_checkpoint(build_model(20, num_classes=100), tmp_path / "c100.pt")
-    with pytest.raises(TrainingError, match="has 100 classes but dataset cifar10 has 10; pass --new-head"):
+    with pytest.raises(TrainingError, match="has 100 classes but dataset cifar10 has 10; pass `new_head`"):
         run(options(cifar_dir, depth=None, checkpoint=str(tmp_path / "c100.pt")), tmp_path / "r")
     result = run(
         options(cifar_dir, depth=None, epochs=1, checkpoint=str(tmp_path / "c100.pt"), new_head=True), tmp_path / "r2"
@@ -170,7 +170,7 @@ def test_pixel_mean_checkpoint_refuses_other_input_sizes(cifar_dir, tmp_path) ->
     from resnet_deploy.models.source import open_model
 
     result = run(options(cifar_dir, epochs=1), tmp_path / "r")
-    with pytest.raises(CheckpointError, match="takes only 32x32 inputs; drop --input-size"):
+    with pytest.raises(CheckpointError, match="takes only 32x32 inputs; drop `input_size`"):
         open_model(result.checkpoint, input_size=64)
 
 
