@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
+import json
 import os
 import re
 import socket
@@ -179,7 +180,6 @@ def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> Path:
 
 def write_report(stem: str | os.PathLike[str], result: object, text: str) -> tuple[Path, Path]:
     """A benchmark's result as ``STEM.json`` and its text report as ``STEM.txt``, each atomically."""
-    import json
 
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)

@@ -1,21 +1,29 @@
-"""Lazy imports of heavy optional dependencies (the pattern of Polygraphy's ``mod/importer.py``).
+"""Lazy imports: the one idiom (the pattern of Polygraphy's ``mod/importer.py``).
 
-``tensorrt = lazy_import("tensorrt", extra="tensorrt")`` costs nothing until an attribute is used;
-then it imports the module or raises :class:`MissingDependencyError` saying how to install it.
+The rule: a heavy third-party module (torch, onnx, onnxruntime, openvino, TensorRT, cv2, PIL, ...) or one
+of our modules that imports one is named in the file's header as a proxy, with its ``TYPE_CHECKING``
+twin for mypy and import-linter::
 
-Our own modules that pull in torch or onnx are imported the same way, so ``import resnet_deploy``
-and ``--help`` stay instant while each file's header still lists what it depends on::
-
-    if TYPE_CHECKING:  # seen by mypy and import-linter
+    if TYPE_CHECKING:
+        import onnx
         from resnet_deploy.convert import export
     else:
+        onnx = lazy_import("onnx")
         export = lazy_module("resnet_deploy.convert.export")
+
+A proxy costs nothing until an attribute is used; then it imports the module, or raises
+:class:`MissingDependencyError` saying how to install it. It looks the module up on every use, so a
+module replaced or blocked in ``sys.modules`` (a stand-in, a test) is what it uses. A package that
+re-exports names lazily builds its ``__getattr__`` with :func:`lazy_attributes`. A function-local
+import is left only where an import cycle or a platform requires it, with a comment saying which.
 """
 
 from __future__ import annotations
 
 import importlib
 import importlib.util
+import sys
+from collections.abc import Callable, Mapping
 from types import ModuleType
 from typing import Any
 
@@ -45,19 +53,19 @@ class _LazyModule(ModuleType):
     def __init__(self, name: str, hint: str | None) -> None:
         super().__init__(name)
         self._lazy_hint = hint
-        self._lazy_module: ModuleType | None = None
 
     def _load(self) -> ModuleType:
-        if self._lazy_module is None:
-            try:
-                self._lazy_module = importlib.import_module(self.__name__)
-            except ImportError as exc:
-                if self._lazy_hint is None:  # one of ours: its own missing dependency says what it is
-                    raise
-                raise MissingDependencyError(
-                    f"{self.__name__} is not installed ({exc}); install {self._lazy_hint}"
-                ) from exc
-        return self._lazy_module
+        loaded = sys.modules.get(self.__name__)
+        if isinstance(loaded, ModuleType):
+            return loaded
+        try:
+            return importlib.import_module(self.__name__)
+        except ImportError as exc:
+            if self._lazy_hint is None:  # one of ours: its own missing dependency says what it is
+                raise
+            raise MissingDependencyError(
+                f"{self.__name__} is not installed ({exc}); install {self._lazy_hint}"
+            ) from exc
 
     def __getattr__(self, attr: str) -> Any:
         if attr.startswith("_lazy"):
@@ -74,3 +82,15 @@ def lazy_import(name: str, extra: str | None = None) -> Any:
 def lazy_module(name: str) -> Any:
     """A stand-in for our module ``name`` (``resnet_deploy.convert.export``), imported on first attribute access."""
     return _LazyModule(name, None)
+
+
+def lazy_attributes(package: str, names: Mapping[str, str]) -> Callable[[str], Any]:
+    """A package's ``__getattr__`` re-exporting ``names`` (name -> the module that defines it), each imported
+    when first asked for: ``__getattr__ = lazy_attributes(__name__, {"Runner": "resnet_deploy.runtime"})``."""
+
+    def __getattr__(name: str) -> Any:
+        if name in names:
+            return getattr(importlib.import_module(names[name]), name)
+        raise AttributeError(f"module {package!r} has no attribute {name!r}")
+
+    return __getattr__

@@ -48,6 +48,28 @@ class TrainingError(ResnetDeployError):
     """A training run that cannot start or continue as asked (resume mismatch, diverged loss...)."""
 
 
+class JobFailed(TrainingError):
+    """A process of an ``nproc`` job failed; the message names it and its cause. ``resumable``: the run
+    in ``run_dir`` has a saved epoch to continue from (set by the job that launched it)."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+        self.resumable = False
+        self.run_dir: object = None
+        self.nproc: int | None = None
+
+
+STOPPED_BY_PEER = "stopped: rank 0 failed"  # how a PeerFailed message starts: never a job's root cause
+
+
+class PeerFailed(TrainingError):
+    """Rank 0 of a data-parallel job failed and said why; this process stops without saying it again."""
+
+    def __init__(self, cause: str) -> None:
+        super().__init__(f"{STOPPED_BY_PEER} ({cause})")
+
+
 class OutputPathError(ResnetDeployError):
     """An output path that cannot be written."""
 

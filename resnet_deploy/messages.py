@@ -12,7 +12,14 @@ only to a terminal: in a log file their carriage returns and escape codes would 
 from __future__ import annotations
 
 import sys
-from typing import Any, Protocol, TextIO
+from typing import TYPE_CHECKING, Any, Protocol, TextIO
+
+from resnet_deploy._lazy import lazy_import
+
+if TYPE_CHECKING:
+    import tqdm
+else:
+    tqdm = lazy_import("tqdm")  # only where a bar is drawn
 
 
 class Progress(Protocol):
@@ -68,10 +75,9 @@ class Bars:
     def progress(self, total: int | None, desc: str) -> Progress:
         if not self.drawing:
             return NoProgress()
-        from tqdm import tqdm  # only where a bar is drawn
-
         return _Bar(
-            self, tqdm(total=total, desc=desc, position=self.open, leave=False, file=self.stream, dynamic_ncols=True)
+            self,
+            tqdm.tqdm(total=total, desc=desc, position=self.open, leave=False, file=self.stream, dynamic_ncols=True),
         )
 
 

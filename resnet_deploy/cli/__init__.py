@@ -14,7 +14,17 @@ from typing import Any
 import click
 
 from resnet_deploy import __version__
+from resnet_deploy.cli.bench import bench
+from resnet_deploy.cli.build_engine import build_engine_command
+from resnet_deploy.cli.calibrate import calibrate
+from resnet_deploy.cli.convert import convert
+from resnet_deploy.cli.demo import demo
+from resnet_deploy.cli.export import export
 from resnet_deploy.cli.flags import render
+from resnet_deploy.cli.info import info
+from resnet_deploy.cli.sensitivity import sensitivity
+from resnet_deploy.cli.train import train
+from resnet_deploy.cli.validate import validate_command
 from resnet_deploy.errors import ResnetDeployError, Stopped, Terminated, interrupted_code
 from resnet_deploy.training.failures import record_failure
 
@@ -82,18 +92,7 @@ def main() -> None:
 
 
 def _register() -> None:
-    from resnet_deploy.cli.bench import bench
-    from resnet_deploy.cli.build_engine import build_engine_command
-    from resnet_deploy.cli.calibrate import calibrate
-    from resnet_deploy.cli.convert import convert
-    from resnet_deploy.cli.demo import demo
-    from resnet_deploy.cli.export import export
-    from resnet_deploy.cli.info import info
-    from resnet_deploy.cli.sensitivity import sensitivity
-    from resnet_deploy.cli.train import train
-    from resnet_deploy.cli.validate import validate_command
-
-    commands = (
+    for command in (
         info,
         train,
         export,
@@ -104,8 +103,7 @@ def _register() -> None:
         validate_command,
         bench,
         demo,
-    )
-    for command in commands:
+    ):
         main.add_command(command)
 
 

@@ -34,7 +34,7 @@ ALIASES = {
     "compile": "--compile",
     "artifacts": "--artifacts",
 }
-_TOKEN = re.compile(r"`([a-z][a-z0-9_]*(?:\.[a-z][a-z0-9_]*)*)(?:=([^`\s][^`]*))?`")
+_TOKEN = re.compile(r"(?<!`)`([a-z][a-z0-9_]*(?:\.[a-z][a-z0-9_]*)*)(?:=([^`\s][^`]*))?`(?!`)")
 
 
 def flag_of(name: str, command: click.Command | None = None) -> str:

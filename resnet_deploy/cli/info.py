@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
+from resnet_deploy._lazy import lazy_module
+from resnet_deploy.artifacts.model_spec import model_config, valid_depths_text
 from resnet_deploy.cli.options import json_option, model_options, model_spec
 from resnet_deploy.cli.output import Reporter, human_count
+
+if TYPE_CHECKING:
+    from resnet_deploy.models import stats
+else:
+    stats = lazy_module("resnet_deploy.models.stats")
 
 
 @click.command()
@@ -19,14 +26,12 @@ def info(as_json: bool, **kwargs: Any) -> None:
     \b
     Example: resnet-deploy info --depth 50 --variant v1
     """
-    from resnet_deploy.artifacts.model_spec import model_config, valid_depths_text
-    from resnet_deploy.models.stats import summarize
 
     spec = model_spec(kwargs)
     if spec.depth is None:
         raise click.UsageError(f"give --depth; valid depths: {valid_depths_text()}")
     config = model_config(spec)
-    summary = summarize(config)
+    summary = stats.summarize(config)
     out = Reporter(as_json)
     family = "ImageNet" if config.family == "imagenet" else "CIFAR"
     shortcut = "none (plain)" if config.plain else config.shortcut

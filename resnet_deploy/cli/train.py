@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import Any, NoReturn
 
 import click
 
 from resnet_deploy.artifacts.train_state import DEFAULT_DATA
 from resnet_deploy.cli.options import SEED_RANGE, execute, model_options, model_spec, output_options
 from resnet_deploy.cli.output import Reporter
-from resnet_deploy.errors import RunInterrupted
+from resnet_deploy.errors import JobFailed, RunInterrupted
 from resnet_deploy.pipeline import TrainJob
 from resnet_deploy.training.options import TrainOptions
-
-if TYPE_CHECKING:
-    from resnet_deploy.training.launch import JobFailed
 
 DEFAULTS = TrainOptions()
 DATA_HELP = "digits (embedded, default), cifar10:PATH, cifar100:PATH or imagefolder:PATH"
@@ -137,8 +134,6 @@ def train(no_progress: bool, dry_run: bool, as_json: bool, **options: Any) -> No
     Data parallel: --batch-size is the global batch (the recipe's 256 for ImageNet), split evenly
     over the processes; the schedule stays the recipe's. Rank 0 writes the run directory.
     """
-    from resnet_deploy.training.launch import JobFailed  # imports torch's launcher: only when training
-
     forward = [flag for flag, on in (("--json", as_json), ("--no-progress", no_progress)) if on]
     train_options = TrainOptions(model=model_spec(options), **{name: options.pop(name) for name in TRAIN_OPTIONS})
     job = TrainJob(train_options, forward=tuple(forward), **options)

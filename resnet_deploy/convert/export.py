@@ -14,15 +14,23 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from resnet_deploy._io import check_writable, write_bytes_atomic
+from resnet_deploy._lazy import lazy_import
 from resnet_deploy.artifacts.onnx_io import write_onnx_metadata
 from resnet_deploy.artifacts.onnx_metadata import INPUT_NAME, OUTPUT_NAME, ArtifactMetadata
 from resnet_deploy.convert.verify import DEFAULT_RTOL, VerifyReport, verify_onnx
 from resnet_deploy.errors import ExportError, VerificationError
+
+if TYPE_CHECKING:
+    import onnx
+    import onnxslim
+else:
+    onnx = lazy_import("onnx")
+    onnxslim = lazy_import("onnxslim", extra="simplify")
 
 DEFAULT_OPSET = 18
 MIN_OPSET = 11
@@ -66,7 +74,6 @@ class ExportResult:
 
 
 def _to_proto(model: torch.nn.Module, example: torch.Tensor, opset: int, dynamic: bool) -> Any:
-    import onnx
 
     # Both exporters print progress and deprecation chatter; keep stdout clean for --json.
     sink = io.StringIO()
@@ -102,9 +109,7 @@ def _to_proto(model: torch.nn.Module, example: torch.Tensor, opset: int, dynamic
 
 
 def _simplify(proto: Any) -> Any:
-    from resnet_deploy._lazy import lazy_import
 
-    onnxslim = lazy_import("onnxslim")
     sink = io.StringIO()
     with contextlib.redirect_stdout(sink):
         return onnxslim.slim(proto)
@@ -128,7 +133,6 @@ def export_onnx(
         VerificationError: ONNX Runtime's outputs differ beyond ``rtol`` x the logit scale and beyond
             FP32's own noise (see :func:`resnet_deploy.convert.verify.verify_onnx`); nothing is written.
     """
-    import onnx
 
     opset = DEFAULT_OPSET if opset is None else int(opset)
     if opset < MIN_OPSET or opset > onnx.defs.onnx_opset_version():

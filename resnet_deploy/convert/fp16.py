@@ -13,14 +13,24 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from resnet_deploy._io import atomic_output, check_writable, sha256_file
+from resnet_deploy._lazy import lazy_import
 from resnet_deploy.artifacts.lineage import GraphLineage
 from resnet_deploy.artifacts.onnx_io import load_onnx, onnx_props, write_lineage
 from resnet_deploy.errors import QuantizationError, VerificationError
+
+if TYPE_CHECKING:
+    import onnx
+    import onnxruntime as ort
+    from onnxconverter_common import float16
+else:
+    onnx = lazy_import("onnx")
+    ort = lazy_import("onnxruntime", extra="onnxruntime")
+    float16 = lazy_import("onnxconverter_common.float16")
 
 DEFAULT_RTOL = 1e-2  # of the logit scale: fp16 keeps ~3 significant digits
 
@@ -45,9 +55,6 @@ def convert_to_fp16(
     verify: bool = True,
     rtol: float = DEFAULT_RTOL,
 ) -> Fp16Result:
-    import onnx
-    import onnxruntime as ort
-    from onnxconverter_common import float16
 
     start = time.perf_counter()
     output = check_writable(output)

@@ -6,12 +6,18 @@ import copy
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
+from resnet_deploy._lazy import lazy_import
 from resnet_deploy.artifacts.onnx_metadata import INPUT_NAME
+
+if TYPE_CHECKING:
+    import onnxruntime as ort
+else:
+    ort = lazy_import("onnxruntime", extra="onnxruntime")
 
 # FP32 ONNX Runtime vs PyTorch differ by summation order only: ~1e-6 relative on ResNet-50
 # (measured 2.7e-5 abs on logits of magnitude 49). 1e-4 relative leaves room and still catches
@@ -134,7 +140,6 @@ def verify_onnx(
     passes when ONNX Runtime is within ``rtol`` x the logit scale of PyTorch, or, where FP32 noise is
     larger than that (deep models), within ``noise_factor`` x PyTorch FP32's own error against float64.
     """
-    import onnxruntime as ort
 
     start = time.perf_counter()
     session = ort.InferenceSession(onnx_model, providers=["CPUExecutionProvider"])

@@ -8,11 +8,21 @@ Horizontal flips are off: a mirrored digit is not the same digit.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
 
+from resnet_deploy._lazy import lazy_import
 from resnet_deploy.data.base import Dataset
 from resnet_deploy.data.tensor_split import TensorSplit
+
+if TYPE_CHECKING:
+    from sklearn import datasets as sklearn_datasets
+    from sklearn import model_selection
+else:
+    sklearn_datasets = lazy_import("sklearn.datasets", extra="train")
+    model_selection = lazy_import("sklearn.model_selection", extra="train")
 
 SIZE = 32
 TEST_FRACTION = 0.2
@@ -20,15 +30,13 @@ SPLIT_SEED = 0
 
 
 def load_digits_dataset() -> Dataset:
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
 
-    digits = load_digits()
+    digits = sklearn_datasets.load_digits()
     grey = torch.from_numpy(digits.images).float().div(16.0)[:, None]  # (1797, 1, 8, 8) in [0, 1]
     big = F.interpolate(grey, size=(SIZE, SIZE), mode="bilinear", align_corners=False).clamp(0, 1)
     images = big.mul(255).round().to(torch.uint8).expand(-1, 3, -1, -1).contiguous()  # (1797, 3, 32, 32)
     labels = torch.from_numpy(digits.target).long()
-    train_idx, test_idx = train_test_split(
+    train_idx, test_idx = model_selection.train_test_split(
         torch.arange(len(labels)).numpy(), test_size=TEST_FRACTION, stratify=labels.numpy(), random_state=SPLIT_SEED
     )
     train_idx, test_idx = torch.from_numpy(train_idx), torch.from_numpy(test_idx)

@@ -14,9 +14,16 @@ on the CPU path. Evaluation stays on the CPU path: it must match the deployed ru
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
+
+from resnet_deploy._lazy import lazy_import
+
+if TYPE_CHECKING:
+    from torchvision import io as tv_io
+else:
+    tv_io = lazy_import("torchvision.io", extra="train")
 
 JPEG_MAGIC = b"\xff\xd8"
 
@@ -55,12 +62,13 @@ def collate_encoded(items: list[Encoded | str]) -> tuple[list[Encoded], tuple[st
 def decode(data: Sequence[torch.Tensor], device: torch.device) -> list[torch.Tensor | None]:
     """Each file's (3, H, W) uint8 image on ``device``, None where it does not decode. JPEGs are
     decoded as one batch on the device; anything else, or a batch that fails, one by one."""
-    from torchvision.io import ImageReadMode, decode_image, decode_jpeg
 
     out: list[torch.Tensor | None] = [None] * len(data)
     jpegs = [i for i, d in enumerate(data) if bytes(d[:2].tolist()) == JPEG_MAGIC]
     try:
-        decoded = decode_jpeg([data[i] for i in jpegs], mode=ImageReadMode.RGB, device=device) if jpegs else []
+        decoded = (
+            tv_io.decode_jpeg([data[i] for i in jpegs], mode=tv_io.ImageReadMode.RGB, device=device) if jpegs else []
+        )
         for i, image in zip(jpegs, decoded, strict=True):
             out[i] = image
     except RuntimeError:  # one bad file fails the batch: find it
@@ -69,17 +77,16 @@ def decode(data: Sequence[torch.Tensor], device: torch.device) -> list[torch.Ten
     for i in range(len(data)):
         if out[i] is None:
             try:
-                out[i] = decode_image(data[i], mode=ImageReadMode.RGB).to(device)
+                out[i] = tv_io.decode_image(data[i], mode=tv_io.ImageReadMode.RGB).to(device)
             except RuntimeError:
                 out[i] = None
     return out
 
 
 def _one(data: torch.Tensor, device: torch.device) -> torch.Tensor | None:
-    from torchvision.io import ImageReadMode, decode_jpeg
 
     try:
-        return decode_jpeg(data, mode=ImageReadMode.RGB, device=device)  # type: ignore[no-any-return]
+        return tv_io.decode_jpeg(data, mode=tv_io.ImageReadMode.RGB, device=device)  # type: ignore[no-any-return]
     except RuntimeError:
         return None
 

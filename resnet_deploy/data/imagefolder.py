@@ -14,22 +14,29 @@ import functools
 import random
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
+from resnet_deploy._lazy import lazy_import
 from resnet_deploy.artifacts.preprocess import Preprocess, fit
 from resnet_deploy.data import gpu_jpeg
 from resnet_deploy.data.base import Batch, Dataset, Shard
 from resnet_deploy.data.file_index import scan_folder
 from resnet_deploy.errors import DatasetError
 
+if TYPE_CHECKING:
+    from PIL import Image
+    from torchvision.transforms import v2
+else:
+    Image = lazy_import("PIL.Image")
+    v2 = lazy_import("torchvision.transforms.v2", extra="train")
+
 IMAGENET_MEAN_STD = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 HOLDOUT_FRACTION = 0.1
 
 
 def _decode(path: str) -> Any:
-    from PIL import Image
 
     try:
         with Image.open(path) as image:
@@ -128,7 +135,6 @@ class FolderSplit:
         """uint8 (3, size, size). Train: random-resized crop and flip. Eval:
         :func:`resnet_deploy.artifacts.preprocess.fit`, the runner's own preprocessing, so validate and
         calibration score what deployment feeds."""
-        from torchvision.transforms import v2
 
         if train:
             return v2.Compose([v2.PILToTensor(), v2.RandomResizedCrop(size, antialias=True), v2.RandomHorizontalFlip()])
@@ -189,7 +195,6 @@ class FolderSplit:
     def _decoded_on_device(
         self, loader: torch.utils.data.DataLoader[Any], size: int, device: torch.device | None
     ) -> Iterator[Batch]:
-        from torchvision.transforms import v2
 
         assert self.decode_on is not None
         augment = v2.Compose([v2.RandomResizedCrop(size, antialias=True), v2.RandomHorizontalFlip()])

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from resnet_deploy._lazy import lazy_module
 from resnet_deploy.data.base import Dataset
 from resnet_deploy.errors import DatasetError
+
+if TYPE_CHECKING:
+    from resnet_deploy.data import cifar, digits, imagefolder
+else:
+    cifar, digits, imagefolder = map(
+        lazy_module, ("resnet_deploy.data.cifar", "resnet_deploy.data.digits", "resnet_deploy.data.imagefolder")
+    )
 
 DATASET_SPECS_HELP = "digits (embedded, default), cifar10:PATH, cifar100:PATH or imagefolder:PATH"
 KINDS = ("digits", "cifar10", "cifar100", "imagefolder")
@@ -30,13 +38,9 @@ def check_spec(spec: str) -> None:
     """Refuse a spec that cannot open, without reading its images (before minutes of other work)."""
     kind, path = parse_spec(spec)
     if kind in ("cifar10", "cifar100"):
-        from resnet_deploy.data.cifar import resolve_dir
-
-        resolve_dir(kind, path or "")
+        cifar.resolve_dir(kind, path or "")
     elif kind == "imagefolder":
-        from resnet_deploy.data.imagefolder import resolve_root
-
-        resolve_root(path or "")
+        imagefolder.resolve_root(path or "")
 
 
 def open_dataset(spec: str = "digits", *, workers: int = 0, decode_on: Any = None) -> Dataset:
@@ -48,14 +52,9 @@ def open_dataset(spec: str = "digits", *, workers: int = 0, decode_on: Any = Non
             f"`gpu_decode` decodes JPEG files: {kind} data is held in memory already; drop it", field="gpu_decode"
         )
     if kind == "digits":
-        from resnet_deploy.data.digits import load_digits_dataset
-
-        return load_digits_dataset()
+        return digits.load_digits_dataset()
     assert path is not None
     if kind in ("cifar10", "cifar100"):
-        from resnet_deploy.data.cifar import load_cifar
+        return cifar.load_cifar(kind, path)
 
-        return load_cifar(kind, path)
-    from resnet_deploy.data.imagefolder import load_imagefolder
-
-    return load_imagefolder(path, workers=workers, decode_on=decode_on)
+    return imagefolder.load_imagefolder(path, workers=workers, decode_on=decode_on)

@@ -9,12 +9,19 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 
+from resnet_deploy._lazy import lazy_import
 from resnet_deploy.artifacts.preprocess import Preprocess, fit
 from resnet_deploy.data.base import Batch, Shard
+
+if TYPE_CHECKING:
+    from PIL import Image
+else:
+    Image = lazy_import("PIL.Image")
 
 
 def _resize(images: torch.Tensor, size: int) -> torch.Tensor:
@@ -25,7 +32,6 @@ def _resize(images: torch.Tensor, size: int) -> torch.Tensor:
 
 def _fit_each(images: torch.Tensor, size: int, policy: Preprocess) -> torch.Tensor:
     """uint8 (N, C, H, W) -> float (N, C, size, size) through the runner's own resizing, image by image."""
-    from PIL import Image
 
     out = torch.empty(images.shape[0], images.shape[1], size, size)
     for i, image in enumerate(images.cpu()):

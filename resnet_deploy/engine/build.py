@@ -17,6 +17,7 @@ flags (DLA runs FP16 from the FP16 flag and INT8 from a calibration cache only).
 from __future__ import annotations
 
 import dataclasses
+import shlex
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -112,7 +113,6 @@ def typing_mode(backend: EngineBackend, options: BuildOptions) -> tuple[bool, tu
 
 def rebuild_command(graph: Path, output: Path, options: BuildOptions, backend: EngineBackend) -> str:
     """The command that builds this engine again from the graph TensorRT built (every shaping option)."""
-    import shlex
 
     # an INT8 engine is rebuilt from its Q/DQ ONNX and an FP16 one from its FP16 twin: no calibration again
     return shlex.join(

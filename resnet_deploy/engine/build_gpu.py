@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+from resnet_deploy._lazy import lazy_import
 from resnet_deploy.artifacts.engine_sidecar import EngineTargets
 from resnet_deploy.errors import ResnetDeployError
 from resnet_deploy.runtime.cuda_memory import open_cuda
+
+if TYPE_CHECKING:
+    import torch
+else:
+    torch = lazy_import("torch", extra="train")
 
 
 def describe_build_gpu() -> EngineTargets:
@@ -21,8 +29,6 @@ def describe_build_gpu() -> EngineTargets:
         finally:
             cuda.close()
     try:
-        import torch
-
         if torch.cuda.is_available():
             major, minor = torch.cuda.get_device_capability(0)
             return EngineTargets(gpu=torch.cuda.get_device_name(0), compute_capability=f"{major}.{minor}")

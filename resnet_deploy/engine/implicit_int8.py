@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from resnet_deploy.errors import BuildOptionError
+from resnet_deploy.quantize.cache import cache_header
 from resnet_deploy.trt.flavours import EngineBackend
 
 CALIBRATORS = {"EntropyCalibration2": "IInt8EntropyCalibrator2", "MinMaxCalibration": "IInt8MinMaxCalibrator"}
@@ -45,7 +46,6 @@ def read_cache(cache_path: Path, *, dla: bool = False) -> tuple[str, list[str]]:
 def cache_calibrator(backend: EngineBackend, cache_path: Path, *, dla: bool = False) -> Any:
     """A calibrator of the cache's own algorithm that hands TensorRT the cache and no images
     (``check_combination`` has made sure the release has calibrators)."""
-    from resnet_deploy.quantize.cache import cache_header
 
     trt = backend.module
     algorithm, scales = read_cache(cache_path, dla=dla)

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from resnet_deploy.errors import BuildOptionError
+from resnet_deploy.runtime import machine
 from resnet_deploy.trt.flavours import EngineBackend
 
 PRECISIONS = ("fp32", "fp16", "int8", "best")
@@ -131,7 +132,6 @@ def parse_target_cc(text: str | None) -> tuple[str, ...]:
 
 def check_combination(options: BuildOptions, backend: EngineBackend) -> None:
     """Refuse, before any export or calibration, what this backend (or TensorRT release) cannot build."""
-    from resnet_deploy.runtime import machine
 
     rtx, release = backend.is_rtx, backend.describe()
     if options.precision not in PRECISIONS:
@@ -190,7 +190,7 @@ def check_combination(options: BuildOptions, backend: EngineBackend) -> None:
             f"`workspace_mib` must be at least 1 MiB, got {options.workspace_mib}", field="workspace_mib"
         )
     if options.implicit and options.calib_cache:
-        from resnet_deploy.engine.implicit_int8 import read_cache  # it imports this module
+        from resnet_deploy.engine.implicit_int8 import read_cache  # inside: it imports this module (a cycle)
 
         read_cache(Path(options.calib_cache), dla=options.dla_core is not None)
     if rtx and "7.5" in options.target_cc and options.precision != "fp16" and backend.version_tuple[:2] <= (1, 7):

@@ -24,14 +24,24 @@ import platform
 import sys
 import time
 from dataclasses import asdict, dataclass, field
+from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from resnet_deploy._io import atomic_output
+from resnet_deploy._lazy import is_available, lazy_import
 from resnet_deploy.errors import BenchmarkError
 from resnet_deploy.runtime.base import Backend
 from resnet_deploy.runtime.machine import cpu_flags, cpu_name, describe_isa
+
+if TYPE_CHECKING:
+    import matplotlib
+    from matplotlib import pyplot as plt
+else:
+    matplotlib = lazy_import("matplotlib", extra="plot")
+    plt = lazy_import("matplotlib.pyplot", extra="plot")
 
 BLOCKS = 3  # alternating blocks per artifact and batch size
 PAUSE_SECONDS = 0.2
@@ -172,11 +182,9 @@ def describe_machine(threads: int | None) -> dict[str, Any]:
         "os": f"{platform.system()} {platform.release()}",
         "python": platform.python_version(),
     }
-    try:
-        import onnxruntime
-
-        info["onnxruntime"] = onnxruntime.__version__
-    except ImportError:
+    try:  # the version installed, without importing it
+        info["onnxruntime"] = metadata.version("onnxruntime")
+    except metadata.PackageNotFoundError:
         pass
     openvino = sys.modules.get("openvino")  # only when an artifact ran on it
     if openvino is not None:
@@ -274,21 +282,13 @@ def check_plot_path(path: str) -> None:
     """Refuse a --plot that cannot be written, before any benchmarking is done."""
     if not path.lower().endswith(".png"):
         raise BenchmarkError(f"`plot` writes a PNG chart: give a path ending in .png, not {path}", field="plot")
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
+    if not is_available("matplotlib"):
         raise BenchmarkError('`plot` needs matplotlib: pip install "resnet-deploy[plot]"', field="plot") from None
 
 
 def plot(report: BenchReport, path: str, mark: str = "") -> None:
     check_plot_path(path)
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from resnet_deploy._io import atomic_output
-
+    matplotlib.use("Agg")  # before pyplot loads: no display needed
     artifacts = list(dict.fromkeys(r.label for r in report.rows))
     batches = sorted({r.batch for r in report.rows})
     fig, axes = plt.subplots(1, len(batches), figsize=(4 * len(batches), 3.6), squeeze=False)

@@ -101,7 +101,9 @@ class OutputPlan:
         extra = companion(path) if with_companion else None
         if extra is not None:
             # The companion follows its file's verdict; one without its file is refused like any other.
-            self.outputs.append(Planned(extra[0], f"{what}'s {extra[1]}", _exists_beside(path)))
+            self.outputs.append(
+                Planned(extra[0], f"{what}'s {extra[1]}", _exists_beside(path), makes_parent=makes_parent)
+            )
         return path
 
     def check(self) -> None:

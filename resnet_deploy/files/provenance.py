@@ -12,10 +12,18 @@ import hashlib
 import json
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from resnet_deploy._io import sha256_file
+from resnet_deploy._lazy import lazy_import
 from resnet_deploy.artifacts.lineage import GraphLineage
 from resnet_deploy.artifacts.naming import companion
+from resnet_deploy.artifacts.onnx_io import read_lineage, read_onnx_props
+
+if TYPE_CHECKING:
+    from PIL import Image
+else:
+    Image = lazy_import("PIL.Image")
 
 Ours = Callable[[Path], bool]
 _REPORT_MARK = "<!-- resnet-deploy {command}: inputs {digest} -->"
@@ -28,7 +36,6 @@ def architecture(props: dict[str, str]) -> dict[str, str]:
 
 
 def _lineage(path: Path) -> GraphLineage | None:
-    from resnet_deploy.artifacts.onnx_io import read_lineage
 
     try:
         return read_lineage(path)
@@ -37,7 +44,6 @@ def _lineage(path: Path) -> GraphLineage | None:
 
 
 def _props(path: Path) -> dict[str, str] | None:
-    from resnet_deploy.artifacts.onnx_io import read_onnx_props
 
     try:
         return read_onnx_props(str(path))
@@ -133,8 +139,6 @@ def png_of(command: str, digest: str) -> Ours:
 
     def ours(path: Path) -> bool:
         try:
-            from PIL import Image
-
             with Image.open(path) as image:
                 return image.info.get("Description") == report_mark(command, digest)
         except Exception:

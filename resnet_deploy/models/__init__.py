@@ -7,9 +7,7 @@ name ``list_models()`` returns is an entry point here (``resnet50()``, ``plain20
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
+from resnet_deploy._lazy import lazy_attributes
 from resnet_deploy.artifacts.model_spec import ARCHITECTURES, ModelSpec, ResNetConfig, model_config
 
 _LAZY = {
@@ -24,15 +22,9 @@ _LAZY = {
     "count_parameters": "resnet_deploy.models.stats",
     "summarize": "resnet_deploy.models.stats",
 }
-# the entry points (resnet18 ... plain1202), one per registered name
+# the entry points (resnet18 ... plain1202), one per registered name; the registry holds the same list
 _ENTRY_POINTS = [f"{kind}{depth}" for kind in ("resnet", "plain") for depth in ARCHITECTURES]
+_LAZY.update(dict.fromkeys(_ENTRY_POINTS, "resnet_deploy.models.registry"))  # its module __getattr__ serves them
 
-__all__ = ["ARCHITECTURES", "ModelSpec", "ResNetConfig", "model_config", *_LAZY, *_ENTRY_POINTS]
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    if name in _ENTRY_POINTS:
-        return importlib.import_module("resnet_deploy.models.registry").ENTRY_POINTS[name]
-    raise AttributeError(f"module 'resnet_deploy.models' has no attribute {name!r}")
+__all__ = ["ARCHITECTURES", "ModelSpec", "ResNetConfig", "model_config", *_LAZY]
+__getattr__ = lazy_attributes(__name__, _LAZY)

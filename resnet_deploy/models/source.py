@@ -5,14 +5,22 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import torch
 
 from resnet_deploy import __version__
+from resnet_deploy._lazy import lazy_import
 from resnet_deploy.artifacts.model_spec import ModelSpec, ResNetConfig, model_config
 from resnet_deploy.artifacts.onnx_metadata import ArtifactMetadata
 from resnet_deploy.models.checkpoint import Checkpoint, checkpoint_config, load_checkpoint, model_from_checkpoint
 from resnet_deploy.models.registry import build_model
 from resnet_deploy.models.resnet import ResNet
+
+if TYPE_CHECKING:
+    from torchvision import models as torchvision_models
+else:
+    torchvision_models = lazy_import("torchvision.models", extra="train")
 
 # --depth without --checkpoint: random weights from this seed, so the same options give the same
 # model, the same ONNX bytes and so the same calibration cache id on every run.
@@ -32,9 +40,7 @@ class ModelSource:
 
 def _imagenet_categories() -> tuple[str, ...] | None:
     try:  # torchvision ships the 1000 ImageNet class names with its weight enums: no download.
-        from torchvision.models import ResNet50_Weights
-
-        return tuple(ResNet50_Weights.IMAGENET1K_V1.meta["categories"])
+        return tuple(torchvision_models.ResNet50_Weights.IMAGENET1K_V1.meta["categories"])
     except Exception:
         return None
 
@@ -44,8 +50,6 @@ def open_model(checkpoint: str | Path | None = None, spec: ModelSpec | None = No
     (or the spec's fields as keyword options: ``open_model(depth=20)``)."""
     spec = ModelSpec.of(spec, **options)
     if checkpoint is None:
-        import torch
-
         with torch.random.fork_rng(devices=[]):  # seeded without disturbing the caller's generator
             torch.manual_seed(RANDOM_WEIGHTS_SEED)
             model = build_model(spec).eval()

@@ -23,7 +23,15 @@ from typing import TYPE_CHECKING, Any
 from resnet_deploy._lazy import lazy_module
 from resnet_deploy.artifacts import naming
 from resnet_deploy.artifacts.train_state import DEFAULT_DATA
-from resnet_deploy.errors import ResnetDeployError, RunInterrupted, Stopped, Terminated, TrainingError
+from resnet_deploy.errors import (
+    JobFailed,
+    PeerFailed,
+    ResnetDeployError,
+    RunInterrupted,
+    Stopped,
+    Terminated,
+    TrainingError,
+)
 from resnet_deploy.files.run_dir import check_run_dir, epochs_logged, resumed_dir, resumes_in_place
 from resnet_deploy.messages import SILENT, Messages
 from resnet_deploy.pipeline.job import Job
@@ -193,7 +201,7 @@ class Launch(Step):
             raise RunInterrupted(
                 self.run_dir, epochs_logged(self.run_dir), isinstance(exc, Terminated), nproc
             ) from None
-        except launch.JobFailed as exc:
+        except JobFailed as exc:
             exc.resumable = exc.exit_code != 2 and (self.run_dir / naming.STATE_FILE).is_file()
             exc.run_dir, exc.nproc = self.run_dir, nproc
             raise
@@ -210,7 +218,7 @@ def _one_of_many(world: Any) -> Iterator[None]:
     try:
         yield
         finished = True
-    except distributed.PeerFailed as exc:
+    except PeerFailed as exc:
         record_failure(f"{world.label()}: {exc}", exc.exit_code)
         raise Stopped(exc.exit_code) from None
     except Stopped:

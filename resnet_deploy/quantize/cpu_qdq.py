@@ -4,11 +4,20 @@ own QDQ quantizer (the one ``quantize_static`` uses), fed with our cached ranges
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from resnet_deploy._lazy import lazy_import
 from resnet_deploy.quantize.ranges import float_activations
+
+if TYPE_CHECKING:
+    from onnxruntime.quantization import calibrate as ort_calibrate
+    from onnxruntime.quantization import qdq_quantizer, quant_utils
+else:
+    ort_calibrate = lazy_import("onnxruntime.quantization.calibrate", extra="onnxruntime")
+    qdq_quantizer = lazy_import("onnxruntime.quantization.qdq_quantizer", extra="onnxruntime")
+    quant_utils = lazy_import("onnxruntime.quantization.quant_utils", extra="onnxruntime")
 
 
 def cpu_calibration_tensors(model: Any) -> tuple[list[str], dict[str, str]]:
@@ -36,22 +45,19 @@ def cpu_calibration_tensors(model: Any) -> tuple[list[str], dict[str, str]]:
 
 def quantize_for_cpu(onnx_path: str | Path, ranges: dict[str, tuple[float, float]]) -> Any:
     """Return the quantized onnx.ModelProto."""
-    from onnxruntime.quantization.calibrate import CalibrationMethod, TensorData, TensorsData
-    from onnxruntime.quantization.qdq_quantizer import QDQQuantizer
-    from onnxruntime.quantization.quant_utils import QuantType, load_model_with_shape_infer
 
     data = {
-        name: TensorData(lowest=np.array(low, dtype=np.float32), highest=np.array(high, dtype=np.float32))
+        name: ort_calibrate.TensorData(lowest=np.array(low, dtype=np.float32), highest=np.array(high, dtype=np.float32))
         for name, (low, high) in ranges.items()
     }
-    model = load_model_with_shape_infer(Path(onnx_path))
-    quantizer = QDQQuantizer(
+    model = quant_utils.load_model_with_shape_infer(Path(onnx_path))
+    quantizer = qdq_quantizer.QDQQuantizer(
         model,
         True,  # per_channel
         False,  # reduce_range: VNNI/AVX512 and AVX2 with u8s8 are fine at full range
-        QuantType.QInt8,  # weights
-        QuantType.QUInt8,  # activations
-        TensorsData(CalibrationMethod.MinMax, data),
+        quant_utils.QuantType.QInt8,  # weights
+        quant_utils.QuantType.QUInt8,  # activations
+        ort_calibrate.TensorsData(ort_calibrate.CalibrationMethod.MinMax, data),
         None,
         None,
         ["Conv", "Gemm", "Add", "Relu", "MaxPool", "GlobalAveragePool", "ReduceMean", "Reshape", "Flatten"],

@@ -9,15 +9,21 @@ labels (:mod:`resnet_deploy.evaluate.paired_stats`).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from resnet_deploy._lazy import lazy_import
 from resnet_deploy.errors import QuantizationError
 from resnet_deploy.evaluate.paired_stats import PairedChange, paired_change
 from resnet_deploy.messages import SILENT, Messages
 from resnet_deploy.quantize.calib_data import HeldOutSet
 from resnet_deploy.quantize.ranges import padded_feeds
+
+if TYPE_CHECKING:
+    import onnxruntime as ort
+else:
+    ort = lazy_import("onnxruntime", extra="onnxruntime")
 
 BATCH = 64
 
@@ -79,7 +85,6 @@ class HeldOutJudge:
 
 def run_model(model: Any, images: np.ndarray) -> np.ndarray:
     """Logits of ``images`` through ``model`` (an onnx.ModelProto) in ONNX Runtime on the CPU."""
-    import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.log_severity_level = 3  # the Q/DQ fusion notes are not the user's business

@@ -38,7 +38,9 @@ from resnet_deploy.quantize.trt_entropy import LEVELS, AbsHistograms, entropy_am
 if TYPE_CHECKING:
     import onnx
     import onnxruntime as ort
+    from onnxruntime.quantization import calibrate as ort_calibrate
 else:
+    ort_calibrate = lazy_import("onnxruntime.quantization.calibrate", extra="onnxruntime")
     onnx = lazy_import("onnx")
     ort = lazy_import("onnxruntime")
 
@@ -171,10 +173,9 @@ class SignedHistogramCollector(MinMaxCollector):
     """percentile when asymmetric (CPU target): ONNX Runtime's signed ``HistogramCollector``, both tails."""
 
     def __init__(self, names: list[str], *, percentile: float) -> None:
-        from onnxruntime.quantization.calibrate import HistogramCollector
 
         super().__init__(names)
-        self.collector = HistogramCollector(
+        self.collector = ort_calibrate.HistogramCollector(
             method="percentile",
             symmetric=False,
             num_bins=TENSORRT_HISTOGRAM_BINS,

@@ -20,9 +20,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from resnet_deploy.artifacts.onnx_io import load_onnx
 from resnet_deploy.messages import SILENT, Messages
+from resnet_deploy.quantize import calib_data, measured  # modules: a benchmark wraps their functions
 from resnet_deploy.quantize.judge import HeldOutJudge, VariantScore
-from resnet_deploy.quantize.layers import QuantLayer, mac_share
+from resnet_deploy.quantize.layers import QuantLayer, mac_share, quantizable_layers
 from resnet_deploy.quantize.options import CalibrationOptions
 from resnet_deploy.quantize.qdq_tensorrt import insert_tensorrt_qdq
 
@@ -216,28 +218,17 @@ def model_sensitivity(
 ) -> SensitivityReport:
     """Calibrate ``onnx_path`` (ranges from the cache when there) and scan every layer on ``images``
     held-out test images."""
-    from resnet_deploy.artifacts.onnx_io import load_onnx
-    from resnet_deploy.quantize.calib_data import load_held_out_set
-    from resnet_deploy.quantize.layers import quantizable_layers
-    from resnet_deploy.quantize.measured import (
-        cache_dir_usable,
-        calibration_images,
-        check_fp32_export,
-        measured_ranges,
-        tensorrt_amax,
-    )
-
     options = options or CalibrationOptions()
-    writable_cache = cache_dir_usable(options.cache_dir, out)
+    writable_cache = measured.cache_dir_usable(options.cache_dir, out)
     model = load_onnx(onnx_path)
-    metadata = check_fp32_export(model, onnx_path)
-    held_out = load_held_out_set(metadata, options.data, images, field="images")  # a bad count fails first
-    calib = calibration_images(metadata, onnx_path, options, out)
-    measured = measured_ranges(model, onnx_path, calib, options, "tensorrt", writable_cache, out)
+    metadata = measured.check_fp32_export(model, onnx_path)
+    held_out = calib_data.load_held_out_set(metadata, options.data, images, field="images")  # a bad count fails first
+    calib = measured.calibration_images(metadata, onnx_path, options, out)
+    ranges = measured.measured_ranges(model, onnx_path, calib, options, "tensorrt", writable_cache, out)
     judge = HeldOutJudge(model, held_out, out)
     layers = quantizable_layers(model)
     out.say(f"scoring {len(layers)} layers, each alone in INT8 and left out of it, on {judge.images} held-out images")
-    amax = tensorrt_amax(measured.ranges)
+    amax = measured.tensorrt_amax(ranges.ranges)
     return sensitivity_report(
         Path(onnx_path).name, model, amax, layers, judge, method=options.method, precision=precision, out=out
     )

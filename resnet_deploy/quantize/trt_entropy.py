@@ -20,9 +20,17 @@ with explicit edges (what ORT's collector uses) sorts the values to search for t
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
+from resnet_deploy._lazy import lazy_import
 from resnet_deploy.errors import QuantizationError
+
+if TYPE_CHECKING:
+    import torch
+else:
+    torch = lazy_import("torch", extra="train")
 
 LEVELS = 128  # int8 magnitudes
 START_BIN = 128
@@ -101,7 +109,6 @@ class AbsHistograms:
         self.minimum: dict[str, float] = {}  # signed minimum, for asymmetric (uint8) ranges
 
     def collect(self, chunk: dict[str, np.ndarray]) -> None:
-        import torch
 
         for name, values in chunk.items():
             if not values.flags.writeable:

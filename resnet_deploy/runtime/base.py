@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -109,7 +110,6 @@ class Backend(ABC):
 
     def timed_infer(self, batch: np.ndarray) -> float:
         """Seconds one ``infer`` of ``batch`` takes (for ``bench``); GPU backends time with CUDA events."""
-        import time
 
         start = time.perf_counter()
         self.infer(batch)

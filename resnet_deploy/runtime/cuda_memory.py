@@ -312,13 +312,13 @@ class PyCuda:
 
 def _import_cuda_python() -> Any:
     try:
-        from cuda.bindings import runtime  # cuda-python >= 12.6
+        from cuda.bindings import runtime  # inside: cuda-python >= 12.6 has this one
 
         return runtime
     except ImportError:
         pass
     try:
-        from cuda import cudart  # type: ignore[attr-defined]  # cuda-python 11.x, 12.0-12.5
+        from cuda import cudart  # type: ignore[attr-defined]  # inside: cuda-python 11.x, 12.0-12.5
 
         return cudart
     except ImportError:
@@ -327,7 +327,7 @@ def _import_cuda_python() -> Any:
 
 def _import_pycuda() -> Any:
     try:
-        import pycuda.driver as driver
+        import pycuda.driver as driver  # inside: the bindings found here decide which module exists
 
         return driver
     except ImportError:
@@ -344,7 +344,7 @@ def _bindings_major(cudart: Any) -> int | None:
 
 
 def _bindings_version() -> str:
-    from importlib import metadata
+    from importlib import metadata  # inside: only when no binding imported
 
     for dist in ("cuda-bindings", "cuda-python"):
         try:

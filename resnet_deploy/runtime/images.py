@@ -10,17 +10,22 @@ numpy always; Pillow only when an image has to be resized or is a PIL image.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from resnet_deploy._lazy import lazy_import
 from resnet_deploy.artifacts.onnx_metadata import ArtifactMetadata
 from resnet_deploy.artifacts.preprocess import fit
 from resnet_deploy.errors import RunnerError
 
+if TYPE_CHECKING:
+    from PIL import Image
+else:
+    Image = lazy_import("PIL.Image")
+
 
 def _to_pil(image: Any, index: int) -> Any:
-    from PIL import Image
 
     if isinstance(image, Image.Image):
         _check_size(*image.size, index)

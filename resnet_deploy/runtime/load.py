@@ -5,10 +5,25 @@ from __future__ import annotations
 import inspect
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from resnet_deploy._lazy import lazy_module
 from resnet_deploy.errors import ArtifactError
 from resnet_deploy.runtime.base import Backend
+
+if TYPE_CHECKING:
+    from resnet_deploy.runtime import onnx_backend, onnx_choice, openvino_backend, tensorrt_backend, torch_backend
+else:
+    onnx_backend, onnx_choice, openvino_backend, tensorrt_backend, torch_backend = map(
+        lazy_module,
+        (
+            "resnet_deploy.runtime.onnx_backend",
+            "resnet_deploy.runtime.onnx_choice",
+            "resnet_deploy.runtime.openvino_backend",
+            "resnet_deploy.runtime.tensorrt_backend",
+            "resnet_deploy.runtime.torch_backend",
+        ),
+    )
 
 ONNX_SUFFIXES = (".onnx",)
 TORCH_SUFFIXES = (".pt", ".pth", ".bin")
@@ -33,20 +48,17 @@ def open_backend(path: str | Path, backend: str = "auto", **options: Any) -> Bac
     runtime: Any
     takes: list[type[Backend]]
     if suffix in ONNX_SUFFIXES:
-        from resnet_deploy.runtime.onnx_backend import OnnxRuntimeBackend
-        from resnet_deploy.runtime.onnx_choice import open_onnx
-        from resnet_deploy.runtime.openvino_backend import OpenVinoBackend
-
-        kinds: tuple[str, ...] = ("auto", OnnxRuntimeBackend.kind, OpenVinoBackend.kind)
-        runtime, takes = open_onnx, [OnnxRuntimeBackend, OpenVinoBackend]
+        kinds: tuple[str, ...] = ("auto", onnx_backend.OnnxRuntimeBackend.kind, openvino_backend.OpenVinoBackend.kind)
+        runtime, takes = onnx_choice.open_onnx, [onnx_backend.OnnxRuntimeBackend, openvino_backend.OpenVinoBackend]
     elif suffix in TORCH_SUFFIXES:
-        from resnet_deploy.runtime.torch_backend import TorchBackend
-
-        kinds, runtime, takes = ("auto", TorchBackend.kind), TorchBackend, [TorchBackend]
+        runtime = torch_backend.TorchBackend
+        kinds, takes = ("auto", runtime.kind), [runtime]
     elif suffix in ENGINE_SUFFIXES:
-        from resnet_deploy.runtime.tensorrt_backend import TensorRTBackend
-
-        kinds, runtime, takes = ("auto", TensorRTBackend.kind), TensorRTBackend, [TensorRTBackend]
+        kinds, runtime, takes = (
+            ("auto", "tensorrt"),
+            tensorrt_backend.TensorRTBackend,
+            [tensorrt_backend.TensorRTBackend],
+        )
     else:
         raise ArtifactError(
             f"cannot tell what {path} is from its suffix {suffix or '(none)'}; expected .onnx, .pt/.pth or .engine"

@@ -77,7 +77,7 @@ def describe_no_gpu(driver_version: int | None, gpus: int) -> str | None:
     if gpus == 0:
         return (
             f"the NVIDIA driver (CUDA {cuda_version_text(driver_version)}) is installed but sees no GPU: check "
-            "CUDA_VISIBLE_DEVICES, or that the GPU is passed into the container (--gpus all)"
+            "CUDA_VISIBLE_DEVICES, or that the GPU is passed into the container (docker run --gpus all)"
         )
     return None
 

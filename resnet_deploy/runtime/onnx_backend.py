@@ -10,19 +10,25 @@ from __future__ import annotations
 
 import os
 import queue
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from resnet_deploy._lazy import lazy_import
 from resnet_deploy.artifacts.lineage import GraphLineage
 from resnet_deploy.artifacts.onnx_io import check_graph_matches_metadata
 from resnet_deploy.errors import RunnerError
 from resnet_deploy.runtime.base import Backend, check_threads_and_streams, one_line, run_in_chunks
 
+if TYPE_CHECKING:
+    import onnxruntime as ort
+else:
+    ort = lazy_import("onnxruntime", extra="onnxruntime")
+
 
 def default_providers() -> list[str]:
-    import onnxruntime as ort
 
     available = ort.get_available_providers()
     preferred = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
@@ -43,7 +49,6 @@ def provider_name(provider: Any) -> str:
 
 def check_providers(providers: Any) -> list[str]:
     """The names of ``providers``, each one this onnxruntime has; else one line listing those it has."""
-    import onnxruntime as ort
 
     if isinstance(providers, str):
         raise RunnerError(f"providers is a list of names; pass providers=[{providers!r}]")
@@ -69,7 +74,6 @@ class OnnxRuntimeBackend(Backend):
     def __init__(
         self, path: str | Path, providers: list[Any] | None = None, threads: int | None = None, streams: int = 1
     ) -> None:
-        import onnxruntime as ort
 
         path = Path(path)
         if not path.is_file():
@@ -123,7 +127,6 @@ class OnnxRuntimeBackend(Backend):
     def _infer_many(self, batches: list[np.ndarray]) -> list[np.ndarray]:
         if self.streams == 1:
             return super()._infer_many(batches)
-        from concurrent.futures import ThreadPoolExecutor
 
         free: queue.SimpleQueue[Any] = queue.SimpleQueue()  # one session per running request
         for session in self.sessions:

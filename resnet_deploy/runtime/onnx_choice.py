@@ -14,12 +14,19 @@ from __future__ import annotations
 import statistics
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from resnet_deploy._lazy import lazy_module
 from resnet_deploy.errors import RunnerError
 from resnet_deploy.runtime.base import Backend
+
+if TYPE_CHECKING:
+    from resnet_deploy.runtime import onnx_backend, openvino_backend
+else:
+    onnx_backend = lazy_module("resnet_deploy.runtime.onnx_backend")
+    openvino_backend = lazy_module("resnet_deploy.runtime.openvino_backend")
 
 ONNX_BACKENDS = ("auto", "onnxruntime", "openvino")
 MARGIN = 0.10  # ONNX Runtime is chosen only when faster than OpenVINO by more than this
@@ -39,7 +46,6 @@ def open_onnx(
     inference_precision: str | None = None,
 ) -> Backend:
     """Open an ONNX file on ``backend``: "onnxruntime", "openvino", or "auto" (see the module docstring)."""
-    from resnet_deploy.runtime.onnx_backend import OnnxRuntimeBackend
 
     if backend not in ONNX_BACKENDS:
         raise RunnerError(f"backend {backend!r} does not run ONNX files; use one of {', '.join(ONNX_BACKENDS)}")
@@ -56,16 +62,15 @@ def open_onnx(
         if backend == "auto":
             openvino.chosen_because = "auto: OpenVINO, the runtime that takes inference_precision"
         return openvino
-    onnxruntime = OnnxRuntimeBackend(path, providers=providers, threads=threads, streams=streams)
+    onnxruntime = onnx_backend.OnnxRuntimeBackend(path, providers=providers, threads=threads, streams=streams)
     if backend == "onnxruntime" or providers:
         return onnxruntime
     if onnxruntime.on_gpu:
         onnxruntime.chosen_because = f"auto: ONNX Runtime on {onnxruntime.providers[0]} (OpenVINO here runs the CPU)"
         return onnxruntime
-    from resnet_deploy.runtime.openvino_backend import INSTALL, openvino_installed
 
-    if not openvino_installed():
-        onnxruntime.chosen_because = f"auto: OpenVINO is not installed ({INSTALL} may run it faster)"
+    if not openvino_backend.openvino_installed():
+        onnxruntime.chosen_because = f"auto: OpenVINO is not installed ({openvino_backend.INSTALL} may run it faster)"
         return onnxruntime
     try:
         openvino = _open_openvino(path, threads, streams, None, (onnxruntime.metadata, onnxruntime.precision))
@@ -84,10 +89,9 @@ def open_onnx(
 
 def _fall_back(onnxruntime: Backend, exc: RunnerError) -> Backend:
     """ONNX Runtime, with a note saying what OpenVINO could not do (its advice to use ONNX Runtime dropped)."""
-    from resnet_deploy.runtime.openvino_backend import USE_ONNXRUNTIME
 
     onnxruntime.chosen_because = "auto: OpenVINO cannot run it"
-    onnxruntime.notes.append(f"{str(exc).removesuffix(USE_ONNXRUNTIME)}; running it on ONNX Runtime")
+    onnxruntime.notes.append(f"{str(exc).removesuffix(openvino_backend.USE_ONNXRUNTIME)}; running it on ONNX Runtime")
     return onnxruntime
 
 
@@ -98,9 +102,8 @@ def _open_openvino(
     inference_precision: str | None,
     checked: Any = None,
 ) -> Backend:
-    from resnet_deploy.runtime.openvino_backend import OpenVinoBackend
 
-    return OpenVinoBackend(
+    return openvino_backend.OpenVinoBackend(
         path, threads=threads, streams=streams, inference_precision=inference_precision or "f32", _checked=checked
     )
 

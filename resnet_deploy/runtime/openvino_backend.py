@@ -16,14 +16,20 @@ import functools
 import re
 from collections import deque
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from resnet_deploy._lazy import is_available, lazy_import
 from resnet_deploy.artifacts.onnx_io import check_graph_matches_metadata, load_onnx, read_lineage
 from resnet_deploy.artifacts.onnx_metadata import ArtifactMetadata
-from resnet_deploy.errors import RunnerError
+from resnet_deploy.errors import MissingDependencyError, RunnerError
 from resnet_deploy.runtime.base import Backend, check_threads_and_streams, one_line, run_in_chunks
+
+if TYPE_CHECKING:
+    import openvino
+else:
+    openvino = lazy_import("openvino", extra="openvino")
 
 INSTALL = 'pip install "resnet-deploy[openvino]"'
 USE_ONNXRUNTIME = "; run it on ONNX Runtime (`backend=onnxruntime`)"  # ends every failure of OpenVINO's
@@ -33,8 +39,8 @@ PRECISIONS = ("f32", "bf16")  # OpenVINO's names; f16 computes in half only on C
 def import_openvino() -> Any:
     """The ``openvino`` module; one line naming the extra to install when it is absent."""
     try:
-        import openvino
-    except ImportError:
+        _ = openvino.__version__  # the proxy imports it here
+    except MissingDependencyError:
         raise RunnerError(
             f"OpenVINO is not installed: {INSTALL}, or run ONNX files on ONNX Runtime (`backend=onnxruntime`)",
             field="backend",
@@ -52,9 +58,7 @@ def openvino_core() -> Any:
 
 
 def openvino_installed() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("openvino") is not None
+    return is_available("openvino")
 
 
 def openvino_failure(exc: BaseException) -> str:

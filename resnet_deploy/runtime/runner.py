@@ -24,6 +24,8 @@ import numpy as np
 from resnet_deploy.artifacts.onnx_metadata import ArtifactMetadata
 from resnet_deploy.errors import RunnerError
 from resnet_deploy.runtime.base import Backend
+from resnet_deploy.runtime.images import preprocess
+from resnet_deploy.runtime.load import open_backend
 
 
 @dataclass(frozen=True)
@@ -47,7 +49,6 @@ class Runner:
         ``threads``/``streams``/``inference_precision`` (OpenVINO), ``device``/``threads`` (PyTorch),
         ``cuda_graph`` (TensorRT).
         """
-        from resnet_deploy.runtime.load import open_backend
 
         return cls(open_backend(path, backend=backend, **options))
 
@@ -61,8 +62,6 @@ class Runner:
         return tuple(names) if names else tuple(str(i) for i in range(self.metadata.config.num_classes))
 
     def preprocess(self, images: Sequence[Any] | Any) -> np.ndarray:
-        from resnet_deploy.runtime.images import preprocess
-
         return preprocess(images, self.metadata)
 
     def infer(self, batch: Any) -> Any:

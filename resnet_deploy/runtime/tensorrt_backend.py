@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from resnet_deploy._io import sha256_bytes
+from resnet_deploy._lazy import lazy_import
 from resnet_deploy.artifacts.engine_sidecar import EngineSidecar
 from resnet_deploy.artifacts.onnx_metadata import ArtifactMetadata, check_io
 from resnet_deploy.errors import EngineMismatchError, RunnerError
@@ -42,8 +43,11 @@ from resnet_deploy.trt.logger import make_logger
 
 if TYPE_CHECKING:
     import tensorrt as trt_types
+    import torch
 
     from resnet_deploy.runtime.cuda_memory import CudaPython, PyCuda
+else:
+    torch = lazy_import("torch", extra="train")  # zero-copy torch tensors only: a runner needs no torch
 
 ALIGNMENT = 256  # TensorRT's requirement for every tensor address (NvInferRuntime.h, setTensorAddress)
 # Version-compatible engines across majors: the pairs NVIDIA's support matrix lists (8 -> 10, 10 -> 11)
@@ -375,7 +379,6 @@ class TensorRTBackend(Backend):
             return self._infer_torch_checked(batch)
 
     def _infer_torch_checked(self, batch: Any) -> Any:
-        import torch
 
         if tuple(batch.shape[1:]) != self.sample_shape or batch.dtype != torch.float32:
             raise RunnerError(

@@ -3,21 +3,27 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from resnet_deploy._lazy import lazy_import
 from resnet_deploy.artifacts.model_spec import ModelSpec
 from resnet_deploy.errors import RunnerError
 from resnet_deploy.models.source import open_model
+from resnet_deploy.runtime import machine
 from resnet_deploy.runtime.base import Backend, one_line
+
+if TYPE_CHECKING:
+    import torch
+else:
+    torch = lazy_import("torch", extra="train")
 
 DEVICES = "'cpu', 'cuda' or 'cuda:N' (or 'mps' on Apple silicon)"
 
 
 def check_device(device: Any) -> Any:
     """``device`` as a ``torch.device`` this process can run on; one line saying why not otherwise."""
-    import torch
 
     try:
         parsed = torch.device(device)
@@ -44,7 +50,6 @@ def check_device(device: Any) -> Any:
 
 def _why_no_cuda(torch: Any) -> str:
     """Why torch cannot use CUDA here, and what to do about it."""
-    from resnet_deploy.runtime import machine
 
     cpu = "or run on the CPU with device='cpu'"
     if torch.version.cuda is None:
@@ -75,7 +80,6 @@ class TorchBackend(Backend):
     ) -> None:
         """``threads``: torch's CPU threads (process-wide, as torch has them); ``spec`` only for
         foreign state dicts whose keys do not tell the architecture."""
-        import torch
 
         torch_device = check_device(device)  # before the checkpoint is read: a wrong device is refused at once
         if threads is not None:
@@ -92,7 +96,6 @@ class TorchBackend(Backend):
             raise RunnerError(f"cannot move {self.path.name} to {self.device} ({one_line(exc)})") from None
 
     def _infer(self, batch: np.ndarray) -> np.ndarray:
-        import torch
 
         with torch.inference_mode():
             logits = self.model(torch.from_numpy(batch).to(self.device))
@@ -105,7 +108,6 @@ class TorchBackend(Backend):
     def timed_infer(self, batch: np.ndarray) -> float:
         if self.device.type != "cuda":
             return super().timed_infer(batch)
-        import torch
 
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         start.record()

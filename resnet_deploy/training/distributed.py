@@ -17,6 +17,7 @@ What the processes agree on, and how:
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -26,20 +27,10 @@ from typing import Any, TypeVar
 import torch
 
 from resnet_deploy.data.base import Shard
-from resnet_deploy.errors import ResnetDeployError, TrainingError
+from resnet_deploy.errors import PeerFailed, ResnetDeployError, TrainingError
 
 T = TypeVar("T")
 ENVIRONMENT = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
-
-
-STOPPED_BY_PEER = "stopped: rank 0 failed"  # how a PeerFailed message starts: never a job's root cause
-
-
-class PeerFailed(TrainingError):
-    """Rank 0 failed and said why; this process stops without saying it again."""
-
-    def __init__(self, cause: str) -> None:
-        super().__init__(f"{STOPPED_BY_PEER} ({cause})")
 
 
 @dataclass(frozen=True)
@@ -169,7 +160,6 @@ def join(device: str, environ: Mapping[str, str] = os.environ) -> tuple[World, s
     if on_gpu:
         device = _gpu_for(local_rank, device)
     backend = "nccl" if on_gpu else "gloo"
-    import datetime
 
     torch.distributed.init_process_group(backend, timeout=datetime.timedelta(minutes=30))
     return World(rank, size, local_rank, backend), device

@@ -17,10 +17,19 @@ import sys
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from typing import TYPE_CHECKING
 
-from resnet_deploy.errors import Terminated, TrainingError
-from resnet_deploy.training.distributed import STOPPED_BY_PEER
+from resnet_deploy._lazy import lazy_import
+from resnet_deploy.errors import STOPPED_BY_PEER, JobFailed, Terminated
+
+if TYPE_CHECKING:
+    from torch.distributed.elastic.multiprocessing import api as elastic_api
+    from torch.distributed.elastic.multiprocessing import errors as elastic_errors
+    from torch.distributed.launcher import api as launcher
+else:
+    elastic_api = lazy_import("torch.distributed.elastic.multiprocessing.api", extra="train")
+    elastic_errors = lazy_import("torch.distributed.elastic.multiprocessing.errors", extra="train")
+    launcher = lazy_import("torch.distributed.launcher.api", extra="train")
 
 AGENT_LOGGERS = ("torch.distributed.elastic", "torch.distributed.launcher")
 LAUNCHED_BY_US = "RESNET_DEPLOY_NPROC"  # set for the processes: they leave their errors to the launcher
@@ -54,18 +63,6 @@ class Failure:
         if self.intended is not None:
             return self.intended
         return 128 - self.exitcode if self.exitcode < 0 else self.exitcode or 1
-
-
-class JobFailed(TrainingError):
-    """A process of an ``nproc`` job failed; the message names it and its cause. ``resumable``: the run
-    in ``run_dir`` has a saved epoch to continue from (set by the job that launched it)."""
-
-    def __init__(self, message: str, exit_code: int) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
-        self.resumable = False
-        self.run_dir: Path | None = None
-        self.nproc: int | None = None
 
 
 def root_cause(failures: Sequence[Failure]) -> Failure:
@@ -112,14 +109,11 @@ def threads_per_process(nproc: int, environ: Mapping[str, str] = os.environ) -> 
 def launch(nproc: int, train_args: Sequence[str]) -> None:
     """Run ``resnet-deploy train *train_args`` in ``nproc`` processes on this node; raise :class:`JobFailed`
     naming the rank and cause when one fails (torchrun then ends the others)."""
-    from torch.distributed.elastic.multiprocessing.api import SignalException
-    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
-    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
     saved = {name: os.environ.get(name) for name in ("OMP_NUM_THREADS", LAUNCHED_BY_US)}
     os.environ["OMP_NUM_THREADS"] = str(threads_per_process(nproc))  # the processes inherit both
     os.environ[LAUNCHED_BY_US] = str(nproc)
-    config = LaunchConfig(
+    config = launcher.LaunchConfig(
         min_nodes=1,
         max_nodes=1,
         nproc_per_node=nproc,
@@ -135,15 +129,15 @@ def launch(nproc: int, train_args: Sequence[str]) -> None:
     for logger in quiet:  # its INFO/WARNING lines narrate what the one-line error below says
         logger.setLevel(logging.CRITICAL)
     try:
-        elastic_launch(config, sys.executable)("-m", "resnet_deploy", "train", *train_args)
-    except ChildFailedError as exc:
+        launcher.elastic_launch(config, sys.executable)("-m", "resnet_deploy", "train", *train_args)
+    except elastic_errors.ChildFailedError as exc:
         failures = [
             Failure(rank, f.exitcode, _text(f.message), _intended(f.error_file_data))
             for rank, f in exc.failures.items()
         ]
         cause = root_cause(failures)
         raise JobFailed(describe(cause), cause.shell_code) from None
-    except SignalException as exc:  # the agent's own SIGTERM/SIGINT, once it has stopped the processes
+    except elastic_api.SignalException as exc:  # the agent's own SIGTERM/SIGINT, once it has stopped the processes
         raise (Terminated() if exc.sigval == signal.SIGTERM else KeyboardInterrupt()) from None
     finally:
         for logger, level in zip(quiet, levels, strict=True):

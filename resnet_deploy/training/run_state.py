@@ -48,7 +48,7 @@ def run_lock(run_dir: Path, out: Messages = SILENT) -> Iterator[None]:
     Only the holder cleans up: a directory it made that is still empty at the end (the run failed to
     start) is removed again, before the lock is released. File systems without flock get a warning.
     """
-    import fcntl
+    import fcntl  # inside: POSIX only (the rest of the run directory works everywhere)
 
     created = not run_dir.exists()
     try:

@@ -29,12 +29,12 @@ from resnet_deploy.artifacts.naming import MODEL_FILE
 from resnet_deploy.artifacts.train_state import DEFAULT_DATA, EpochRecord, RunSetup
 from resnet_deploy.data import Batch, Dataset, open_dataset
 from resnet_deploy.data.base import name_files
-from resnet_deploy.errors import DatasetError, OutputPathError, ResnetDeployError, TrainingError
+from resnet_deploy.errors import DatasetError, OutputPathError, PeerFailed, ResnetDeployError, TrainingError
 from resnet_deploy.files.run_dir import check_run_dir
 from resnet_deploy.messages import SILENT, Messages, Progress
 from resnet_deploy.models.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from resnet_deploy.models.resnet import ResNet
-from resnet_deploy.training.distributed import PeerFailed, World
+from resnet_deploy.training.distributed import World
 from resnet_deploy.training.log import describe_epoch, write_log
 from resnet_deploy.training.metrics import EvalResult, evaluate, topk_correct
 from resnet_deploy.training.options import TrainOptions

@@ -20,7 +20,7 @@ import torch
 from resnet_deploy.artifacts.naming import RUN_FILES
 from resnet_deploy.data import Shard, open_dataset
 from resnet_deploy.data.imagefolder import load_imagefolder
-from resnet_deploy.errors import TrainingError
+from resnet_deploy.errors import STOPPED_BY_PEER, TrainingError
 from resnet_deploy.models.checkpoint import load_checkpoint, model_from_checkpoint
 from resnet_deploy.models.resnet import ResNet
 from resnet_deploy.training import distributed, launch
@@ -167,11 +167,11 @@ def test_the_failure_reported_is_the_cause_not_the_processes_stopped_after_it() 
     assert cause is killed and cause.shell_code == 137
     assert launch.describe(killed) == "rank 1 was killed by SIGKILL (out of memory? killed by hand?)"
     said = launch.Failure(1, 2, "rank 1 of 2: ImageFolder directory /x does not exist or is not a directory")
-    peer = launch.Failure(0, 2, f"rank 0 of 2: {distributed.STOPPED_BY_PEER} (...)")
+    peer = launch.Failure(0, 2, f"rank 0 of 2: {STOPPED_BY_PEER} (...)")
     assert launch.root_cause([peer, said]) is said and launch.describe(said) == said.message
     # rank 0 said why, then torchrun's agent terminated it (its peer had already stopped): its code stands
     refused = launch.Failure(0, 143, "rank 0 of 2: the batch of 15 does not split evenly", intended=2)
-    stopped_by_it = launch.Failure(1, 2, f"rank 1 of 2: {distributed.STOPPED_BY_PEER} (...)", intended=2)
+    stopped_by_it = launch.Failure(1, 2, f"rank 1 of 2: {STOPPED_BY_PEER} (...)", intended=2)
     assert launch.root_cause([stopped_by_it, refused]) is refused and refused.shell_code == 2
     silent = launch.Failure(3, 1, "To enable traceback see: https://pytorch.org/docs/stable/elastic/errors.html")
     assert launch.describe(silent) == "rank 3 failed with exit code 1, leaving no message (see its output above)"
