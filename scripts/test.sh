@@ -5,6 +5,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/_venv.sh" "dev"
 cd "$ROOT"
 ruff check resnet_deploy tests scripts
+ruff format --check --quiet resnet_deploy tests scripts || { echo "run: ruff format resnet_deploy tests scripts"; exit 1; }
 # the import layers in pyproject.toml [tool.importlinter]; its banner only when a contract breaks
 layers="$(lint-imports --no-cache 2>&1)" || { echo "$layers"; exit 1; }
 echo "import layers: ${layers##*$'\n'}"

@@ -63,8 +63,14 @@ def test_every_parameter_a_message_names_is_a_flag_of_some_command() -> None:
 
 def test_parameters_print_as_flags_on_the_command_line() -> None:
     build = main.commands["build-engine"]
-    assert render("`gpu_fallback` only applies with `dla_core=N`", build) == "--gpu-fallback only applies with --dla-core N"
-    assert render("use `precision=int8` `implicit` `calib_cache=FILE`", build) == "use --int8 --implicit --calib-cache FILE"
+    assert (
+        render("`gpu_fallback` only applies with `dla_core=N`", build)
+        == "--gpu-fallback only applies with --dla-core N"
+    )
+    assert (
+        render("use `precision=int8` `implicit` `calib_cache=FILE`", build)
+        == "use --int8 --implicit --calib-cache FILE"
+    )
     assert render("`calibration.count` is 5000", build) == "--calib-images is 5000"
     assert render("pass `overwrite=True`, choose another `output`", build) == "pass --overwrite, choose another -o"
     assert render("`target_cc` '9.0' is not a target", build) == "--target-cc '9.0' is not a target"

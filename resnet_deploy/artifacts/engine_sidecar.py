@@ -15,7 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from resnet_deploy.artifacts.lineage import KEYS, GraphLineage
 from resnet_deploy.artifacts.naming import json_beside
+from resnet_deploy.artifacts.onnx_metadata import ArtifactMetadata
 from resnet_deploy.artifacts.versions import format_tag, read_version
 from resnet_deploy.errors import ArtifactError
 
@@ -59,6 +61,7 @@ class EngineSidecar:
     calibration_id: str | None = None
     int8_kept_out: list[dict[str, str]] | None = None  # layers the accuracy budget kept out of INT8 (node, module)
     accuracy_budget: dict[str, Any] | None = None  # the budget, and the top-1 drop measured within it
+    lineage: dict[str, str] | None = None  # the built graph's lineage props (``artifacts.lineage``); None: older
     build_options: dict[str, Any] | None = None
     build_seconds: float | None = None
     rebuild_command: str | None = None
@@ -117,6 +120,17 @@ class EngineSidecar:
             raise ArtifactError(f"{path} is not readable JSON ({exc}); rebuild the engine") from None
         return cls.from_json(data, str(path))
 
+    @property
+    def metadata(self) -> ArtifactMetadata:
+        """What the model is (the ONNX metadata of the graph built), checked."""
+        return ArtifactMetadata.from_props(self.model, source=f"{self.engine or 'the engine'}'s sidecar model")
+
+    @property
+    def graph_lineage(self) -> GraphLineage:
+        """Where the graph built came from: its precision and form, how it was calibrated, what was kept out."""
+        props = self.lineage if self.lineage is not None else {k: v for k, v in self.model.items() if k in KEYS}
+        return GraphLineage.from_props(props, source=f"{self.engine or 'the engine'}'s sidecar lineage")
+
     def rebuild_hint(self) -> str:
         command = self.rebuild_command
         if not command:
@@ -144,6 +158,7 @@ FIELDS: dict[str, tuple[str, bool]] = {  # field -> (kind, required)
     "strongly_typed": (_BOOL, False),
     "int8_kept_out": (_LIST, False),
     "accuracy_budget": (_DICT, False),
+    "lineage": (_DICT, False),
 }
 TARGET_FIELDS = {"gpu": _STR, "compute_capability": _STR, "compute_capabilities": _LIST, "dla_core": _INT}
 
@@ -174,10 +189,11 @@ def sidecar_problem(data: dict[str, Any]) -> str | None:
             return f"field 'targets.{key}' is {_shown(value)} but must be {kind}"
     if not all(isinstance(cc, str) for cc in (data.get("targets") or {}).get("compute_capabilities") or []):
         return "field 'targets.compute_capabilities' must be a list of strings such as \"8.9\""
-    model = data["model"]
-    bad = next((k for k, v in model.items() if not isinstance(v, str)), None)
-    if bad is not None:
-        return f"field 'model.{bad}' is {_shown(model[bad])} but must be a string (ONNX metadata values are)"
+    for record in ("model", "lineage"):
+        props = data.get(record) or {}
+        bad = next((k for k, v in props.items() if not isinstance(v, str)), None)
+        if bad is not None:
+            return f"field '{record}.{bad}' is {_shown(props[bad])} but must be a string (ONNX metadata values are)"
     for kind in ("inputs", "outputs"):
         tensors = (data.get("io") or {}).get(kind)
         if tensors is not None and not (

@@ -299,6 +299,7 @@ def _sidecar(
         calibration_id=lineage.calibration.id if lineage.calibration else None,
         int8_kept_out=[k.to_dict() for k in lineage.budget.kept_out] if lineage.budget else None,
         accuracy_budget=dict(lineage.budget.summary) if lineage.budget else None,
+        lineage=lineage.to_props() or None,
         build_options=options.to_dict(),
         build_seconds=round(seconds, 3),
         model={k: v for k, v in props.items() if k not in LINEAGE_KEYS or k in MODEL_LINEAGE},

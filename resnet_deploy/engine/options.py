@@ -132,13 +132,25 @@ def parse_target_cc(text: str | None) -> tuple[str, ...]:
 
 def check_combination(options: BuildOptions, backend: EngineBackend) -> None:
     """Refuse, before any export or calibration, what this backend (or TensorRT release) cannot build."""
+    _check_pairs(options, backend)
+    if options.dla_core is not None:
+        _check_dla(options, backend)
+    _check_release(options, backend)
+    _check_limits(options)
+    if options.implicit and options.calib_cache:
+        from resnet_deploy.engine.implicit_int8 import read_cache  # inside: it imports this module (a cycle)
 
-    rtx, release = backend.is_rtx, backend.describe()
+        read_cache(Path(options.calib_cache), dla=options.dla_core is not None)
+    _check_targets(options, backend)
+
+
+def _check_pairs(options: BuildOptions, backend: EngineBackend) -> None:
+    """Options that need, or exclude, another one."""
     if options.precision not in PRECISIONS:
-        raise BuildOptionError(f"unknown precision {options.precision!r}")
+        raise BuildOptionError(f"unknown precision {options.precision!r}", field="precision")
     if options.gpu_fallback and options.dla_core is None:
         raise BuildOptionError("`gpu_fallback` only applies with `dla_core=N`", field="gpu_fallback")
-    if options.target_cc and not rtx:
+    if options.target_cc and not backend.is_rtx:
         raise BuildOptionError(
             "`target_cc` is for TensorRT-RTX; TensorRT builds for the GPU it runs on "
             "(use `hardware_compat=ampere+` for other Ampere+ GPUs)",
@@ -156,8 +168,11 @@ def check_combination(options: BuildOptions, backend: EngineBackend) -> None:
         raise BuildOptionError(
             "`calib_cache` is for `implicit` builds; explicit INT8 reads the scales from the ONNX", field="calib_cache"
         )
-    if options.dla_core is not None:
-        _check_dla(options, backend)
+
+
+def _check_release(options: BuildOptions, backend: EngineBackend) -> None:
+    """What this TensorRT release (or TensorRT-RTX) has: calibrators, hardware compatibility, a lean runtime."""
+    release = backend.describe()
     if options.implicit and not backend.has_calibrators:
         raise BuildOptionError(
             f"`implicit` needs TensorRT 8.6-10.x (implicit INT8 calibrators); this is {release}, which builds "
@@ -175,12 +190,15 @@ def check_combination(options: BuildOptions, backend: EngineBackend) -> None:
         raise BuildOptionError(
             f"`hardware_compat={options.hardware_compat}` needs {since}; this is {release}", field="hardware_compat"
         )
-    if options.version_compatible and rtx:
+    if options.version_compatible and backend.is_rtx:
         raise BuildOptionError(
             "`version_compatible` needs full TensorRT (engines for its lean runtime); TensorRT-RTX has no lean "
             "runtime: rebuild the engine for each TensorRT-RTX version instead",
             field="version_compatible",
         )
+
+
+def _check_limits(options: BuildOptions) -> None:
     if options.builder_opt_level is not None and not 0 <= options.builder_opt_level <= 5:
         raise BuildOptionError(
             f"`builder_opt_level` must be 0..5, got {options.builder_opt_level}", field="builder_opt_level"
@@ -189,10 +207,11 @@ def check_combination(options: BuildOptions, backend: EngineBackend) -> None:
         raise BuildOptionError(
             f"`workspace_mib` must be at least 1 MiB, got {options.workspace_mib}", field="workspace_mib"
         )
-    if options.implicit and options.calib_cache:
-        from resnet_deploy.engine.implicit_int8 import read_cache  # inside: it imports this module (a cycle)
 
-        read_cache(Path(options.calib_cache), dla=options.dla_core is not None)
+
+def _check_targets(options: BuildOptions, backend: EngineBackend) -> None:
+    """The GPUs the engine is for: named (TensorRT-RTX ahead of time), or the one present (TensorRT)."""
+    rtx, release = backend.is_rtx, backend.describe()
     if rtx and "7.5" in options.target_cc and options.precision != "fp16" and backend.version_tuple[:2] <= (1, 7):
         raise BuildOptionError(
             f"`target_cc=7.5` with {options.precision}: {release} cannot compile FP32 matrix multiplies for Turing "

@@ -9,16 +9,16 @@ file that cannot be read as ours never is.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from resnet_deploy._io import sha256_file
 from resnet_deploy._lazy import lazy_import
+from resnet_deploy.artifacts.engine_sidecar import EngineSidecar
 from resnet_deploy.artifacts.lineage import GraphLineage
-from resnet_deploy.artifacts.naming import companion
 from resnet_deploy.artifacts.onnx_io import read_lineage, read_onnx_props
+from resnet_deploy.errors import ArtifactError
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -86,23 +86,18 @@ def onnx_twin_of(
 
 
 def engine_built_from(given: Path | None, arch: dict[str, str] | None = None) -> Ours:
-    """An engine whose sidecar says it was built from the file given (or, from --depth, the same model)."""
+    """An engine whose sidecar says it was built from the file given (or, from ``depth``, the same model)."""
 
     def ours(path: Path) -> bool:
-        sidecar = companion(path)
         try:
-            meta = json.loads(sidecar[0].read_text()) if sidecar else None
-        except (OSError, ValueError):
-            return False
-        if not isinstance(meta, dict):
+            sidecar = EngineSidecar.read(path)
+            checkpoint = sidecar.metadata.checkpoint_sha256
+        except ArtifactError:  # no sidecar, or not one of ours: not ours
             return False
         if given is None:
-            model = meta.get("model")
-            return isinstance(model, dict) and "checkpoint_sha256" not in model and architecture(model) == arch
+            return checkpoint is None and architecture(sidecar.model) == arch
         want = sha256_file(given) if given.is_file() else None
-        model = meta["model"] if isinstance(meta.get("model"), dict) else {}
-        recorded = (meta.get("input_onnx_sha256"), meta.get("source_onnx_sha256"), model.get("checkpoint_sha256"))
-        return want is not None and want in recorded
+        return want is not None and want in (sidecar.input_onnx_sha256, sidecar.source_onnx_sha256, checkpoint)
 
     return ours
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -99,3 +100,55 @@ def test_one_model_spec_reaches_every_builder() -> None:
         ModelSpec.of(20, colour="red")
     with pytest.raises(UnknownModelError, match="number of classes must be at least 1"):
         model_config(ModelSpec(20, num_classes=0))
+
+
+# --- a derived graph's lineage -------------------------------------------------------------------------
+
+
+def test_lineage_round_trips_and_an_export_records_none() -> None:
+    from resnet_deploy.artifacts.lineage import BudgetRecord, CalibrationRecord, GraphLineage, KeptOut
+
+    assert GraphLineage().to_props() == {} and GraphLineage.from_props({}) == GraphLineage()
+    lineage = GraphLineage(
+        precision="int8",
+        quantization="qdq-tensorrt",
+        source_onnx_sha256="ab" * 32,
+        calibration=CalibrationRecord("id1", "entropy", 512, "digits"),
+        budget=BudgetRecord((KeptOut("node_Conv_3", "layer1.0.conv1", "why"),), "fp16", 0.941819, {"met": True}),
+    )
+    props = lineage.to_props()
+    assert props["lineage"] == "resnet-deploy-lineage/1" and props["calibration_images"] == "512"
+    assert GraphLineage.from_props(props) == lineage and lineage.graph_precision == "int8"
+    cpu = GraphLineage(precision="int8", quantization="qdq-onnxruntime-cpu")
+    assert cpu.graph_precision == "int8-cpu"
+    old = {k: v for k, v in props.items() if k != "lineage"}  # written before the tag: read as version 1
+    assert GraphLineage.from_props(old) == lineage
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "needle"),
+    [
+        ("precision", "int4", "'precision' is 'int4', not one of fp32, fp16, int8"),
+        ("quantization", "qdq-x", "'quantization' is 'qdq-x'"),
+        ("calibration_images", "many", "'calibration_images' is 'many', not a whole number"),
+        ("int8_kept_out", "[1, 2]", "'int8_kept_out'"),
+        ("int8_mac_share", "2.5", "'int8_mac_share' is '2.5', not a share between 0 and 1"),
+        ("accuracy_budget", "[]", "'accuracy_budget' is '[]', not a JSON object"),
+        ("lineage", "resnet-deploy-lineage/9", "newer than this resnet-deploy"),
+    ],
+)
+def test_a_damaged_lineage_is_refused_naming_its_key(key, value, needle) -> None:
+    from resnet_deploy.artifacts.lineage import GraphLineage
+
+    props = {
+        "precision": "int8",
+        "quantization": "qdq-tensorrt",
+        "calibration_id": "id1",
+        "calibration_images": "512",
+        "int8_kept_out": '[{"node": "n", "module": "m", "why": "w"}]',
+        "int8_mac_share": "0.9",
+        "accuracy_budget": "{}",
+        key: value,
+    }
+    with pytest.raises(ArtifactError, match=re.escape(needle)):
+        GraphLineage.from_props(props, "m.int8.onnx")

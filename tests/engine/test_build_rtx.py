@@ -216,6 +216,8 @@ def test_turing_is_refused_where_tensorrt_rtx_cannot_build_for_it(onnx_fp32, tmp
     with pytest.raises(EngineBuildError, match=r"Turing .*FP32 GEMM is not supported"):
         build(backend, builder, network, config, logger)
     for precision in ("fp32", "int8"):
-        with pytest.raises(BuildOptionError, match=f"`target_cc=7.5` with {precision}: .*build `precision=fp16` for 7.5"):
+        with pytest.raises(
+            BuildOptionError, match=f"`target_cc=7.5` with {precision}: .*build `precision=fp16` for 7.5"
+        ):
             build_engine(onnx_fp32, tmp_path / "t.engine", BuildOptions(precision=precision, target_cc=("7.5", "8.9")))
     assert build_engine(onnx_fp32, tmp_path / "t.engine", BuildOptions(precision="fp16", target_cc=("7.5",))).size_bytes

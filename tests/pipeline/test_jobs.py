@@ -48,7 +48,9 @@ def test_a_plan_names_every_step_and_file_before_any_work(onnx, tmp_path) -> Non
     assert planned.outputs() == [tmp_path / "r20.int8.onnx"]
     assert [i.path for i in step.inputs()] == [onnx]
     described = planned.describe()
-    assert described[0].startswith("1. calibrate") and any("writes" in line and "r20.int8.onnx" in line for line in described)
+    assert described[0].startswith("1. calibrate") and any(
+        "writes" in line and "r20.int8.onnx" in line for line in described
+    )
     assert json.loads(json.dumps(planned.to_dict()))["steps"][0]["step"] == "Calibrate"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r20.onnx"]  # planning wrote nothing
 
@@ -116,7 +118,9 @@ def test_errors_name_the_parameter_for_python_and_the_flag_for_the_cli(tmp_path)
         plan(EngineJob.of(depth=20, build=options, backend="tensorrt-rtx", output=tmp_path / "m.engine"))
     assert refused.value.field == "gpu_fallback"
     assert str(refused.value) == "`gpu_fallback` only applies with `dla_core=N`"
-    result = invoke("build-engine", "--depth", "20", "--gpu-fallback", "--target-cc", "8.9", "-o", str(tmp_path / "m.engine"))
+    result = invoke(
+        "build-engine", "--depth", "20", "--gpu-fallback", "--target-cc", "8.9", "-o", str(tmp_path / "m.engine")
+    )
     assert_one_line_error(result, "--gpu-fallback only applies with --dla-core N")
 
     with pytest.raises(ArtifactError) as missing:
@@ -134,7 +138,9 @@ def test_dry_run_prints_the_plan_and_writes_nothing(onnx, tmp_path) -> None:
     described = json.loads(result.stdout)
     assert described["dry_run"] and described["command"] == "calibrate"
     (step,) = described["steps"]
-    assert step["step"] == "Calibrate" and step["writes"] == [{"path": str(tmp_path / "r20.int8.onnx"), "what": "INT8 ONNX"}]
+    assert step["step"] == "Calibrate" and step["writes"] == [
+        {"path": str(tmp_path / "r20.int8.onnx"), "what": "INT8 ONNX"}
+    ]
     assert "1. calibrate" in result.stderr  # the plan in words, for the human
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r20.onnx"]
     human = invoke("build-engine", "--onnx", str(onnx), "--fp16", "--target-cc", "8.9", "--dry-run")

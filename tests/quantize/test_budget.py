@@ -228,7 +228,11 @@ def test_build_engine_keeps_the_culprit_out_and_records_it_in_the_sidecar(culpri
     assert "int8_kept_out" not in sidecar["model"]  # how the graph was made, not what the model is
     from resnet_deploy.artifacts.engine_sidecar import EngineSidecar
 
-    assert EngineSidecar.read(tmp_path / "culprit.int8.engine").int8_kept_out == sidecar["int8_kept_out"]
+    read = EngineSidecar.read(tmp_path / "culprit.int8.engine")
+    assert read.int8_kept_out == sidecar["int8_kept_out"]
+    lineage = read.graph_lineage  # typed: how the graph built was made
+    assert [k.module for k in lineage.budget.kept_out] == [CULPRIT_MODULE] and lineage.calibration.images == 64
+    assert lineage.precision == "int8" and lineage.quantization == "qdq-tensorrt"
     # an INT8 graph given as it is: there is nothing left to calibrate within a budget
     again = invoke(
         "build-engine",

@@ -160,7 +160,8 @@ def test_calibration_data_must_match_the_model() -> None:
     from resnet_deploy.quantize.calib_data import load_calibration_set
 
     with pytest.raises(
-        DatasetError, match="only 1437 training images but `calibration.count` is 5000; pass `calibration.count=1437`"
+        DatasetError,
+        match=r"only 1437 training images but `calibration\.count` is 5000; pass `calibration\.count=1437`",
     ):
         load_calibration_set(_metadata(), None, 5000)
     with pytest.raises(DatasetError, match="digits images are 32x32 but the model takes 64x64"):
