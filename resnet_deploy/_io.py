@@ -17,26 +17,47 @@ from pathlib import Path
 from resnet_deploy.errors import OutputPathError
 
 
-def check_writable(path: str | os.PathLike[str]) -> Path:
-    """Fail early, before any expensive work, when ``path`` cannot be written."""
+def check_writable(path: str | os.PathLike[str], field: str = "output") -> Path:
+    """Fail early, before any expensive work, when ``path`` cannot be written (``field``: the parameter that
+    names it, for the message)."""
     path = Path(path)
     if path.is_dir():
-        raise OutputPathError(f"output path {path} is a directory; give a file name, e.g. {path}/model.onnx")
+        raise OutputPathError(
+            f"output path {path} is a directory; give a file name, e.g. {path}/model.onnx", field=field
+        )
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.exists():
-        raise OutputPathError(f"output directory {parent} does not exist; create it first (mkdir -p {parent})")
-    if not parent.is_dir():
-        raise OutputPathError(f"cannot write {path}: {parent} is not a directory")
+        raise OutputPathError(
+            f"output directory {parent} does not exist; create it first (mkdir -p {parent})", field=field
+        )
+    _check_directory(parent, f"cannot write {path}", field)
+    return path
+
+
+def check_creatable(path: str | os.PathLike[str], field: str = "output") -> Path:
+    """Fail early when ``path``, in a directory the work will make (a run directory), cannot be written:
+    its nearest existing ancestor must be a directory we can write in."""
+    path = Path(path)
+    if path.is_dir():
+        raise OutputPathError(f"output path {path} is a directory; give another name", field=field)
+    ancestor = path.parent if str(path.parent) else Path(".")
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    _check_directory(ancestor, f"cannot create {path.parent}", field)
+    return path
+
+
+def _check_directory(directory: Path, doing: str, field: str) -> None:
+    if not directory.is_dir():
+        raise OutputPathError(f"{doing}: {directory} is not a directory; choose another `{field}`", field=field)
     try:  # a real probe: os.access is wrong for root, read-only mounts and pseudo file systems
-        fd, probe = tempfile.mkstemp(prefix=temporary_prefix(path.name), suffix=".probe", dir=parent)
+        fd, probe = tempfile.mkstemp(prefix=temporary_prefix("write-check"), suffix=".probe", dir=directory)
         os.close(fd)
         os.unlink(probe)
     except OSError as exc:
         raise OutputPathError(
-            f"cannot write {path}: directory {parent} is not writable ({exc.strerror}); choose another `output`",
-            field="output",
+            f"{doing}: directory {directory} is not writable ({exc.strerror}); choose another `{field}`", field=field
         ) from None
-    return path
 
 
 # Temporary files are ".NAME.<host>-<pid>.<random>.tmp" beside their target: on the same host, the

@@ -123,13 +123,13 @@ class EngineSidecar:
     @property
     def metadata(self) -> ArtifactMetadata:
         """What the model is (the ONNX metadata of the graph built), checked."""
-        return ArtifactMetadata.from_props(self.model, source=f"{self.engine or 'the engine'}'s sidecar model")
+        return ArtifactMetadata.from_props(self.model, source=f"{self.engine or 'the engine'} (its sidecar's model)")
 
     @property
     def graph_lineage(self) -> GraphLineage:
         """Where the graph built came from: its precision and form, how it was calibrated, what was kept out."""
         props = self.lineage if self.lineage is not None else {k: v for k, v in self.model.items() if k in KEYS}
-        return GraphLineage.from_props(props, source=f"{self.engine or 'the engine'}'s sidecar lineage")
+        return GraphLineage.from_props(props, source=f"{self.engine or 'the engine'} (its sidecar's lineage)")
 
     def rebuild_hint(self) -> str:
         command = self.rebuild_command

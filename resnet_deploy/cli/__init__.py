@@ -20,13 +20,13 @@ from resnet_deploy.cli.calibrate import calibrate
 from resnet_deploy.cli.convert import convert
 from resnet_deploy.cli.demo import demo
 from resnet_deploy.cli.export import export
-from resnet_deploy.cli.flags import render
+from resnet_deploy.cli.flags import describe_error
 from resnet_deploy.cli.info import info
 from resnet_deploy.cli.sensitivity import sensitivity
 from resnet_deploy.cli.train import train
 from resnet_deploy.cli.validate import validate_command
 from resnet_deploy.errors import ResnetDeployError, Stopped, Terminated, interrupted_code
-from resnet_deploy.training.failures import record_failure
+from resnet_deploy.training.torchrun import record_failure
 
 
 def _terminate(_signum: int, _frame: Any) -> None:
@@ -55,7 +55,7 @@ class _Group(click.Group):
         except Stopped as exc:  # another process of the job says why
             sys.exit(exc.exit_code)
         except ResnetDeployError as exc:
-            self._fail(ctx, render(str(exc), self._command(ctx)), exc.exit_code)
+            self._fail(ctx, describe_error(str(exc), exc.field, self._command(ctx)), exc.exit_code)
         except OSError as exc:  # a file system error no check foresaw (disk full mid-read, a vanished file)
             where = f": {exc.filename}" if exc.filename else ""
             self._fail(ctx, f"{exc.strerror or exc}{where}; nothing was written there", 2)

@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 import click
 from click.core import ParameterSource
 
-from resnet_deploy.cli.options import FiniteFloat
+from resnet_deploy.cli.options import FiniteFloat, apply_options
 from resnet_deploy.quantize.budget import BudgetOptions
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -65,9 +65,7 @@ def budget_options(f: F) -> F:
             "the budget with the most MACs in INT8.",
         ),
     ]
-    for decorator in reversed(decorators):
-        f = decorator(f)
-    return f
+    return apply_options(f, decorators)
 
 
 def budget_from(kwargs: dict[str, Any]) -> BudgetOptions | None:

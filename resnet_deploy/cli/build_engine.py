@@ -9,12 +9,14 @@ import click
 
 from resnet_deploy.cli.budget_options import budget_from, budget_options
 from resnet_deploy.cli.options import (
+    apply_options,
     calibration_from,
     calibration_options,
     execute,
     model_options,
     model_spec,
     output_options,
+    progress_option,
 )
 from resnet_deploy.cli.output import Reporter
 from resnet_deploy.engine.options import HARDWARE_COMPAT, BuildOptions, parse_batch, parse_target_cc
@@ -60,13 +62,9 @@ def engine_options(f: Any) -> Any:
         click.option(
             "--calib-cache", type=click.Path(dir_okay=False), default=None, help="<id>.calib.cache of calibrate."
         ),
-        click.option(
-            "--no-progress", is_flag=True, help="No progress bars (none are drawn when stderr is not a terminal)."
-        ),
+        progress_option,
     ]
-    for decorator in reversed(decorators):
-        f = decorator(f)
-    return f
+    return apply_options(f, decorators)
 
 
 def build_options_from(options: dict[str, Any]) -> BuildOptions:

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from resnet_deploy.cli.options import execute, output_options
+from resnet_deploy.cli.options import execute, output_options, progress_option
 from resnet_deploy.cli.output import Reporter
 from resnet_deploy.pipeline import DemoJob
 
@@ -28,7 +28,7 @@ DEFAULTS = DemoJob()
     "--epochs", type=click.IntRange(min=1), default=None, help="Training epochs (default: the recipe's 20 on digits)."
 )
 @click.option("--calib-images", type=click.IntRange(min=1), default=DEFAULTS.calib_images, show_default=True)
-@click.option("--no-progress", is_flag=True, help="No progress bars (none are drawn when stderr is not a terminal).")
+@progress_option
 @output_options(None)
 def demo(no_progress: bool, dry_run: bool, as_json: bool, **options: Any) -> None:
     """Run the pipeline end to end on the embedded digits: train, export, INT8, FP16, engines,

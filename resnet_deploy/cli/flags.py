@@ -18,20 +18,12 @@ ALIASES = {
     "directory": "--out",
     "model": "MODEL",
     "calibration.count": "--calib-images",
-    "calibration.method": "--method",
-    "calibration.percentile": "--percentile",
-    "calibration.data": "--data",
-    "calibration.cache_dir": "--cache-dir",
-    "count": "--calib-images",
-    "budget.max_top1_drop": "--max-top1-drop",
     "budget.gate": "--gate-on",
     "budget.images": "--held-out-images",
     "budget.precision": "--keep-out-precision",
-    "budget.try_methods": "--try-methods",
     "workspace_mib": "--workspace",
     "batches": "--batch",
     "backends": "--backend",
-    "compile": "--compile",
     "artifacts": "--artifacts",
 }
 _TOKEN = re.compile(r"(?<!`)`([a-z][a-z0-9_]*(?:\.[a-z][a-z0-9_]*)*)(?:=([^`\s][^`]*))?`(?!`)")
@@ -58,6 +50,19 @@ def _flag_with_value(name: str, value: str, command: click.Command | None) -> st
     if value == "False":
         return flag.replace("--", "--no-", 1)
     return f"{flag} {value.strip(chr(39))}"
+
+
+def describe_error(message: str, field: str | None, command: click.Command | None) -> str:
+    """An error as the command line shows it: its parameters as flags, and the flag at fault named where
+    the message does not name it already ("ONNX x.onnx not found (--onnx)")."""
+    text = render(message, command)
+    if field is None or command is None:
+        return text
+    flag = flag_of(field, command)
+    ours = {opt for p in command.params for opt in p.opts} | {
+        p.human_readable_name for p in command.params if isinstance(p, click.Argument)
+    }
+    return text if flag not in ours or flag in text else f"{text} ({flag})"
 
 
 def render(message: str, command: click.Command | None = None) -> str:

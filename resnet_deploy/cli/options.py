@@ -5,7 +5,7 @@ record; and ``execute``, the plan-run-print every command ends with. Defaults co
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -59,10 +59,23 @@ class NameList(click.ParamType):
         return tuple(dict.fromkeys(b.strip() for b in str(value).split(",") if b.strip()))
 
 
-def _apply(f: F, decorators: list[Callable[[F], F]]) -> F:
+def apply_options(f: F, decorators: Sequence[Callable[[Any], Any]]) -> F:
+    """``f`` with an option group's decorators, in the order ``--help`` lists them."""
     for decorator in reversed(decorators):
         f = decorator(f)
     return f
+
+
+def data_option(help_text: str) -> Callable[[F], F]:
+    """--data: a dataset spec (digits, cifar10:PATH, cifar100:PATH, imagefolder:PATH); what it is for, per command."""
+    return click.option("--data", default=None, metavar="SPEC", help=help_text)
+
+
+progress_option = click.option(
+    "--no-progress",
+    is_flag=True,
+    help="No progress bars (none are drawn when stderr is not a terminal, or with --json).",
+)
 
 
 def _remember_json(ctx: click.Context, _param: click.Parameter, value: bool) -> bool:
@@ -104,14 +117,14 @@ def output_options(output_help: str | None, *, directory: bool = False) -> Calla
             ),
             json_option,
         ]
-        return _apply(f, decorators)
+        return apply_options(f, decorators)
 
     return group
 
 
 def model_options(f: F) -> F:
     """--depth and the architecture options; None means the family default (see `info`)."""
-    return _apply(
+    return apply_options(
         f,
         [
             click.option(
@@ -160,10 +173,10 @@ def calibration_options(data_help: str) -> Callable[[F], F]:
     """How INT8 calibration measures ranges: the same options for every command that calibrates."""
 
     def group(f: F) -> F:
-        return _apply(
+        return apply_options(
             f,
             [
-                click.option("--data", default=None, help=data_help),
+                data_option(data_help),
                 click.option(
                     "--calib-images",
                     type=click.IntRange(min=1),

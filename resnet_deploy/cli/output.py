@@ -20,26 +20,23 @@ class Reporter:
     to stderr under ``--json`` so stdout holds only the JSON; bars go to stderr when it is a terminal
     (and neither ``--no-progress`` nor ``--json`` is given)."""
 
-    def __init__(self, as_json: bool, bars: bool = True, quiet: bool = False) -> None:
+    def __init__(self, as_json: bool, bars: bool = True) -> None:
         self.as_json = as_json
-        self.quiet = quiet  # a data-parallel process other than rank 0: rank 0 reports the run
-        self.bars = Bars(bars and not as_json and not quiet)
+        self.bars = Bars(bars and not as_json)
         context = click.get_current_context(silent=True)
         self.command = context.command if context is not None else None
 
     def say(self, message: str = "") -> None:
-        if not self.quiet:
-            click.echo(render(message, self.command), err=self.as_json)
+        click.echo(render(message, self.command), err=self.as_json)
 
     def warn(self, message: str) -> None:
-        if not self.quiet:
-            click.secho(f"warning: {render(message, self.command)}", err=True, fg="yellow")
+        click.secho(f"warning: {render(message, self.command)}", err=True, fg="yellow")
 
     def progress(self, total: int | None, desc: str) -> Progress:
         return self.bars.progress(total, desc)
 
     def result(self, payload: dict[str, Any]) -> None:
-        if self.as_json and not self.quiet:
+        if self.as_json:
             click.echo(json.dumps(payload, indent=2, default=str))
 
 

@@ -6,8 +6,18 @@ from typing import Any, NoReturn
 
 import click
 
+from resnet_deploy.artifacts.naming import LOG_FILES
 from resnet_deploy.artifacts.train_state import DEFAULT_DATA
-from resnet_deploy.cli.options import SEED_RANGE, execute, model_options, model_spec, output_options
+from resnet_deploy.cli.options import (
+    SEED_RANGE,
+    apply_options,
+    data_option,
+    execute,
+    model_options,
+    model_spec,
+    output_options,
+    progress_option,
+)
 from resnet_deploy.cli.output import Reporter
 from resnet_deploy.errors import JobFailed, RunInterrupted
 from resnet_deploy.pipeline import TrainJob
@@ -37,7 +47,7 @@ TRAIN_OPTIONS = (
 def training_options(f: Any) -> Any:
     """What a run trains on and how: the data, the recipe and its overrides, the devices."""
     decorators = [
-        click.option("--data", default=None, help=f"Dataset: {DATA_HELP} (default: {DEFAULT_DATA}).", metavar="SPEC"),
+        data_option(f"Dataset: {DATA_HELP} (default: {DEFAULT_DATA})."),
         click.option(
             "--recipe",
             type=click.Choice(["paper-cifar", "paper-imagenet"]),
@@ -106,11 +116,9 @@ def training_options(f: Any) -> Any:
         click.option(
             "--compile", "compile", is_flag=True, help="torch.compile the model (slower start, faster steps)."
         ),
-        click.option("--no-progress", is_flag=True, help="No progress bar (epoch lines only)."),
+        progress_option,
     ]
-    for decorator in reversed(decorators):
-        f = decorator(f)
-    return f
+    return apply_options(f, decorators)
 
 
 @click.command()
@@ -151,7 +159,7 @@ def train(no_progress: bool, dry_run: bool, as_json: bool, **options: Any) -> No
         out.say(
             f"{result.config.name}: test top-1 error {final.test_top1_error:.2f}%, top-5 "
             f"{final.test_top5_error:.2f}% after {result.epochs} epochs ({result.seconds:.0f} s); "
-            f"checkpoint {result.checkpoint} (+ .json), log {result.run_dir / 'log.csv'}"
+            f"checkpoint {result.checkpoint} (+ .json), log {result.run_dir / LOG_FILES[0]}"
         )
         out.say(f"next: resnet-deploy export --checkpoint {result.checkpoint}")
     out.result({"ok": True, **result.to_dict()})

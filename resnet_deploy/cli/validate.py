@@ -6,12 +6,12 @@ from typing import Any
 
 import click
 
-from resnet_deploy.cli.options import FiniteFloat, execute, output_options
+from resnet_deploy.cli.options import FiniteFloat, data_option, execute, output_options
 from resnet_deploy.cli.output import Reporter
 from resnet_deploy.errors import AccuracyGateError
 from resnet_deploy.evaluate.paired_stats import GATES
 from resnet_deploy.pipeline import ValidateJob
-from resnet_deploy.pipeline.validate import ONNX_BACKENDS
+from resnet_deploy.runtime.load import ONNX_BACKENDS
 
 DEFAULTS = ValidateJob("", ())
 
@@ -21,8 +21,8 @@ DEFAULTS = ValidateJob("", ())
     "--checkpoint", required=True, type=click.Path(dir_okay=False), help="The original model (the reference)."
 )
 @click.option("--artifacts", "artifacts_flag", is_flag=True, help="Marks the start of the artifact list (optional).")
-@click.argument("artifacts", nargs=-1, type=click.Path(dir_okay=False))
-@click.option("--data", default=None, help="Labelled dataset spec (default: the checkpoint's dataset, test split).")
+@click.argument("paths", metavar="ARTIFACTS", nargs=-1, type=click.Path(dir_okay=False))
+@data_option("Labelled dataset spec (default: the checkpoint's dataset, test split).")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Validate on the first N test images only.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=DEFAULTS.batch_size, show_default=True)
 @click.option(
@@ -49,7 +49,9 @@ DEFAULTS = ValidateJob("", ())
 )
 @click.option("--report", type=click.Path(dir_okay=False), default=None, help="Also write a Markdown report.")
 @output_options(None)
-def validate_command(artifacts_flag: bool, dry_run: bool, as_json: bool, **options: Any) -> None:
+def validate_command(
+    artifacts_flag: bool, paths: tuple[str, ...], dry_run: bool, as_json: bool, **options: Any
+) -> None:
     """Run the original and every artifact on the same labelled images; print one table.
 
     Each artifact's top-1 change comes with its 95% interval, the images it got wrong where the
@@ -66,7 +68,7 @@ def validate_command(artifacts_flag: bool, dry_run: bool, as_json: bool, **optio
     """
     out = Reporter(as_json)
     try:
-        report = execute(ValidateJob(**options), out, dry_run)
+        report = execute(ValidateJob(artifacts=paths, **options), out, dry_run)
     except AccuracyGateError as exc:  # the table is out; the JSON too, then the gate's one line
         if exc.report is not None:
             out.result({"ok": True, **exc.report.to_dict()})  # type: ignore[attr-defined]

@@ -27,15 +27,15 @@ from resnet_deploy._io import atomic_outputs, check_writable, sha256_bytes, sha2
 from resnet_deploy.artifacts.engine_sidecar import EngineSidecar, EngineTargets, sidecar_path
 from resnet_deploy.artifacts.lineage import KEYS as LINEAGE_KEYS
 from resnet_deploy.artifacts.lineage import GraphLineage
-from resnet_deploy.artifacts.onnx_io import read_lineage, read_onnx_props
+from resnet_deploy.artifacts.onnx_io import read_onnx_props
 from resnet_deploy.engine import network as tensorrt_api  # through the module: tests replace its calls
 from resnet_deploy.engine import progress as progress_bars  # through the module, as tensorrt_api
 from resnet_deploy.engine.build_gpu import describe_build_gpu
 from resnet_deploy.engine.implicit_int8 import cache_calibrator
-from resnet_deploy.engine.options import BatchProfile, BuildOptions, check_combination, resolve_batch
+from resnet_deploy.engine.options import BatchProfile, BuildOptions, resolve_batch
 from resnet_deploy.errors import BuildOptionError
-from resnet_deploy.messages import SILENT, Messages
-from resnet_deploy.trt.flavours import EngineBackend, choose
+from resnet_deploy.messages import SILENT, Messages, NoProgress
+from resnet_deploy.trt.flavours import EngineBackend
 
 
 @dataclass
@@ -71,7 +71,7 @@ def twin_needed(given: str, precision: str, strongly_typed: bool, implicit: bool
     if given == "int8-cpu":
         raise BuildOptionError(
             f"{source} is ONNX Runtime's CPU INT8 form (int32 biases), which TensorRT rejects; "
-            "give the FP32 export (a `precision=int8` build calibrates it) or an INT8 ONNX calibrated for "
+            "give the FP32 export (a `precision=int8` build calibrates it) or the INT8 ONNX of calibrate's "
             "`target=tensorrt`",
             field="precision",
         )
@@ -131,33 +131,6 @@ def rebuild_command(graph: Path, output: Path, options: BuildOptions, backend: E
 
 
 def build_engine_file(
-    graph: str | Path,
-    output: str | Path,
-    options: BuildOptions,
-    *,
-    backend: EngineBackend | str | None = None,
-    input_onnx: Path | None = None,
-    derived: list[Path] | None = None,
-    out: Messages = SILENT,
-) -> BuildResult:
-    """Build ``graph``, an ONNX of the precision ``options`` asks for (the table above; converting or
-    calibrating one on the way is the ``EngineJob``'s), into ``output`` and its sidecar, once the options
-    are checked against the backend and the graph. ``input_onnx``: the FP32 ONNX ``graph`` was made from.
-    Each build phase is a bar of ``out``; Ctrl-C cancels."""
-    chosen = backend if isinstance(backend, EngineBackend) else choose(backend)
-    check_combination(options, chosen)
-    graph = Path(graph)
-    strongly_typed, _ = typing_mode(chosen, options)
-    given = read_lineage(graph).graph_precision
-    if twin_needed(given, options.precision, strongly_typed, options.implicit, graph) is not None:
-        raise BuildOptionError(
-            f"{graph} is an {given} model; a {options.precision} engine is built from its "
-            f"{'FP16' if options.precision == 'fp16' else 'INT8 Q/DQ'} form, which an `EngineJob` makes on the way"
-        )
-    return build_checked(graph, output, options, chosen, input_onnx=input_onnx, derived=derived, out=out)
-
-
-def build_checked(
     graph: Path,
     output: str | Path,
     options: BuildOptions,
@@ -167,7 +140,11 @@ def build_checked(
     derived: list[Path] | None = None,
     out: Messages = SILENT,
 ) -> BuildResult:
-    """:func:`build_engine_file` once its checks have passed (an ``EngineJob``'s plan made them)."""
+    """Build ``graph``, an ONNX of the precision ``options`` asks for (the table above), into ``output`` and its
+    sidecar, with ``chosen``. The caller has checked the options against the backend and the graph (an
+    ``EngineJob``'s plan does: ``check_combination``, ``twin_needed``); converting or calibrating the graph on
+    the way is the job's too. ``input_onnx``: the FP32 ONNX ``graph`` was made from. Each build phase is a bar
+    of ``out``; Ctrl-C cancels."""
     output = check_writable(output)
     strongly_typed, weak_flags = typing_mode(chosen, options)
     props = read_onnx_props(graph)
@@ -184,7 +161,12 @@ def build_checked(
     if monitor is not None:
         config.progress_monitor = monitor
     else:
-        out.say(f"{chosen.describe()} has no progress monitor: no progress bars; Ctrl-C stops when TensorRT returns")
+        bar = out.progress(None, "build")  # would bars be drawn? then say why there are none
+        if not isinstance(bar, NoProgress):
+            out.say(
+                f"{chosen.describe()} has no progress monitor: no progress bars; Ctrl-C stops when TensorRT returns"
+            )
+        bar.close()
     typing = "strongly typed" if strongly_typed else "flags " + "+".join(weak_flags or ("none",))
     out.say(
         f"building {options.precision} engine from {graph.name} with {chosen.describe()} ({typing}, batch {profile})"

@@ -37,7 +37,7 @@ def read_cache(cache_path: Path, *, dla: bool = False) -> tuple[str, list[str]]:
     if dla and algorithm != "EntropyCalibration2":
         raise BuildOptionError(
             f"{cache_path} is a {algorithm} cache, but DLA takes EntropyCalibration2 scales only: "
-            "recalibrate with `calibration.method=entropy` (the default)",
+            "recalibrate with calibrate's `calibration.method=entropy` (its default)",
             field="calibration.method",
         )
     return algorithm, lines[1:]

@@ -65,7 +65,7 @@ def _where(error: Any) -> str:
 
 def _hint(errors: list[str]) -> str:
     if any("DequantizeLinear" in e for e in errors):
-        return " (TensorRT needs the INT8 ONNX calibrated for `target=tensorrt`, not the cpu form)"
+        return " (TensorRT needs the INT8 ONNX of calibrate's `target=tensorrt`, not the cpu form)"
     return ""
 
 

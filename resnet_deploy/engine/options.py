@@ -26,7 +26,7 @@ class BatchProfile:
         return f"{self.min}:{self.opt}:{self.max}"
 
 
-@dataclass
+@dataclass(frozen=True)
 class BuildOptions:
     precision: str = "fp32"
     batch: BatchProfile | None = None  # None: the model's static batch, or 1:8:32 for a dynamic one

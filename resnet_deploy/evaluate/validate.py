@@ -236,14 +236,20 @@ def _topk_hits(logits: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
 
 
 def open_artifacts(
-    paths: Sequence[str | Path], stack: ExitStack, backend: str = "auto", *, allow_none: bool = False
+    paths: Sequence[str | Path],
+    stack: ExitStack,
+    backend: str = "auto",
+    *,
+    allow_none: bool = False,
+    skip_failing_engines: bool = False,
 ) -> tuple[list[Backend], list[SkippedArtifact]]:
     """Open every artifact into ``stack``: the backends, and the engines skipped. ONNX files run on
     ``backend`` (auto: OpenVINO unless ONNX Runtime is faster here; see ``runtime.onnx_choice``).
 
     On a machine without an NVIDIA GPU a TensorRT engine can never run, so one that fails to load
-    is skipped with the reason and the rest are still scored (as the demo does). With a GPU its load
-    error is a real one, and so is any other artifact's. Every artifact skipped is an error.
+    is skipped with the reason and the rest are still scored. With a GPU its load error is a real one
+    (and so is any other artifact's), unless ``skip_failing_engines`` (the demo: an engine built ahead of
+    time for other GPUs). ``allow_none``: nothing opened is no error (the caller names what was skipped).
     """
     opened: list[Backend] = []
     skipped: list[SkippedArtifact] = []
@@ -252,7 +258,7 @@ def open_artifacts(
         is_engine = Path(path).suffix.lower() in ENGINE_SUFFIXES and Path(path).is_file()
         if is_engine and no_gpu is None:
             no_gpu = not machine.gpu_present()
-        if not (is_engine and no_gpu):
+        if not (is_engine and (no_gpu or skip_failing_engines)):
             onnx = Path(path).suffix.lower() in ONNX_SUFFIXES
             opened.append(stack.enter_context(runtime.open_backend(path, backend=backend if onnx else "auto")))
             continue
@@ -260,7 +266,8 @@ def open_artifacts(
             opened.append(stack.enter_context(runtime.open_backend(path)))
         except ResnetDeployError as exc:
             reason = " ".join(str(exc).split())  # one line, whatever TensorRT logged
-            skipped.append(SkippedArtifact(str(path), f"no NVIDIA GPU here to run TensorRT engines ({reason})"))
+            why = f"no NVIDIA GPU here to run TensorRT engines ({reason})" if no_gpu else reason
+            skipped.append(SkippedArtifact(str(path), why))
     if not opened and not allow_none:
         every = "; ".join(f"{s.artifact}: {s.reason}" for s in skipped)
         raise ValidationError(

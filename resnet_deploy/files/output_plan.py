@@ -19,11 +19,11 @@ output.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from resnet_deploy._io import check_writable
+from resnet_deploy._io import check_creatable, check_writable
 from resnet_deploy.artifacts.naming import companion
 from resnet_deploy.errors import OutputPathError
 
@@ -35,18 +35,11 @@ class Planned:
     ours: Callable[[Path], bool] | None = None  # True: the existing file is our output from the same inputs
     existing_ok: bool = False  # a shared cache or a file updated in place
     makes_parent: bool = False  # its directory is made by the work (a run directory): its nearest ancestor is checked
+    field: str = "output"  # the parameter that names it, for the messages
 
 
 def _exists_beside(main: Path) -> Callable[[Path], bool]:
     return lambda _companion: main.exists()
-
-
-def _nearest_existing(path: Path) -> Path:
-    """``path`` moved up into its nearest existing ancestor directory: where making its directory is tried."""
-    parent = path.parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
-    return parent / path.name
 
 
 def _key(path: Path) -> Path:
@@ -81,10 +74,6 @@ class OutputPlan:
         if extra is not None:
             self.inputs.append((extra[0], f"{what}'s {extra[1]}"))
 
-    def read_all(self, paths: Iterable[str | os.PathLike[str]], what: str) -> None:
-        for path in paths:
-            self.read(path, what)
-
     def write(
         self,
         path: str | os.PathLike[str],
@@ -94,15 +83,16 @@ class OutputPlan:
         existing_ok: bool = False,
         with_companion: bool = True,
         makes_parent: bool = False,
+        field: str = "output",
     ) -> Path:
         """Plan ``path`` (and its companion: an engine's sidecar, a checkpoint's metadata)."""
         path = Path(path)
-        self.outputs.append(Planned(path, what, ours, existing_ok, makes_parent))
+        self.outputs.append(Planned(path, what, ours, existing_ok, makes_parent, field))
         extra = companion(path) if with_companion else None
         if extra is not None:
             # The companion follows its file's verdict; one without its file is refused like any other.
             self.outputs.append(
-                Planned(extra[0], f"{what}'s {extra[1]}", _exists_beside(path), makes_parent=makes_parent)
+                Planned(extra[0], f"{what}'s {extra[1]}", _exists_beside(path), makes_parent=makes_parent, field=field)
             )
         return path
 
@@ -114,16 +104,21 @@ class OutputPlan:
                     same = "" if str(out.path) == str(path) else f" ({out.path} and {path} are one file)"
                     raise OutputPathError(
                         f"the {out.what} would be written over the {what} {path}{same}, destroying it; "
-                        "choose another output path (`output`)"
+                        f"choose another output path (`{out.field}`)",
+                        field=out.field,
                     )
             for other in self.outputs[:index]:
                 if _key(other.path) == _key(out.path):
                     raise OutputPathError(
                         f"the {other.what} and the {out.what} would both be written to {out.path}; "
-                        "choose another output path (`output`)"
+                        f"choose another output path (`{out.field}`)",
+                        field=out.field,
                     )
         for out in self.outputs:
-            check_writable(out.path if not out.makes_parent else _nearest_existing(out.path))
+            if out.makes_parent:
+                check_creatable(out.path, out.field)
+            else:
+                check_writable(out.path, out.field)
             if out.existing_ok or not (out.path.exists() or out.path.is_symlink()):
                 continue
             if out.ours is not None and out.ours(out.path):
@@ -131,8 +126,8 @@ class OutputPlan:
             elif not self.overwrite:
                 raise OutputPathError(
                     f"{out.path} exists and is not `resnet-deploy {self.command}`'s {out.what} from these inputs; "
-                    f"pass `overwrite=True` to replace it, or choose another output path",
-                    field="overwrite",
+                    f"pass `overwrite=True` to replace it, or choose another output path (`{out.field}`)",
+                    field=out.field,
                 )
 
     def notes(self) -> list[str]:

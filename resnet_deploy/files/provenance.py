@@ -17,7 +17,7 @@ from resnet_deploy._io import sha256_file
 from resnet_deploy._lazy import lazy_import
 from resnet_deploy.artifacts.engine_sidecar import EngineSidecar
 from resnet_deploy.artifacts.lineage import GraphLineage
-from resnet_deploy.artifacts.onnx_io import read_lineage, read_onnx_props
+from resnet_deploy.artifacts.onnx_io import read_onnx_props
 from resnet_deploy.errors import ArtifactError
 
 if TYPE_CHECKING:
@@ -35,19 +35,12 @@ def architecture(props: dict[str, str]) -> dict[str, str]:
     return {k: props.get(k, "") for k in ARCHITECTURE_KEYS}
 
 
-def _lineage(path: Path) -> GraphLineage | None:
-
+def _props(path: Path) -> tuple[dict[str, str], GraphLineage] | None:
+    """An ONNX file's props and lineage; None when it is no ONNX, is damaged, or its lineage is unreadable."""
     try:
-        return read_lineage(path)
-    except Exception:  # not an ONNX at all, damaged, or its lineage unreadable: not ours
-        return None
-
-
-def _props(path: Path) -> dict[str, str] | None:
-
-    try:
-        return read_onnx_props(str(path))
-    except Exception:  # not an ONNX at all, or damaged: not ours
+        props = read_onnx_props(str(path))
+        return props, GraphLineage.from_props(props, str(path))
+    except Exception:  # not ours, whatever is wrong with it
         return None
 
 
@@ -55,9 +48,10 @@ def onnx_export_of(checkpoint_sha256: str | None, arch: dict[str, str] | None = 
     """An export of this checkpoint; with random weights (``None``), of the same (seeded) architecture."""
 
     def ours(path: Path) -> bool:
-        props, lineage = _props(path), _lineage(path)
-        if props is None or lineage is None or lineage.derived:
+        read = _props(path)
+        if read is None or read[1].derived:
             return False
+        props = read[0]
         if checkpoint_sha256 is not None:
             return props.get("checkpoint_sha256") == checkpoint_sha256
         return "checkpoint_sha256" not in props and arch is not None and architecture(props) == arch
@@ -72,7 +66,8 @@ def onnx_twin_of(
     settings): a calibration made another way is the user's work, not ours to redo."""
 
     def ours(path: Path) -> bool:
-        lineage = _lineage(path)
+        read = _props(path)
+        lineage = read[1] if read is not None else None
         return (
             lineage is not None
             and lineage.precision == precision

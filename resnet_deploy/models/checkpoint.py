@@ -132,7 +132,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         meta = CheckpointMeta.from_json(data, str(meta_file))
         if meta.sha256 not in (None, digest):
             if (path.parent / "train_state.pt").is_file():  # a run directory: resume rewrites both
-                fix = f"an interrupted save; resuming the run (`resume={path.parent}`) rewrites both"
+                fix = f"an interrupted save; resuming that run (train's `resume={path.parent}`) rewrites both"
             else:
                 fix = f"if you replaced {path.name} on purpose, move {meta_file.name} away (it then loads as weights)"
             raise CheckpointError(f"{meta_file} describes another version of {path.name} (sha256 differs): {fix}")
@@ -245,7 +245,9 @@ def checkpoint_config(checkpoint: Checkpoint, spec: ModelSpec | None = None) -> 
             raise CheckpointError(f"{source} is {cfg.name}, not a plain network; drop `plain`", field="plain")
         for flag, (value, recorded) in given.items():
             if value is not None and value != recorded:
-                raise CheckpointError(f"{source} records {flag} {recorded}, not {value}; drop {flag}")
+                raise CheckpointError(
+                    f"{source} records {flag} {recorded}, not {value}; drop {flag}", field=flag.strip("`")
+                )
         if cfg.pixel_mean and input_size is not None and int(input_size) != cfg.input_size:
             raise CheckpointError(
                 f"{source} subtracts a {cfg.input_size}x{cfg.input_size} per-pixel mean image, so it takes only "

@@ -20,9 +20,9 @@ from resnet_deploy._lazy import lazy_module
 from resnet_deploy.errors import BenchmarkError
 from resnet_deploy.messages import Messages
 from resnet_deploy.pipeline.job import Job
-from resnet_deploy.pipeline.plan import Input, Output, Plan, Step, checked, inputs
+from resnet_deploy.pipeline.plan import Input, Output, Plan, Step, checked, first, inputs
 from resnet_deploy.pipeline.reports import MarkedFile, marked_report
-from resnet_deploy.runtime.load import ONNX_SUFFIXES, TORCH_SUFFIXES
+from resnet_deploy.runtime.load import ONNX_BACKENDS, ONNX_SUFFIXES, TORCH_SUFFIXES
 
 if TYPE_CHECKING:
     from resnet_deploy import runtime
@@ -34,7 +34,6 @@ else:
         lazy_module, ("resnet_deploy.runtime", "resnet_deploy.evaluate.bench", "resnet_deploy.evaluate.validate")
     )
 
-ONNX_BACKENDS = ("auto", "onnxruntime", "openvino")
 LATENCY_ITERS, THROUGHPUT_ROUNDS = 30, 5  # what ``iters`` None means in each mode
 
 
@@ -44,11 +43,11 @@ class BenchJob(Job["BenchReport | ThroughputReport"]):
 
     ``streams`` (e.g. (1, 2, 4)): throughput mode, images/s with that many requests in flight. ``iters``
     None: 30 timed rounds (5 in throughput mode). ``plot``: a PNG chart of the latency table.
-    ``skip_engines_without_gpu``: leave out (named) the engines that cannot run on a machine without a GPU."""
+    ``skip_failing_engines``: leave out (named) the engines that do not load here (the demo's)."""
 
     command = "bench"
 
-    artifacts: tuple[str | Path, ...]
+    artifacts: tuple[str | Path, ...]  # a single path is taken as one artifact
     batches: tuple[int, ...] = (1, 8, 32)
     backends: tuple[str, ...] = ("auto",)
     streams: tuple[int, ...] | None = None
@@ -56,8 +55,12 @@ class BenchJob(Job["BenchReport | ThroughputReport"]):
     iters: int | None = None
     threads: int | None = None
     plot: str | Path | None = None
-    skip_engines_without_gpu: bool = False
+    skip_failing_engines: bool = False
     overwrite: bool = False
+
+    def __post_init__(self) -> None:
+        if isinstance(self.artifacts, (str, Path)):  # one artifact, not its characters
+            object.__setattr__(self, "artifacts", (self.artifacts,))
 
     def plan(self) -> Plan[BenchReport | ThroughputReport]:
         if not self.artifacts:
@@ -86,11 +89,7 @@ class BenchJob(Job["BenchReport | ThroughputReport"]):
                 field="plot",
             )
         steps: list[Step] = [Time(self, tuple(self.artifacts), chart)]
-        return checked(self.command, steps, _report, overwrite=self.overwrite)
-
-
-def _report(results: list[Any]) -> BenchReport | ThroughputReport:
-    return results[0]  # type: ignore[no-any-return]
+        return checked(self.command, steps, first, overwrite=self.overwrite)
 
 
 @dataclass(frozen=True)
@@ -148,7 +147,7 @@ class Time(Step):
         """Every artifact on each runtime asked for, with ``count`` streams (how each was chosen said once)."""
         job, opened = self.job, []
         first = count == (job.streams or (1,))[0]
-        skip_engines = job.skip_engines_without_gpu
+        skip_engines = job.skip_failing_engines
         for path in self.artifacts:
             suffix = Path(path).suffix.lower()
             onnx = suffix in ONNX_SUFFIXES
@@ -163,7 +162,7 @@ class Time(Step):
                     )
                 options["streams"] = count
             if skip_engines and not onnx and suffix not in TORCH_SUFFIXES:
-                engines, skipped = validate.open_artifacts([path], stack, allow_none=True)
+                engines, skipped = validate.open_artifacts([path], stack, allow_none=True, skip_failing_engines=True)
                 for item in skipped:
                     if first:
                         out.say(f"not timing {item.artifact}: {item.reason}")

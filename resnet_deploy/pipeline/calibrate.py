@@ -93,7 +93,8 @@ class Calibrate(Step):
     @property
     def title(self) -> str:
         within = f" within a top-1 budget of {self.budget.max_top1_drop:g} pp" if self.budget else ""
-        return f"calibrate {self.source} to INT8 for {self.target} ({self.calibration.method}){within}"
+        cache = f"; ranges cached in {self.calibration.cache_dir}/" if self.calibration.cache_dir else ""
+        return f"calibrate {self.source} to INT8 for {self.target} ({self.calibration.method}{cache}){within}"
 
     def inputs(self) -> tuple[Input, ...]:
         return inputs((self.source, "model"))

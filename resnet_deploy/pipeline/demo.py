@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Any
 from resnet_deploy.artifacts import naming
 from resnet_deploy.artifacts.engine_sidecar import sidecar_path
 from resnet_deploy.artifacts.model_spec import ARCHITECTURES, ModelSpec, model_config
-from resnet_deploy.engine.options import BuildOptions
-from resnet_deploy.errors import NoBackendError, OutputPathError, UnknownModelError
+from resnet_deploy.engine.options import BuildOptions, check_combination
+from resnet_deploy.errors import BuildOptionError, NoBackendError, OutputPathError, TrainingError, UnknownModelError
 from resnet_deploy.messages import Messages
 from resnet_deploy.pipeline.bench import BenchJob, Time
 from resnet_deploy.pipeline.calibrate import Calibrate
@@ -99,7 +99,7 @@ class DemoJob(Job[DemoResult]):
                 field="depth",
             )
         if self.epochs is not None and self.epochs < 1:
-            raise UnknownModelError(f"`epochs` must be at least 1, got {self.epochs}", field="epochs")
+            raise TrainingError(f"`epochs` must be at least 1, got {self.epochs}", field="epochs")
         directory = Path(self.directory)
         check_directory(directory, self.overwrite)  # every option checked before the directory is touched
         files = naming.demo_files(directory, model_config(ModelSpec(self.depth)).name)
@@ -110,6 +110,7 @@ class DemoJob(Job[DemoResult]):
             lambda results: _result(directory, files, steps, results),
             overwrite=True,
             headings=headings,
+            output_field="directory",
         )
 
     def _steps(self, directory: Path, files: dict[str, Path]) -> tuple[list[Step], dict[int, str]]:
@@ -146,7 +147,7 @@ class DemoJob(Job[DemoResult]):
         report = MarkedFile(files["validation"], "", lambda _: True)  # the demo's directory: replaced whole
         stage(
             "== 6. validate every artifact against the original on the digits test split",
-            Score(checkpoint, artifacts, report=report),
+            Score(checkpoint, artifacts, report=report, skip_failing_engines=True),
         )
         bench = BenchJob(
             (checkpoint, *artifacts),
@@ -154,7 +155,7 @@ class DemoJob(Job[DemoResult]):
             warmup=3,
             iters=15,
             threads=threads,
-            skip_engines_without_gpu=True,
+            skip_failing_engines=True,
         )
         stage(
             f"== 7. benchmark, batch 1 and 32, {threads} CPU threads",
@@ -170,18 +171,18 @@ class DemoJob(Job[DemoResult]):
         except NoBackendError as exc:
             return [Skip(f"skipping engines: {exc}")]
         target_cc = DEMO_TARGET_CC if backend.is_rtx and not gpu_present() else ()
-        steps: list[Step] = []
-        if target_cc:
-            steps.append(
-                Skip(
-                    f"no GPU here: {backend.name} builds ahead of time for compute capabilities {', '.join(target_cc)}"
-                )
-            )
-        for precision, graph, engine in (("int8", int8, files["int8_engine"]), ("fp16", half, files["fp16_engine"])):
-            steps.append(
-                Build(graph, engine, BuildOptions(precision=precision, target_cc=target_cc), backend, input_onnx=graph)
-            )
-        return steps
+        builds = [
+            Build(graph, engine, BuildOptions(precision=precision, target_cc=target_cc), backend, input_onnx=graph)
+            for precision, graph, engine in (("int8", int8, files["int8_engine"]), ("fp16", half, files["fp16_engine"]))
+        ]
+        try:
+            for build in builds:
+                check_combination(build.options, backend)  # what EngineJob checks: none can be built here
+        except BuildOptionError as exc:
+            return [Skip(f"skipping engines: {exc}")]
+        ahead = f"no GPU here: {backend.name} builds ahead of time for compute capabilities {', '.join(target_cc)}"
+        steps: list[Step] = [Skip(ahead)] if target_cc else []
+        return steps + list(builds)
 
 
 def check_directory(directory: Path, overwrite: bool) -> None:
@@ -225,7 +226,7 @@ class Claim(Step):
         return (Output(self.directory / naming.DEMO_MARKER, "demo marker", with_companion=False, makes_parent=True),)
 
     def run(self, out: Messages, earlier: Sequence[Any]) -> None:
-        check_directory(self.directory, overwrite=True)  # the same verdict as at planning, now it is acted on
+        check_directory(self.directory, overwrite=True)  # again at the work: a run another process started meanwhile
         if (self.run_dir / naming.STATE_FILE).exists():
             shutil.rmtree(self.run_dir)  # the demo always starts fresh; use `train` for runs you keep
         self.directory.mkdir(parents=True, exist_ok=True)

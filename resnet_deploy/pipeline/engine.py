@@ -30,7 +30,7 @@ from resnet_deploy.pipeline.calibrate import Calibrate
 from resnet_deploy.pipeline.convert import ConvertFp16
 from resnet_deploy.pipeline.export import random_architecture, source_steps
 from resnet_deploy.pipeline.job import Job, existing_file, output_path
-from resnet_deploy.pipeline.plan import Input, Output, Plan, Step, checked, inputs, run
+from resnet_deploy.pipeline.plan import Input, Output, Plan, Step, checked, inputs, last, run
 from resnet_deploy.quantize.budget import BudgetOptions
 from resnet_deploy.quantize.options import CalibrationOptions
 from resnet_deploy.runtime.load import ENGINE_SUFFIXES
@@ -72,10 +72,7 @@ class EngineJob(Job[BuildResult]):
             raise ArtifactError("give exactly one of `onnx`, `checkpoint` or `depth`", field="onnx")
         onnx = existing_file(self.onnx, "ONNX", "onnx")
         checkpoint = existing_file(self.checkpoint, "checkpoint", "checkpoint")
-        suffixes = " or ".join(ENGINE_SUFFIXES)
-        output = output_path(
-            self.output, ENGINE_SUFFIXES, f"an engine file ends in {suffixes} (the runner goes by the suffix)"
-        )
+        output = output_path(self.output, ENGINE_SUFFIXES, "an engine file (the runner goes by the suffix)")
         options = self.build
         if self.budget is not None:  # a budget this build cannot use: refused before anything else
             check_budget_applies(options, onnx)
@@ -108,18 +105,14 @@ class EngineJob(Job[BuildResult]):
                 steps.append(Calibrate(source, graph, "tensorrt", self.calibration, self.budget))
         elif self.budget is not None:
             raise QuantizationError(
-                f"this build of {source} calibrates nothing for `max_top1_drop` to choose from",
+                f"this build of {source} calibrates nothing for `budget.max_top1_drop` to choose from",
                 field="budget.max_top1_drop",
             )
         steps.append(Build(graph, output, options, backend, input_onnx=source, derived=tuple(derived), ours=ours))
-        planned = checked(self.command, steps, _built, overwrite=self.overwrite)
+        planned = checked(self.command, steps, last, overwrite=self.overwrite)
         if self.calibration.data and twin == "int8":
             data_spec.check_spec(self.calibration.data)  # a wrong dataset fails now, not after an export
         return planned
-
-
-def _built(results: list[Any]) -> BuildResult:
-    return results[-1]  # type: ignore[no-any-return]
 
 
 @dataclass(frozen=True)
@@ -136,7 +129,7 @@ class Build(Step):
 
     @property
     def title(self) -> str:
-        return f"build a {self.options.precision} engine from {self.graph} with {self.backend.describe()}"
+        return f"build the {self.options.precision} engine from {self.graph} with {self.backend.describe()}"
 
     def inputs(self) -> tuple[Input, ...]:
         return inputs((self.graph, "input ONNX"), (self.options.calib_cache, "calibration cache"))
@@ -148,7 +141,7 @@ class Build(Step):
         return engine, Output(Path(self.options.timing_cache), "timing cache", existing_ok=True, with_companion=False)
 
     def run(self, out: Messages, earlier: Sequence[Any]) -> BuildResult:
-        result = build.build_checked(
+        result = build.build_engine_file(
             self.graph,
             self.output,
             self.options,
@@ -157,8 +150,6 @@ class Build(Step):
             derived=list(self.derived),
             out=out,
         )
-        for path in result.derived:
-            out.say(f"wrote {path} on the way")
         out.say(
             f"wrote {result.path} ({human_bytes(result.size_bytes)}, {result.backend} {result.backend_version}, "
             f"{result.precision}, batch {result.batch}) in {result.build_seconds:.1f} s; sidecar {result.sidecar_path}"
@@ -169,7 +160,7 @@ class Build(Step):
 def check_budget_applies(options: BuildOptions, onnx: Path | None) -> None:
     """A top-1 budget chooses which layers INT8 calibration quantizes: refused, before any work, for a
     build that calibrates nothing (another precision, implicit INT8, a graph already quantized)."""
-    what = "`max_top1_drop` chooses the layers INT8 calibration quantizes"
+    what = "`budget.max_top1_drop` chooses the layers INT8 calibration quantizes"
     if options.precision not in ("int8", "best") or options.implicit:
         kind = "an implicit INT8" if options.implicit else f"an {options.precision.upper()}"
         raise QuantizationError(

@@ -7,6 +7,7 @@ that starts from a model shares (:func:`source_steps`: export it, or reuse an ea
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,9 +16,10 @@ from typing import TYPE_CHECKING, Any
 from resnet_deploy._io import human_bytes, sha256_file
 from resnet_deploy._lazy import lazy_module
 from resnet_deploy.artifacts import naming
+from resnet_deploy.artifacts.checkpoint_meta import CheckpointMeta
 from resnet_deploy.artifacts.model_spec import ModelSpec, model_config
 from resnet_deploy.artifacts.onnx_metadata import ArtifactMetadata
-from resnet_deploy.errors import UnknownModelError
+from resnet_deploy.errors import ResnetDeployError, UnknownModelError
 from resnet_deploy.files.provenance import architecture, onnx_export_of
 from resnet_deploy.messages import Messages
 from resnet_deploy.pipeline.job import Job, existing_file, output_path
@@ -60,7 +62,7 @@ class ExportJob(Job["ExportResult"]):
         output = output_path(self.output, (".onnx",), "the export is an ONNX file")
         ours = export_ours(checkpoint, self.model)  # a wrong depth is refused here, before torch loads
         if output is None:
-            output = naming.exported(model_source.model_name(checkpoint, self.model))
+            output = naming.exported(model_name(checkpoint, self.model))
         step = Export(
             checkpoint,
             self.model,
@@ -155,6 +157,20 @@ def describe_verification(report: Any) -> str:
         for c in report.checks
     ]
     return "verified against PyTorch in ONNX Runtime: " + "; ".join(parts)
+
+
+def model_name(checkpoint: Path | None, spec: ModelSpec) -> str:
+    """The name an export is called by (``resnet20``): the spec's, or the checkpoint's metadata (without
+    importing torch); a foreign state dict is opened to read its architecture off its keys."""
+    if checkpoint is None:
+        return model_config(spec).name
+    meta = naming.json_beside(checkpoint)
+    if meta.is_file():
+        try:
+            return CheckpointMeta.from_json(json.loads(meta.read_text()), str(meta)).config.name
+        except (OSError, ValueError, ResnetDeployError):
+            pass  # opening the checkpoint says what is wrong with it
+    return model_source.model_name(checkpoint, spec)
 
 
 def random_architecture(spec: ModelSpec) -> dict[str, str]:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
+from resnet_deploy.artifacts.naming import companion
 from resnet_deploy.files.output_plan import OutputPlan
 from resnet_deploy.messages import SILENT, Messages
 
@@ -40,6 +41,7 @@ class Output:
     existing_ok: bool = False  # a shared cache, or a file updated in place (a timing cache)
     with_companion: bool = True  # an engine's sidecar, a checkpoint's metadata travel with it
     makes_parent: bool = False  # the step makes its directory (a run directory, the demo's)
+    field: str = "output"  # the parameter that names it, for the messages (`report`, `plot`)
 
 
 def inputs(*pairs: tuple[str | os.PathLike[str] | None, str]) -> tuple[Input, ...]:
@@ -77,19 +79,19 @@ class Plan(Generic[R]):
     headings: dict[int, str] = field(default_factory=dict)  # a line said before step i (the demo's "== 3. ...")
 
     def outputs(self) -> list[Path]:
-        return [o.path for step in self.steps for o in step.outputs()]
+        """Every file the steps write, the companions that travel with them included (an engine's sidecar)."""
+        return [path for step in self.steps for o in step.outputs() for path, _ in _written(o)]
 
     def describe(self) -> list[str]:
         """The plan in words, one line per step, then what each reads and writes."""
         lines = []
         for number, step in enumerate(self.steps, 1):
+            if number - 1 in self.headings:
+                lines.append(self.headings[number - 1])
             lines.append(f"{number}. {step.title}")
             lines += [f"     reads  {i.path}  ({i.what})" for i in step.inputs()]
-            lines += [f"     writes {o.path}  ({o.what})" for o in step.outputs()]
-        return lines + self.replacing_lines()
-
-    def replacing_lines(self) -> list[str]:
-        return list(self.replacing)
+            lines += [f"     writes {path}  ({what})" for o in step.outputs() for path, what in _written(o)]
+        return lines + list(self.replacing)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -99,7 +101,7 @@ class Plan(Generic[R]):
                     "step": type(step).__name__,
                     "title": step.title,
                     "reads": [{"path": str(i.path), "what": i.what} for i in step.inputs()],
-                    "writes": [{"path": str(o.path), "what": o.what} for o in step.outputs()],
+                    "writes": [{"path": str(p), "what": what} for o in step.outputs() for p, what in _written(o)],
                 }
                 for step in self.steps
             ],
@@ -114,8 +116,10 @@ def checked(
     *,
     overwrite: bool = False,
     headings: dict[int, str] | None = None,
+    output_field: str | None = None,
 ) -> Plan[R]:
-    """The plan of ``steps``, every path they write checked now (OutputPathError, one line, on the first problem)."""
+    """The plan of ``steps``, every path they write checked now (OutputPathError, one line, on the first problem).
+    ``output_field``: the parameter every output is named by in refusals (the demo's `directory`)."""
     steps = tuple(steps)
     check = OutputPlan(command, overwrite=overwrite)
     written: set[Path] = set()
@@ -133,12 +137,19 @@ def checked(
                 existing_ok=write.existing_ok,
                 with_companion=write.with_companion,
                 makes_parent=makes_parent,
+                field=output_field or write.field,
             )
             written.add(_real(write.path))
             if makes_parent:
                 made.update(_real(d) for d in write.path.parents if not d.exists())
     check.check()
     return Plan(command, steps, finish, tuple(check.notes()), dict(headings or {}))
+
+
+def _written(output: Output) -> list[tuple[Path, str]]:
+    """An output and its companion (``r20.engine`` -> ``r20.engine.json``, the engine's sidecar)."""
+    extra = companion(output.path) if output.with_companion else None
+    return [(output.path, output.what), *([(extra[0], f"{output.what}'s {extra[1]}")] if extra else [])]
 
 
 def _real(path: Path) -> Path:
@@ -160,3 +171,8 @@ def run(plan: Plan[R], out: Messages = SILENT) -> R:
 def last(results: list[Any]) -> Any:
     """The most common ``finish``: the last step's result is the Job's."""
     return results[-1]
+
+
+def first(results: list[Any]) -> Any:
+    """The ``finish`` of a Job whose later steps only act on the first one's result (a gate, a chart)."""
+    return results[0]

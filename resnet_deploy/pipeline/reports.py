@@ -22,8 +22,10 @@ class MarkedFile:
     mark: str
     ours: Ours
 
+    field: str = "report"
+
     def output(self, what: str) -> Output:
-        return Output(self.path, what, ours=self.ours)
+        return Output(self.path, what, ours=self.ours, field=self.field)
 
 
 def marked_report(
@@ -44,4 +46,4 @@ def marked_report(
     assert checked is not None
     digest = inputs_digest(sources, extra=settings)
     ours = png_of(command, digest) if suffixes == (".png",) else report_of(command, digest)
-    return MarkedFile(checked, report_mark(command, digest), ours)
+    return MarkedFile(checked, report_mark(command, digest), ours, field)

@@ -36,8 +36,8 @@ from resnet_deploy.files.run_dir import check_run_dir, epochs_logged, resumed_di
 from resnet_deploy.messages import SILENT, Messages
 from resnet_deploy.pipeline.job import Job
 from resnet_deploy.pipeline.plan import Input, Output, Plan, Step, checked, inputs, last
-from resnet_deploy.training.failures import record_failure
 from resnet_deploy.training.options import TrainOptions
+from resnet_deploy.training.torchrun import launched, record_failure
 
 if TYPE_CHECKING:  # they import torch: `resnet-deploy train --help` and planning stay light
     from resnet_deploy.training import distributed, launch, run_state, trainer
@@ -54,6 +54,14 @@ else:
     )
 
 _JOB_FIELDS = ("output", "resume", "nproc", "overwrite", "forward")
+NO_FLAG = ("model.in_chans", "eval_batch_size")  # options no `train` flag sets: a process started by `nproc` lacks them
+
+
+def _value(job: TrainJob, name: str) -> object:
+    record: object = job.options
+    for part in name.split("."):
+        record = getattr(record, part)
+    return record
 
 
 @dataclass(frozen=True)
@@ -88,10 +96,11 @@ class TrainJob(Job["TrainResult"]):
         if self.nproc is not None and self.nproc < 1:
             raise TrainingError(f"`nproc` must be at least 1, got {self.nproc}", field="nproc")
         directory = self.run_dir()
-        if distributed.launched():  # one of torchrun's processes: rank 0 checks the run files, under the lock
+        if launched():  # one of torchrun's processes: rank 0 checks the run files, under the lock
             return Plan(self.command, (Train(options, directory, self.resume, self.overwrite),), last)
         check_run_dir(directory, self.resume)  # "resume it" rather than "its files are not ours"
         if self.nproc is not None:
+            self.arguments(directory)  # what the processes cannot be told is refused now
             return checked(self.command, [Launch(self, directory)], last)
         step = Train(options, directory, self.resume, self.overwrite)
         return checked(self.command, [step], last, overwrite=self.overwrite)
@@ -106,14 +115,16 @@ class TrainJob(Job["TrainResult"]):
         name = f"{'plain' if spec.plain else 'resnet'}{spec.depth or 'ft'}"
         return naming.run_dir(name, self.options.data or DEFAULT_DATA)
 
-    def arguments(self) -> list[str]:
-        """This job as ``resnet-deploy train`` arguments: what each process of ``nproc`` runs (every field
-        given, none of the launcher's own)."""
-        options, spec = self.options, self.options.model
-        defaults = TrainOptions()
+    def arguments(self, run_dir: Path | None = None) -> list[str]:
+        """This job as ``resnet-deploy train`` arguments, into ``run_dir`` (its planned directory): what each
+        process of ``nproc`` runs (every field given, none of the launcher's own)."""
+        options, spec, defaults = self.options, self.options.model, TrainOptions()
+        unsent = [name for name in NO_FLAG if _value(self, name) != _value(TrainJob(), name)]
+        if unsent:  # a process started on the command line would silently train without them
+            raise TrainingError(f"`{unsent[0]}` cannot be sent to the `nproc` processes; leave it out", field=unsent[0])
         args: list[str] = []
         for name, value in dataclasses.asdict(spec).items():
-            if value not in (None, False) and name != "in_chans":  # no flag: what the data has
+            if value not in (None, False) and name != "in_chans":
                 args += [f"--{name.replace('_', '-')}"] + ([] if value is True else [str(value)])
         for f in dataclasses.fields(options):
             value = getattr(options, f.name)
@@ -121,7 +132,7 @@ class TrainJob(Job["TrainResult"]):
                 continue
             flag = "--compile" if f.name == "compile" else f"--{f.name.replace('_', '-')}"
             args += [flag] if value is True else [flag, str(value)]
-        args += ["--output", str(self.run_dir())]
+        args += ["--output", str(run_dir or self.run_dir())]
         if self.resume is not None:
             args += ["--resume", str(self.resume)]
         return args + (["--overwrite"] if self.overwrite else [])
@@ -155,8 +166,7 @@ class Train(Step):
         )
 
     def run(self, out: Messages, earlier: Sequence[Any]) -> TrainResult:
-        launched = distributed.launched()
-        world, device = distributed.join(self.options.device) if launched else (distributed.World(), None)
+        world, device = distributed.join(self.options.device) if launched() else (distributed.World(), None)
         options = self.options if device is None else dataclasses.replace(self.options, device=device)
         with _one_of_many(world):
             result = self._train(options, world, out if world.is_main else SILENT)
@@ -196,7 +206,7 @@ class Launch(Step):
         nproc = self.job.nproc
         assert nproc is not None
         try:
-            launch.launch(nproc, [*self.job.arguments(), *self.job.forward])
+            launch.launch(nproc, [*self.job.arguments(self.run_dir), *self.job.forward])
         except KeyboardInterrupt as exc:
             raise RunInterrupted(
                 self.run_dir, epochs_logged(self.run_dir), isinstance(exc, Terminated), nproc

@@ -21,9 +21,9 @@ from resnet_deploy.errors import AccuracyGateError, ValidationError
 from resnet_deploy.evaluate.paired_stats import GATES
 from resnet_deploy.messages import Messages
 from resnet_deploy.pipeline.job import Job, existing_file
-from resnet_deploy.pipeline.plan import Input, Output, Plan, Step, checked, inputs
+from resnet_deploy.pipeline.plan import Input, Output, Plan, Step, checked, first, inputs
 from resnet_deploy.pipeline.reports import MARKDOWN, MarkedFile, marked_report
-from resnet_deploy.runtime.load import TORCH_SUFFIXES
+from resnet_deploy.runtime.load import ONNX_BACKENDS, TORCH_SUFFIXES
 
 if TYPE_CHECKING:  # the datasets import torch when the scoring starts
     from resnet_deploy import runtime
@@ -31,8 +31,6 @@ if TYPE_CHECKING:  # the datasets import torch when the scoring starts
     from resnet_deploy.evaluate.validate import ValidationReport
 else:
     runtime, validate = lazy_module("resnet_deploy.runtime"), lazy_module("resnet_deploy.evaluate.validate")
-
-ONNX_BACKENDS = ("auto", "onnxruntime", "openvino")
 
 
 @dataclass(frozen=True)
@@ -45,7 +43,7 @@ class ValidateJob(Job["ValidationReport"]):
     command = "validate"
 
     checkpoint: str | Path
-    artifacts: tuple[str | Path, ...]
+    artifacts: tuple[str | Path, ...]  # a single path is taken as one artifact
     data: str | None = None
     limit: int | None = None
     batch_size: int = 64
@@ -55,13 +53,19 @@ class ValidateJob(Job["ValidationReport"]):
     report: str | Path | None = None
     overwrite: bool = False
 
+    def __post_init__(self) -> None:
+        if isinstance(self.artifacts, (str, Path)):  # one artifact, not its characters
+            object.__setattr__(self, "artifacts", (self.artifacts,))
+
     def plan(self) -> Plan[ValidationReport]:
         if not self.artifacts:
-            raise ValidationError("name at least one artifact to validate in `artifacts`", field="artifacts")
+            raise ValidationError(
+                "name at least one artifact to validate, e.g. `artifacts=model.onnx`", field="artifacts"
+            )
         if not str(self.checkpoint).lower().endswith(TORCH_SUFFIXES):
             raise ValidationError(
                 f"the reference is the original PyTorch model (.pt/.pth), not {self.checkpoint}; "
-                "pass exported artifacts in `artifacts`",
+                "pass the exported artifacts as `artifacts`",
                 field="checkpoint",
             )
         if self.gate_on is not None and self.max_top1_drop is None:
@@ -85,11 +89,7 @@ class ValidateJob(Job["ValidationReport"]):
         steps: list[Step] = [Score(checkpoint, artifacts, self.data, self.limit, self.batch_size, self.backend, report)]
         if self.max_top1_drop is not None:
             steps.append(Gate(self.max_top1_drop, self.gate_on or "estimate"))
-        return checked(self.command, steps, _report, overwrite=self.overwrite)
-
-
-def _report(results: list[Any]) -> ValidationReport:
-    return results[0]  # type: ignore[no-any-return]
+        return checked(self.command, steps, first, overwrite=self.overwrite)
 
 
 @dataclass(frozen=True)
@@ -104,6 +104,7 @@ class Score(Step):
     batch_size: int = 64
     backend: str = "auto"
     report: MarkedFile | None = None
+    skip_failing_engines: bool = False  # the demo's: an engine built for other GPUs is named, not fatal
 
     @property
     def title(self) -> str:
@@ -118,7 +119,9 @@ class Score(Step):
     def run(self, out: Messages, earlier: Sequence[Any]) -> ValidationReport:
         with ExitStack() as stack:
             reference = stack.enter_context(runtime.open_backend(self.checkpoint))
-            opened, skipped = validate.open_artifacts(self.artifacts, stack, backend=self.backend)
+            opened, skipped = validate.open_artifacts(
+                self.artifacts, stack, backend=self.backend, skip_failing_engines=self.skip_failing_engines
+            )
             for artifact in opened:
                 if self.backend == "auto" and artifact.chosen_because:
                     out.say(f"{artifact.path.name}: {artifact.chosen_because}")

@@ -121,7 +121,7 @@ def load_held_out_set(
     would flatter the model (it has fit those images), so the test split is the honest judge.
     """
     if count < 1:
-        raise DatasetError(f"`{field}` must be at least 1, got {count}")
+        raise DatasetError(f"`{field}` must be at least 1, got {count}", field=field)
     spec = spec or metadata.dataset or DEFAULT_SPEC
     dataset = data.open_dataset(spec)
     available = len(dataset.test)
@@ -133,7 +133,8 @@ def load_held_out_set(
     if available < count:
         raise DatasetError(
             f"{spec} has {available} test images, fewer than the {count} held-out images asked for; "
-            f"pass `{field}` {available} or fewer"
+            f"pass `{field}` {available} or fewer",
+            field=field,
         )
     images, labels = [], []
     undecodable: list[str] = []

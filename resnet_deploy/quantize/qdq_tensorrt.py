@@ -162,8 +162,7 @@ def _check_opset(model: Any) -> None:
     if _opset(model) < MIN_OPSET:
         raise QuantizationError(
             f"INT8 Q/DQ needs ONNX opset >= {MIN_OPSET} (per-channel scales); this model is opset {_opset(model)}: "
-            "re-export it with `opset=13` or higher",
-            field="opset",
+            "re-export it with export's `opset=13` or higher",
         )
 
 

@@ -28,7 +28,8 @@ else:
 ONNX_SUFFIXES = (".onnx",)
 TORCH_SUFFIXES = (".pt", ".pth", ".bin")
 ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
-BACKENDS = ("auto", "onnxruntime", "openvino", "pytorch", "tensorrt")
+ONNX_BACKENDS = ("auto", "onnxruntime", "openvino")  # what runs an ONNX file ("auto": the faster here)
+BACKENDS = (*ONNX_BACKENDS, "pytorch", "tensorrt")
 
 
 def open_backend(path: str | Path, backend: str = "auto", **options: Any) -> Backend:

@@ -138,11 +138,6 @@ def model_digest(model: torch.nn.Module) -> str:
     return digest.hexdigest()
 
 
-def launched(environ: Mapping[str, str] = os.environ) -> bool:
-    """Whether torchrun (or ``train --nproc``) started this process as one of a group."""
-    return "WORLD_SIZE" in environ and "RANK" in environ
-
-
 def join(device: str, environ: Mapping[str, str] = os.environ) -> tuple[World, str]:
     """Join torchrun's process group: the world, and the device this process trains on."""
     missing = [name for name in ENVIRONMENT if name not in environ]

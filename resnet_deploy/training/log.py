@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from resnet_deploy._io import write_bytes_atomic
 from resnet_deploy._lazy import lazy_module
+from resnet_deploy.artifacts.naming import LOG_FILES
 from resnet_deploy.artifacts.train_state import FIGURES, EpochRecord
 
 if TYPE_CHECKING:  # seen by mypy and import-linter
@@ -28,8 +29,9 @@ def write_log(run_dir: Path, history: Sequence[EpochRecord]) -> None:
     writer.writeheader()
     for row in rows:
         writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
-    write_bytes_atomic(run_dir / "log.csv", buffer.getvalue().encode())
-    write_bytes_atomic(run_dir / "log.json", json.dumps(rows, indent=1).encode())
+    csv_file, json_file = LOG_FILES
+    write_bytes_atomic(run_dir / csv_file, buffer.getvalue().encode())
+    write_bytes_atomic(run_dir / json_file, json.dumps(rows, indent=1).encode())
 
 
 def describe_epoch(row: EpochRecord | Mapping[str, Any], epochs: int) -> str:

@@ -53,7 +53,10 @@ def test_random_weights_never_replace_an_export_of_a_checkpoint(trained_like_onn
         (["export", "--depth", "20", "-o", "{tmp}/m.txt"], "ending in .onnx"),
         (["export", "--depth", "20", "--tolerance", "-1", "-o", "{tmp}/m.onnx"], "--tolerance"),
         (["export", "--depth", "20", "--static-batch", "0", "-o", "{tmp}/m.onnx"], "--static-batch"),
-        (["build-engine", "--depth", "20", "--target-cc", "8.9", "-o", "{tmp}/m.onnx"], "an engine file ends in"),
+        (
+            ["build-engine", "--depth", "20", "--target-cc", "8.9", "-o", "{tmp}/m.onnx"],
+            "an engine file (the runner goes by the suffix): give a path ending in .engine",
+        ),
         (["build-engine", "--depth", "20", "--int8", "--calib-images", "0", "-o", "{tmp}/m.engine"], "--calib-images"),
         (["bench", "{onnx}", "--plot", "{tmp}/chart.txt"], "give a path ending in .png"),
         (["bench", "{onnx}", "--iters", "0"], "--iters"),

@@ -82,7 +82,7 @@ def test_parser_errors_are_listed_by_node_and_op(onnx_fp32, tmp_path) -> None:
         parse(choose("tensorrt-rtx"), cpu.path, strongly_typed=True)
     message = str(info.value)
     assert "cannot parse" in message and "node 'conv1.weight_bias_DequantizeLinear' (DequantizeLinear)" in message
-    assert "calibrated for `target=tensorrt`" in message
+    assert "calibrate's `target=tensorrt`" in message
     # through the CLI the metadata already names the problem, before TensorRT sees the file
     assert_one_line_error(
         invoke(

@@ -273,4 +273,4 @@ def test_parser_errors_name_the_node_as_the_release_can(inputs, tmp_path, releas
             parse(choose("tensorrt"), tmp_path / "cpu_form.onnx", strongly_typed=release != "8.6")
     where = f"node #{len(model.graph.node) - 1}" if release == "8.6" else "node 'bias_dq' (DequantizeLinear)"
     assert f"{where}: INT32 DequantizeLinear input is not supported" in str(info.value)
-    assert "calibrated for `target=tensorrt`" in str(info.value)
+    assert "calibrate's `target=tensorrt`" in str(info.value)

@@ -213,7 +213,7 @@ def test_a_crash_between_the_two_renames_never_leaves_metadata_of_weights_that_d
         save_checkpoint(model, path, {"dataset": "digits"})
     monkeypatch.setattr(os, "replace", real_replace)
     assert calls == ["model.pt", "model.pt.json"]  # the weights land first, their description last
-    with pytest.raises(CheckpointError, match=f"resuming the run \\(`resume={tmp_path}`\\) rewrites both"):
+    with pytest.raises(CheckpointError, match=f"resuming that run \\(train's `resume={tmp_path}`\\) rewrites both"):
         load_checkpoint(path)
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
 

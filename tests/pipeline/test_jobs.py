@@ -171,3 +171,32 @@ def test_jobs_are_frozen_records_with_flat_constructors() -> None:
     assert train.options.model.depth == 20 and train.options.epochs == 3 and str(train.run_dir()) == "runs/r20"
     assert train.arguments() == ["--depth", "20", "--epochs", "3", "--output", "runs/r20"]
     assert TrainJob.of(depth=56, plain=True, data="cifar10:/d").run_dir() == naming.RUNS_DIR / "plain56-cifar10"
+
+
+def test_what_a_refusal_does_not_name_the_command_line_adds(tmp_path) -> None:
+    result = invoke("build-engine", "--onnx", str(tmp_path / "missing.onnx"), "--target-cc", "8.9")
+    assert_one_line_error(result, f"ONNX {tmp_path / 'missing.onnx'} not found (--onnx)")
+    assert_one_line_error(invoke("bench", str(tmp_path / "m.onnx"), "--backend", "tensorrt"), "is not a runtime")
+    unwritable = tmp_path / "file"
+    unwritable.write_text("not a directory")
+    result = invoke("demo", "--out", str(unwritable / "demo"), "--epochs", "1")
+    assert_one_line_error(result, "is not a directory; choose another --out")
+
+
+def test_one_path_is_one_artifact_and_the_demo_plan_reads_as_it_runs(tmp_path) -> None:
+    assert ValidateJob("m.pt", "r20.onnx").artifacts == ("r20.onnx",)
+    assert BenchJob("r20.onnx").artifacts == ("r20.onnx",)
+    described = plan(DemoJob(directory=tmp_path / "demo", epochs=1)).describe()
+    assert described[0].startswith("== 1. train resnet20") and described[1].startswith("1. claim")
+    assert any(line.startswith("== 7. benchmark") for line in described)
+    if any(". build the int8 engine" in line for line in described):  # where a TensorRT is installed
+        assert any(line.endswith("resnet20.int8.engine.json  (engine's sidecar)") for line in described)
+
+
+def test_what_the_nproc_processes_cannot_be_told_is_refused(tmp_path) -> None:
+    from resnet_deploy.errors import TrainingError
+
+    job = TrainJob.of(depth=20, eval_batch_size=64, nproc=2, output=tmp_path / "r")
+    with pytest.raises(TrainingError) as info:
+        plan(job)
+    assert info.value.field == "eval_batch_size" and not (tmp_path / "r").exists()

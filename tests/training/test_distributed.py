@@ -27,6 +27,7 @@ from resnet_deploy.training import distributed, launch
 from resnet_deploy.training.distributed import World, model_digest
 from resnet_deploy.training.metrics import evaluate
 from resnet_deploy.training.recipes import get_recipe, make_plan
+from resnet_deploy.training.torchrun import launched
 from resnet_deploy.training.trainer import _check_split
 from tests.cli_helpers import invoke
 from tests.factories import write_tiny_cifar
@@ -153,7 +154,7 @@ def test_joining_needs_torchruns_whole_environment() -> None:
     bad = {"RANK": "x", "WORLD_SIZE": "2", "LOCAL_RANK": "0", "MASTER_ADDR": "h", "MASTER_PORT": "1"}
     with pytest.raises(TrainingError, match="must be integers"):
         distributed.join("cpu", bad)
-    assert not distributed.launched({}) and distributed.launched({"RANK": "0", "WORLD_SIZE": "1"})
+    assert not launched({}) and launched({"RANK": "0", "WORLD_SIZE": "1"})
 
 
 # --- the launcher's one line -------------------------------------------------------------------------

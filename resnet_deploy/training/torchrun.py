@@ -1,4 +1,5 @@
-"""A process's one-line error where torchrun's agent reads it (torch-free: the CLI records what it prints)."""
+"""What torchrun gives a process of its job, torch-free (plans and the CLI read it without importing torch):
+whether this process is one of a group, and where its agent reads a failed process's one-line error."""
 
 from __future__ import annotations
 
@@ -23,3 +24,8 @@ def record_failure(message: str, exit_code: int = 2, environ: Mapping[str, str] 
             json.dump({"message": {"message": message, "extraInfo": extra}}, handle)
     except OSError:
         pass  # the report is a courtesy; the error itself is printed either way
+
+
+def launched(environ: Mapping[str, str] = os.environ) -> bool:
+    """Whether torchrun (or ``train --nproc``) started this process as one of a group."""
+    return "WORLD_SIZE" in environ and "RANK" in environ
