@@ -21,7 +21,7 @@ from __future__ import annotations
 from resnet_deploy._lazy import lazy_attributes
 from resnet_deploy.errors import ResnetDeployError
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 _PIPELINE = "resnet_deploy.pipeline"
 _EXPORTS = {

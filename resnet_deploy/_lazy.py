@@ -36,9 +36,33 @@ INSTALL_HINTS = {
     "tensorrt_rtx": 'TensorRT-RTX: `pip install "resnet-deploy[rtx]"` (builds ahead of time, even without a GPU)',
     "cuda": 'cuda-python: `pip install "resnet-deploy[cuda]"` (`[cuda11]` on JetPack 5)',
     "pycuda": "pycuda: `pip install pycuda` (needs the CUDA toolkit)",
-    "onnxslim": "onnxslim: `pip install onnxslim`",
+    "onnxslim": 'onnxslim: `pip install "resnet-deploy[simplify]"`',
     "PIL.Image": "Pillow: `pip install pillow`",
 }
+
+
+# The pip extra that brings each optional top-level module (pyproject.toml's optional-dependencies).
+EXTRAS = {
+    "torch": "train",
+    "torchvision": "train",
+    "onnxscript": "train",
+    "sklearn": "train",
+    "onnxruntime": "onnxruntime",
+    "onnxconverter_common": "onnxruntime",
+    "openvino": "openvino",
+    "tensorrt_rtx": "rtx",
+    "matplotlib": "plot",
+    "onnxslim": "simplify",
+    "cuda": "cuda",
+}
+
+
+def missing_extra(exc: ImportError) -> str | None:
+    """``pip install "resnet-deploy[EXTRA]"`` for a module an extra brings that failed to import; None
+    for any other module (ours, or one the core install brings: a broken install, not a missing extra)."""
+    name = (getattr(exc, "name", None) or "").partition(".")[0]
+    extra = EXTRAS.get(name)
+    return f'{name}, which is not installed: pip install "resnet-deploy[{extra}]"' if extra else None
 
 
 def is_available(name: str) -> bool:

@@ -1,9 +1,9 @@
 # Sourced by demo.sh and test.sh: make .venv (if missing) and install resnet-deploy into it.
-#   source _venv.sh EXTRAS   EXTRAS: "" (the base install), "dev", or a comma-separated list
+#   source _venv.sh EXTRAS   EXTRAS: "train" (demo.sh), "dev" (test.sh), or a comma-separated list
 # A stamp in the venv holds a hash of pyproject.toml and this file, then the extras installed so
-# far. Re-runs with the same hash install nothing when the wanted extras are among those (every
-# install includes the base, so demo.sh's "" is met by test.sh's "dev"), and only the missing
-# extras otherwise: alternating demo.sh and test.sh installs once. A changed hash reinstalls.
+# far. Re-runs with the same hash install nothing when the wanted extras are among those ([dev]
+# holds every other PyPI extra, so demo.sh's "train" is met by test.sh's "dev"), and only the
+# missing extras otherwise: alternating demo.sh and test.sh installs once. A changed hash reinstalls.
 # PYTHON picks the interpreter that creates the venv; RESNET_DEPLOY_VENV picks the venv.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -22,8 +22,11 @@ have_hash="" have_extras=""
 if [ -f "$stamp" ]; then read -r have_hash have_extras <"$stamp" || true; fi
 [ "$have_hash" = "$want_hash" ] || have_extras=""  # pyproject.toml or this file changed: start over
 missing=""
+dev_holds=" train torch onnxruntime openvino rtx plot simplify docs "  # pyproject.toml's [dev] includes them
 for extra in ${EXTRAS//,/ }; do
-  case " $have_extras " in *" $extra "*) ;; *) missing="${missing:+$missing,}$extra" ;; esac
+  case " $have_extras " in *" $extra "*) continue ;; esac
+  case " $have_extras " in *" dev "*) case "$dev_holds" in *" $extra "*) continue ;; esac ;; esac
+  missing="${missing:+$missing,}$extra"
 done
 fresh=0  # 1: the base install (pinned torch first) is needed too
 [ "$have_hash" = "$want_hash" ] || fresh=1

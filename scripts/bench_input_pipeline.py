@@ -315,8 +315,7 @@ def time_stages(
             "pil_ms": ms["decode"],
         },
         "seed_alternative": {
-            "name": "torch.manual_seed (the library's call before 2026-11; it also queues CUDA, XPU and MTIA "
-            "seeding, each with a traceback.format_stack)",
+            "name": "torch.manual_seed (it also queues CUDA, XPU and MTIA seeding, each with a traceback.format_stack)",
             "ms": best["alternatives_ns"]["torch_manual_seed"] / n / 1e6,
             "library_ms": ms[SEED_STAGE],
         },
@@ -419,7 +418,7 @@ def run_loader(root: Path, workers: int, *, batch: int, epochs: int, size: int =
             counts.append(int(got.images.shape[0]))
             dtype, skipped = str(got.images.dtype), skipped + got.skipped
         runs.append(epoch_summary(arrivals, counts, workers) | {"batch_arrivals_s": arrivals, "batch_images": counts})
-    del dataset  # persistent workers end with their loader: reaped now, their CPU time counted as this run's
+    del dataset  # persistent workers end with their loader: reaped now, their CPU time counted in this measurement
     gc.collect()
     return {"workers": workers, "epochs": runs, "batch_dtype": dtype, "skipped": skipped}
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # ResNet-50 on the CPU, batch 1 and 8: PyTorch eager vs ONNX Runtime FP32 vs our INT8 artifacts
-# on ONNX Runtime, side by side in one process (README "Benchmarks"), then the per-layer FP32/INT8
+# on ONNX Runtime, side by side in one process (docs/benchmarks.md), then the per-layer FP32/INT8
 # profile of scripts/int8_cpu_layers.py. Writes scripts/results/bench-resnet50-cpu-KIND.{json,png}
 # and scripts/results/int8-cpu-layers-KIND.{txt,json}, KIND being the CPU's kind (avx2,
 # avx512-vnni, amx, ...: resnet_deploy.runtime.machine.cpu_kind), so each kind of CPU keeps its result.

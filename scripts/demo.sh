@@ -2,7 +2,7 @@
 # The main job end to end on the embedded default, offline. Sets itself up on a fresh machine.
 #   scripts/demo.sh [demo options]   e.g. scripts/demo.sh --out /tmp/demo
 set -euo pipefail
-source "$(dirname "${BASH_SOURCE[0]}")/_venv.sh" ""
+source "$(dirname "${BASH_SOURCE[0]}")/_venv.sh" "train"
 cd "$ROOT"
 # Engines: TensorRT-RTX builds them ahead of time even without a GPU. Tried once; where its wheel
 # does not exist (e.g. Jetson, which has full TensorRT from JetPack) the demo goes on without it.

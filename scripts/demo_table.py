@@ -114,12 +114,10 @@ def render(results: dict[str, Any]) -> str:
     gpu = demo["bench"]["machine"].get("gpu")
     isa = describe_isa(machine.get("isa") or [])
     packages = ", ".join(f"{name} {v}" for name, v in versions.items() if v and name != "resnet-deploy")
-    git = results.get("git") or {}
-    commit = (git.get("commit") or "unknown")[:7] + (" with local changes" if git.get("local_changes") else "")
     engines = ", ".join(Path(e).name for e in demo.get("engines") or []) or "none"
     ref = validation.reference
     lines = [
-        f"Measured by `{results['command']}` at commit {commit}, on {machine['cpu']}"
+        f"`{results['command']}` on {machine['cpu']}"
         + (f" ({isa})" if isa else "")
         + f", {machine['cores']} cores, {'GPU ' + gpu if gpu else 'no GPU'}; {packages}.",
         f"The demo (`{' '.join(results['demo_command'])}`) trained {demo['model']} for {demo['epochs']} epochs "

@@ -1,4 +1,4 @@
-"""What TensorRT-RTX fuses in our INT8 ResNets: the evidence behind the README's residual-add paragraph.
+"""What TensorRT-RTX fuses in our INT8 ResNets: the evidence behind docs/benchmarks.md's residual-add figures.
 
     .venv/bin/python scripts/rtx_int8_fusion.py [--depth 20] [--out scripts/results]
 

@@ -14,6 +14,7 @@ from typing import Any
 import click
 
 from resnet_deploy import __version__
+from resnet_deploy._lazy import missing_extra
 from resnet_deploy.cli.bench import bench
 from resnet_deploy.cli.build_engine import build_engine_command
 from resnet_deploy.cli.calibrate import calibrate
@@ -56,6 +57,11 @@ class _Group(click.Group):
             sys.exit(exc.exit_code)
         except ResnetDeployError as exc:
             self._fail(ctx, describe_error(str(exc), exc.field, self._command(ctx)), exc.exit_code)
+        except ModuleNotFoundError as exc:  # a part of the pipeline whose extra is not installed
+            hint = missing_extra(exc)
+            if hint is None:
+                raise
+            self._fail(ctx, f"`{ctx.info_name} {ctx.invoked_subcommand}` needs {hint}", 2)
         except OSError as exc:  # a file system error no check foresaw (disk full mid-read, a vanished file)
             where = f": {exc.filename}" if exc.filename else ""
             self._fail(ctx, f"{exc.strerror or exc}{where}; nothing was written there", 2)

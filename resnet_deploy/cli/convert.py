@@ -25,7 +25,7 @@ def convert(
     dry_run: bool,
     as_json: bool,
 ) -> None:
-    """Convert an exported FP32 ONNX to another precision (today: --fp16).
+    """Convert an exported FP32 ONNX to another precision (--fp16).
 
     \b
     Example:

@@ -20,7 +20,10 @@ from resnet_deploy.pipeline import ExportJob
     help="Our checkpoint (with its .json) or a torchvision-style .pth state dict.",
 )
 @click.option(
-    "--opset", type=int, default=None, help="ONNX opset (default 18; 17 or lower for TensorRT 8.x / JetPack 5)."
+    "--opset",
+    type=int,
+    default=None,
+    help="ONNX opset (default 18; 17 or lower for TensorRT 8.6 / JetPack 6.0 and older).",
 )
 @click.option(
     "--static-batch", type=click.IntRange(min=1), default=None, help="Fix the batch size (default: dynamic batch)."

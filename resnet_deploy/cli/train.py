@@ -130,7 +130,7 @@ def train(no_progress: bool, dry_run: bool, as_json: bool, **options: Any) -> No
 
     \b
     Examples:
-      resnet-deploy train --depth 20 -o runs/r20              # embedded digits, ~2 min on 2 cores
+      resnet-deploy train --depth 20 -o runs/r20              # the embedded digits
       resnet-deploy train --depth 56 --plain --data cifar10:~/data/cifar-10-batches-py -o runs/p56
       resnet-deploy train --depth 50 --data imagefolder:/data/imagenet -o runs/r50
       resnet-deploy train --resume runs/r20                   # continue after Ctrl-C

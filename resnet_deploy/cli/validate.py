@@ -18,7 +18,12 @@ DEFAULTS = ValidateJob("", ())
 
 @click.command("validate")
 @click.option(
-    "--checkpoint", required=True, type=click.Path(dir_okay=False), help="The original model (the reference)."
+    "--checkpoint",
+    "--reference",
+    "checkpoint",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="The original model (the reference): a checkpoint, or its FP32 ONNX.",
 )
 @click.option("--artifacts", "artifacts_flag", is_flag=True, help="Marks the start of the artifact list (optional).")
 @click.argument("paths", metavar="ARTIFACTS", nargs=-1, type=click.Path(dir_okay=False))
@@ -53,6 +58,8 @@ def validate_command(
     artifacts_flag: bool, paths: tuple[str, ...], dry_run: bool, as_json: bool, **options: Any
 ) -> None:
     """Run the original and every artifact on the same labelled images; print one table.
+
+    With no artifacts, scores the original alone.
 
     Each artifact's top-1 change comes with its 95% interval, the images it got wrong where the
     original was right and the reverse (worse/better), and whether the change is significant.

@@ -138,7 +138,7 @@ def export_onnx(
     if opset < MIN_OPSET or opset > onnx.defs.onnx_opset_version():
         raise ExportError(
             f"`opset={opset}` is not supported; use {MIN_OPSET}..{onnx.defs.onnx_opset_version()} "
-            f"({DEFAULT_OPSET} is the default; 17 for TensorRT 8.x / JetPack 5)",
+            f"({DEFAULT_OPSET} is the default; 17 or lower for TensorRT 8.6 / JetPack 6.0 and older)",
             field="opset",
         )
     if static_batch is not None and static_batch < 1:

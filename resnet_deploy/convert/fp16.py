@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 else:
     onnx = lazy_import("onnx")
     ort = lazy_import("onnxruntime", extra="onnxruntime")
-    float16 = lazy_import("onnxconverter_common.float16")
+    float16 = lazy_import("onnxconverter_common.float16", extra="onnxruntime")
 
 DEFAULT_RTOL = 1e-2  # of the logit scale: fp16 keeps ~3 significant digits
 

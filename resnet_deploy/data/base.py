@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Protocol
-
-import torch
+from typing import TYPE_CHECKING, Protocol
 
 from resnet_deploy.artifacts.preprocess import Preprocess
+
+if TYPE_CHECKING:
+    import torch
 
 NAMED_FILES = 3  # files a message names before "+N more": enough to find the pattern, still one line
 

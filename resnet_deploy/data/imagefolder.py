@@ -1,9 +1,9 @@
 """ImageFolder trees (one sub-folder per class, JPEG/PNG), with the standard ImageNet preprocessing.
 
-``imagefolder:PATH`` where PATH holds ``train/`` and ``val/`` (or ``test/``) class folders, as
-ImageNet is usually laid out; or class folders directly, then a fixed, seeded, stratified 10% of
-each class is held out for testing. Eval: the model's preprocessing policy through
-:func:`resnet_deploy.artifacts.preprocess.fit` (default: shorter side to 256/224 of the input, centre crop).
+``imagefolder:PATH``: which files train and which test is :mod:`resnet_deploy.data.folder_layout`'s
+rule (``train/`` beside ``val/`` or ``test/``; or class folders, a seeded 10% held out). Eval: the
+model's preprocessing policy through :func:`resnet_deploy.artifacts.preprocess.fit` (default: shorter
+side to 256/224 of the input, centre crop).
 Train: random-resized crop and horizontal flip. Images that fail to decode are skipped, counted
 and named (``Batch.skipped_paths``); the caller fails the run when too many do.
 """
@@ -22,7 +22,8 @@ from resnet_deploy._lazy import lazy_import
 from resnet_deploy.artifacts.preprocess import Preprocess, fit
 from resnet_deploy.data import gpu_jpeg
 from resnet_deploy.data.base import Batch, Dataset, Shard
-from resnet_deploy.data.file_index import scan_folder
+from resnet_deploy.data.folder_layout import IMAGENET_MEAN_STD, read_layout
+from resnet_deploy.data.plain_folder import decode_rgb
 from resnet_deploy.errors import DatasetError
 
 if TYPE_CHECKING:
@@ -31,18 +32,6 @@ if TYPE_CHECKING:
 else:
     Image = lazy_import("PIL.Image")
     v2 = lazy_import("torchvision.transforms.v2", extra="train")
-
-IMAGENET_MEAN_STD = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
-HOLDOUT_FRACTION = 0.1
-
-
-def _decode(path: str) -> Any:
-
-    try:
-        with Image.open(path) as image:
-            return image.convert("RGB")
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
-        return None
 
 
 def _eval_transform(image: Any, *, size: int, policy: Preprocess) -> torch.Tensor:
@@ -76,7 +65,7 @@ class _Files(torch.utils.data.Dataset):  # type: ignore[type-arg]
         """The transformed image (uint8) and its label; the path alone when the file does not decode."""
         index, seed = item
         path, label = self.samples[index]
-        image = _decode(path)
+        image = decode_rgb(path)
         if image is None:
             return path
         if seed is None:
@@ -212,45 +201,15 @@ class FolderSplit:
         return IMAGENET_MEAN_STD
 
 
-def _holdout(samples: list[tuple[str, int]], num_classes: int) -> tuple[list[Any], list[Any]]:
-    rng = random.Random(0)
-    train, test = [], []
-    for label in range(num_classes):
-        mine = [s for s in samples if s[1] == label]
-        rng.shuffle(mine)
-        cut = max(1, round(len(mine) * HOLDOUT_FRACTION)) if len(mine) > 1 else 0
-        test.extend(mine[:cut])
-        train.extend(mine[cut:])
-    return sorted(train), sorted(test)
-
-
-def resolve_root(path: str | Path) -> Path:
-    root = Path(path).expanduser()
-    if not root.is_dir():
-        raise DatasetError(f"ImageFolder directory {root} does not exist or is not a directory")
-    return root.resolve()
-
-
 def load_imagefolder(path: str | Path, *, workers: int = 0, decode_on: torch.device | None = None) -> Dataset:
     """``decode_on``: decode and augment the training images on this device (a GPU; see data.gpu_jpeg)."""
-    root = resolve_root(path)
-    test_dir = next((root / n for n in ("val", "test") if (root / n).is_dir()), None)
-    if (root / "train").is_dir():
-        if test_dir is None:
-            raise DatasetError(f"{root} has train/ but no val/ or test/ folder; add one (same class folders)")
-        classes, train = scan_folder(root / "train")
-        _, test = scan_folder(test_dir, classes)
-    else:
-        classes, samples = scan_folder(root)
-        train, test = _holdout(samples, len(classes))
-        if not test:
-            raise DatasetError(f"{root} has too few images to hold out a test split; add val/ and train/ folders")
+    layout = read_layout(path)
     return Dataset(
-        spec=f"imagefolder:{root}",
-        name=root.name,
-        train=FolderSplit(train, workers=workers, decode_on=decode_on),
-        test=FolderSplit(test, workers=workers),
-        class_names=tuple(classes),
+        spec=f"imagefolder:{layout.root}",
+        name=layout.root.name,
+        train=FolderSplit(layout.train, workers=workers, decode_on=decode_on),
+        test=FolderSplit(layout.test, workers=workers),
+        class_names=layout.classes,
         native_size=None,
         hflip=True,
         default_mean_std=IMAGENET_MEAN_STD,

@@ -4,15 +4,22 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from resnet_deploy._lazy import lazy_module
+from resnet_deploy._lazy import is_available, lazy_module
 from resnet_deploy.data.base import Dataset
 from resnet_deploy.errors import DatasetError
 
 if TYPE_CHECKING:
-    from resnet_deploy.data import cifar, digits, imagefolder
+    from resnet_deploy.data import cifar, digits, folder_layout, imagefolder, plain_folder
 else:
-    cifar, digits, imagefolder = map(
-        lazy_module, ("resnet_deploy.data.cifar", "resnet_deploy.data.digits", "resnet_deploy.data.imagefolder")
+    cifar, digits, folder_layout, imagefolder, plain_folder = map(
+        lazy_module,
+        (
+            "resnet_deploy.data.cifar",
+            "resnet_deploy.data.digits",
+            "resnet_deploy.data.folder_layout",
+            "resnet_deploy.data.imagefolder",
+            "resnet_deploy.data.plain_folder",
+        ),
     )
 
 DATASET_SPECS_HELP = "digits (embedded, default), cifar10:PATH, cifar100:PATH or imagefolder:PATH"
@@ -40,12 +47,14 @@ def check_spec(spec: str) -> None:
     if kind in ("cifar10", "cifar100"):
         cifar.resolve_dir(kind, path or "")
     elif kind == "imagefolder":
-        imagefolder.resolve_root(path or "")
+        folder_layout.resolve_root(path or "")
 
 
 def open_dataset(spec: str = "digits", *, workers: int = 0, decode_on: Any = None) -> Dataset:
     """Open a dataset by spec; ``workers`` decoding processes for ImageFolder data, whose training
-    images ``decode_on`` (a torch.device) decodes on that device instead."""
+    images ``decode_on`` (a torch.device) decodes on that device instead. Without torch installed,
+    ImageFolder data is read with numpy alone (:mod:`resnet_deploy.data.plain_folder`: scoring and
+    calibration, not training); the other datasets need torch."""
     kind, path = parse_spec(spec)
     if decode_on is not None and kind != "imagefolder":
         raise DatasetError(
@@ -56,5 +65,6 @@ def open_dataset(spec: str = "digits", *, workers: int = 0, decode_on: Any = Non
     assert path is not None
     if kind in ("cifar10", "cifar100"):
         return cifar.load_cifar(kind, path)
-
+    if not is_available("torch") and decode_on is None:
+        return plain_folder.load_plain_folder(path)
     return imagefolder.load_imagefolder(path, workers=workers, decode_on=decode_on)

@@ -268,7 +268,7 @@ def open_artifacts(
             reason = " ".join(str(exc).split())  # one line, whatever TensorRT logged
             why = f"no NVIDIA GPU here to run TensorRT engines ({reason})" if no_gpu else reason
             skipped.append(SkippedArtifact(str(path), why))
-    if not opened and not allow_none:
+    if not opened and skipped and not allow_none:
         every = "; ".join(f"{s.artifact}: {s.reason}" for s in skipped)
         raise ValidationError(
             f"nothing to validate on this machine: {every}; validate engines where they run, or pass ONNX artifacts"
@@ -432,8 +432,8 @@ def _score_test_split(dataset: Dataset, tallies: list[_Tally], *, batch_size: in
         seen.undecodable.extend(batch.skipped_paths)
         if not len(batch.labels):  # no image of this batch decoded
             continue
-        labels = batch.labels.numpy()
-        _score_batch(tallies, batch.images.numpy(), labels)
+        labels = np.asarray(batch.labels)
+        _score_batch(tallies, np.asarray(batch.images), labels)
         seen.count += len(labels)
     return seen
 

@@ -23,7 +23,7 @@ from resnet_deploy.messages import Messages
 from resnet_deploy.pipeline.job import Job, existing_file
 from resnet_deploy.pipeline.plan import Input, Output, Plan, Step, checked, first, inputs
 from resnet_deploy.pipeline.reports import MARKDOWN, MarkedFile, marked_report
-from resnet_deploy.runtime.load import ONNX_BACKENDS, TORCH_SUFFIXES
+from resnet_deploy.runtime.load import ONNX_BACKENDS, ONNX_SUFFIXES, TORCH_SUFFIXES
 
 if TYPE_CHECKING:  # the datasets import torch when the scoring starts
     from resnet_deploy import runtime
@@ -35,10 +35,11 @@ else:
 
 @dataclass(frozen=True)
 class ValidateJob(Job["ValidationReport"]):
-    """Score ``checkpoint`` (the original PyTorch model) and each of ``artifacts`` on the test split of
-    ``data`` (default: the dataset the checkpoint records), ``limit`` images at most, ``batch_size`` at a
-    time. ``max_top1_drop`` (pp) gates each artifact's top-1 change: its point estimate, or with
-    ``gate_on="upper-bound"`` the upper bound of its 95% interval. ``backend`` runs the ONNX files."""
+    """Score ``checkpoint`` (the original model: a PyTorch checkpoint, or its FP32 ONNX) and each of
+    ``artifacts`` (none: the original alone) on the test split of ``data`` (default: the dataset the
+    checkpoint records), ``limit`` images at most, ``batch_size`` at a time. ``max_top1_drop`` (pp)
+    gates each artifact's top-1 change: its point estimate, or with ``gate_on="upper-bound"`` the
+    upper bound of its 95% interval. ``backend`` runs the ONNX files."""
 
     command = "validate"
 
@@ -58,15 +59,16 @@ class ValidateJob(Job["ValidationReport"]):
             object.__setattr__(self, "artifacts", (self.artifacts,))
 
     def plan(self) -> Plan[ValidationReport]:
-        if not self.artifacts:
+        if not str(self.checkpoint).lower().endswith((*TORCH_SUFFIXES, *ONNX_SUFFIXES)):
             raise ValidationError(
-                "name at least one artifact to validate, e.g. `artifacts=model.onnx`", field="artifacts"
-            )
-        if not str(self.checkpoint).lower().endswith(TORCH_SUFFIXES):
-            raise ValidationError(
-                f"the reference is the original PyTorch model (.pt/.pth), not {self.checkpoint}; "
-                "pass the exported artifacts as `artifacts`",
+                f"the reference is the original model (a .pt/.pth checkpoint or its FP32 .onnx), not "
+                f"{self.checkpoint}; pass the deployed artifacts as `artifacts`",
                 field="checkpoint",
+            )
+        if self.max_top1_drop is not None and not self.artifacts:
+            raise ValidationError(
+                "`max_top1_drop` gates artifacts against the reference: name at least one in `artifacts`",
+                field="artifacts",
             )
         if self.gate_on is not None and self.max_top1_drop is None:
             raise ValidationError(
@@ -108,17 +110,26 @@ class Score(Step):
 
     @property
     def title(self) -> str:
+        if not self.artifacts:
+            return f"score {self.checkpoint} on its test images"
         return f"score {self.checkpoint} and {len(self.artifacts)} artifact(s) on the same test images"
 
     def inputs(self) -> tuple[Input, ...]:
-        return inputs((self.checkpoint, "reference checkpoint"), *((a, "artifact") for a in self.artifacts))
+        return inputs((self.checkpoint, "reference"), *((a, "artifact") for a in self.artifacts))
 
     def outputs(self) -> tuple[Output, ...]:
         return (self.report.output("report"),) if self.report else ()
 
     def run(self, out: Messages, earlier: Sequence[Any]) -> ValidationReport:
         with ExitStack() as stack:
-            reference = stack.enter_context(runtime.open_backend(self.checkpoint))
+            onnx = self.checkpoint.suffix.lower() in ONNX_SUFFIXES
+            reference = stack.enter_context(runtime.open_backend(self.checkpoint, self.backend if onnx else "auto"))
+            if reference.precision != "fp32":
+                raise ValidationError(
+                    f"the reference {self.checkpoint} is {reference.precision}: the original model is FP32; "
+                    "pass its checkpoint or FP32 ONNX as `checkpoint`",
+                    field="checkpoint",
+                )
             opened, skipped = validate.open_artifacts(
                 self.artifacts, stack, backend=self.backend, skip_failing_engines=self.skip_failing_engines
             )

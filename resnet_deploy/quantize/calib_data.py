@@ -76,7 +76,7 @@ def load_calibration_set(
             raise DatasetError(
                 f"{spec} has {batch.images.shape[1]}-channel images but the model takes {metadata.config.in_chans}"
             )
-        array = normalise(batch.images.numpy(), metadata)
+        array = normalise(np.asarray(batch.images), metadata)
         digest.update(array.tobytes())
         batches.append(array)
     got = sum(len(b) for b in batches)
@@ -144,8 +144,8 @@ def load_held_out_set(
     for batch in batches:
         undecodable.extend(batch.skipped_paths)
         if len(batch.labels):
-            images.append(normalise(batch.images.numpy(), metadata))
-            labels.append(batch.labels.numpy().astype(np.int64))
+            images.append(normalise(np.asarray(batch.images), metadata))
+            labels.append(np.asarray(batch.labels, dtype=np.int64))
     if not images:
         raise DatasetError(f"none of the {count} held-out test images of {spec} decoded")
     return HeldOutSet(spec, np.concatenate(images), np.concatenate(labels), undecodable)

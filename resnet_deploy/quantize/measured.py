@@ -122,12 +122,13 @@ def calibration_images(
     return calib
 
 
-def check_fp32_export(model: Any, onnx_path: str | Path) -> ArtifactMetadata:
+def check_fp32_export(model: Any, onnx_path: str | Path, doing: str = "calibrate") -> ArtifactMetadata:
+    """Refuse a quantized or FP16 graph: ``doing`` (calibrate, rank) needs the FP32 export."""
     metadata = check_graph_matches_metadata(model, source=str(onnx_path))
     if any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in model.graph.node):
-        raise QuantizationError(f"{onnx_path} is already quantized; calibrate the FP32 export instead")
+        raise QuantizationError(f"{onnx_path} is already quantized; {doing} the FP32 export instead")
     if any(t.data_type == onnx.TensorProto.FLOAT16 for t in model.graph.initializer):
-        raise QuantizationError(f"{onnx_path} is FP16; calibrate the FP32 export instead")
+        raise QuantizationError(f"{onnx_path} is FP16; {doing} the FP32 export instead")
     return metadata
 
 

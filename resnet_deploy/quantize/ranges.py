@@ -29,9 +29,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from resnet_deploy._lazy import lazy_import
+from resnet_deploy._lazy import is_available, lazy_import
 from resnet_deploy.artifacts.onnx_io import load_onnx
-from resnet_deploy.errors import QuantizationError
+from resnet_deploy.errors import MissingDependencyError, QuantizationError
 from resnet_deploy.quantize.options import METHODS
 from resnet_deploy.quantize.trt_entropy import LEVELS, AbsHistograms, entropy_amax, percentile_amax
 
@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 else:
     ort_calibrate = lazy_import("onnxruntime.quantization.calibrate", extra="onnxruntime")
     onnx = lazy_import("onnx")
-    ort = lazy_import("onnxruntime")
+    ort = lazy_import("onnxruntime", extra="onnxruntime")
 
 TENSORRT_HISTOGRAM_BINS = 2048  # what TensorRT's EntropyCalibration2 uses
 CHUNK = 8  # images per ORT run: bounds memory (all requested activations of a chunk are alive at once)
@@ -136,6 +136,12 @@ class AbsHistogramCollector(MinMaxCollector):
     """
 
     def __init__(self, names: list[str], model: Any, *, method: str, symmetric: bool, percentile: float) -> None:
+        if not is_available("torch"):  # said before any activation is counted, not from a worker thread
+            raise MissingDependencyError(
+                f"the {method} method counts its histograms with torch, which is not installed: "
+                'pip install "resnet-deploy[train]", or use `calibration.method=minmax`',
+                field="calibration.method",
+            )
         super().__init__(names)
         self.method, self.symmetric, self.percentile = method, symmetric, percentile
         relu_outputs = frozenset(o for n in model.graph.node if n.op_type == "Relu" for o in n.output)

@@ -221,7 +221,7 @@ def model_sensitivity(
     options = options or CalibrationOptions()
     writable_cache = measured.cache_dir_usable(options.cache_dir, out)
     model = load_onnx(onnx_path)
-    metadata = measured.check_fp32_export(model, onnx_path)
+    metadata = measured.check_fp32_export(model, onnx_path, "rank")
     held_out = calib_data.load_held_out_set(metadata, options.data, images, field="images")  # a bad count fails first
     calib = measured.calibration_images(metadata, onnx_path, options, out)
     ranges = measured.measured_ranges(model, onnx_path, calib, options, "tensorrt", writable_cache, out)

@@ -161,8 +161,8 @@ def check_threads_for_streams(threads: int | None, streams: int) -> None:
     """Each stream runs on threads of its own: fewer threads than streams is refused, not quietly served."""
     if threads is not None and threads < streams:
         raise RunnerError(
-            f"{streams} streams need at least {streams} threads (one each), got threads={threads}: ask for "
-            f"streams={threads} or threads={streams}"
+            f"{streams} streams need at least {streams} threads (one each), got `threads={threads}`: ask for "
+            f"`streams={threads}` or `threads={streams}`"
         )
 
 

@@ -143,6 +143,25 @@ except MissingDependencyError as exc:
     assert "tensorrt is not installed" in run.stdout and "JetPack" in run.stdout
 
 
+def test_a_command_whose_extra_is_missing_says_which_to_install():
+    """Without torch (an install without the [train] extra), a command that needs it is one line."""
+    code = """
+import sys
+sys.modules["torch"] = None  # what `import torch` meets where torch is not installed
+from click.testing import CliRunner
+import resnet_deploy.cli
+result = CliRunner().invoke(resnet_deploy.cli.main, ["info", "--depth", "20"], prog_name="resnet-deploy")
+print(result.exit_code)
+print(result.output)
+"""
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    code_line, *output = run.stdout.strip().splitlines()
+    assert code_line == "2" and len(output) == 1, run.stdout + run.stderr
+    assert output[0] == (
+        'error: `resnet-deploy info` needs torch, which is not installed: pip install "resnet-deploy[train]"'
+    )
+
+
 @pytest.mark.parametrize("command", COMMANDS)
 def test_every_command_accepts_json(command):
     assert "--json" in invoke(command, "--help").stdout

@@ -237,3 +237,21 @@ def test_class_counts_must_agree(trained, tmp_path) -> None:
         invoke("validate", "--checkpoint", str(checkpoint), str(fp32), "--data", f"cifar100:{cifar100}"),
         "has 100 classes but the model has 10; pass the right --data",
     )
+
+
+def test_an_fp32_onnx_is_a_reference_too_and_may_stand_alone(trained) -> None:
+    """An outside model has no checkpoint: its FP32 ONNX is the reference; alone, it is scored alone."""
+    from resnet_deploy.pipeline import ValidateJob, plan, run
+
+    checkpoint, fp32, fp16 = trained
+    ort = {"backend": "onnxruntime", "limit": 60}
+    both = run(plan(ValidateJob(fp32, (fp16,), **ort)))
+    from_checkpoint = run(plan(ValidateJob(checkpoint, (fp16,), **ort)))
+    assert (both.reference.backend, both.reference.precision, both.images) == ("onnxruntime", "fp32", 60)
+    assert both.reference.top1_error == pytest.approx(from_checkpoint.reference.top1_error)
+    assert both.artifacts[0].top1_error == pytest.approx(from_checkpoint.artifacts[0].top1_error)
+    alone = run(plan(ValidateJob(fp32, (), **ort)))
+    assert alone.artifacts == [] and alone.reference.top1_error == pytest.approx(both.reference.top1_error)
+    with pytest.raises(ResnetDeployError, match=r"the reference .* is fp16: the original model is FP32") as info:
+        run(plan(ValidateJob(fp16, (fp32,), **ort)))
+    assert info.value.field == "checkpoint"

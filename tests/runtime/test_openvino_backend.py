@@ -456,5 +456,5 @@ def test_fewer_threads_than_streams_is_refused_not_quietly_served(trained_resnet
         open_backend(onnx_path, backend=runtime, threads=1, streams=2)
     assert (
         str(refused.value)
-        == "2 streams need at least 2 threads (one each), got threads=1: ask for streams=1 or threads=2"
+        == "2 streams need at least 2 threads (one each), got `threads=1`: ask for `streams=1` or `threads=2`"
     )

@@ -70,7 +70,7 @@ def test_block_names_machine_versions_and_numbers(script) -> None:
     block = script.render(synthetic_results())
     lines = block.splitlines()
     assert lines[0] == (
-        "Measured by `python scripts/demo_table.py --readme README.md` at commit 0123456, on Test CPU "
+        "`python scripts/demo_table.py --readme README.md` on Test CPU "
         "(AVX2, FMA, AVX-512F, AVX-512 VNNI), 2 cores, no GPU; torch 2.14.1+cu130, onnxruntime 1.32.0, "
         "tensorrt-rtx 1.7.1.116."
     )
@@ -133,7 +133,7 @@ def test_cli_from_results_rewrites_and_checks_the_readme(script, tmp_path, capsy
     assert readme.read_text() == README
     assert script.main(["--from-results", str(results), "--readme", str(readme)]) == 0
     text = readme.read_text()
-    assert text.startswith("# title\n\nintro\n\n<!-- demo-table:start -->\nMeasured by `python scripts/demo_table.py")
+    assert text.startswith("# title\n\nintro\n\n<!-- demo-table:start -->\n`python scripts/demo_table.py")
     assert text.endswith("```\n<!-- demo-table:end -->\n\nafter\n") and "old 1.67%" not in text
     assert script.main(check) == 0
     capsys.readouterr()

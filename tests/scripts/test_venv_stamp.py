@@ -1,4 +1,4 @@
-"""scripts/_venv.sh installs once for alternating demo.sh ("") and test.sh ("dev") runs.
+"""scripts/_venv.sh installs once for alternating demo.sh ("train") and test.sh ("dev") runs.
 
 The venv's python is a shim that logs its arguments and succeeds, so nothing is pip-installed: the
 tests read which pip calls the stamp logic made.
@@ -79,10 +79,10 @@ STUBS = "-m pip install -q --no-deps tensorrt-stubs==10.13.0.35.1"
 
 def test_alternating_demo_and_test_runs_install_once(tmp_path) -> None:
     repo = Checkout(tmp_path)
-    done, calls = repo.source("")  # demo.sh on a fresh clone: makes the venv with $PYTHON, base install
+    done, calls = repo.source("train")  # demo.sh on a fresh clone: makes the venv with $PYTHON, [train]
     assert done.returncode == 0, done.stderr
     assert calls[0] == f"make-venv -m venv {repo.venv}"
-    assert [c for c in calls if "pip install" in c] == [TORCH, "-m pip install -q -e ROOT"]
+    assert [c for c in calls if "pip install" in c] == [TORCH, "-m pip install -q -e ROOT[train]"]
     assert "-c import resnet_deploy, torch, onnxruntime" in calls
     assert f"PATH={repo.venv}/bin:" in done.stdout
     # test.sh: only the dev extra is added (no torch), with its typings
@@ -92,18 +92,19 @@ def test_alternating_demo_and_test_runs_install_once(tmp_path) -> None:
         STUBS,
         f"ROOT/scripts/trt_typings.py {repo.venv}/typings",
     ]
-    assert "adding resnet-deploy[dev]" in done.stdout and repo.stamp.split()[1:] == ["dev"]
-    for extras in ("", "dev", "", "dev"):  # from now on, alternating runs install nothing
+    assert "adding resnet-deploy[dev]" in done.stdout and repo.stamp.split()[1:] == ["dev", "train"]
+    for extras in ("train", "dev", "train", "dev"):  # from now on, alternating runs install nothing
         assert repo.pip_calls(extras) == []
 
 
-def test_dev_first_satisfies_the_base_install(tmp_path) -> None:
+def test_dev_first_satisfies_the_demo_and_every_pypi_extra(tmp_path) -> None:
     repo = Checkout(tmp_path)
     assert repo.pip_calls("dev") == [TORCH, "-m pip install -q -e ROOT[dev]", STUBS]
-    assert repo.pip_calls("") == [] and repo.pip_calls("dev") == []
-    assert repo.pip_calls("plot") == ["-m pip install -q -e ROOT[plot]"]  # another extra: only it
-    assert repo.stamp.split()[1:] == ["dev", "plot"]
-    assert repo.pip_calls("dev,plot") == [] and repo.pip_calls("") == []
+    assert repo.pip_calls("") == [] and repo.pip_calls("train") == [] and repo.pip_calls("dev") == []
+    assert repo.pip_calls("plot,rtx") == []  # [dev] holds them
+    assert repo.pip_calls("cuda") == ["-m pip install -q -e ROOT[cuda]"]  # an extra [dev] lacks: only it
+    assert repo.stamp.split()[1:] == ["cuda", "dev"]
+    assert repo.pip_calls("dev,cuda") == [] and repo.pip_calls("train") == []
 
 
 @pytest.mark.parametrize("changed", ["pyproject.toml", "scripts/_venv.sh"])
