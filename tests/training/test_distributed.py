@@ -338,7 +338,7 @@ def test_sync_bn_is_refused_on_cpus(cifar: Path, tmp_path: Path) -> None:
     assert done.returncode != 0
     errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
     refusal = "rank 0 of 2: --sync-bn needs GPUs (PyTorch's SyncBatchNorm has no CPU kernel); drop --sync-bn"
-    assert errors == [f"error: {refusal}"]
+    assert errors == [f"error: {refusal}"], done.stderr[-3000:]
     assert "[rank0]: Traceback" not in done.stderr and "[rank1]: Traceback" not in done.stderr  # torchrun's aside
     assert "traceback : rank 0 of 2: --sync-bn needs GPUs" in done.stderr  # torchrun's report names rank and cause
 
