@@ -34,7 +34,8 @@ INSTALL_HINTS = {
     "tensorrt": "NVIDIA TensorRT: on Jetson it comes with JetPack (python3-libnvinfer); on x86 "
     "`pip install tensorrt --extra-index-url https://pypi.nvidia.com`",
     "tensorrt_rtx": 'TensorRT-RTX: `pip install "resnet-deploy[rtx]"` (builds ahead of time, even without a GPU)',
-    "cuda": 'cuda-python: `pip install "resnet-deploy[cuda]"` (`[cuda11]` on JetPack 5)',
+    "cuda": 'cuda-python: `pip install "resnet-deploy[cuda13]"` for a CUDA 13.x driver, `[cuda]` for 12.x, '
+    "`[cuda11]` on JetPack 5",
     "pycuda": "pycuda: `pip install pycuda` (needs the CUDA toolkit)",
     "onnxslim": 'onnxslim: `pip install "resnet-deploy[simplify]"`',
     "PIL.Image": "Pillow: `pip install pillow`",

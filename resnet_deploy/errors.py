@@ -140,6 +140,11 @@ class Terminated(KeyboardInterrupt):
     exit_code = 143
 
 
+def raise_terminated(_signum: int, _frame: object) -> None:
+    """The CLI's SIGTERM handler: :class:`Terminated` raised where the process stands."""
+    raise Terminated()
+
+
 def interrupted_code(exc: KeyboardInterrupt) -> int:
     """130 for Ctrl-C, 143 for SIGTERM: what a shell reports for a process those signals end."""
     return Terminated.exit_code if isinstance(exc, Terminated) else 130

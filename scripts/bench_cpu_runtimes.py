@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # resnet_deploy from this checkout, installed or not
 FORMS = (  # file, what it is
     ("r50.onnx", "FP32"),
     ("r50.fp16.onnx", "FP16"),

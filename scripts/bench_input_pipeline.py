@@ -53,6 +53,7 @@ from typing import Any
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # resnet_deploy from this checkout, installed or not
 CROP = 224
 QUALITY = 90
 # ImageNet-1k's common training-image sizes (w, h) and how often this benchmark draws each

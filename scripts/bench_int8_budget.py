@@ -50,6 +50,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # resnet_deploy from this checkout, installed or not
 PHASES = ("calibrate", "sensitivity", "budget")
 BUCKETS = ("calib_images", "ranges", "held_out_images", "fp32_reference", "build_variants", "score_variants")
 
@@ -507,5 +508,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(ROOT))
     sys.exit(main())

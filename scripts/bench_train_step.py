@@ -17,7 +17,8 @@ N(0, 1) float32 images (N, 3, S, S), int64 labels in [0, 1000)), each variant's 
   trainer's own ``training.trainer.train_step`` (channels_last input, bf16 autocast on CUDA, the loss
   in float32, ``zero_grad(set_to_none=True)``, backward, step, ``float(loss)``: a host sync per step),
   under the trainer's own backend settings (``trainer.make_deterministic``: on CUDA cuDNN deterministic,
-  ``cudnn.benchmark`` off, ``use_deterministic_algorithms(True, warn_only=True)``);
+  ``cudnn.benchmark`` off, ``use_deterministic_algorithms(True, warn_only=True)``, which also puts
+  Inductor in its deterministic mode, without the NaN fill of new tensors it would add by default);
 - reference: ``torchvision.models.resnet50()`` stepped as ``train_one_epoch`` in torchvision's
   ``references/classification/train.py`` (the main-branch form since torchvision 0.13, written from
   memory of it: the stored copies that could be read here were older ones, of 2019 and 2021, whose step
@@ -35,7 +36,8 @@ N(0, 1) float32 images (N, 3, S, S), int64 labels in [0, 1000)), each variant's 
   ``train --compile`` does); the optimizer step stays eager in both. Compilation happens in the
   warm-up, outside the timed blocks; its time is reported (the first step's wall time);
 - with ``--ours-fast-cudnn`` (CUDA): ours once more under the reference's settings (cudnn.benchmark
-  on, not deterministic), to tell what the model and step cost from what the deterministic settings do.
+  on, cuDNN and PyTorch not deterministic, so Inductor autotunes too), to tell what the model and step
+  cost from what all the deterministic settings together do.
 
 Timing: every variant warms up (``--warmup`` steps, its own settings), then ``--blocks`` rounds, each
 running every variant for ``--steps`` steps, the order rotated every round (ours first, then the
@@ -69,6 +71,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # resnet_deploy from this checkout, installed or not
 LR, MOMENTUM, WEIGHT_DECAY = 0.1, 0.9, 1e-4  # the paper's ImageNet recipe, and torchvision's defaults
 NUM_CLASSES = 1000
 SEED = 0
@@ -252,7 +255,8 @@ class Variant(NamedTuple):  # not a dataclass: tests load this file without regi
 @contextmanager
 def backend_settings(kind: str, device: Any) -> Iterator[None]:
     """The cuDNN / determinism settings each trainer runs under, restored afterwards: ours calls the trainer's
-    own ``make_deterministic`` (on CUDA: deterministic, no benchmark), the reference sets
+    own ``make_deterministic`` (on CUDA: cuDNN deterministic and no benchmark, PyTorch's deterministic
+    algorithms with Inductor's deterministic mode, no NaN fill of new tensors), the reference sets
     ``cudnn.benchmark = True`` as its main() does. On the CPU neither changes anything."""
     import torch
 
@@ -267,6 +271,7 @@ def backend_settings(kind: str, device: Any) -> Iterator[None]:
         cudnn.deterministic,
         torch.are_deterministic_algorithms_enabled(),
         torch.is_deterministic_algorithms_warn_only_enabled(),
+        torch.utils.deterministic.fill_uninitialized_memory,
     )
     try:
         if kind == "trainer":
@@ -278,6 +283,7 @@ def backend_settings(kind: str, device: Any) -> Iterator[None]:
     finally:
         cudnn.benchmark, cudnn.deterministic = saved[0], saved[1]
         torch.use_deterministic_algorithms(saved[2], warn_only=saved[3])
+        torch.utils.deterministic.fill_uninitialized_memory = saved[4]
 
 
 def synthetic_batch(batch: int, size: int, device: Any) -> tuple[Any, Any]:
@@ -503,8 +509,8 @@ def render(result: dict[str, Any]) -> str:
             )
         )
         lines.append(
-            "Settings: ours as the trainer runs (make_deterministic: cuDNN deterministic, no benchmark), the reference "
-            "as its main() does (cudnn.benchmark on)"
+            "Settings: ours as the trainer runs (make_deterministic: cuDNN deterministic, no benchmark, deterministic "
+            "algorithms incl. Inductor's), the reference as its main() does (cudnn.benchmark on)"
         )
     counts = {r["parameters"] for r in result["variants"].values()}
     lines.append(
@@ -521,9 +527,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     device = pick_device(args.device)
     if device.type == "cuda":
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # the trainer's, before any CUDA work
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # as the trainer (on its import): before CUDA
     sizes, small = resolve_sizes(args, device.type)
-    # warn_only determinism (ours on CUDA) warns of max_pool2d / adaptive_avg_pool2d backward; known, not news
+    # warn_only determinism (ours on CUDA) warns of any op without a deterministic kernel; none is expected
+    # in this model's step (max_pool2d's backward is a gather, the average pool a mean), and none is news
     warnings.filterwarnings("ignore", message=".*does not have a deterministic implementation.*")
     machine = describe_machine(device)
     images, labels = synthetic_batch(sizes["batch"], sizes["size"], device)

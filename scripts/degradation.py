@@ -22,6 +22,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # resnet_deploy from this checkout, installed or not
+
 MODELS = (("plain", 20), ("plain", 56), ("resnet", 20), ("resnet", 56))
 # The paper's curves span 64k iterations; digits has 12 iterations per epoch, and at the training
 # command's 20 epochs (240 iterations) the 56-layer nets have barely started. 60 epochs = 720.

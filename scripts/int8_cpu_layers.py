@@ -26,7 +26,9 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from resnet_deploy.evaluate.bench import PAUSE_SECONDS, describe_machine
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # resnet_deploy from this checkout, installed or not
+from resnet_deploy.evaluate.bench import PAUSE_SECONDS, describe_machine  # noqa: E402
 
 
 def _numel(shape: list[int]) -> int:

@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import inspect
 import re
+import sys
+from pathlib import Path
 from typing import Any
 
 import click
 
-from resnet_deploy import errors
-from resnet_deploy.cli import main
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # resnet_deploy from this checkout, installed or not
+from resnet_deploy import errors  # noqa: E402
+from resnet_deploy.cli import main  # noqa: E402
 
 MARKER = re.compile(r"<!--\s*(cli|cli-commands|errors)(?::\s*([\w-]+))?\s*-->")
 

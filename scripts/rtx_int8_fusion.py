@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # resnet_deploy from this checkout, installed or not
 BATCH = 8  # the profile's opt batch: dynamic dimensions are counted at this size
 BYTES = {"Float": 4, "Half": 2, "Int8": 1, "Int32": 4, "Int64": 8, "Bool": 1}
 
@@ -189,5 +190,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(ROOT))
     main()

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
 from resnet_deploy._lazy import is_available
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -41,11 +44,31 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _file_index_cache(tmp_path_factory: pytest.TempPathFactory):
-    """ImageFolder indexes go to a session folder, not the user's ~/.cache (child processes inherit it)."""
+def _child_environment(tmp_path_factory: pytest.TempPathFactory):
+    """What every process a test starts inherits: ImageFolder indexes in a session folder, not the user's
+    ~/.cache; this checkout first on the path, so `python -m resnet_deploy` and the scripts run this
+    code from any working directory, installed or not (a bare checkout on a GPU machine is not)."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("RESNET_DEPLOY_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+        patch.setenv("PYTHONPATH", os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p))
         yield
+
+
+@pytest.fixture(autouse=True)
+def _cpu_tests_stay_on_the_cpu(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A test not marked `gpu` runs as on a machine without one, GPU or not: `device=auto` picks the CPU
+    in it, and in the processes it starts. (The collection above has already started CUDA in this
+    process where there is a GPU, so the variable reaches only child processes; `gpu` tests keep it.)"""
+    if request.node.get_closest_marker("gpu") is not None:
+        return
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    try:
+        import torch
+    except ImportError:
+        return
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
 
 
 @pytest.fixture(scope="session")
@@ -74,7 +97,7 @@ def trained_resnet20(tmp_path_factory: pytest.TempPathFactory):
     from resnet_deploy.training.trainer import Trainer, TrainOptions
 
     root = tmp_path_factory.mktemp("trained")
-    result = Trainer(TrainOptions.of(depth=20, epochs=3), root / "run").run()
+    result = Trainer(TrainOptions.of(depth=20, epochs=3, device="cpu"), root / "run").run()  # the same on any machine
     source = open_model(result.checkpoint)
     export_onnx(source.model, root / "resnet20.onnx", source.metadata)
     return result.checkpoint, root / "resnet20.onnx"

@@ -88,6 +88,7 @@ class FakeCudart:
         self.current_device = 0
         self.live: dict[str, dict[int, Any]] = {k: {} for k in ("stream", "event", "device", "host", "graph", "exec")}
         self.stream_flags: dict[int, int] = {0: 0}
+        self.stream_device: dict[int, int] = {}  # the device current when each stream was created
         self.capturing: dict[int, list[Callable[[], None]]] = {}
         self.clock_ms = 0.0
         self._next = 0x1000
@@ -216,6 +217,7 @@ class FakeCudart:
             return error, None
         stream = self._handle("stream", flags)
         self.stream_flags[int(stream)] = int(flags)
+        self.stream_device[int(stream)] = self.current_device
         return error, stream
 
     def cudaStreamDestroy(self, stream: Any) -> tuple[cudaError_t]:
@@ -234,7 +236,9 @@ class FakeCudart:
 
     def cudaEventCreateWithFlags(self, flags: int, _name: str = "cudaEventCreateWithFlags") -> tuple[cudaError_t, Any]:
         error = self._enter(_name, flags)
-        return (error, None) if error else (error, self._handle("event", {"flags": int(flags), "at": None}))
+        if error:
+            return error, None
+        return error, self._handle("event", {"flags": int(flags), "at": None, "device": self.current_device})
 
     def cudaEventDestroy(self, event: Any) -> tuple[cudaError_t]:
         self._enter("cudaEventDestroy", event)
@@ -245,6 +249,8 @@ class FakeCudart:
         state = self.live["event"].get(int(event))
         if error or state is None:
             return (error or cudaError_t.cudaErrorInvalidResourceHandle,)
+        if self.stream_device.get(int(stream), state["device"]) != state["device"]:  # CUDA: one device for both
+            return (cudaError_t.cudaErrorInvalidResourceHandle,)
         self.enqueue(int(stream), lambda: state.update(at=self.clock_ms))
         return (cudaError_t.cudaSuccess,)
 

@@ -45,6 +45,9 @@ sys.meta_path.insert(0, _TorchGuard())
 
 
 def _run(*args: str | Path, env: dict[str, str] | None = None, cwd: Path | None = None, check: bool = True):
+    """``args`` run outside this checkout: without the PYTHONPATH the tests give their processes, the
+    checkout's own package (and its editable install's metadata) would stand in for the installed one."""
+    env = {k: v for k, v in (os.environ if env is None else env).items() if k != "PYTHONPATH"}
     result = subprocess.run(
         [str(a) for a in args], capture_output=True, text=True, env=env, cwd=cwd, timeout=900, check=False
     )

@@ -26,12 +26,8 @@ from resnet_deploy.cli.info import info
 from resnet_deploy.cli.sensitivity import sensitivity
 from resnet_deploy.cli.train import train
 from resnet_deploy.cli.validate import validate_command
-from resnet_deploy.errors import ResnetDeployError, Stopped, Terminated, interrupted_code
+from resnet_deploy.errors import ResnetDeployError, Stopped, Terminated, interrupted_code, raise_terminated
 from resnet_deploy.training.torchrun import record_failure
-
-
-def _terminate(_signum: int, _frame: Any) -> None:
-    raise Terminated()
 
 
 def _handle_sigterm() -> Any:
@@ -40,7 +36,7 @@ def _handle_sigterm() -> Any:
         previous = signal.getsignal(signal.SIGTERM)
         if previous is not signal.SIG_DFL:  # someone (a test harness, an embedding app) owns it
             return None
-        signal.signal(signal.SIGTERM, _terminate)
+        signal.signal(signal.SIGTERM, raise_terminated)
         return previous
     except ValueError:  # not the main thread
         return None

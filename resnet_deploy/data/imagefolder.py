@@ -143,7 +143,7 @@ class FolderSplit:
                 batch_sampler=order,
                 num_workers=self.workers,
                 collate_fn=gpu_jpeg.collate_encoded if encoded else _collate,
-                pin_memory=pin,
+                pin_memory=pin and not encoded,  # nvJPEG copies file bytes through its own pinned buffers
                 persistent_workers=self.workers > 0,
             )
             self._loaders[key] = (loader, order)
@@ -202,8 +202,11 @@ class FolderSplit:
 
 
 def load_imagefolder(path: str | Path, *, workers: int = 0, decode_on: torch.device | None = None) -> Dataset:
-    """``decode_on``: decode and augment the training images on this device (a GPU; see data.gpu_jpeg)."""
+    """``decode_on``: decode and augment the training images on this device (a GPU; see data.gpu_jpeg),
+    whose decoder is tried first."""
     layout = read_layout(path)
+    if decode_on is not None and decode_on.type != "cpu":  # the CPU's is torchvision's libjpeg-turbo
+        gpu_jpeg.check_decoder(decode_on)
     return Dataset(
         spec=f"imagefolder:{layout.root}",
         name=layout.root.name,

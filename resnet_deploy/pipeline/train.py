@@ -15,6 +15,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import signal
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +33,7 @@ from resnet_deploy.errors import (
     Stopped,
     Terminated,
     TrainingError,
+    raise_terminated,
 )
 from resnet_deploy.files.run_dir import check_run_dir, epochs_logged, resumed_dir, resumes_in_place
 from resnet_deploy.messages import SILENT, Messages
@@ -217,6 +220,16 @@ class Launch(Step):
             raise
 
 
+def _say_why_before_stopping() -> None:
+    """This process's error is the job's, and it is about to print it and exit. The others stop at once
+    (they learn of it from a collective), and torchrun's agent SIGTERMs every survivor as soon as one
+    has exited: this line was then lost to "terminated" when rank 0 was slower (1 suite run in ~20).
+    From here on the CLI's SIGTERM waits for the line (a handler of the embedding application's is left
+    alone); the agent's SIGKILL, 30 s later, still ends a hang."""
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) is raise_terminated:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
 @contextlib.contextmanager
 def _one_of_many(world: Any) -> Iterator[None]:
     """Under torchrun: errors named by rank and left where torchrun reports them; a process stopped
@@ -238,6 +251,7 @@ def _one_of_many(world: Any) -> Iterator[None]:
         record_failure(str(exc), exc.exit_code)
         if launch.LAUNCHED_BY_US in os.environ:  # `train --nproc` prints it once, for the whole job
             raise Stopped(exc.exit_code) from None
+        _say_why_before_stopping()
         raise
     except Exception as exc:  # not KeyboardInterrupt: the run says where it stands
         if not distributed.lost_peer(exc):

@@ -43,9 +43,12 @@ version_text = cuda_version_text
 
 
 def cuda_extra(driver_version: int | None) -> str:
-    """The pip extra whose cuda-python runs on a driver for this CUDA version: CUDA 12 bindings run on
-    12.x and 13.x drivers; JetPack 5 (CUDA 11.4) needs the 11.x ones."""
-    return "cuda11" if driver_version is not None and driver_version < 12000 else "cuda"
+    """The pip extra whose cuda-python runs on a driver for this CUDA version: the driver's own major
+    version (a 13.x driver runs CUDA 12 bindings too, but torch's CUDA 13 wheels require the 13.x ones,
+    and the two cannot be installed together); JetPack 5 (CUDA 11.4) needs the 11.x ones."""
+    if driver_version is not None and driver_version < 12000:
+        return "cuda11"
+    return "cuda13" if driver_version is not None and driver_version >= 13000 else "cuda"
 
 
 def install_hint(driver_version: int | None) -> str:
@@ -102,11 +105,6 @@ class CudaPython:
         props = self._ok(self.rt.cudaGetDeviceProperties(self.device), "cudaGetDeviceProperties")
         name = props.name.decode(errors="replace").rstrip("\x00") if isinstance(props.name, bytes) else props.name
         return str(name), f"{props.major}.{props.minor}"
-
-    def memory_info(self) -> tuple[int, int]:
-        """(free, total) bytes of device memory."""
-        free, total = self._ok(self.rt.cudaMemGetInfo(), "cudaMemGetInfo")
-        return int(free), int(total)
 
     def create_stream(self) -> Any:
         return self._track("stream", self._ok(self.rt.cudaStreamCreateWithFlags(NON_BLOCKING), "cudaStreamCreate"))
@@ -229,10 +227,6 @@ class PyCuda:
         device = self.cuda.Device(self.device)
         major, minor = device.compute_capability()
         return str(device.name()), f"{major}.{minor}"
-
-    def memory_info(self) -> tuple[int, int]:
-        free, total = self.cuda.mem_get_info()
-        return int(free), int(total)
 
     def create_stream(self) -> Any:
         return self._track("stream", self.cuda.Stream(flags=NON_BLOCKING))

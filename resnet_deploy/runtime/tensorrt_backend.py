@@ -363,11 +363,13 @@ class TensorRTBackend(Backend):
             raise RunnerError(f"TensorRT failed to run {self.path.name}: {self.logger.since(mark)}")
 
     def timed_infer(self, batch: np.ndarray) -> float:
-        """Stream time of one call, copies included: events recorded around it on the runner's stream."""
-        if self._events is None:
-            self._events = (self.cuda.create_event(timing=True), self.cuda.create_event(timing=True))
-        start, end = self._events
+        """Stream time of one call, copies included: events recorded around it on the runner's stream,
+        created on the runner's device (an event and its stream must share one)."""
+        self._check_open()
         with self.cuda.current():
+            if self._events is None:
+                self._events = (self.cuda.create_event(timing=True), self.cuda.create_event(timing=True))
+            start, end = self._events
             self.cuda.record(start, self.stream)
             self.infer(batch)
             self.cuda.record(end, self.stream)

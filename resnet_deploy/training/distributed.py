@@ -155,8 +155,10 @@ def join(device: str, environ: Mapping[str, str] = os.environ) -> tuple[World, s
     if on_gpu:
         device = _gpu_for(local_rank, device)
     backend = "nccl" if on_gpu else "gloo"
-
-    torch.distributed.init_process_group(backend, timeout=datetime.timedelta(minutes=30))
+    # NCCL bound to this process's GPU: its communicator starts here (an error surfaces in join, not in the
+    # first collective), and barrier() uses that device rather than guessing (torch warns when it guesses)
+    bound = torch.device(device) if on_gpu else None
+    torch.distributed.init_process_group(backend, timeout=datetime.timedelta(minutes=30), device_id=bound)
     return World(rank, size, local_rank, backend), device
 
 

@@ -45,6 +45,12 @@ from resnet_deploy.training.run_state import (
     save_state,
 )
 
+# cuBLAS reads its workspace setting once, when its first handle is made: set here, on import, before
+# this process does any CUDA work through the trainer (the setting makes cuBLAS results reproducible)
+CUBLAS_WORKSPACE = ":4096:8"
+_CUBLAS_SET_LATE = "CUBLAS_WORKSPACE_CONFIG" not in os.environ and torch.cuda.is_initialized()
+os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
+
 NORMALIZATIONS = ("pixel-mean", "channel")
 # Undecodable files an epoch's log row lists (all are counted): up to 1% of ImageNet may be skipped,
 # and 12,800 paths in every row of log.json, rewritten each epoch, would swamp it.
@@ -97,17 +103,34 @@ def pick_device(name: str) -> torch.device:
         raise TrainingError(f"unknown `device={name!r}`; use auto, cpu, cuda or cuda:N", field="device") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise TrainingError("`device=cuda` asked for, but PyTorch sees no CUDA GPU; use `device=cpu`", field="device")
+    if device.type == "cuda" and device.index is not None and device.index >= (count := torch.cuda.device_count()):
+        gpus = f"cuda:0 to cuda:{count - 1}" if count > 1 else "cuda:0"
+        raise TrainingError(
+            f"`device={name}` asked for, but this machine has {count} GPU(s): use {gpus}", field="device"
+        )
     return device
 
 
-def make_deterministic(device: torch.device) -> None:
+def make_deterministic(device: torch.device) -> str | None:
     """Same seed, same weights. CPU kernels are deterministic already (and the switch below costs
-    3.5 s of torch._inductor imports), so only CUDA needs telling."""
-    if device.type == "cuda":
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.backends.cudnn.benchmark = False
-        torch.backends.cudnn.deterministic = True
-        torch.use_deterministic_algorithms(True, warn_only=True)
+    3.5 s of torch._inductor imports), so only CUDA needs telling: cuDNN's deterministic algorithms
+    without autotuning, PyTorch's deterministic kernels (and Inductor's deterministic mode), cuBLAS's
+    fixed workspace. Not the NaN fill of new tensors that deterministic mode adds by default: it
+    only shows reads of uninitialised memory, and costs an extra write of every activation.
+    Returns a warning when cuBLAS may have started before its setting was made (embedded use)."""
+    if device.type != "cuda":
+        return None
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = True
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.utils.deterministic.fill_uninitialized_memory = False  # type: ignore[attr-defined]
+    if _CUBLAS_SET_LATE:
+        return (
+            "CUDA had started before resnet_deploy.training was imported, so cuBLAS may not use the "
+            f"reproducible workspace: set CUBLAS_WORKSPACE_CONFIG={CUBLAS_WORKSPACE} before any CUDA work "
+            "for bit-identical runs"
+        )
+    return None
 
 
 def _epoch_seed(seed: int, epoch: int) -> int:
@@ -515,7 +538,9 @@ class Trainer:
 
     def run(self) -> TrainResult:
         start = time.perf_counter()
-        make_deterministic(self.device)
+        late = make_deterministic(self.device)
+        if late:
+            self.out.warn(late)
         dataset = open_dataset(self.data, workers=self.options.decoding_workers, decode_on=self._decode_device())
         begin = _fresh_start(self.options, dataset) if self.state is None else _resumed_start(self.state, dataset)
         self._refuse_together(lambda: _check_split(begin.plan, self.world))

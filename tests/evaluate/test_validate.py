@@ -255,3 +255,18 @@ def test_an_fp32_onnx_is_a_reference_too_and_may_stand_alone(trained) -> None:
     with pytest.raises(ResnetDeployError, match=r"the reference .* is fp16: the original model is FP32") as info:
         run(plan(ValidateJob(fp16, (fp32,), **ort)))
     assert info.value.field == "checkpoint"
+
+
+@pytest.mark.gpu
+def test_a_checkpoint_on_cuda_scores_as_on_the_cpu(trained) -> None:
+    """The PyTorch backend on the GPU against itself on the CPU, on all test images. Tolerance: cuDNN runs
+    FP32 convolutions in TF32 on Ampere and later (PyTorch's default), rounding each input to 10 mantissa
+    bits (relative 2^-11); over ResNet-20's 19 convolutions the logits (|logit| < 20 here) move by a few
+    hundredths at most, so 0.05 bounds them and only near-ties could change their top-1."""
+    checkpoint, _, _ = trained
+    with open_backend(checkpoint, device="cpu") as cpu, open_backend(checkpoint, device="cuda") as gpu:
+        report = validate(cpu, [gpu])
+    _, on_gpu = report.rows()
+    assert on_gpu.backend == "pytorch" and report.images >= 300
+    assert on_gpu.max_abs_logit_error <= 0.05
+    assert on_gpu.top1_agreement >= 0.99 and abs(on_gpu.delta_top1_pp) <= 1.0

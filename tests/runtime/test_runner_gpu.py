@@ -3,9 +3,9 @@
 TensorRT itself is the strict 10.16 stand-in (no full TensorRT can be installed here, and
 TensorRT-RTX refuses Hopper), but everything under it is real: cuda-python's stream, pinned and
 device buffers, events and graph capture, torch tensors on torch streams. The stand-in execution
-context launches a real kernel, compiled with NVRTC, on the stream it is given, reading and writing
-the bound device addresses: ``out = x @ w``. Inputs and weights are small integers, so every sum
-is exact in float32 and results are compared bit for bit.
+context launches a real kernel, compiled by NVRTC into a cubin for the GPU (tests/cuda_kernel.py),
+on the stream it is given, reading and writing the bound device addresses: ``out = x @ w``. Inputs
+and weights are small integers, so every sum is exact in float32 and results are compared bit for bit.
 
     python -m pytest tests/runtime/test_runner_gpu.py -v    # on a machine with an NVIDIA GPU
 """
@@ -17,11 +17,12 @@ import gc
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 
+from tests.cuda_kernel import check as _check
+from tests.cuda_kernel import compile_cubin
 from tests.trt_standin import Machine, standin
 
 pytestmark = pytest.mark.gpu
@@ -40,27 +41,17 @@ extern "C" __global__ void linear(const float* x, const float* w, float* out, in
 """
 
 
-def _check(result: Any, what: str) -> Any:
-    error, *values = result if isinstance(result, tuple) else (result,)
-    assert int(error) == 0, f"{what}: {error}"
-    return values[0] if len(values) == 1 else values
-
-
 class GpuLinear:
     """The stand-in engine's work on the GPU: ``out = x @ w`` by an NVRTC kernel, on the given stream."""
 
     def __init__(self) -> None:
-        from cuda.bindings import driver, nvrtc, runtime
+        from cuda.bindings import driver, runtime
 
         self.driver, self.runtime = driver, runtime
         _check(runtime.cudaFree(0), "cudaFree(0)")
         props = _check(runtime.cudaGetDeviceProperties(0), "cudaGetDeviceProperties")
-        program = _check(nvrtc.nvrtcCreateProgram(KERNEL, b"linear.cu", 0, [], []), "nvrtcCreateProgram")
-        arch = f"--gpu-architecture=compute_{props.major}{props.minor}".encode()
-        _check(nvrtc.nvrtcCompileProgram(program, 1, [arch]), "nvrtcCompileProgram")
-        ptx = b" " * _check(nvrtc.nvrtcGetPTXSize(program), "nvrtcGetPTXSize")
-        _check(nvrtc.nvrtcGetPTX(program, ptx), "nvrtcGetPTX")
-        self.module = _check(driver.cuModuleLoadData(ptx), "cuModuleLoadData")
+        cubin = compile_cubin(KERNEL, b"linear.cu", props.major, props.minor)
+        self.module = _check(driver.cuModuleLoadData(cubin), "cuModuleLoadData")
         self.function = _check(driver.cuModuleGetFunction(self.module, b"linear"), "cuModuleGetFunction")
         self.w = np.random.default_rng(1).integers(-2, 3, (FEATURES, CLASSES)).astype(np.float32)
         self.w_device = int(_check(runtime.cudaMalloc(self.w.nbytes), "cudaMalloc"))
@@ -152,6 +143,18 @@ def test_cuda_graphs_replay_exactly_after_other_shapes(gpu, tiny_onnx, tmp_path)
             assert np.array_equal(runner.infer(x), kernel.expected(x)), n
         assert sorted(runner.backend._graphs) == [1, 3, 8]
     assert spec.violations == []  # no context re-shaped after its graph was captured
+
+
+def test_cuda_graphs_on_a_static_profile_pad_every_chunk_and_replay_one_graph(gpu, tiny_onnx, tmp_path) -> None:
+    from resnet_deploy.runtime import Runner
+
+    kernel, spec = gpu
+    with Runner.load(engine(tiny_onnx, tmp_path / "s.engine", "4"), cuda_graph=True) as runner:
+        for i, n in enumerate([4, 3, 8, 11, 1, 4]):  # 3, 11 and 1 padded to chunks of 4
+            x = integer_batch(n, seed=300 + i)
+            assert np.array_equal(runner.infer(x), kernel.expected(x)), n
+        assert sorted(runner.backend._graphs) == [4]
+    assert spec.violations == [] and 0 not in spec.streams
 
 
 @pytest.mark.parametrize("gpu", ["8.6", "10.16"], indirect=True)

@@ -126,6 +126,26 @@ def test_cuda_graphs_are_captured_per_batch_size_on_contexts_that_never_change_s
         assert_all_freed(cuda, machine)
 
 
+def test_timing_events_live_on_the_runners_device_and_none_after_close(tiny_onnx, tmp_path, monkeypatch) -> None:
+    """Another library made device 1 current: the events are still made on the runner's device 0, where
+    its stream is (an event recorded on another device's stream fails). Closed: refused, nothing made."""
+    from resnet_deploy.errors import RunnerError
+
+    with device(monkeypatch, "10.16") as (_, cuda, machine):
+        engine = build(tiny_onnx, tmp_path / "m.engine", "10.16")
+        runner = Runner.load(engine)
+        (x,) = batches(4)
+        cuda.current_device = 1
+        assert runner.backend.timed_infer(x) >= 0
+        assert {state["device"] for state in cuda.live["event"].values()} == {0}
+        runner.close()
+        events = sum(name == "cudaEventCreateWithFlags" for name, _ in cuda.calls)
+        with pytest.raises(RunnerError, match="was closed; open it again"):
+            runner.backend.timed_infer(x)
+        assert sum(name == "cudaEventCreateWithFlags" for name, _ in cuda.calls) == events
+        assert_all_freed(cuda, machine)
+
+
 def test_graphs_work_with_cuda_python_11(tiny_onnx, tmp_path, monkeypatch) -> None:
     """cuda-python 11.x (JetPack 5) has cudaGraphInstantiate(graph, logBuffer, bufferSize)."""
     with device(monkeypatch, "10.3", cuda=FakeCudart(major=11, gpu="Orin", compute_capability=(8, 7))) as (_, cuda, m):

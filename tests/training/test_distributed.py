@@ -34,13 +34,19 @@ from tests.factories import write_tiny_cifar
 
 ROOT = Path(__file__).resolve().parents[2]
 RANKS_SCRIPT = Path(__file__).with_name("ddp_ranks.py")
-ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1"}  # the same kernels in every process compared
+
+
+def one_thread() -> dict[str, str]:
+    """The environment of the processes a test starts: the same kernels in every process compared."""
+    return {**os.environ, "OMP_NUM_THREADS": "1"}  # read when called: conftest's settings included
+
+
 CLI = [sys.executable, "-m", "resnet_deploy", "train"]
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
 
 
 def run(args: list[str], cwd: Path, timeout: float = 240) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(args, cwd=cwd, env=ONE_THREAD, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(args, cwd=cwd, env=one_thread(), capture_output=True, text=True, timeout=timeout)
 
 
 def rows(run_dir: Path) -> list[dict]:
@@ -287,7 +293,7 @@ def _killed_in_epoch_2(tmp_path: Path) -> tuple[Path, subprocess.Popen[str], str
     job = subprocess.Popen(
         [*CLI, "--depth", "20", "--epochs", "3", "--nproc", "2", "--no-progress", "-o", str(run_dir)],
         cwd=tmp_path,
-        env=ONE_THREAD,
+        env=one_thread(),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -341,6 +347,49 @@ def test_sync_bn_is_refused_on_cpus(cifar: Path, tmp_path: Path) -> None:
     assert errors == [f"error: {refusal}"], done.stderr[-3000:]
     assert "[rank0]: Traceback" not in done.stderr and "[rank1]: Traceback" not in done.stderr  # torchrun's aside
     assert "traceback : rank 0 of 2: --sync-bn needs GPUs" in done.stderr  # torchrun's report names rank and cause
+
+
+def test_the_process_whose_error_ends_the_job_prints_it_before_torchruns_sigterm(monkeypatch) -> None:
+    """Rank 1 stops at once on rank 0's refusal; torchrun's agent then SIGTERMs rank 0, which still has to
+    leave the group and print why: its CLI handler waits for that, an application's is left alone."""
+    from resnet_deploy.errors import raise_terminated
+    from resnet_deploy.pipeline.train import _one_of_many
+
+    world = World(0, 2, 0, "gloo")  # not initialised: leaving is a no-op
+    monkeypatch.delenv(launch.LAUNCHED_BY_US, raising=False)
+    for handler, after in (
+        (raise_terminated, signal.SIG_IGN),
+        (signal.default_int_handler, signal.default_int_handler),
+    ):
+        monkeypatch.setattr(signal, "getsignal", lambda _s, h=handler: h)
+        installed: list = []
+        monkeypatch.setattr(signal, "signal", lambda _s, h, into=installed: into.append(h))
+        with pytest.raises(TrainingError, match=r"^rank 0 of 2: refused$"), _one_of_many(world):
+            raise TrainingError("refused")
+        assert installed == ([after] if after is signal.SIG_IGN else [])
+
+
+def test_cpu_tests_and_the_processes_they_start_see_no_gpu(tmp_path: Path) -> None:
+    """On a GPU machine, `device=auto` in a CPU test (and in its torchrun jobs) would train on the GPU
+    and over NCCL, and fail there on what only the CPU does: conftest hides the GPU from tests not
+    marked `gpu`, in this process and in every one it starts."""
+    assert not torch.cuda.is_available() and torch.cuda.device_count() == 0
+    code = "import os, torch; print(repr(os.environ['CUDA_VISIBLE_DEVICES']), torch.cuda.device_count())"
+    done = run([sys.executable, "-c", code], tmp_path)
+    assert done.stdout.split() == ["''", "0"], done.stderr
+
+
+@pytest.mark.parametrize(("device", "backend", "bound"), [("cuda", "nccl", "cuda:1"), ("cpu", "gloo", None)])
+def test_nccl_starts_bound_to_the_processs_gpu(monkeypatch, device: str, backend: str, bound: str | None) -> None:
+    started: list[tuple[str, object]] = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda index: None)
+    monkeypatch.setattr(torch.distributed, "init_process_group", lambda b, **kw: started.append((b, kw["device_id"])))
+    environ = {"RANK": "1", "WORLD_SIZE": "2", "LOCAL_RANK": "1", "MASTER_ADDR": "localhost", "MASTER_PORT": "1"}
+    world, chosen = distributed.join(device, environ)
+    assert (world.backend, chosen) == (backend, bound or "cpu")
+    assert started == [(backend, torch.device(bound) if bound else None)]
 
 
 # --- on a GPU (skipped without one) ------------------------------------------------------------------

@@ -194,3 +194,62 @@ def test_imagefolder_training_with_a_broken_image(tmp_path) -> None:
     with pytest.raises(Exception, match=r"none of the 6 test images decoded"):
         run(opts, tmp_path / "r3")
     assert not (tmp_path / "r3" / "model.pt").exists()
+
+
+def test_on_cuda_determinism_is_set_without_the_nan_fill_and_restored_here(monkeypatch) -> None:
+    """What make_deterministic sets on CUDA (none of it needs a GPU to set): deterministic cuDNN without
+    autotuning and PyTorch's deterministic kernels, not the NaN fill of every new tensor (a debugging aid
+    that writes each activation twice)."""
+    from resnet_deploy.training import trainer
+
+    cudnn, fill = torch.backends.cudnn, torch.utils.deterministic
+    saved = (
+        cudnn.benchmark,
+        cudnn.deterministic,
+        torch.are_deterministic_algorithms_enabled(),
+        fill.fill_uninitialized_memory,
+    )
+    try:
+        assert trainer.make_deterministic(torch.device("cpu")) is None and fill.fill_uninitialized_memory == saved[3]
+        monkeypatch.setattr(trainer, "_CUBLAS_SET_LATE", False)
+        assert trainer.make_deterministic(torch.device("cuda")) is None
+        assert (cudnn.benchmark, cudnn.deterministic, torch.are_deterministic_algorithms_enabled()) == (
+            False,
+            True,
+            True,
+        )
+        assert torch.is_deterministic_algorithms_warn_only_enabled() and fill.fill_uninitialized_memory is False
+        monkeypatch.setattr(trainer, "_CUBLAS_SET_LATE", True)
+        late = trainer.make_deterministic(torch.device("cuda"))
+        assert late is not None and "set CUBLAS_WORKSPACE_CONFIG=:4096:8 before any CUDA work" in late
+    finally:
+        cudnn.benchmark, cudnn.deterministic = saved[0], saved[1]
+        torch.use_deterministic_algorithms(saved[2])
+        fill.fill_uninitialized_memory = saved[3]
+
+
+def test_cublas_gets_its_reproducible_workspace_when_the_trainer_is_imported(tmp_path) -> None:
+    """cuBLAS reads the variable once, at its first handle: set at import, not when training starts,
+    so an application that imports the trainer before its own CUDA work trains reproducibly."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "CUBLAS_WORKSPACE_CONFIG"}
+    code = "import os, resnet_deploy.training.trainer as t; print(os.environ['CUBLAS_WORKSPACE_CONFIG'])"
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
+    assert done.stdout.split() == [":4096:8"], done.stderr[-2000:]
+
+
+def test_a_gpu_this_machine_does_not_have_is_refused_in_one_line(monkeypatch) -> None:
+    from resnet_deploy.training.trainer import pick_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert pick_device("cuda:1") == torch.device("cuda", 1)
+    with pytest.raises(
+        TrainingError, match=r"^`device=cuda:3` asked for, but this machine has 2 GPU\(s\): use cuda:0 to cuda:1$"
+    ):
+        pick_device("cuda:3")
