@@ -29,6 +29,8 @@ _EXPORTS = {
     **dict.fromkeys(
         (
             "ExportJob",
+            "ImportJob",
+            "InspectJob",
             "ConvertJob",
             "CalibrateJob",
             "SensitivityJob",

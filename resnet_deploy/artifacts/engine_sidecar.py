@@ -62,6 +62,7 @@ class EngineSidecar:
     int8_kept_out: list[dict[str, str]] | None = None  # layers the accuracy budget kept out of INT8 (node, module)
     accuracy_budget: dict[str, Any] | None = None  # the budget, and the top-1 drop measured within it
     lineage: dict[str, str] | None = None  # the built graph's lineage props (``artifacts.lineage``); None: older
+    layers: list[dict[str, Any]] | None = None  # the engine's layers as its builder reported them (engine.layer_info)
     build_options: dict[str, Any] | None = None
     build_seconds: float | None = None
     rebuild_command: str | None = None
@@ -159,6 +160,7 @@ FIELDS: dict[str, tuple[str, bool]] = {  # field -> (kind, required)
     "int8_kept_out": (_LIST, False),
     "accuracy_budget": (_DICT, False),
     "lineage": (_DICT, False),
+    "layers": (_LIST, False),
 }
 TARGET_FIELDS = {"gpu": _STR, "compute_capability": _STR, "compute_capabilities": _LIST, "dla_core": _INT}
 

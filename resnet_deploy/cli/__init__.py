@@ -22,7 +22,9 @@ from resnet_deploy.cli.convert import convert
 from resnet_deploy.cli.demo import demo
 from resnet_deploy.cli.export import export
 from resnet_deploy.cli.flags import describe_error
+from resnet_deploy.cli.import_model import import_command
 from resnet_deploy.cli.info import info
+from resnet_deploy.cli.inspect import inspect_command
 from resnet_deploy.cli.sensitivity import sensitivity
 from resnet_deploy.cli.train import train
 from resnet_deploy.cli.validate import validate_command
@@ -96,6 +98,8 @@ def main() -> None:
 def _register() -> None:
     for command in (
         info,
+        import_command,
+        inspect_command,
         train,
         export,
         convert,

@@ -99,7 +99,9 @@ def build_options_from(options: dict[str, Any]) -> BuildOptions:
 )
 @model_options
 @engine_options
-@calibration_options("Calibration data spec for --int8 (default: the model's dataset).")
+@calibration_options(
+    "Calibration data spec for --int8 (default: the model's dataset); folder:PATH takes unlabelled images."
+)
 @budget_options
 @output_options("Engine file (default: MODEL.engine for FP32, MODEL.<precision>.engine otherwise, beside the ONNX).")
 def build_engine_command(onnx: str | None, no_progress: bool, dry_run: bool, as_json: bool, **options: Any) -> None:

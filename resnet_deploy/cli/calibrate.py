@@ -24,7 +24,10 @@ from resnet_deploy.quantize.options import TARGETS
     help="tensorrt: symmetric int8 Q/DQ placed for TensorRT (also TensorRT-RTX, ONNX Runtime); "
     "cpu: ONNX Runtime's fast uint8-activation form.",
 )
-@calibration_options("Calibration dataset spec (default: the model's training dataset).")
+@calibration_options(
+    "Calibration dataset spec (default: the model's training dataset); folder:PATH takes a folder of unlabelled "
+    "images, any nesting."
+)
 @budget_options
 @output_options("Default: MODEL.int8.onnx (MODEL.cpu.int8.onnx for --target cpu).")
 def calibrate(

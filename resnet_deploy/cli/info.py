@@ -23,6 +23,8 @@ else:
 def info(as_json: bool, **kwargs: Any) -> None:
     """Print a model's layers, parameters, multiply-adds and input size.
 
+    For a file (checkpoint, ONNX or engine), `resnet-deploy inspect FILE` shows this and more.
+
     \b
     Example: resnet-deploy info --depth 50 --variant v1
     """

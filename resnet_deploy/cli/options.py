@@ -67,7 +67,8 @@ def apply_options(f: F, decorators: Sequence[Callable[[Any], Any]]) -> F:
 
 
 def data_option(help_text: str) -> Callable[[F], F]:
-    """--data: a dataset spec (digits, cifar10:PATH, cifar100:PATH, imagefolder:PATH); what it is for, per command."""
+    """--data: a dataset spec (digits, cifar10:PATH, cifar100:PATH, imagefolder:PATH, folder:PATH); what it is
+    for, per command."""
     return click.option("--data", default=None, metavar="SPEC", help=help_text)
 
 

@@ -27,7 +27,8 @@ from resnet_deploy._io import atomic_outputs, check_writable, sha256_bytes, sha2
 from resnet_deploy.artifacts.engine_sidecar import EngineSidecar, EngineTargets, sidecar_path
 from resnet_deploy.artifacts.lineage import KEYS as LINEAGE_KEYS
 from resnet_deploy.artifacts.lineage import GraphLineage
-from resnet_deploy.artifacts.onnx_io import read_onnx_props
+from resnet_deploy.artifacts.onnx_io import load_onnx, read_onnx_props
+from resnet_deploy.engine import layer_info
 from resnet_deploy.engine import network as tensorrt_api  # through the module: tests replace its calls
 from resnet_deploy.engine import progress as progress_bars  # through the module, as tensorrt_api
 from resnet_deploy.engine.build_gpu import describe_build_gpu
@@ -35,6 +36,7 @@ from resnet_deploy.engine.implicit_int8 import cache_calibrator
 from resnet_deploy.engine.options import BatchProfile, BuildOptions, resolve_batch
 from resnet_deploy.errors import BuildOptionError
 from resnet_deploy.messages import SILENT, Messages, NoProgress
+from resnet_deploy.quantize import layer_report
 from resnet_deploy.trt.flavours import EngineBackend
 
 
@@ -172,10 +174,12 @@ def build_engine_file(
         f"building {options.precision} engine from {graph.name} with {chosen.describe()} ({typing}, batch {profile})"
     )
     start = time.perf_counter()
+    logger.layer_report = None
     with progress_bars.cancel_on_interrupt(monitor):
         engine = tensorrt_api.build(chosen, builder, network, config, logger)
     seconds = time.perf_counter() - start
     record = _sidecar(engine, output, graph, input_onnx, props, network, profile, options, chosen, weak_flags, seconds)
+    record = dataclasses.replace(record, layers=_engine_layers(logger.layer_report, graph))
     with atomic_outputs(output, sidecar_path(output)) as (engine_tmp, meta_tmp):  # engine first: see atomic_outputs
         engine_tmp.write_bytes(engine)
         meta_tmp.write_text(record.to_text())
@@ -232,6 +236,16 @@ def _timing_cache(chosen: EngineBackend, config: Any, options: BuildOptions, log
         path = None
     tensorrt_api.load_timing_cache(config, path, logger, out)
     return path
+
+
+def _engine_layers(report: str | None, graph: Path) -> list[dict[str, Any]] | None:
+    """The engine's layers as its builder reported them, mapped to the graph's Conv/Gemm modules;
+    None where the builder reported none (full TensorRT: its engine inspector needs the GPU)."""
+    layers = layer_info.parse_layers(report) if report else []
+    if not layers:
+        return None
+    mapped = layer_info.with_modules(layers, layer_report.onnx_layers(load_onnx(graph)))
+    return [layer.to_json() for layer in mapped]
 
 
 def _sidecar(

@@ -142,6 +142,8 @@ def configure(
             config.set_flag(trt.BuilderFlag.GPU_FALLBACK)
     if backend.is_rtx:
         _set_rtx_targets(trt, config, options.target_cc)
+        # its builder then logs the engine's layers (precisions, the ONNX nodes each fused): the sidecar keeps them
+        config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
     return config
 
 

@@ -1,12 +1,18 @@
-"""Top-1/top-5 error of every deployed artifact against the original model, on the same images.
+"""Top-1/top-5 error of every deployed artifact against a reference, on the same images; or, with no
+reference, of each artifact against the labels alone.
 
-The reference (a PyTorch checkpoint) and each artifact see the same labelled images, each
-normalised with its own metadata's mean/std, one batch at a time; the table answers "how much
-accuracy did deployment cost me?": errors, their delta in percentage points, top-1 agreement
-with the original, logit errors and throughput (measured side by side in this one process).
-The comparison is paired (same images), so each top-1 delta comes with what those images can
-tell: the discordant counts, a 95% interval and a significance test (:mod:`paired_stats`). On a
-few hundred images one image is a fraction of a point, and a bare "+0.28 pp" would hide that.
+The reference (the original PyTorch checkpoint, or any artifact: an ONNX of any precision, a
+TensorRT engine) and each artifact see the same labelled images, each normalised with its own
+metadata's mean/std, one batch at a time; the table answers "how much accuracy did deployment cost
+me?": errors, their delta in percentage points, top-1 agreement with the reference, logit errors and
+throughput (measured side by side in this one process). The comparison is paired (same images), so
+each top-1 delta comes with what those images can tell: the discordant counts, a 95% interval and a
+significance test (:mod:`paired_stats`). On a few hundred images one image is a fraction of a point,
+and a bare "+0.28 pp" would hide that. Every delta is against the reference given, whatever it is.
+
+With no reference (``validate(None, artifacts)``) each artifact gets its absolute top-1 and top-5
+error with an exact 95% interval (:mod:`binomial`), and nothing is compared.
+
 What was left out is reported, never dropped silently: test images that do not decode (scored by
 no one, so the comparison stays fair) and, on a machine without an NVIDIA GPU, TensorRT engines.
 """
@@ -29,6 +35,8 @@ from resnet_deploy._io import write_bytes_atomic
 from resnet_deploy.data import Dataset, open_dataset
 from resnet_deploy.data.base import name_files
 from resnet_deploy.errors import AccuracyGateError, ResnetDeployError, ValidationError
+from resnet_deploy.evaluate import binomial
+from resnet_deploy.evaluate.binomial import ErrorRate, error_rate
 from resnet_deploy.evaluate.paired_stats import GATES, METHOD, PairedChange, change_from_counts, paired_change
 from resnet_deploy.runtime import machine
 from resnet_deploy.runtime.base import Backend
@@ -59,12 +67,23 @@ class Score:
     p_value: float = 1.0  # McNemar: how likely a split this uneven is if nothing changed
     significant: bool = False  # the interval excludes 0 (p < 0.05)
     chosen_because: str = ""  # why this runtime ran an ONNX file (backend auto), as measured at load
+    # The exact (Clopper-Pearson) 95% interval of each error rate against the labels, in percent.
+    top1_error_low: float = 0.0
+    top1_error_high: float = 0.0
+    top5_error_low: float = 0.0
+    top5_error_high: float = 0.0
 
     def record_change(self, change: PairedChange) -> None:
         """Keep the paired change against the reference (``delta_top1_pp`` stays the error difference)."""
         self.worse, self.better = change.worse, change.better
         self.delta_top1_low_pp, self.delta_top1_high_pp = change.low_pp, change.high_pp
         self.p_value, self.significant = change.p_value, change.significant
+
+    def record_errors(self, top1: ErrorRate, top5: ErrorRate) -> None:
+        """Keep the error rates against the labels, with their exact intervals."""
+        self.images = top1.images
+        self.top1_error, self.top1_error_low, self.top1_error_high = top1.error_pct, top1.low_pct, top1.high_pct
+        self.top5_error, self.top5_error_low, self.top5_error_high = top5.error_pct, top5.low_pct, top5.high_pct
 
     def top1_change(self) -> PairedChange:
         return PairedChange(
@@ -78,6 +97,26 @@ class Score:
             significant=self.significant,
         )
 
+    def labels_only_dict(self) -> dict[str, Any]:
+        """The fields that mean something without a reference: no change, agreement or logit error."""
+        return {name: value for name, value in asdict(self).items() if name in _LABELS_ONLY_FIELDS}
+
+
+_LABELS_ONLY_FIELDS = (
+    "artifact",
+    "backend",
+    "precision",
+    "images",
+    "top1_error",
+    "top1_error_low",
+    "top1_error_high",
+    "top5_error",
+    "top5_error_low",
+    "top5_error_high",
+    "images_per_second",
+    "chosen_because",
+)
+
 
 @dataclass
 class SkippedArtifact:
@@ -87,9 +126,12 @@ class SkippedArtifact:
 
 @dataclass
 class ValidationReport:
+    """The scores of one run. ``reference`` is the row every change is measured against; None when
+    the artifacts were scored against the labels alone (no changes, each error with its exact interval)."""
+
     dataset: str
     images: int  # scored, by every row alike
-    reference: Score
+    reference: Score | None
     artifacts: list[Score] = field(default_factory=list)
     machine: str = ""
     seconds: float = 0.0
@@ -97,15 +139,32 @@ class ValidationReport:
     skipped_image_paths: list[str] = field(default_factory=list)
     skipped_artifacts: list[SkippedArtifact] = field(default_factory=list)
 
+    @property
+    def labels_only(self) -> bool:
+        return self.reference is None
+
     def to_dict(self) -> dict[str, Any]:
+        if self.reference is None:
+            scored: dict[str, Any] = {
+                "labels_only": True,
+                "statistics": binomial.METHOD,  # of each artifact's error intervals
+                "reference": None,
+                "artifacts": [a.labels_only_dict() for a in self.artifacts],
+            }
+        else:
+            scored = {
+                "labels_only": False,
+                "statistics": METHOD,  # of each artifact's worse/better, interval, p_value and significant
+                "error_intervals": binomial.METHOD,  # of every row's top1/top5_error_low and _high
+                "reference": asdict(self.reference),
+                "artifacts": [asdict(a) for a in self.artifacts],
+            }
         return {
             "dataset": self.dataset,
             "images": self.images,
             "machine": self.machine,
             "seconds": round(self.seconds, 2),
-            "statistics": METHOD,  # of each artifact's worse/better, interval, p_value and significant
-            "reference": asdict(self.reference),
-            "artifacts": [asdict(a) for a in self.artifacts],
+            **scored,
             "skipped_images": self.skipped_images,
             "skipped_image_paths": list(self.skipped_image_paths),
             "skipped_artifacts": [asdict(a) for a in self.skipped_artifacts],
@@ -129,7 +188,8 @@ class ValidationReport:
         ]
 
     def rows(self) -> list[Score]:
-        return [self.reference, *self.artifacts]
+        """The reference first (when there is one), then the artifacts."""
+        return [self.reference, *self.artifacts] if self.reference is not None else list(self.artifacts)
 
     def table(self, markdown: bool = False, notes: bool = True) -> str:
         """The scores, one row each; under them what the interval means and (``notes``) what was left out.
@@ -137,13 +197,12 @@ class ValidationReport:
         Markdown also carries each change's p-value, so that the report holds every JSON field.
         """
         left_out = self.notes() if notes else []
-        head = [*_HEAD[:6], "McNemar p", *_HEAD[6:]] if markdown else _HEAD
-        rows = [_cells(s, reference=s is self.reference, markdown=markdown) for s in self.rows()]
+        head, rows = self._head_and_rows(markdown)
         if markdown:
             out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
             out += ["| " + " | ".join(row) + " |" for row in rows]
             return "\n".join(out + ([""] if left_out else []) + [f"- {n}" for n in left_out])
-        widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(head)]
+        widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(head)]
 
         def fmt(row: list[str]) -> str:
             cells = zip(row, widths, strict=True)
@@ -152,8 +211,19 @@ class ValidationReport:
         legend = self.legend() if self.artifacts else []
         return "\n".join([fmt(head), *(fmt(r) for r in rows), *legend, *(f"note: {n}" for n in left_out)])
 
+    def _head_and_rows(self, markdown: bool) -> tuple[list[str], list[list[str]]]:
+        if self.reference is None:
+            return _LABELS_HEAD, [_labels_only_cells(s) for s in self.artifacts]
+        head = [*_HEAD[:6], "McNemar p", *_HEAD[6:]] if markdown else _HEAD
+        return head, [_cells(s, reference=s is self.reference, markdown=markdown) for s in self.rows()]
+
     def legend(self) -> list[str]:
-        """Under the text table: what the interval, the counts and the star mean (one sentence)."""
+        """Under the text table: what the intervals, the counts and the star mean (one sentence)."""
+        if self.reference is None:
+            return [
+                f"[95% CI]: the range of true error rates these {self.images} images are compatible with "
+                "(exact Clopper-Pearson binomial interval); labels only: no reference, so no changes."
+            ]
         return [
             f"Δ top-1 [95% CI]: the change in top-1 error on the same {self.images} images, and the range of true "
             "changes they are compatible with (Tango score interval);",
@@ -162,12 +232,15 @@ class ValidationReport:
         ]
 
     def markdown(self) -> str:
+        if self.reference is None:
+            return self._labels_only_markdown()
+        ref = self.reference
         return (
-            f"# Validation: {self.reference.artifact}\n\n"
+            f"# Validation: {ref.artifact}\n\n"
             f"{self.images} images of `{self.dataset}` (test split), machine: {self.machine}.\n\n"
             f"{self.table(markdown=True)}\n\n"
-            "Δ: percentage points against the original PyTorch model (positive = worse); "
-            "agreement: share of images whose top-1 class matches the original's.\n"
+            f"Δ: percentage points against the reference, {ref.artifact} ({ref.precision}, {ref.backend}; "
+            "positive = worse); agreement: share of images whose top-1 class matches the reference's.\n"
             + (self._markdown_statistics() if self.artifacts else "")
         )
 
@@ -177,6 +250,18 @@ class ValidationReport:
             f"{self.images} paired images are compatible with; worse/better count the images only the reference, "
             "or only the artifact, classified right; \\* marks a significant change: its interval excludes 0 "
             "(McNemar p < 0.05).\n"
+        )
+
+    def _labels_only_markdown(self) -> str:
+        names = ", ".join(a.artifact for a in self.artifacts)
+        return (
+            f"# Validation against the labels: {names}\n\n"
+            f"{self.images} images of `{self.dataset}` (test split), machine: {self.machine}.\n\n"
+            f"{self.table(markdown=True)}\n\n"
+            f"Statistics: {binomial.METHOD}. The bracket after each error is the range of true error rates that "
+            f"these {self.images} images are compatible with. No reference: each artifact is scored against the "
+            "labels alone, and two rows' intervals are not a test of their difference; for that, validate one "
+            "against the other as the reference.\n"
         )
 
 
@@ -194,6 +279,7 @@ _HEAD = [
     "mean Δlogit",
     "img/s",
 ]
+_LABELS_HEAD = ["artifact", "backend", "precision", "top-1 err [95% CI]", "top-5 err [95% CI]", "img/s"]
 
 
 def _cells(s: Score, *, reference: bool, markdown: bool) -> list[str]:
@@ -212,6 +298,18 @@ def _cells(s: Score, *, reference: bool, markdown: bool) -> list[str]:
         blank or f"{100 * s.top1_agreement:.2f}%",
         blank or f"{s.max_abs_logit_error:.3g}",
         blank or f"{s.mean_abs_logit_error:.3g}",
+        f"{s.images_per_second:.0f}",
+    ]
+
+
+def _labels_only_cells(s: Score) -> list[str]:
+    """One row of the labels-only table: each error with its exact interval, ``2.00% [0.24, 7.04]``."""
+    return [
+        s.artifact,
+        s.backend,
+        s.precision,
+        f"{s.top1_error:.2f}% [{s.top1_error_low:.2f}, {s.top1_error_high:.2f}]",
+        f"{s.top5_error:.2f}% [{s.top5_error_low:.2f}, {s.top5_error_high:.2f}]",
         f"{s.images_per_second:.0f}",
     ]
 
@@ -235,6 +333,27 @@ def _topk_hits(logits: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
     return (top == labels[:, None]).any(axis=1)
 
 
+def _is_engine(path: str | Path) -> bool:
+    return Path(path).suffix.lower() in ENGINE_SUFFIXES
+
+
+def open_reference(path: str | Path, stack: ExitStack, backend: str = "auto") -> Backend:
+    """Open the reference into ``stack``: any artifact (``backend`` runs an ONNX file). Every change is
+    measured against it, so an engine that cannot load here is an error, not a skip."""
+    onnx = Path(path).suffix.lower() in ONNX_SUFFIXES
+    try:
+        return stack.enter_context(runtime.open_backend(path, backend=backend if onnx else "auto"))
+    except ResnetDeployError as exc:
+        if not _is_engine(path) or not Path(path).is_file():
+            raise
+        reason = " ".join(str(exc).split())  # one line, whatever TensorRT logged
+        why = reason if machine.gpu_present() else f"no NVIDIA GPU here to run TensorRT engines ({reason})"
+        raise ValidationError(
+            f"the reference {path} cannot run here: {why}; validate where it runs, or pass another `checkpoint`",
+            field="checkpoint",
+        ) from None
+
+
 def open_artifacts(
     paths: Sequence[str | Path],
     stack: ExitStack,
@@ -255,7 +374,7 @@ def open_artifacts(
     skipped: list[SkippedArtifact] = []
     no_gpu: bool | None = None  # asked once, and only when there is an engine
     for path in paths:
-        is_engine = Path(path).suffix.lower() in ENGINE_SUFFIXES and Path(path).is_file()
+        is_engine = _is_engine(path) and Path(path).is_file()
         if is_engine and no_gpu is None:
             no_gpu = not machine.gpu_present()
         if not (is_engine and (no_gpu or skip_failing_engines)):
@@ -277,7 +396,7 @@ def open_artifacts(
 
 
 def validate(
-    reference: Backend,
+    reference: Backend | None,
     artifacts: list[Backend],
     *,
     data: str | None = None,
@@ -286,34 +405,59 @@ def validate(
     skipped_artifacts: Sequence[SkippedArtifact] = (),
 ) -> ValidationReport:
     """Score ``reference`` and every artifact on the same test images; ``skipped_artifacts`` (from
-    :func:`open_artifacts`) are listed in the report."""
-    spec = _dataset_spec(reference, data)
+    :func:`open_artifacts`) are listed in the report.
+
+    ``reference`` None: no reference, each artifact is scored against the labels alone (its top-1 and
+    top-5 error with exact 95% intervals, no changes). The images are then those of ``data``, else of
+    the dataset the artifacts record, fitted as the first artifact's metadata says.
+    """
+    lead = _lead(reference, artifacts)
+    spec = _dataset_spec(lead, data) if reference else _labels_only_dataset_spec(artifacts, data)
     for art in artifacts:
-        _check_comparable(art, reference)
-    dataset = _open_test_data(spec, reference)
+        if art is not lead:
+            _check_comparable(art, lead, paired=reference is not None)
+    dataset = _open_test_data(spec, lead)
     start = time.perf_counter()
-    tallies = [_Tally(backend) for backend in [reference, *artifacts]]
-    images = _score_test_split(dataset, tallies, batch_size=batch_size, limit=limit)
+    tallies = [_Tally(backend) for backend in [*([reference] if reference else []), *artifacts]]
+    images = _score_test_split(dataset, tallies, batch_size=batch_size, limit=limit, paired=reference is not None)
     if images.count == 0:
         unreadable = f" (none decoded: {name_files(images.undecodable)})" if images.undecodable else ""
         raise ValidationError(f"{spec} has no test images to validate on{unreadable}")
     scores = [tally.score(images.count) for tally in tallies]
-    reference_hits = tallies[0].top1_hits()
-    for tally, s in zip(tallies[1:], scores[1:], strict=True):
-        s.delta_top1_pp = s.top1_error - scores[0].top1_error
-        s.delta_top5_pp = s.top5_error - scores[0].top5_error
-        s.record_change(paired_change(reference_hits, tally.top1_hits()))
+    if reference is not None:
+        _record_changes(tallies, scores)
     return ValidationReport(
         dataset=dataset.spec,
         images=images.count,
-        reference=scores[0],
-        artifacts=scores[1:],
+        reference=scores[0] if reference else None,
+        artifacts=scores[1:] if reference else scores,
         machine=machine_description(),
         seconds=time.perf_counter() - start,
         skipped_images=images.skipped,
         skipped_image_paths=images.undecodable,
         skipped_artifacts=list(skipped_artifacts),
     )
+
+
+def _lead(reference: Backend | None, artifacts: list[Backend]) -> Backend:
+    """The backend whose metadata says how the images are fitted: the reference, else the first artifact."""
+    if reference is not None:
+        return reference
+    if not artifacts:
+        raise ValidationError(
+            "with no reference there is nothing to score: name at least one artifact in `artifacts`",
+            field="artifacts",
+        )
+    return artifacts[0]
+
+
+def _record_changes(tallies: list[_Tally], scores: list[Score]) -> None:
+    """Each artifact's change against the reference (the first tally and score), on the same images."""
+    reference_hits = tallies[0].top1_hits()
+    for tally, s in zip(tallies[1:], scores[1:], strict=True):
+        s.delta_top1_pp = s.top1_error - scores[0].top1_error
+        s.delta_top5_pp = s.top5_error - scores[0].top5_error
+        s.record_change(paired_change(reference_hits, tally.top1_hits()))
 
 
 def _dataset_spec(reference: Backend, data: str | None) -> str:
@@ -327,19 +471,58 @@ def _dataset_spec(reference: Backend, data: str | None) -> str:
     return spec
 
 
-def _check_comparable(art: Backend, reference: Backend) -> None:
-    """Refuse an artifact that is not a deployed form of the reference model."""
-    cfg, ref_cfg = art.metadata.config, reference.metadata.config
-    if cfg.num_classes != ref_cfg.num_classes:
+def _labels_only_dataset_spec(artifacts: list[Backend], data: str | None) -> str:
+    """The labelled images to score on with no reference: ``data``, else the one dataset the artifacts record."""
+    if data:
+        return data
+    recorded = list(dict.fromkeys(a.metadata.dataset for a in artifacts if a.metadata.dataset))
+    if not recorded:
+        names = ", ".join(a.path.name for a in artifacts)
         raise ValidationError(
-            f"{art.path} has {cfg.num_classes} classes but the reference has {ref_cfg.num_classes}; "
-            "it was exported from another model"
+            f"no reference and no dataset: {names} record{'s' if len(artifacts) == 1 else ''} none (random or "
+            "foreign weights); pass `data=SPEC` with labelled images",
+            field="data",
         )
-    if cfg.input_size != ref_cfg.input_size:
+    if len(recorded) > 1:
         raise ValidationError(
-            f"{art.path} takes {cfg.input_size}x{cfg.input_size} inputs but the reference takes "
-            f"{ref_cfg.input_size}x{ref_cfg.input_size}; validate artifacts of one input size together"
+            f"the artifacts record different datasets ({', '.join(recorded)}); pass `data=SPEC` to score them "
+            "all on one",
+            field="data",
         )
+    return recorded[0]
+
+
+def _check_comparable(art: Backend, lead: Backend, *, paired: bool) -> None:
+    """Refuse an artifact that the lead's images cannot score alike (another class count, input size or,
+    with no reference, preprocessing); with a reference, also one that is not a deployed form of it."""
+    cfg, lead_cfg = art.metadata.config, lead.metadata.config
+    other = "the reference" if paired else lead.path.name
+    if cfg.num_classes != lead_cfg.num_classes:
+        raise ValidationError(
+            f"{art.path} has {cfg.num_classes} classes but {other} has {lead_cfg.num_classes}; "
+            + ("it was exported from another model" if paired else "score models of one class count together")
+        )
+    if cfg.input_size != lead_cfg.input_size:
+        raise ValidationError(
+            f"{art.path} takes {cfg.input_size}x{cfg.input_size} inputs but {other} takes "
+            f"{lead_cfg.input_size}x{lead_cfg.input_size}; validate artifacts of one input size together"
+        )
+    if paired:
+        _check_same_checkpoint(art, lead)
+    elif art.metadata.eval_preprocess != lead.metadata.eval_preprocess:
+        raise ValidationError(
+            f"{art.path} fits its images otherwise than {other} ({_fitting(art)} vs {_fitting(lead)}); "
+            "score them in separate runs"
+        )
+
+
+def _fitting(backend: Backend) -> str:
+    """How a model's images are fitted to its input: ``crop 0.875 bilinear``, ``stretch bilinear``."""
+    p = backend.metadata.eval_preprocess
+    return f"{p.resize} {p.crop_pct:g} {p.interpolation}" if p.resize == "crop" else f"{p.resize} {p.interpolation}"
+
+
+def _check_same_checkpoint(art: Backend, reference: Backend) -> None:
     if art.metadata.checkpoint_sha256 and reference.metadata.checkpoint_sha256 not in (
         None,
         art.metadata.checkpoint_sha256,
@@ -350,9 +533,9 @@ def _check_comparable(art: Backend, reference: Backend) -> None:
         )
 
 
-def _open_test_data(spec: str, reference: Backend) -> Dataset:
+def _open_test_data(spec: str, lead: Backend) -> Dataset:
     dataset = open_dataset(spec)
-    num_classes = reference.metadata.config.num_classes
+    num_classes = lead.metadata.config.num_classes
     if dataset.num_classes != num_classes:
         raise ValidationError(
             f"{spec} has {dataset.num_classes} classes but the model has {num_classes}; pass the right `data`",
@@ -372,7 +555,8 @@ class _TestImages:
 
 @dataclass
 class _Tally:
-    """One backend's running results over the test images, against the reference's logits."""
+    """One backend's running results over the test images, against the labels and (when there is one)
+    the reference's logits."""
 
     backend: Backend
     seconds: float = 0.0  # in inference alone
@@ -390,9 +574,11 @@ class _Tally:
         self.seconds += time.perf_counter() - t
         return logits
 
-    def add(self, logits: np.ndarray, labels: np.ndarray, ref_logits: np.ndarray) -> None:
+    def add(self, logits: np.ndarray, labels: np.ndarray, ref_logits: np.ndarray | None) -> None:
         self.top1.append(_topk_hits(logits, labels, 1))
         self.top5.append(_topk_hits(logits, labels, 5))
+        if ref_logits is None:  # no reference: nothing to agree with
+            return
         self.agree.append(logits.argmax(1) == ref_logits.argmax(1))
         diff = np.abs(logits - ref_logits)
         self.max_err = max(self.max_err, float(diff.max()))
@@ -403,43 +589,52 @@ class _Tally:
         return np.concatenate(self.top1)
 
     def score(self, count: int) -> Score:
-        return Score(
+        score = Score(
             artifact=self.backend.path.name,
             backend=self.backend.kind,
             chosen_because=self.backend.chosen_because,
             precision=self.backend.precision,
-            images=count,
-            top1_error=100 * (1 - float(self.top1_hits().mean())),
-            top5_error=100 * (1 - float(np.concatenate(self.top5).mean())),
-            top1_agreement=float(np.concatenate(self.agree).mean()),
+            top1_agreement=float(np.concatenate(self.agree).mean()) if self.agree else 1.0,
             max_abs_logit_error=self.max_err,
             mean_abs_logit_error=self.abs_sum / count,
             images_per_second=count / self.seconds if self.seconds > 0 else 0.0,
         )
+        top1_errors = count - int(np.count_nonzero(self.top1_hits()))
+        top5_errors = count - int(np.count_nonzero(np.concatenate(self.top5)))
+        score.record_errors(error_rate(top1_errors, count), error_rate(top5_errors, count))
+        return score
 
 
-def _score_test_split(dataset: Dataset, tallies: list[_Tally], *, batch_size: int, limit: int | None) -> _TestImages:
-    """Run every backend on each test batch (preprocessed as the reference, the first tally, records)."""
-    reference = tallies[0].backend
+def _score_test_split(
+    dataset: Dataset, tallies: list[_Tally], *, batch_size: int, limit: int | None, paired: bool
+) -> _TestImages:
+    """Run every backend on each test batch, fitted as the first tally's metadata records (the
+    reference's when ``paired``)."""
+    lead = tallies[0].backend
     seen = _TestImages()
     for batch in dataset.test.batches(
         batch_size,
-        size=reference.metadata.config.input_size,
+        size=lead.metadata.config.input_size,
         limit=limit,
-        preprocess=reference.metadata.eval_preprocess,
+        preprocess=lead.metadata.eval_preprocess,
     ):
         seen.skipped += batch.skipped
         seen.undecodable.extend(batch.skipped_paths)
         if not len(batch.labels):  # no image of this batch decoded
             continue
         labels = np.asarray(batch.labels)
-        _score_batch(tallies, np.asarray(batch.images), labels)
+        _score_batch(tallies, np.asarray(batch.images), labels, paired=paired)
         seen.count += len(labels)
     return seen
 
 
-def _score_batch(tallies: list[_Tally], images: np.ndarray, labels: np.ndarray) -> None:
-    """The reference (the first tally) first: every other backend is compared with its logits."""
+def _score_batch(tallies: list[_Tally], images: np.ndarray, labels: np.ndarray, *, paired: bool) -> None:
+    """When ``paired``, the reference (the first tally) first: every other backend is compared with its
+    logits; otherwise each against the labels alone."""
+    if not paired:
+        for tally in tallies:
+            tally.add(tally.infer(images), labels, None)
+        return
     reference, *others = tallies
     ref_logits = reference.infer(images)
     reference.add(ref_logits, labels, ref_logits)
@@ -452,11 +647,18 @@ def check_gate(report: ValidationReport, max_top1_drop: float | None, gate: str 
 
     ``gate`` says what is compared with the budget: the point estimate (``"estimate"``), or the upper
     bound of its 95% interval (``"upper-bound"``: passes only what the images show is within budget).
+    A report scored against the labels alone has no changes to gate.
     """
     if gate not in GATES:
         raise ValueError(f"unknown gate {gate!r}; choose one of {', '.join(GATES)}")
     if max_top1_drop is None:
         return
+    if report.reference is None:
+        raise ValidationError(
+            "`max_top1_drop` gates each artifact's change against a reference, and this report was scored "
+            "against the labels alone: validate against a reference to gate",
+            field="max_top1_drop",
+        )
     gated = [(s.artifact, s.top1_change().gated_pp(gate)) for s in report.artifacts]  # names may repeat
     bad = [(name, value) for name, value in gated if value > max_top1_drop]
     if bad:

@@ -17,6 +17,7 @@ those steps and returns the job's typed result. Progress goes to ``out`` (:class
 |---|---|---|
 | train | :class:`TrainJob` | ``TrainResult`` |
 | export | :class:`ExportJob` | ``ExportResult`` |
+| import | :class:`ImportJob` | ``ImportResult`` (ONNX) or ``ExportResult`` (weights) |
 | convert | :class:`ConvertJob` | ``Fp16Result`` |
 | calibrate | :class:`CalibrateJob` | ``CalibrateResult`` |
 | sensitivity | :class:`SensitivityJob` | ``SensitivityReport`` |
@@ -24,6 +25,7 @@ those steps and returns the job's typed result. Progress goes to ``out`` (:class
 | validate | :class:`ValidateJob` | ``ValidationReport`` |
 | bench | :class:`BenchJob` | ``BenchReport`` or ``ThroughputReport`` |
 | demo | :class:`DemoJob` | :class:`DemoResult` |
+| inspect | :class:`InspectJob` | :class:`Inspection` |
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ from resnet_deploy.pipeline.convert import ConvertJob
 from resnet_deploy.pipeline.demo import DemoJob, DemoResult
 from resnet_deploy.pipeline.engine import EngineJob, build_engine
 from resnet_deploy.pipeline.export import ExportJob
+from resnet_deploy.pipeline.import_model import ImportJob
+from resnet_deploy.pipeline.inspect import Inspection, InspectJob
 from resnet_deploy.pipeline.job import Job
 from resnet_deploy.pipeline.plan import Plan, Step, run
 from resnet_deploy.pipeline.sensitivity import SensitivityJob
@@ -59,6 +63,9 @@ __all__ = [
     "DemoResult",
     "EngineJob",
     "ExportJob",
+    "ImportJob",
+    "InspectJob",
+    "Inspection",
     "Job",
     "Messages",
     "Plan",

@@ -5,6 +5,9 @@ budget when one is given.
     from resnet_deploy import CalibrateJob, CalibrationOptions, plan, run
     job = CalibrateJob("r50.onnx", calibration=CalibrationOptions(data="imagefolder:/data/imagenet"))
     result = run(plan(job))                                 # -> r50.int8.onnx
+
+``calibration.data="folder:/data/frames"`` calibrates on unlabelled images (every image below the
+folder); a budget needs labels, so it takes a labelled dataset.
 """
 
 from __future__ import annotations
@@ -74,8 +77,9 @@ class CalibrateJob(Job["CalibrateResult"]):
             steps += source_steps(model, ModelSpec(), source)
         steps.append(Calibrate(source, output, self.target, self.calibration, self.budget))
         planned = checked(self.command, steps, last, overwrite=self.overwrite)
-        if self.calibration.data:
-            data_spec.check_spec(self.calibration.data)  # a wrong dataset fails now, not after an export
+        if self.calibration.data:  # a wrong dataset fails now, not after an export
+            labels_for = "measure INT8 accuracy on" if self.budget else None
+            data_spec.check_spec(self.calibration.data, labels_for=labels_for)
         return planned
 
 

@@ -111,7 +111,9 @@ class EngineJob(Job[BuildResult]):
         steps.append(Build(graph, output, options, backend, input_onnx=source, derived=tuple(derived), ours=ours))
         planned = checked(self.command, steps, last, overwrite=self.overwrite)
         if self.calibration.data and twin == "int8":
-            data_spec.check_spec(self.calibration.data)  # a wrong dataset fails now, not after an export
+            # a wrong dataset fails now, not after an export; an accuracy budget scores on labels
+            needs = "measure INT8 accuracy on" if self.budget is not None else None
+            data_spec.check_spec(self.calibration.data, labels_for=needs)
         return planned
 
 

@@ -56,7 +56,8 @@ class SensitivityJob(Job["SensitivityReport"]):
         step = Scan(onnx, self.calibration, self.images, self.keep_out_precision, self.top, report)
         planned = checked(self.command, [step], last, overwrite=self.overwrite)
         if c.data:
-            data_spec.check_spec(c.data)  # a wrong dataset fails now, not after minutes of scoring
+            # a wrong dataset fails now, not after minutes of scoring; the scoring needs labels
+            data_spec.check_spec(c.data, labels_for="measure INT8 accuracy on")
         return planned
 
 

@@ -52,6 +52,9 @@ class CalibrateResult:
     total_seconds: float
     placement: dict[str, int] = field(default_factory=dict)
     budget: dict[str, Any] | None = None  # the accuracy-budget search, when one ran
+    images_asked: int = 0  # more than the data has calibrates on all of it
+    skipped_images: int = 0  # files of an unlabelled folder that did not decode and were left out
+    skipped_image_paths: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         out = dict(self.__dict__)
@@ -91,6 +94,7 @@ def calibrate_onnx(
     model = load_onnx(onnx_path)  # loaded once: metadata, checks, ranges and the Q/DQ graph all use it
     metadata = check_fp32_export(model, onnx_path)
     calib = calibration_images(metadata, onnx_path, options, out)
+    calib.report(out)
     outcome: BudgetOutcome | None = None
     if budget is None:
         measured = measured_ranges(model, onnx_path, calib, options, target, writable_cache, out)
@@ -115,6 +119,9 @@ def calibrate_onnx(
         total_seconds=time.perf_counter() - start,
         placement=placement,
         budget=outcome.to_dict() if outcome else None,
+        images_asked=options.count,
+        skipped_images=len(calib.skipped),
+        skipped_image_paths=list(calib.skipped),
     )
 
 

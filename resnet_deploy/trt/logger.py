@@ -19,11 +19,15 @@ def make_logger(trt: Any) -> Any:
     return _LOGGERS[id(trt)][1]
 
 
+LAYERS_HEADER = "Layers:"  # the builder's report of an engine's layers (detailed profiling, TensorRT-RTX)
+
+
 class ErrorLog:
-    """The errors TensorRT logged, and which of them came after a mark."""
+    """The errors TensorRT logged, and which of them came after a mark; and the last layer report."""
 
     def __init__(self) -> None:
         self.errors: list[str] = []
+        self.layer_report: str | None = None  # the builder's last ``Layers:`` message
 
     def mark(self) -> int:
         return len(self.errors)
@@ -43,5 +47,7 @@ def _new_logger(trt: Any) -> Any:
         def log(self, severity: Any, msg: str) -> None:
             if severity in (trt.ILogger.Severity.ERROR, trt.ILogger.Severity.INTERNAL_ERROR):
                 self.errors.append(msg.strip())
+            elif msg.startswith(LAYERS_HEADER):
+                self.layer_report = msg
 
     return Logger()

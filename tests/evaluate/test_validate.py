@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 
 from resnet_deploy.errors import AccuracyGateError, ResnetDeployError
+from resnet_deploy.evaluate.binomial import METHOD as EXACT_METHOD
+from resnet_deploy.evaluate.binomial import clopper_pearson
 from resnet_deploy.evaluate.paired_stats import METHOD, change_from_counts
 from resnet_deploy.evaluate.validate import Score, ValidationReport, check_gate, validate
 from resnet_deploy.runtime import open_backend
@@ -240,7 +242,8 @@ def test_class_counts_must_agree(trained, tmp_path) -> None:
 
 
 def test_an_fp32_onnx_is_a_reference_too_and_may_stand_alone(trained) -> None:
-    """An outside model has no checkpoint: its FP32 ONNX is the reference; alone, it is scored alone."""
+    """An outside model has no checkpoint: its FP32 ONNX is the reference; alone, it is scored alone.
+    Any other artifact may be the reference too: the FP16 twin, with every change measured against it."""
     from resnet_deploy.pipeline import ValidateJob, plan, run
 
     checkpoint, fp32, fp16 = trained
@@ -252,9 +255,12 @@ def test_an_fp32_onnx_is_a_reference_too_and_may_stand_alone(trained) -> None:
     assert both.artifacts[0].top1_error == pytest.approx(from_checkpoint.artifacts[0].top1_error)
     alone = run(plan(ValidateJob(fp32, (), **ort)))
     assert alone.artifacts == [] and alone.reference.top1_error == pytest.approx(both.reference.top1_error)
-    with pytest.raises(ResnetDeployError, match=r"the reference .* is fp16: the original model is FP32") as info:
-        run(plan(ValidateJob(fp16, (fp32,), **ort)))
-    assert info.value.field == "checkpoint"
+    against_fp16 = run(plan(ValidateJob(fp16, (fp32,), **ort)))
+    assert (against_fp16.reference.artifact, against_fp16.reference.precision) == ("r20.fp16.onnx", "fp16")
+    fp32_row = against_fp16.artifacts[0]
+    assert fp32_row.top1_error == pytest.approx(both.reference.top1_error)
+    assert (fp32_row.worse, fp32_row.better) == (both.artifacts[0].better, both.artifacts[0].worse)
+    assert fp32_row.delta_top1_pp == pytest.approx(-both.artifacts[0].delta_top1_pp)
 
 
 @pytest.mark.gpu
@@ -270,3 +276,215 @@ def test_a_checkpoint_on_cuda_scores_as_on_the_cpu(trained) -> None:
     assert on_gpu.backend == "pytorch" and report.images >= 300
     assert on_gpu.max_abs_logit_error <= 0.05
     assert on_gpu.top1_agreement >= 0.99 and abs(on_gpu.delta_top1_pp) <= 1.0
+
+
+def exact_percent(errors: int, images: int) -> tuple[float, float]:
+    """The Clopper-Pearson 95% interval of ``errors`` of ``images``, in percent."""
+    low, high = clopper_pearson(errors, images)
+    return 100 * low, 100 * high
+
+
+def assert_exact_intervals(row: Score | dict, images: int) -> None:
+    """Each error rate holds its count of ``images`` and the exact interval of that count around it."""
+    get = row.get if isinstance(row, dict) else lambda name: getattr(row, name)
+    for k in ("top1", "top5"):
+        error, low, high = get(f"{k}_error"), get(f"{k}_error_low"), get(f"{k}_error_high")
+        errors = round(error * images / 100)
+        assert error == pytest.approx(100 * errors / images)
+        assert (low, high) == pytest.approx(exact_percent(errors, images), abs=1e-9)
+        assert low <= error <= high
+
+
+def test_labels_only_scores_each_artifact_as_the_reference_row_of_a_paired_run(trained) -> None:
+    """No reference: the same images give each file the error it has as a row of a paired run, with
+    its exact interval, and nothing that needs a reference (no change, agreement or logit error)."""
+    checkpoint, fp32, fp16 = trained
+    ort = {"backend": "onnxruntime"}
+    with open_backend(checkpoint) as ref, open_backend(fp32, **ort) as a, open_backend(fp16, **ort) as b:
+        paired = validate(ref, [a, b], limit=100)
+        labels = validate(None, [a, b], limit=100)
+    assert labels.reference is None and labels.labels_only and not paired.labels_only
+    assert (labels.images, labels.dataset) == (100, "digits")  # the dataset fp32's metadata records
+    fp32_row, fp16_row = labels.rows()
+    assert fp32_row.top1_error == pytest.approx(paired.reference.top1_error)
+    assert (fp32_row.top1_error, fp32_row.top5_error) == pytest.approx(
+        (paired.rows()[1].top1_error, paired.rows()[1].top5_error)
+    )
+    assert (fp16_row.top1_error, fp16_row.top5_error) == pytest.approx(
+        (paired.rows()[2].top1_error, paired.rows()[2].top5_error)
+    )
+    for row in [*labels.rows(), *paired.rows()]:
+        assert_exact_intervals(row, 100)
+    data = labels.to_dict()
+    assert (data["labels_only"], data["reference"], data["statistics"]) == (True, None, EXACT_METHOD)
+    assert not {"delta_top1_pp", "worse", "top1_agreement", "max_abs_logit_error"} & set(data["artifacts"][0])
+    assert data["artifacts"][1]["top1_error_high"] == fp16_row.top1_error_high
+    head, first, _, legend = labels.table().splitlines()
+    assert head.split()[3:] == ["top-1", "err", "[95%", "CI]", "top-5", "err", "[95%", "CI]", "img/s"]
+    cell = f"{fp32_row.top1_error:.2f}% [{fp32_row.top1_error_low:.2f}, {fp32_row.top1_error_high:.2f}]"
+    assert first.startswith("resnet20.onnx") and cell in first
+    assert "exact Clopper-Pearson binomial interval" in legend and "no reference" in legend
+    markdown = labels.markdown()
+    assert markdown.startswith("# Validation against the labels: resnet20.onnx, r20.fp16.onnx")
+    assert f"| resnet20.onnx | onnxruntime | fp32 | {cell} |" in markdown and "Δ" not in markdown
+
+
+def test_cli_labels_only_takes_the_dataset_of_the_artifact(trained, tmp_path) -> None:
+    _, fp32, _ = trained
+    args = ["validate", "--labels-only", str(fp32), "--limit", "100", "--backend", "onnxruntime"]
+    result = invoke(*args, "--json", "--report", str(tmp_path / "v.md"))
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert (data["dataset"], data["images"], data["reference"], data["labels_only"]) == ("digits", 100, None, True)
+    (row,) = data["artifacts"]
+    assert row["artifact"] == "resnet20.onnx" and row["images"] == 100
+    assert_exact_intervals(row, 100)
+    assert "no reference: each artifact is scored against the labels alone" in result.stderr
+    assert "top-1 err [95% CI]" in result.stderr
+    assert f"Statistics: {EXACT_METHOD}." in (tmp_path / "v.md").read_text()
+
+
+@pytest.fixture(scope="module")
+def int8(trained, tmp_path_factory):
+    """The trained model's INT8 Q/DQ ONNX (min-max ranges of 64 images)."""
+    from resnet_deploy.quantize.calibrate import calibrate_onnx
+
+    _, fp32, _ = trained
+    path = tmp_path_factory.mktemp("int8") / "r20.int8.onnx"
+    return calibrate_onnx(fp32, path, method="minmax", count=64, cache_dir=None).path
+
+
+def test_an_int8_onnx_is_the_reference_and_every_change_is_against_it(trained, int8) -> None:
+    """The FP32 ONNX against its INT8 form: the counts and changes of INT8 against FP32, reversed."""
+    from resnet_deploy.pipeline import ValidateJob, plan, run
+
+    _, fp32, _ = trained
+    against_fp32 = run(plan(ValidateJob(fp32, (int8,), backend="onnxruntime", limit=100)))
+    result = invoke(
+        "validate", "--reference", str(int8), str(fp32), "--limit", "100", "--backend", "onnxruntime", "--json"
+    )
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert (data["reference"]["artifact"], data["reference"]["precision"], data["labels_only"]) == (
+        "r20.int8.onnx",
+        "int8",
+        False,
+    )
+    (fp32_row,) = data["artifacts"]
+    int8_row = against_fp32.artifacts[0]
+    assert (fp32_row["worse"], fp32_row["better"]) == (int8_row.better, int8_row.worse)
+    assert fp32_row["delta_top1_pp"] == pytest.approx(fp32_row["top1_error"] - data["reference"]["top1_error"])
+    assert fp32_row["delta_top1_pp"] == pytest.approx(fp32_row["worse"] - fp32_row["better"])  # 100 images: 1 pp each
+    expected = change_from_counts(100, fp32_row["worse"], fp32_row["better"])
+    assert (fp32_row["delta_top1_low_pp"], fp32_row["delta_top1_high_pp"]) == (expected.low_pp, expected.high_pp)
+    assert data["reference"]["top1_error"] == pytest.approx(int8_row.top1_error)
+    assert f"reference: {int8} (int8, onnxruntime); every Δ is against it" in result.stderr
+
+
+def test_the_markdown_report_names_the_reference(trained, int8, tmp_path) -> None:
+    from resnet_deploy.pipeline import ValidateJob, plan, run
+
+    _, fp32, _ = trained
+    run(plan(ValidateJob(int8, (fp32,), backend="onnxruntime", limit=20, report=tmp_path / "v.md")))
+    markdown = (tmp_path / "v.md").read_text()
+    assert markdown.startswith("# Validation: r20.int8.onnx")
+    assert "Δ: percentage points against the reference, r20.int8.onnx (int8, onnxruntime; positive = worse)" in markdown
+
+
+def test_an_engine_is_the_reference(tiny_onnx, tmp_path, monkeypatch) -> None:
+    """A TensorRT engine (the stand-in of tests/trt_standin.py, on its fake CUDA device) as the reference,
+    and scored alone against the labels: the same top-1 error either way."""
+    from resnet_deploy.pipeline import ValidateJob, plan, run
+    from tests.factories import write_image_folder
+    from tests.runtime.test_tensorrt_runner import build, device
+
+    classes = tuple(f"c{i}" for i in range(10))
+    write_image_folder(tmp_path / "data" / "train", classes=classes, per_class=1, size=12)
+    write_image_folder(tmp_path / "data" / "val", classes=classes, per_class=2, size=12)
+    spec = f"imagefolder:{tmp_path / 'data'}"
+    with device(monkeypatch, "10.16"):
+        engine = build(tiny_onnx, tmp_path / "tiny.engine", "10.16")
+        report = run(plan(ValidateJob(engine, (tiny_onnx,), data=spec, backend="onnxruntime")))
+        alone = run(plan(ValidateJob(artifacts=(engine,), data=spec, labels_only=True)))
+    assert (report.reference.artifact, report.reference.backend, report.images) == ("tiny.engine", "tensorrt", 20)
+    (onnx_row,) = report.artifacts
+    assert onnx_row.delta_top1_pp == pytest.approx(onnx_row.top1_error - report.reference.top1_error)
+    expected = change_from_counts(20, onnx_row.worse, onnx_row.better)
+    assert (onnx_row.delta_top1_low_pp, onnx_row.delta_top1_high_pp) == (expected.low_pp, expected.high_pp)
+    assert onnx_row.worse + onnx_row.better <= round(20 * (1 - onnx_row.top1_agreement))  # discordant: disagree
+    (engine_alone,) = alone.artifacts
+    assert (engine_alone.backend, engine_alone.top1_error) == ("tensorrt", report.reference.top1_error)
+    assert_exact_intervals(engine_alone, 20)
+
+
+def test_labels_only_refusals_are_one_line(trained, tiny_onnx, tmp_path) -> None:
+    from resnet_deploy.errors import ValidationError
+    from resnet_deploy.pipeline import ValidateJob, plan
+
+    checkpoint, fp32, _ = trained
+    assert_one_line_error(
+        invoke("validate", "--labels-only", str(fp32), "--max-top1-drop", "1"),
+        "--max-top1-drop gates each artifact's change against a reference, and --labels-only has none: "
+        "pass a reference as --checkpoint instead, or drop --max-top1-drop",
+    )
+    assert_one_line_error(
+        invoke("validate", "--labels-only", "--checkpoint", str(checkpoint), str(fp32)),
+        "--labels-only scores the artifacts against the labels alone: leave out --checkpoint",
+    )
+    assert_one_line_error(invoke("validate", "--labels-only"), "--labels-only scores artifacts: name at least one")
+    assert_one_line_error(
+        invoke("validate", str(fp32)),
+        "no reference to compare with: pass --checkpoint (a checkpoint, or any artifact: ONNX or engine), "
+        "or --labels-only to score the artifacts against the labels alone",
+    )
+    assert_one_line_error(
+        invoke("validate", "--labels-only", str(tiny_onnx)),
+        "no reference and no dataset: tiny.onnx records none (random or foreign weights); pass --data SPEC",
+    )
+    assert_one_line_error(
+        invoke("validate", "--labels-only", str(fp32), str(tiny_onnx)),
+        "tiny.onnx takes 8x8 inputs but resnet20.onnx takes 32x32; validate artifacts of one input size together",
+    )
+    (tmp_path / "m.txt").write_bytes(b"x")
+    assert_one_line_error(
+        invoke("validate", "--reference", str(tmp_path / "m.txt"), str(fp32)),
+        "the reference is the original model (a .pt/.pth checkpoint) or any artifact of it (an .onnx, or a "
+        f"TensorRT .engine/.plan/.trt engine), not {tmp_path / 'm.txt'}",
+    )
+    with pytest.raises(ValidationError, match=r"^`max_top1_drop` gates .* `labels_only` has none") as refused:
+        plan(ValidateJob(artifacts=(fp32,), labels_only=True, max_top1_drop=0.5))
+    assert refused.value.field == "max_top1_drop"
+
+
+def test_labels_only_artifacts_must_record_one_dataset(trained, tmp_path) -> None:
+    import onnx
+
+    _, fp32, _ = trained
+    model = onnx.load(str(fp32))
+    next(p for p in model.metadata_props if p.key == "dataset").value = "cifar10:/elsewhere"
+    onnx.save(model, str(tmp_path / "other.onnx"))
+    assert_one_line_error(
+        invoke("validate", "--labels-only", str(fp32), str(tmp_path / "other.onnx")),
+        "the artifacts record different datasets (digits, cifar10:/elsewhere); pass --data SPEC to score them all",
+    )
+
+
+def test_an_engine_reference_that_cannot_run_here_is_one_line(tiny_onnx, tmp_path, monkeypatch) -> None:
+    from resnet_deploy.runtime import machine
+
+    monkeypatch.setattr(machine, "gpu_present", lambda: False)
+    (tmp_path / "m.engine").write_bytes(b"not a plan")
+    assert_one_line_error(
+        invoke("validate", "--reference", str(tmp_path / "m.engine"), str(tiny_onnx)),
+        f"the reference {tmp_path / 'm.engine'} cannot run here: no NVIDIA GPU here to run TensorRT engines (",
+    )
+
+
+def test_a_labels_only_report_has_no_changes_to_gate() -> None:
+    from resnet_deploy.errors import ValidationError
+
+    report = ValidationReport("digits", 100, None, [Score("m.onnx", "onnxruntime", "int8", 100, top1_error=3.0)])
+    check_gate(report, None)
+    with pytest.raises(ValidationError, match="scored against the labels alone") as refused:
+        check_gate(report, 0.5)
+    assert refused.value.field == "max_top1_drop"

@@ -392,3 +392,15 @@ def test_trying_every_method_keeps_the_best_and_records_each(culprit_resnet20, t
     assert result.method == result.budget["method"] == chosen["method"]
     props = {p.key: p.value for p in onnx.load(str(result.path)).metadata_props}
     assert props["calibration_method"] == chosen["method"]
+
+
+def test_inspect_names_the_layer_the_budget_kept_out_in_its_summary(culprit_within_budget) -> None:
+    from resnet_deploy.pipeline import InspectJob, plan, run
+
+    result, _ = culprit_within_budget
+    found = run(plan(InspectJob(result.path)))
+    assert found.summary.startswith("19 of 20 Conv/Gemm layers INT8, 94.")
+    assert found.summary.endswith(f"; 1 in FP16: {CULPRIT_MODULE} (budget)")
+    kept = [layer for layer in found.layers if layer["module"] == CULPRIT_MODULE]
+    assert [layer["precision"] for layer in kept] == ["fp16"] and kept[0]["activation_scale"] is None
+    assert found.lineage["budget"]["kept_out"][0]["module"] == CULPRIT_MODULE
