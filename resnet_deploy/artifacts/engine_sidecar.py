@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import platform
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -162,6 +163,7 @@ FIELDS: dict[str, tuple[str, bool]] = {  # field -> (kind, required)
     "lineage": (_DICT, False),
     "layers": (_LIST, False),
 }
+CC = re.compile(r"^\d{1,2}\.\d$")  # a compute capability: "8.9", "12.0"
 TARGET_FIELDS = {"gpu": _STR, "compute_capability": _STR, "compute_capabilities": _LIST, "dla_core": _INT}
 
 
@@ -174,6 +176,17 @@ def _is(value: Any, kind: str) -> bool:
 def _shown(value: Any) -> str:
     kinds = {bool: "true/false", int: "a number", float: "a number", str: "a string", list: "a list", dict: "an object"}
     return f"{kinds.get(type(value), type(value).__name__)} ({json.dumps(value)[:40]})"
+
+
+def _layer_ok(layer: Any) -> bool:
+    if not isinstance(layer, dict) or not isinstance(layer.get("name"), str):
+        return False
+    lists = ("inputs", "outputs", "weights", "onnx_nodes", "modules")
+    if any(
+        not (isinstance(layer.get(k, []), list) and all(isinstance(v, str) for v in layer.get(k, []))) for k in lists
+    ):
+        return False
+    return _is(layer.get("macs", 0), _INT) and isinstance(layer.get("type", ""), str)
 
 
 def sidecar_problem(data: dict[str, Any]) -> str | None:
@@ -189,13 +202,28 @@ def sidecar_problem(data: dict[str, Any]) -> str | None:
         value = (data.get("targets") or {}).get(key)
         if value is not None and not _is(value, kind):
             return f"field 'targets.{key}' is {_shown(value)} but must be {kind}"
-    if not all(isinstance(cc, str) for cc in (data.get("targets") or {}).get("compute_capabilities") or []):
-        return "field 'targets.compute_capabilities' must be a list of strings such as \"8.9\""
+    targets = data.get("targets") or {}
+    if not all(
+        isinstance(cc, str) and (CC.match(cc) or cc == "current GPU")
+        for cc in targets.get("compute_capabilities") or []
+    ):
+        return "field 'targets.compute_capabilities' must be a list of compute capabilities such as \"8.9\""
+    built_on = targets.get("compute_capability")
+    if built_on is not None and not CC.match(built_on):
+        return (
+            f"field 'targets.compute_capability' is {_shown(built_on)} but must be a compute capability such as \"9.0\""
+        )
     for record in ("model", "lineage"):
         props = data.get(record) or {}
         bad = next((k for k, v in props.items() if not isinstance(v, str)), None)
         if bad is not None:
             return f"field '{record}.{bad}' is {_shown(props[bad])} but must be a string (ONNX metadata values are)"
+    for i, layer in enumerate(data.get("layers") or []):
+        if not _layer_ok(layer):
+            return (
+                f"field 'layers[{i}]' must be an object with a string 'name', lists of strings 'inputs', 'outputs', "
+                "'weights', 'onnx_nodes' and 'modules', and a whole number 'macs'"
+            )
     for kind in ("inputs", "outputs"):
         tensors = (data.get("io") or {}).get(kind)
         if tensors is not None and not (

@@ -44,6 +44,7 @@ FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
     },
 }
 
+EXTERNAL = "external"  # a classifier imported as it is: not a ResNet of the zoo, so nothing here rebuilds it
 VARIANTS = ("v1", "v1.5")
 SHORTCUTS = ("A", "B", "C")
 
@@ -93,6 +94,8 @@ class ResNetConfig:
     @property
     def name(self) -> str:
         """e.g. ``resnet50``, ``plain34``, ``resnet50-v1``, ``resnet20-B``; defaults are left out."""
+        if self.family == EXTERNAL:
+            return EXTERNAL
         defaults = FAMILY_DEFAULTS[self.family]
         name = f"{'plain' if self.plain else 'resnet'}{self.depth}"
         if self.block == "bottleneck" and self.variant != defaults["variant"]:
@@ -103,6 +106,8 @@ class ResNetConfig:
 
     @property
     def total_stride(self) -> int:
+        if self.family == EXTERNAL:
+            return 1
         stem = 4 if self.family == "imagenet" else 1
         return stem * 2 ** (len(self.layers) - 1)
 
@@ -112,7 +117,7 @@ class ResNetConfig:
 
     @property
     def default_mean_std(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
-        defaults = FAMILY_DEFAULTS[self.family]
+        defaults = FAMILY_DEFAULTS["imagenet" if self.family == EXTERNAL else self.family]
         return defaults["mean"], defaults["std"]
 
     def to_dict(self) -> dict[str, Any]:
@@ -171,6 +176,43 @@ class ModelSpec:
             known = ", ".join(f.name for f in dataclasses.fields(cls))
             unknown = ", ".join(sorted(set(options) - {f.name for f in dataclasses.fields(cls)})) or "depth twice"
             raise UnknownModelError(f"unknown model option {unknown}; the options are {known}") from None
+
+
+def at_input_size(config: ResNetConfig, input_size: int | None) -> ResNetConfig:
+    """``config`` deployed at ``input_size`` (None: its own), re-validated: a size the network's strides
+    cannot take is refused."""
+    return model_config(
+        config.depth,
+        variant=config.variant,
+        plain=config.plain,
+        shortcut=config.shortcut,
+        num_classes=config.num_classes,
+        in_chans=config.in_chans,
+        input_size=input_size,
+        pixel_mean=config.pixel_mean,
+    )
+
+
+def external_config(num_classes: int, input_size: int, in_chans: int = 3) -> ResNetConfig:
+    """The config of a classifier imported as it is: its classes and input, no architecture of ours."""
+    if num_classes < 1 or input_size < 1 or in_chans < 1:
+        raise UnknownModelError(
+            f"an imported classifier needs classes, input size and channels of at least 1, got "
+            f"{num_classes}, {input_size}, {in_chans}"
+        )
+    return ResNetConfig(
+        depth=0,
+        family=EXTERNAL,
+        block="unknown",
+        layers=(),
+        widths=(),
+        variant="",
+        plain=False,
+        shortcut=None,
+        num_classes=num_classes,
+        input_size=input_size,
+        in_chans=in_chans,
+    )
 
 
 def model_config(spec: ModelSpec | int, *, pixel_mean: bool = False, **options: Any) -> ResNetConfig:

@@ -27,8 +27,10 @@ def write_props(model_proto: Any, props: dict[str, str]) -> None:
 
 
 def write_onnx_metadata(model_proto: Any, metadata: ArtifactMetadata) -> None:
-    """Replace the model's metadata props with ``metadata`` (other keys are kept)."""
+    """Replace the model's metadata props with ``metadata`` (other keys are kept), checked as every reader
+    checks it: nothing is written that a later command would refuse."""
     props = metadata.to_props()
+    ArtifactMetadata.from_props(props, "the model's metadata to be written")
     write_props(model_proto, {**{p.key: p.value for p in model_proto.metadata_props if p.key not in props}, **props})
     model_proto.producer_name = "resnet-deploy"
     model_proto.producer_version = metadata.producer_version

@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from resnet_deploy.artifacts.model_spec import ResNetConfig
+from resnet_deploy.artifacts.model_spec import EXTERNAL, ResNetConfig, external_config
 from resnet_deploy.artifacts.preprocess import Preprocess, for_family
 from resnet_deploy.artifacts.versions import read_version
 from resnet_deploy.errors import ArtifactError
@@ -85,23 +85,17 @@ class ArtifactMetadata:
         not count the classes) is refused here, naming its key."""
         if "schema" not in props:
             raise ArtifactError(
-                f"{source} carries no resnet-deploy metadata; export it with `resnet-deploy export` first"
+                f"{source} carries no resnet-deploy metadata; bring it in with `resnet-deploy import` (or export "
+                "the model with `resnet-deploy export`)"
             )
         read_version(
             props["schema"], SCHEMA_KIND, SCHEMA_VERSION, source, not_ours="export it with `resnet-deploy export` first"
         )
         try:
-            config = ResNetConfig.from_dict(
-                {
-                    "depth": props["depth"],
-                    "variant": props["variant"],
-                    "plain": props["plain"] == "true",
-                    "shortcut": None if props["shortcut"] == "none" else props["shortcut"],
-                    "num_classes": int(props["num_classes"]),
-                    "input_size": int(props["input_size"]),
-                    "in_chans": int(props.get("in_chans", 3)),
-                    "pixel_mean": props.get("pixel_mean") == "true",
-                }
+            config = (
+                external_config(int(props["num_classes"]), int(props["input_size"]), int(props.get("in_chans", 3)))
+                if props.get("family") == EXTERNAL
+                else _zoo_config(props)
             )
             names = props.get("class_names")
             metadata = cls(
@@ -156,6 +150,21 @@ class ArtifactMetadata:
         out = dataclasses.asdict(self)
         out["config"] = self.config.to_dict()
         return out
+
+
+def _zoo_config(props: dict[str, str]) -> ResNetConfig:
+    return ResNetConfig.from_dict(
+        {
+            "depth": props["depth"],
+            "variant": props["variant"],
+            "plain": props["plain"] == "true",
+            "shortcut": None if props["shortcut"] == "none" else props["shortcut"],
+            "num_classes": int(props["num_classes"]),
+            "input_size": int(props["input_size"]),
+            "in_chans": int(props.get("in_chans", 3)),
+            "pixel_mean": props.get("pixel_mean") == "true",
+        }
+    )
 
 
 def _recorded_policy(text: str | None, family: str) -> Preprocess | None:

@@ -33,8 +33,8 @@ def inspect_command(artifact: str, layers: bool, as_json: bool) -> None:
     out.say(f"{report.path}: {report.kind}")
     out.say(f"  {report.summary}")
     model = report.model
-    family = f"{model['family']}, {model['block']} blocks"
-    out.say(f"model        {model['architecture']} ({family}), {model['num_classes']} classes")
+    family = f" ({model['family']}, {model['block']} blocks)" if model["family"] != "external" else ""
+    out.say(f"model        {model['architecture']}{family}, {model['num_classes']} classes")
     out.say(f"input        {model['input']}")
     pre = model["preprocessing"]
     out.say(f"preprocess   {pre['resize']}, {pre['interpolation']}; mean {pre['mean']}, std {pre['std']}")

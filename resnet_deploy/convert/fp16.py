@@ -20,7 +20,7 @@ import numpy as np
 from resnet_deploy._io import atomic_output, check_writable, sha256_file
 from resnet_deploy._lazy import lazy_import
 from resnet_deploy.artifacts.lineage import GraphLineage
-from resnet_deploy.artifacts.onnx_io import load_onnx, onnx_props, write_lineage
+from resnet_deploy.artifacts.onnx_io import check_graph_matches_metadata, load_onnx, onnx_props, write_lineage
 from resnet_deploy.errors import QuantizationError, VerificationError
 
 if TYPE_CHECKING:
@@ -60,11 +60,14 @@ def convert_to_fp16(
     output = check_writable(output)
     model = load_onnx(onnx_path)
     props = onnx_props(model)
+    check_graph_matches_metadata(model, source=str(onnx_path))  # our classifier, metadata sound: else one line
     lineage = GraphLineage.from_props(props, str(onnx_path))
     if lineage.precision != "fp32" or any(n.op_type == "QuantizeLinear" for n in model.graph.node):
         raise QuantizationError(
             f"{onnx_path} is not an FP32 model (precision {lineage.precision}); convert the FP32 export", field="onnx"
         )
+    if any(i.data_type == onnx.TensorProto.FLOAT16 for i in model.graph.initializer):
+        raise QuantizationError(f"{onnx_path} holds FP16 weights already; convert its FP32 form", field="onnx")
     op_types = sorted({n.op_type for n in model.graph.node})
     unknown = [op for op in keep_fp32 if op not in op_types]
     if unknown:

@@ -2,7 +2,8 @@
 
 The graph is kept as it is, with what every later stage needs put around it:
 
-- the architecture, recognised from its weights (:mod:`resnet_deploy.convert.recognize`);
+- the architecture, recognised from its weights (:mod:`resnet_deploy.convert.recognize`), or
+  ``external`` for a classifier that is no ResNet of the zoo, imported as it is;
 - one NCHW float32 input named ``input`` (an NHWC input gets a Transpose in front), one output named
   ``logits``, a dynamic batch (a Reshape that fixed the exported batch is made to copy it);
 - opset 13 at least (per-channel Q/DQ needs it), converted with ONNX's version converter;
@@ -11,7 +12,7 @@ The graph is kept as it is, with what every later stage needs put around it:
 
 Then the result is run against the original in ONNX Runtime on the same random inputs, sample for
 sample. What cannot be taken is refused in one line: not a classifier, an input that is not an image,
-an op calibration does not place (the node named), a graph that is quantized already.
+an op calibration does not place (the node named), a graph that is quantized already, a non-square input.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import numpy as np
 from resnet_deploy import __version__
 from resnet_deploy._io import check_writable, sha256_file, write_bytes_atomic
 from resnet_deploy._lazy import lazy_import
-from resnet_deploy.artifacts.model_spec import ResNetConfig, model_config
+from resnet_deploy.artifacts.model_spec import EXTERNAL, ResNetConfig, at_input_size, external_config, model_config
 from resnet_deploy.artifacts.onnx_io import load_onnx, onnx_props, write_onnx_metadata
 from resnet_deploy.artifacts.onnx_metadata import INPUT_NAME, OUTPUT_NAME, ArtifactMetadata
 from resnet_deploy.artifacts.preprocess import Preprocess
@@ -46,6 +47,7 @@ MIN_OPSET = 13
 QUANTIZED_OPS = {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul", "ConvInteger", "MatMulInteger"}
 # what a ResNet is made of, in any exporter's spelling: anything else is named and refused
 SUPPORTED_OPS = {
+    "ConstantOfShape", "Expand", "Range", "Equal", "Where", "Neg",
     "Conv", "BatchNormalization", "Relu", "Clip", "MaxPool", "AveragePool", "GlobalAveragePool", "ReduceMean",
     "Add", "Sum", "Mul", "Sub", "Div", "Pad", "Flatten", "Reshape", "Squeeze", "Unsqueeze", "Transpose", "Gemm",
     "MatMul", "Identity", "Constant", "Shape", "Gather", "Concat", "Cast", "Softmax", "Slice", "Dropout",
@@ -104,15 +106,25 @@ def import_onnx(
     if "schema" in onnx_props(model):
         raise ArtifactError(f"{source} is a resnet-deploy artifact already; use it as it is", field="model")
     _refuse_quantized(model, source)
+    _refuse_half(model, source)
     _refuse_unsupported(model, source)
     graph_input, graph_output = _one_input_one_output(model, source)
     dims = _dims(graph_input)
     layout = _layout(dims, source)
+    if dims[0] == 0:
+        raise ArtifactError(
+            f"{source} declares a batch of 0 images; export it with a batch of 1 or more", field="model"
+        )
     channels, height, width = (dims[1], dims[2], dims[3]) if layout == "NCHW" else (dims[3], dims[1], dims[2])
     assert isinstance(channels, int)
     out_dims = _dims(graph_output)
     classes = out_dims[1] if len(out_dims) == 2 and isinstance(out_dims[1], int) else None
-    config = _architecture(model, source, channels, classes, height if height == width else None, preprocess)
+    if isinstance(height, int) and isinstance(width, int) and height != width:
+        raise ArtifactError(
+            f"{source} takes {height}x{width} images; resnet-deploy models take square ones (N, C, S, S)",
+            field="model",
+        )
+    config = _architecture(model, source, channels, classes, height, preprocess)
     if class_names is not None and len(class_names) != config.num_classes:
         raise ArtifactError(
             f"the labels name {len(class_names)} classes but {source} has {config.num_classes} outputs; "
@@ -121,13 +133,27 @@ def import_onnx(
         )
     source_opset = _opset(model)
     notes = []
+    if config.family == EXTERNAL:
+        notes.append(
+            "not a ResNet of the zoo: imported as it is (architecture 'external'); every command that works on "
+            "ONNX files takes it, `train` and `export` cannot rebuild it"
+        )
     if any(node.op_type == "Softmax" for node in model.graph.node[-3:]):
         notes.append(SOFTMAX_NOTE)
-    imported = _normalised(model, layout, graph_input.name, graph_output.name, dims[0])
+    converted = model
     if source_opset < MIN_OPSET:
-        imported = version_converter.convert_version(imported, MIN_OPSET)
+        try:
+            converted = version_converter.convert_version(model, MIN_OPSET)
+        except Exception as exc:  # ONNX's converter has no adapter for some old ops and shapes
+            raise ArtifactError(
+                f"{source} is at opset {source_opset}, and ONNX's converter cannot bring it to {MIN_OPSET} "
+                f"({str(exc).strip().splitlines()[0][:120]}); export it again at opset {MIN_OPSET} or later",
+                field="model",
+            ) from None
         notes.append(f"opset {source_opset} converted to {MIN_OPSET} (per-channel INT8 needs it)")
+    imported = _normalised(converted, layout, graph_input.name, graph_output.name, dims[0], config)
     chosen = preprocess or _family_preprocess(config)
+    check_channels(chosen, config.in_chans)
     metadata = ArtifactMetadata(
         config=config,
         mean=chosen.mean,
@@ -138,6 +164,7 @@ def import_onnx(
         producer_version=__version__,
         preprocess=chosen.policy,
     )
+    metadata = ArtifactMetadata.from_props(metadata.to_props(), str(output))  # what every reader will check
     write_onnx_metadata(imported, metadata)
     producer = f"{model.producer_name} {model.producer_version}".strip() or "unknown"
     _add_props(imported, {"imported_from": source.name, "imported_producer": producer, "imported_layout": layout})
@@ -165,6 +192,17 @@ def _refuse_quantized(model: Any, source: Path) -> None:
         raise ArtifactError(
             f"{source} is quantized already (node {node.name or node.output[0]!r} is {node.op_type}); import "
             "the FP32 model and calibrate it here, so its INT8 placement is one TensorRT builds",
+            field="model",
+        )
+
+
+def _refuse_half(model: Any, source: Path) -> None:
+    half = {i.name for i in model.graph.initializer if i.data_type == onnx.TensorProto.FLOAT16}
+    node = next((n for n in model.graph.node if n.op_type in ("Conv", "Gemm", "MatMul") and set(n.input) & half), None)
+    if node is not None:
+        raise ArtifactError(
+            f"{source} holds FP16 weights (node {node.name or node.output[0]!r}); import its FP32 form and "
+            "convert it here (`convert` makes the FP16 twin)",
             field="model",
         )
 
@@ -230,23 +268,16 @@ def _architecture(
     side: int | str | None,
     preprocess: ImportPreprocess | None,
 ) -> ResNetConfig:
-    weights = {i.name: i for i in model.graph.initializer}
+    weights = _weights(model)
     convs = []
     for node in model.graph.node:
-        if node.op_type == "Conv" and node.input[1] in weights:
+        if node.op_type == "Conv" and len(node.input) > 1 and len(weights.get(node.input[1], _NO_DIMS).dims) == 4:
             out, inp, kh, kw = weights[node.input[1]].dims
             strides = next((list(a.ints) for a in node.attribute if a.name == "strides"), [1, 1])
             convs.append((out, inp, kh, kw, strides[0]))
     classifier = _classifier(model, weights, classes)
     residual = any(node.op_type in ("Add", "Sum") and _activations(node, weights) == 2 for node in model.graph.node)
     config = recognize(convs, classifier, channels, residual) if classifier else None
-    if config is None:
-        raise ArtifactError(
-            f"{source} is not a ResNet of the zoo ({len(convs)} convolutions, classifier {classifier}): "
-            "import recognises ImageNet ResNet-18 to 152 (v1, v1.5) and CIFAR ResNet-20 to 1202, shortcuts "
-            "A/B/C and their plain twins",
-            field="model",
-        )
     if isinstance(side, int) and preprocess is not None and preprocess.size not in (None, side):
         raise ArtifactError(
             f"`preprocess` says {preprocess.size}x{preprocess.size} images, but {source} takes {side}x{side}; "
@@ -254,15 +285,35 @@ def _architecture(
             field="preprocess",
         )
     size = side if isinstance(side, int) else (preprocess.size if preprocess and preprocess.size else None)
-    return model_config(
-        config.depth,
-        variant=config.variant,
-        plain=config.plain,
-        shortcut=config.shortcut,
-        num_classes=config.num_classes,
-        in_chans=config.in_chans,
-        input_size=size,
-    )
+    if config is None:  # imported as it is: its classes and input are all that is recorded of it
+        if size is None:
+            raise ArtifactError(
+                f"{source} is not a ResNet of the zoo and leaves its input size open: give it as SIZE in "
+                f"`preprocess` ({PREPROCESS_HELP})",
+                field="preprocess",
+            )
+        if classes is None:
+            raise ArtifactError(f"{source} leaves its number of classes open; export it with a fixed classifier")
+        return external_config(classes, size, channels)
+    return at_input_size(config, size)
+
+
+class _NoDims:
+    dims: tuple[int, ...] = ()
+
+
+_NO_DIMS = _NoDims()
+
+
+def _weights(model: Any) -> dict[str, Any]:
+    """The graph's constant tensors by name: initializers, and Constant nodes' values (some exporters)."""
+    found = {i.name: i for i in model.graph.initializer}
+    for node in model.graph.node:
+        if node.op_type == "Constant":
+            value = next((a.t for a in node.attribute if a.name == "value" and a.HasField("t")), None)
+            if value is not None:
+                found[node.output[0]] = value
+    return found
 
 
 def _activations(node: Any, weights: dict[str, Any]) -> int:
@@ -274,7 +325,7 @@ def _classifier(model: Any, weights: dict[str, Any], classes: int | None) -> tup
     for node in reversed(model.graph.node):
         if node.op_type not in ("Gemm", "MatMul"):
             continue
-        name = next((n for n in node.input[:2] if n in weights), None)
+        name = next((n for n in node.input[:2] if n in weights and len(weights[n].dims) == 2), None)
         if name is None:
             continue
         rows, cols = weights[name].dims
@@ -287,9 +338,10 @@ def _classifier(model: Any, weights: dict[str, Any], classes: int | None) -> tup
 
 
 def _family_preprocess(config: ResNetConfig) -> ImportPreprocess:
+    """The recognised family's preprocessing; ImageNet's for a graph imported as it is."""
     mean, std = config.default_mean_std
     policy = Preprocess("stretch") if config.family == "cifar" else Preprocess("crop")
-    return ImportPreprocess(mean, std, policy, named=config.family)
+    return ImportPreprocess(mean, std, policy, named="imagenet" if config.family == EXTERNAL else config.family)
 
 
 # --- the graph ------------------------------------------------------------------------------------
@@ -299,23 +351,25 @@ def _opset(model: Any) -> int:
     return next((int(o.version) for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
 
 
-def _normalised(model: Any, layout: str, input_name: str, output_name: str, batch: int | str | None) -> Any:
-    """A copy with one NCHW ``input``, one ``logits`` output and a dynamic batch."""
+def _normalised(
+    model: Any, layout: str, input_name: str, output_name: str, batch: int | str | None, config: ResNetConfig
+) -> Any:
+    """A copy with one NCHW ``input`` of the model's size, one ``logits`` output and a dynamic batch."""
     out = onnx.ModelProto()
     out.CopyFrom(model)
     graph = out.graph
     source_input = next(i for i in graph.input if i.name == input_name)
-    dims = _dims(source_input)
-    nchw = [dims[0], dims[3], dims[1], dims[2]] if layout == "NHWC" else dims
-    new_input = onnx.helper.make_tensor_value_info(INPUT_NAME, onnx.TensorProto.FLOAT, ["N", *nchw[1:]])
+    side = config.input_size
+    new_input = onnx.helper.make_tensor_value_info(
+        INPUT_NAME, onnx.TensorProto.FLOAT, ["N", config.in_chans, side, side]
+    )
     graph.input.remove(source_input)
     graph.input.insert(0, new_input)
     if layout == "NHWC":
+        nhwc = _fresh_name(graph, "import_input_nhwc")
+        _rename(graph, input_name, nhwc)
         graph.node.insert(
-            0,
-            onnx.helper.make_node(
-                "Transpose", [INPUT_NAME], [input_name], name="import_nchw_to_nhwc", perm=[0, 2, 3, 1]
-            ),
+            0, onnx.helper.make_node("Transpose", [INPUT_NAME], [nhwc], name="import_nchw_to_nhwc", perm=[0, 2, 3, 1])
         )
     else:
         _rename(graph, input_name, INPUT_NAME)
@@ -326,6 +380,15 @@ def _normalised(model: Any, layout: str, input_name: str, output_name: str, batc
         _free_batch_in_reshapes(graph, batch)
     del graph.value_info[:]  # shapes inferred at the exported batch would contradict the dynamic one
     return out
+
+
+def _fresh_name(graph: Any, base: str) -> str:
+    taken = {name for node in graph.node for name in (*node.input, *node.output)} | {i.name for i in graph.initializer}
+    name, n = base, 0
+    while name in taken:
+        n += 1
+        name = f"{base}_{n}"
+    return name
 
 
 def _rename(graph: Any, old: str, new: str) -> None:
@@ -389,19 +452,34 @@ def _verify(
     except Exception as exc:  # ONNX Runtime's own errors: a graph it cannot run
         raise ArtifactError(f"ONNX Runtime cannot run {source} ({str(exc).splitlines()[0]})", field="model") from None
     feed = images if layout == "NCHW" else images.transpose(0, 2, 3, 1)
-    if isinstance(batch, int):
-        chunks = [feed[i : i + batch] for i in range(0, count - count % batch, batch)]
-        expected = np.concatenate([theirs.run(None, {theirs.get_inputs()[0].name: c})[0] for c in chunks])
-    else:
-        expected = theirs.run(None, {theirs.get_inputs()[0].name: feed})[0]
+    name = theirs.get_inputs()[0].name
     try:
-        got = ours.run(None, {INPUT_NAME: images})[0][: len(expected)]
+        if isinstance(batch, int):
+            chunks = [feed[i : i + batch] for i in range(0, count - count % batch, batch)]
+            expected = np.concatenate([theirs.run(None, {name: c})[0] for c in chunks])
+        else:
+            expected = theirs.run(None, {name: feed})[0]
+    except Exception as exc:  # the source itself refuses these images: the size given is not its own
+        raise ArtifactError(
+            f"{source} does not run on {side}x{side} images ({str(exc).splitlines()[0][:160]}); give the size it "
+            "takes as SIZE in `preprocess`",
+            field="preprocess",
+        ) from None
+    try:
+        got = ours.run(None, {INPUT_NAME: images})[0]
+        got = got[: len(expected)] if len(got) == count else got
     except Exception as exc:  # a batch the graph still fixes somewhere
         raise ArtifactError(
             f"the imported graph of {source} does not run at a batch of {count} ({str(exc).splitlines()[0][:160]}); "
             "export it with a dynamic batch",
             field="model",
         ) from None
+    if expected.shape != (len(expected), config.num_classes) or got.shape != expected.shape:
+        raise ArtifactError(
+            f"{source} gives logits of shape {expected.shape} for {len(expected)} images, and the import "
+            f"{got.shape}: not (images, {config.num_classes}); give the size it takes as SIZE in `preprocess`",
+            field="preprocess",
+        )
     error = float(np.abs(got.astype(np.float64) - expected).max())
     if not np.isfinite(error) or error > 1e-5 * max(1.0, float(np.abs(expected).max())):
         raise ArtifactError(
@@ -438,6 +516,16 @@ def parse_preprocess(text: str) -> ImportPreprocess:
     except (ValueError, ArtifactError):
         raise ArtifactError(f"`preprocess` {text!r} is not {PREPROCESS_HELP}", field="preprocess") from None
     return ImportPreprocess(mean, std, policy, size=size)
+
+
+def check_channels(preprocess: ImportPreprocess, channels: int) -> None:
+    """One MEAN and STD per input channel (or one for all)."""
+    if len(preprocess.mean) not in (1, channels):
+        raise ArtifactError(
+            f"the model takes {channels}-channel images but the preprocessing has {len(preprocess.mean)} means; "
+            f"give `preprocess` as MEAN,STD,SIZE,CROP with one mean and std (or {channels})",
+            field="preprocess",
+        )
 
 
 def read_labels(path: Path) -> tuple[str, ...]:

@@ -17,6 +17,13 @@ next open scans again. A clock skew between a file server and this host beyond t
 the rule, as do file systems whose directory mtimes never change (some object-store mounts): pass
 ``cache=False`` there.
 
+The cache is read as untrusted input: a directory key must be ``<class>/<name>/...`` below a class
+folder found now, every image entry a plain name of an image file (a string, no separator, not
+``.``/``..``, no NUL), and every directory below a class folder a real one, not a symlink (the walk
+never descends into those). A cache that breaks any rule, or is not the JSON the walk writes, is
+discarded without a message and the folder is scanned again (and the cache rewritten), so no entry
+can point outside the data tree.
+
 What counts is exactly what ``sorted(Path(root, cls).rglob("*"))`` filtered by suffix and
 ``is_file()`` gives: files at any depth, hidden ones included; a symlink to a file counts (its
 target is checked again on every open, one ``stat`` per symlink, since the target's directory is
@@ -34,7 +41,7 @@ import os
 import stat
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from resnet_deploy._io import write_bytes_atomic
 from resnet_deploy.errors import DatasetError, OutputPathError
@@ -194,10 +201,17 @@ def _load(where: Path, root: Path, resolved: Path, found: list[str]) -> _Index |
     if index is None:
         return None
     for rel, (mtime, _, _) in index.items():
+        path = os.path.join(root, rel)
         try:
-            if os.stat(os.path.join(root, rel)).st_mtime_ns != mtime:
-                return None
+            if "/" not in rel:  # the root and the class folders, which may be symlinks
+                info = os.stat(path)
+            else:  # deeper: the walk only descends into real directories
+                info = os.lstat(path)
+                if not stat.S_ISDIR(info.st_mode):
+                    return None
         except OSError:
+            return None
+        if info.st_mtime_ns != mtime:
             return None
     return index
 
@@ -209,20 +223,37 @@ def _parse(data: Any, resolved: Path, found: list[str]) -> _Index | None:
     if data.get("classes") != found or not isinstance(dirs, dict) or "" not in dirs:
         return None
     index: _Index = {}
+    classes = set(found)
     for rel, entry in dirs.items():
-        if rel and rel.partition("/")[0] not in found:
+        if rel and not (rel.partition("/")[0] in classes and all(map(_is_plain_name, rel.split("/")))):
             return None
         if not (isinstance(entry, list) and len(entry) == 3):
             return None
         mtime, files, links = entry
-        if type(mtime) is not int or not isinstance(files, list) or not isinstance(links, list):
+        if type(mtime) is not int or mtime <= 0 or not isinstance(files, list) or not isinstance(links, list):
             return None
-        if not all(isinstance(n, str) for n in files) or not all(isinstance(n, str) for n in links):
+        names = files + links
+        if not all(_is_image_entry(n) for n in names) or len(set(names)) != len(names):
             return None
         index[rel] = (mtime, files, links)
     if any(name not in index for name in found):
         return None
+    if any(rel.rpartition("/")[0] not in index for rel in index if "/" in rel):
+        return None  # a walk records every directory on the way down
     return index
+
+
+def _is_plain_name(name: object) -> TypeGuard[str]:
+    """A single path component naming an entry of its directory: nothing that leaves it."""
+    return (
+        isinstance(name, str)
+        and name not in ("", ".", "..")
+        and not any(sep in name for sep in ("/", os.sep, os.altsep or "/", "\x00"))
+    )
+
+
+def _is_image_entry(name: object) -> bool:
+    return _is_plain_name(name) and _is_image_name(name)
 
 
 def _save(where: Path, data: dict[str, Any]) -> None:

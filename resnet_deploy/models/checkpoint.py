@@ -12,6 +12,7 @@ import dataclasses
 import json
 import pickle
 import re
+import warnings
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -77,6 +78,18 @@ def _first_line(exc: BaseException) -> str:
     return lines[0].split(". ")[0] if lines else type(exc).__name__
 
 
+def pickled_global(exc: BaseException) -> str | None:
+    """What a pickle refused by ``torch.load(weights_only=True)`` would have loaded (``io.open``), if torch named it."""
+    found = _UNSUPPORTED_GLOBAL.search(str(exc))
+    return found[1] if found else None
+
+
+def torch_load_reason(exc: BaseException) -> str:
+    """The gist of a ``torch.load`` failure that is no refused pickle, never torch's advice to load unsafely."""
+    first = _first_line(exc)
+    return type(exc).__name__ if "weights_only" in first or "weights only" in first.lower() else first
+
+
 def _unwrap(obj: Any, path: Path) -> dict[str, torch.Tensor]:
     if isinstance(obj, dict):
         for key in ("state_dict", "model", "model_state_dict"):
@@ -104,18 +117,20 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} not found")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch's advice on unusual pickles is not ours to relay
+            warnings.simplefilter("ignore")
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        code = _UNSUPPORTED_GLOBAL.search(str(exc))
+        code = pickled_global(exc)
         if code is None and not zipfile.is_zipfile(path):
-            raise CheckpointError(f"{path} is not a PyTorch checkpoint (it does not unpickle)") from exc
-        needs = f" (it pickles {code[1]})" if code else ""
+            raise CheckpointError(f"{path} is not a PyTorch checkpoint (it does not unpickle)") from None
+        needs = f" (it pickles {code})" if code else ""
         raise CheckpointError(
             f"{path} is not a plain state dict{needs}: loading it would run code, which resnet-deploy never does; "
-            "resave it with torch.save(model.state_dict(), path)"
-        ) from exc
+            "resave it with torch.save(model.state_dict(), path), or use a checkpoint written by resnet-deploy"
+        ) from None
     except Exception as exc:  # truncated zip, wrong format: not a torch file at all
-        why = _first_line(exc) if zipfile.is_zipfile(path) else "neither a zip archive nor a pickle"
+        why = torch_load_reason(exc) if zipfile.is_zipfile(path) else "neither a zip archive nor a pickle"
         raise CheckpointError(f"{path} is not a PyTorch checkpoint ({why})") from exc
     state_dict = _unwrap(obj, path)
     digest = sha256_file(path)

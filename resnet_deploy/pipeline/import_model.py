@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from resnet_deploy._io import sha256_file
 from resnet_deploy._lazy import lazy_module
 from resnet_deploy.artifacts import naming
-from resnet_deploy.artifacts.model_spec import ModelSpec
+from resnet_deploy.artifacts.model_spec import ModelSpec, at_input_size
 from resnet_deploy.convert.import_onnx import ImportPreprocess, parse_preprocess, read_labels
 from resnet_deploy.errors import ArtifactError
 from resnet_deploy.files.provenance import onnx_export_of
@@ -147,7 +147,9 @@ class ImportWeights(_Import):
             )
         chosen = self.preprocess
         if chosen is not None and chosen.size is not None and chosen.size != config.input_size:
-            config = dataclasses.replace(config, input_size=chosen.size)
+            config = at_input_size(config, chosen.size)  # a size the network cannot take is refused here
+        if chosen is not None:
+            import_onnx.check_channels(chosen, config.in_chans)
         metadata = dataclasses.replace(
             opened.metadata,
             config=config,

@@ -25,6 +25,7 @@ from resnet_deploy._io import sha256_file
 from resnet_deploy._lazy import lazy_module
 from resnet_deploy.artifacts.engine_sidecar import EngineSidecar
 from resnet_deploy.artifacts.lineage import GraphLineage
+from resnet_deploy.artifacts.model_spec import EXTERNAL
 from resnet_deploy.artifacts.onnx_metadata import ArtifactMetadata
 from resnet_deploy.errors import ArtifactError
 from resnet_deploy.messages import Messages
@@ -115,7 +116,7 @@ def describe_model(metadata: ArtifactMetadata) -> dict[str, Any]:
     cfg = metadata.config
     names = metadata.class_names
     return {
-        "architecture": cfg.name,
+        "architecture": cfg.name if cfg.family != EXTERNAL else "external (imported as it is, not a ResNet of the zoo)",
         "family": cfg.family,
         "block": cfg.block,
         "num_classes": cfg.num_classes,

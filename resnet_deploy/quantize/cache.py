@@ -5,6 +5,13 @@ so a rerun with the same model and data costs no calibration time, and anything 
 result changes the id. The TensorRT file is the text format of ``IInt8Calibrator::writeCalibrationCache``
 (header line, then ``tensor: <float32 scale as big-endian hex>``), so TensorRT <= 10 can build an
 implicit-INT8 engine (e.g. for DLA on Jetson) from the FP32 ONNX and this file, without the images.
+
+The ``.json`` is the entry's index: it records the ``.calib.cache`` it belongs to (``calib_cache``:
+its ``sha256`` and ``bytes``, or null for an asymmetric, CPU-target entry that has none) and is
+renamed into place after it. An entry is a hit only when the ``.json`` is whole, of this id, and its
+``.calib.cache`` is there with exactly the recorded bytes; anything less (half an entry left by a
+full disk or a crash, a truncated or foreign file, an entry that records no ``calib_cache``) is a
+miss, and the next calibration writes the entry again, whole.
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from resnet_deploy._io import check_writable, write_bytes_atomic
+from resnet_deploy._io import atomic_outputs, check_writable
 from resnet_deploy.errors import OutputPathError
 
 FORMAT = "resnet-deploy-calibration/1"
@@ -50,16 +57,44 @@ def tensorrt_cache_text(ranges: dict[str, tuple[float, float]], method: str, trt
 
 
 def read_cached(directory: Path, cal_id: str) -> dict[str, tuple[float, float]] | None:
-    path = directory / f"{cal_id}.json"
-    if not path.is_file():
-        return None
+    """The ranges of entry ``cal_id`` when it is whole; None (a miss: recomputed and rewritten) otherwise."""
     try:
-        data = json.loads(path.read_text())
-        if data.get("format") != FORMAT:
-            return None
-        return {k: (float(v[0]), float(v[1])) for k, v in data["ranges"].items()}
-    except (OSError, ValueError, KeyError, TypeError, IndexError):
-        return None  # a damaged cache entry is recomputed and rewritten
+        data = json.loads((directory / f"{cal_id}.json").read_bytes())
+    except (OSError, ValueError, RecursionError):
+        return None
+    if not isinstance(data, dict) or data.get("format") != FORMAT or data.get("id") != cal_id:
+        return None
+    ranges = data.get("ranges")
+    if not isinstance(ranges, dict) or not all(_is_range(v) for v in ranges.values()):
+        return None
+    if "calib_cache" not in data or not _companion_matches(directory / f"{cal_id}.calib.cache", data):
+        return None
+    return {k: (float(v[0]), float(v[1])) for k, v in ranges.items()}
+
+
+def _is_range(value: Any) -> bool:
+    return (
+        isinstance(value, list)
+        and len(value) == 2
+        and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in value)
+    )
+
+
+def _companion_matches(path: Path, data: dict[str, Any]) -> bool:
+    """Whether the ``.calib.cache`` the entry records is there, byte for byte (or, recorded as none, expected)."""
+    record = data["calib_cache"]
+    if record is None:
+        return data.get("symmetric") is False  # a TensorRT (symmetric) entry always has one
+    if not isinstance(record, dict):
+        return False
+    size, digest = record.get("bytes"), record.get("sha256")
+    if type(size) is not int or not isinstance(digest, str):
+        return False
+    try:
+        blob = path.read_bytes()
+    except OSError:
+        return False
+    return len(blob) == size and hashlib.sha256(blob).hexdigest() == digest
 
 
 def cache_dir_problem(directory: Path) -> str | None:
@@ -85,16 +120,21 @@ def write_cache(
     symmetric: bool,
     method: str,
 ) -> list[Path]:
+    """Write entry ``cal_id``: the ``.calib.cache`` (symmetric ranges only) lands first, its ``.json`` last."""
     directory.mkdir(parents=True, exist_ok=True)
+    trt = tensorrt_cache_text(ranges, method).encode() if symmetric else None
     payload = {
         "format": FORMAT,
         "id": cal_id,
         **description,
+        "symmetric": symmetric,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "calib_cache": None if trt is None else {"sha256": hashlib.sha256(trt).hexdigest(), "bytes": len(trt)},
         "ranges": {k: [v[0], v[1]] for k, v in sorted(ranges.items())},
     }
-    written = [write_bytes_atomic(directory / f"{cal_id}.json", json.dumps(payload, indent=1).encode())]
-    if symmetric:
-        text = tensorrt_cache_text(ranges, method)
-        written.append(write_bytes_atomic(directory / f"{cal_id}.calib.cache", text.encode()))
-    return written
+    files = {directory / f"{cal_id}.calib.cache": trt} if trt is not None else {}
+    files[directory / f"{cal_id}.json"] = json.dumps(payload, indent=1).encode()
+    with atomic_outputs(*files) as temporaries:  # renamed in order: the index last
+        for tmp, blob in zip(temporaries, files.values(), strict=True):
+            tmp.write_bytes(blob)
+    return list(files)

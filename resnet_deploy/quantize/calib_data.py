@@ -92,7 +92,8 @@ def _from_training_split(
 ) -> CalibrationSet:
     dataset = data.open_dataset(spec)
     size = metadata.config.input_size
-    if not fallback and dataset.native_size is not None and dataset.native_size != size:
+    trained_on_it = spec == metadata.dataset  # the model saw these images at its size: resized as here
+    if not fallback and not trained_on_it and dataset.native_size is not None and dataset.native_size != size:
         # Resizing 32x32 CIFAR to a 224 model's input calibrates on images unlike any it will see.
         raise DatasetError(
             f"{spec} images are {dataset.native_size}x{dataset.native_size} but the model takes {size}x{size}; "
@@ -201,10 +202,22 @@ def load_held_out_set(
     """
     if count < 1:
         raise DatasetError(f"`{field}` must be at least 1, got {count}", field=field)
+    if spec is None and not metadata.dataset:  # judged on labels it never saw, any verdict would be noise
+        raise DatasetError(
+            f"{metadata.config.name} records no dataset (random or outside weights): an accuracy budget needs "
+            "labelled test images of its own classes; pass them as `calibration.data`",
+            field="calibration.data",
+        )
     spec = spec or metadata.dataset or DEFAULT_SPEC
     if data_spec.is_unlabelled(spec):
         raise data_spec.no_labels(spec, "measure INT8 accuracy on")
     dataset = data.open_dataset(spec)
+    if dataset.num_classes != metadata.config.num_classes:  # the check validate makes
+        raise DatasetError(
+            f"{spec} has {dataset.num_classes} classes but the model has {metadata.config.num_classes}; its "
+            "accuracy cannot be measured there: pass labelled images of its classes as `calibration.data`",
+            field="calibration.data",
+        )
     available = len(dataset.test)
     if available == 0:
         raise DatasetError(

@@ -62,8 +62,10 @@ def onnx_layers(model: Any) -> list[OnnxLayer]:
     spatial = _output_spatial_sizes(model)
     layers = []
     for node in graph.node:
-        if node.op_type not in ("Conv", "Gemm") or len(node.input) < 2:
+        if node.op_type not in ("Conv", "Gemm", "MatMul") or len(node.input) < 2:
             continue
+        if node.op_type == "MatMul" and not (set(node.input[:2]) & set(initializers) or _dq_weight(node, producers)):
+            continue  # a MatMul of two activations is no layer of the model's
         activation, weight = producers.get(node.input[0]), producers.get(node.input[1])
         weight_init = initializers.get(node.input[1])
         if weight is not None and weight.op_type != "DequantizeLinear":
@@ -90,6 +92,11 @@ def onnx_layers(model: Any) -> list[OnnxLayer]:
             )
         )
     return layers
+
+
+def _dq_weight(node: Any, producers: dict[str, Any]) -> bool:
+    producer = producers.get(node.input[1])
+    return producer is not None and producer.op_type == "DequantizeLinear"
 
 
 def _module(node: Any, weight: Any) -> str:

@@ -57,6 +57,8 @@ class CacheEntry:
                 write_cache(self.directory, self.cal_id, ranges, self.description, symmetric=symmetric, method=method)
             except (OSError, ResnetDeployError) as exc:
                 out.warn(f"the calibration cache was not written ({exc}); the INT8 model is written anyway")
+        if read_cached(self.directory, self.cal_id) is None:
+            return []  # what a failed write left is no entry: the next run measures again
         names = (f"{self.cal_id}.json", f"{self.cal_id}.calib.cache")
         return [p for p in (self.directory / name for name in names) if p.exists()]
 

@@ -151,6 +151,13 @@ def join(device: str, environ: Mapping[str, str] = os.environ) -> tuple[World, s
         rank, size, local_rank = (int(environ[name]) for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK"))
     except ValueError:
         raise TrainingError("RANK, WORLD_SIZE and LOCAL_RANK must be integers; launch with torchrun") from None
+    if size < 1 or not 0 <= rank < size or local_rank < 0:
+        # caught before the rendezvous, which would wait for a process that never comes (SIGTERM does not end it)
+        raise TrainingError(
+            f"RANK {rank} is not a process of a group of WORLD_SIZE {size} (LOCAL_RANK {local_rank}): ranks run from "
+            f"0 to WORLD_SIZE - 1; launch with torchrun, or with `nproc=N`",
+            field="nproc",
+        )
     on_gpu = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
     if on_gpu:
         device = _gpu_for(local_rank, device)

@@ -13,6 +13,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pickle
+import warnings
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +28,7 @@ from resnet_deploy.artifacts.model_spec import ResNetConfig
 from resnet_deploy.artifacts.naming import LOCK_FILE, STATE_FILE
 from resnet_deploy.artifacts.train_state import (
     FORMAT,
+    NOT_OURS,
     EpochRecord,
     RunSetup,
     history_records,
@@ -33,7 +37,7 @@ from resnet_deploy.artifacts.train_state import (
 )
 from resnet_deploy.errors import ArtifactError, OutputPathError, ResnetDeployError, TrainingError
 from resnet_deploy.messages import SILENT, Messages
-from resnet_deploy.models.checkpoint import load_state_into
+from resnet_deploy.models.checkpoint import load_state_into, pickled_global, torch_load_reason
 from resnet_deploy.models.resnet import ResNet
 from resnet_deploy.training.recipes import Plan
 
@@ -163,13 +167,32 @@ def state_path(resume: str | Path) -> Path:
 def load_state(resume: str | Path) -> TrainState:
     path = state_path(resume)
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch's advice on unusual pickles is not ours to relay
+            warnings.simplefilter("ignore")
+            payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many kinds for foreign or damaged files
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise TrainingError(f"{path} is not a readable training state ({first}); resume from a run directory") from None
+        raise TrainingError(_unreadable(path, exc)) from None
     state = TrainState.from_payload(payload, path)
-    _check_model(state, path)
+    model = ResNet(state.config)
+    _check_model(state, model, path)
+    _check_optimizer(state, model, path)
     return state
+
+
+def _unreadable(path: Path, exc: Exception) -> str:
+    """Why ``path`` did not load, in resnet-deploy's words: torch's own text advises loading it unsafely."""
+    if isinstance(exc, pickle.UnpicklingError):
+        found = pickled_global(exc)
+        if found is None and not zipfile.is_zipfile(path):
+            return f"{path} is not a readable training state (it does not unpickle); {NOT_OURS}"
+        needs = f" (it pickles {found})" if found else ""
+        return (
+            f"{path} holds objects other than tensors{needs}: loading it would run code, which resnet-deploy never "
+            f"does; resume a run directory written by `resnet-deploy train`, or resave the weights with "
+            "torch.save(model.state_dict(), path) and start a new run from them with `checkpoint`"
+        )
+    why = torch_load_reason(exc) if zipfile.is_zipfile(path) else "neither a zip archive nor a pickle"
+    return f"{path} is not a readable training state ({why}); {NOT_OURS}"
 
 
 _PAYLOAD_FIELDS = {
@@ -200,11 +223,46 @@ def _check_payload(payload: dict[str, Any], path: Path) -> None:
         raise TrainingError(f"{damaged}: its optimizer state has no state/param_groups")
 
 
-def _check_model(state: TrainState, path: Path) -> None:
+def _check_model(state: TrainState, model: ResNet, path: Path) -> None:
     """The saved weights fit the saved architecture."""
     try:
-        load_state_into(ResNet(state.config), state.model, f"the model in {path}")
+        load_state_into(model, state.model, f"the model in {path}")
     except ResnetDeployError as exc:
         raise TrainingError(f"{path} is a damaged training state: {exc}") from None
     except (AttributeError, KeyError, TypeError, ValueError, RuntimeError) as exc:
         raise TrainingError(f"{path} is a damaged training state: {type(exc).__name__} {exc}") from None
+
+
+def _shape(shape: torch.Size) -> str:
+    return "x".join(map(str, shape)) or "a scalar"
+
+
+def _check_optimizer(state: TrainState, model: ResNet, path: Path) -> None:
+    """The saved optimizer state fits the model: one parameter group holding each of its parameters in
+    order, and every per-parameter tensor (a momentum buffer) of its parameter's shape. Refused in one
+    line here, where ``optimizer.load_state_dict`` would raise (or a later step fail) deep in the run."""
+    names = [name for name, _ in model.named_parameters()]
+    shapes = [p.shape for p in model.parameters()]
+    groups = state.optimizer["param_groups"]
+    fix = "start a new run with another `output`, or resume the run this state came from"
+    unfit = f"{path} holds an optimizer state that does not fit its model ({state.config.name})"
+    if len(groups) != 1:
+        raise TrainingError(f"{unfit}: it has {len(groups)} parameter groups, where training uses 1; {fix}")
+    ids = groups[0].get("params") if isinstance(groups[0], dict) else None
+    if not isinstance(ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
+        raise TrainingError(f"{path} is a damaged training state: its optimizer's parameter group lists no params")
+    if len(ids) != len(names):
+        raise TrainingError(f"{unfit}: it covers {len(ids)} parameters, the model has {len(names)}; {fix}")
+    if len(set(ids)) != len(ids):
+        raise TrainingError(f"{path} is a damaged training state: its optimizer lists a parameter twice")
+    index = {saved: i for i, saved in enumerate(ids)}
+    for saved, entry in state.optimizer["state"].items():
+        if saved not in index or not isinstance(entry, dict):
+            raise TrainingError(f"{path} is a damaged training state: its optimizer holds state for no parameter")
+        i = index[saved]
+        for key, value in entry.items():
+            if isinstance(value, torch.Tensor) and value.dim() > 0 and value.shape != shapes[i]:
+                raise TrainingError(
+                    f"{unfit}: its {key} for {names[i]} is {_shape(value.shape)}, the parameter "
+                    f"{_shape(shapes[i])}; {fix}"
+                )

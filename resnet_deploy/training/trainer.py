@@ -278,6 +278,17 @@ def _resumed_start(state: TrainState, dataset: Dataset) -> _Start:
     return _Start(model, state.setup, state.plan, history, state.epoch + 1, state.step, state.optimizer)
 
 
+def _restore_optimizer(optimizer: torch.optim.Optimizer, saved: dict[str, Any], run_dir: Path) -> None:
+    """The optimizer as the resumed run left it (``run_state.load_state`` checked that the state fits)."""
+    try:
+        optimizer.load_state_dict(saved)
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        raise TrainingError(
+            f"the optimizer state in {run_dir} does not fit the model ({type(exc).__name__}); "
+            "start a new run with another `output`, or resume the run this state came from"
+        ) from None
+
+
 def _check_resume(options: TrainOptions, state: TrainState, source: str) -> None:
     """The options given with --resume must not contradict the run being resumed."""
     config = state.config
@@ -597,7 +608,8 @@ class Trainer:
             model.parameters(), lr=plan.lr, momentum=plan.recipe.momentum, weight_decay=plan.recipe.weight_decay
         )
         if begin.optimizer_state is not None:
-            optimizer.load_state_dict(begin.optimizer_state)
+            saved = begin.optimizer_state
+            self._refuse_together(lambda: _restore_optimizer(optimizer, saved, self.run_dir))
         autocast = self.device.type == "cuda"
         net = self._parallel(model)
         if self.options.compile:

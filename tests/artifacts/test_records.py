@@ -152,3 +152,42 @@ def test_a_damaged_lineage_is_refused_naming_its_key(key, value, needle) -> None
     }
     with pytest.raises(ArtifactError, match=re.escape(needle)):
         GraphLineage.from_props(props, "m.int8.onnx")
+
+
+@pytest.mark.parametrize(
+    ("targets", "field"),
+    [
+        ({"compute_capability": "eight.nine", "gpu": "NVIDIA H100"}, "'targets.compute_capability'"),
+        ({"compute_capability": "9", "gpu": "NVIDIA H100"}, "'targets.compute_capability'"),
+        ({"compute_capabilities": ["8.9", "sm89"]}, "'targets.compute_capabilities'"),
+        ({"compute_capabilities": [8.9]}, "'targets.compute_capabilities'"),
+        ({"compute_capabilities": "8.9"}, "'targets.compute_capabilities'"),
+        ({"dla_core": "0"}, "'targets.dla_core'"),
+        ([], "'targets'"),
+    ],
+)
+def test_an_engine_record_whose_targets_are_no_compute_capabilities_is_refused(targets, field) -> None:
+    """The runner compares these with the GPU: garbage there would pass (ampere+) or mislead the refusal."""
+    data = {**sidecar().to_json(), "targets": targets}
+    with pytest.raises(ArtifactError, match=rf"x\.json: field {field}.*; the sidecar was edited or damaged") as refused:
+        EngineSidecar.from_json(data, "x.json")
+    assert "\n" not in str(refused.value)
+    keeps = {**sidecar().to_json(), "targets": {"compute_capabilities": ["current GPU"]}}
+    assert EngineSidecar.from_json(keeps, "x.json").targets.compute_capabilities == ("current GPU",)
+
+
+def test_metadata_a_reader_would_refuse_is_never_written() -> None:
+    """A writer runs the readers' checks: 3 class names for 10 classes, a std of 0, never reach a file."""
+    import onnx
+
+    from resnet_deploy.artifacts.onnx_io import write_onnx_metadata
+
+    config = model_config(20)
+    for bad, key in (
+        (ArtifactMetadata(config=config, mean=(0.5,), std=(0.25,), class_names=("a", "b", "c")), "'class_names'"),
+        (ArtifactMetadata(config=config, mean=(0.5,), std=(0.0,)), "'std'"),
+    ):
+        model = onnx.ModelProto()
+        with pytest.raises(ArtifactError, match=f"the model's metadata to be written metadata {key}"):
+            write_onnx_metadata(model, bad)
+        assert list(model.metadata_props) == []

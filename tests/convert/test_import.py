@@ -152,28 +152,10 @@ def test_what_cannot_be_taken_is_refused_in_one_line(sources, tmp_path) -> None:
         [_value("x", [1, 3, 8, 8])],
         [_value("y", [1, 10])],
     )
-    not_resnet = _graph(
-        tmp_path,
-        "tiny.onnx",
-        [
-            helper.make_node("Conv", ["x", "w"], ["c"], name="c1"),
-            helper.make_node("GlobalAveragePool", ["c"], ["p"]),
-            helper.make_node("Flatten", ["p"], ["f"]),
-            helper.make_node("Gemm", ["f", "fc", "b"], ["y"], transB=1),
-        ],
-        [_value("x", [1, 3, 8, 8])],
-        [_value("y", [1, 10])],
-        [
-            onnx.numpy_helper.from_array(np.zeros((4, 3, 3, 3), np.float32), "w"),
-            onnx.numpy_helper.from_array(np.zeros((10, 4), np.float32), "fc"),
-            onnx.numpy_helper.from_array(np.zeros(10, np.float32), "b"),
-        ],
-    )
     cases = [
         (two_out, [], "has 1 inputs and 2 outputs; an image classifier has one image in and one score per class out"),
         (flat, [], "input is 1x20: not an image batch (N, 3, H, W) or (N, H, W, 3)"),
         (sine, [], "has a Sin node ('wave'), which is not part of a ResNet and which INT8 calibration does not place"),
-        (not_resnet, [], "is not a ResNet of the zoo (1 convolutions, classifier (10, 4))"),
         (
             sources["onnx"],
             ["--labels", str(sources["labels"]), "--preprocess", "0.5,0.5,64,0.875"],
@@ -250,6 +232,25 @@ def test_a_torch_onnx_resnet18_goes_import_calibrate_build_validate_inspect(sour
 
 
 @NEEDS_RTX
+def test_a_classifier_that_is_no_resnet_comes_in_as_it_is_and_goes_the_same_way(tmp_path) -> None:
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(8, 16, 3, stride=2), torch.nn.ReLU(),
+        torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(16, 10),
+    ).eval()  # fmt: skip
+    source = _export(net, tmp_path / "small.onnx", torch.randn(1, 3, 32, 32))
+    imported = tmp_path / "small.imported.onnx"
+    done = invoke("import", str(source), "--dataset", "digits", "--preprocess", PREPROCESS)
+    assert done.exit_code == 0, done.output
+    assert "as external" in done.stdout and "not a ResNet of the zoo: imported as it is" in done.stdout
+    metadata = read_onnx_metadata(imported)
+    assert (metadata.config.name, metadata.config.num_classes, metadata.config.input_size) == ("external", 10, 32)
+    assert _downstream(imported, tmp_path) == "3 of 3 Conv/Gemm layers INT8, 100.0% of MACs"
+    found = json.loads(invoke("inspect", str(imported), "--json").stdout)
+    assert found["model"]["architecture"].startswith("external (imported as it is")
+
+
+@NEEDS_RTX
 def test_a_torchvision_state_dict_goes_the_same_way(sources, tmp_path) -> None:
     imported = tmp_path / "r18w.onnx"
     done = invoke("import", str(sources["pth"]), "--dataset", "digits", "--preprocess", PREPROCESS, "-o", str(imported))
@@ -278,3 +279,69 @@ def test_a_timm_resnet50_state_dict_goes_the_same_way(tmp_path) -> None:
     np.testing.assert_allclose(_run(imported, x.numpy()), expected, rtol=1e-4, atol=1e-4)  # timm's own function
     summary = _downstream(imported, tmp_path)
     assert summary.startswith("54 of 54 Conv/Gemm layers INT8")
+
+
+# --- graphs exporters really make, each a defect found once -------------------------------------------------
+
+
+def test_an_open_height_and_width_get_the_models_size_so_every_command_takes_it(tmp_path) -> None:
+    source = _export(
+        _torchvision18(),
+        tmp_path / "hw.onnx",
+        torch.randn(1, 3, 32, 32),
+        input_names=["x"],
+        dynamic_axes={"x": {0: "n", 2: "h", 3: "w"}},
+    )
+    out = tmp_path / "hw.imported.onnx"
+    run(plan(ImportJob(source, out, preprocess=PREPROCESS)))
+    dims = [d.dim_param or d.dim_value for d in onnx.load(out).graph.input[0].type.tensor_type.shape.dim]
+    assert dims == ["N", 3, 32, 32]
+    planned = invoke("build-engine", "--onnx", str(out), "--target-cc", "8.6", "--dry-run")
+    assert planned.exit_code == 0, planned.output  # the graph agrees with its metadata
+    found = run(plan(__import__("resnet_deploy").InspectJob(out)))
+    assert found.layers[0]["macs"] == 64 * 3 * 7 * 7 * 16 * 16  # conv1 at 32x32: per-position x positions
+
+
+def test_the_torchscript_export_of_a_shortcut_a_resnet_is_recognised(tmp_path) -> None:
+    from resnet_deploy.models.registry import build_model
+
+    torch.manual_seed(0)
+    source = _export(build_model(20).eval(), tmp_path / "r20.onnx", torch.randn(1, 3, 32, 32))
+    result = run(plan(ImportJob(source, tmp_path / "r20.imported.onnx")))
+    assert result.architecture == "resnet20" and result.max_abs_error < 1e-5
+
+
+def test_an_nhwc_input_already_named_input_keeps_a_sound_graph(sources, tmp_path) -> None:
+    model = onnx.load(sources["nhwc"])
+    old = model.graph.input[0].name
+    for node in model.graph.node:
+        node.input[:] = ["input" if name == old else name for name in node.input]
+    model.graph.input[0].name = "input"
+    onnx.save(model, tmp_path / "named.onnx")
+    result = run(plan(ImportJob(tmp_path / "named.onnx", tmp_path / "named.imported.onnx", preprocess="imagenet")))
+    assert result.layout == "NHWC" and result.max_abs_error < 1e-5
+
+
+def test_what_the_readers_would_refuse_is_never_written(sources, tmp_path) -> None:
+    from onnx import numpy_helper
+
+    half = onnx.load(sources["onnx"])
+    for tensor in half.graph.initializer:
+        if tensor.data_type == onnx.TensorProto.FLOAT and len(tensor.dims) == 4:
+            tensor.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(tensor).astype(np.float16), tensor.name))
+            break
+    onnx.save(half, tmp_path / "half.onnx")
+    assert_one_line_error(
+        invoke("import", str(tmp_path / "half.onnx"), "-o", str(tmp_path / "h.onnx")), "holds FP16 weights"
+    )
+    grey_model = torchvision.models.resnet18(num_classes=10)
+    grey_model.conv1 = torch.nn.Conv2d(1, 64, 7, 2, 3, bias=False)
+    grey = _export(grey_model.eval(), tmp_path / "grey.onnx", torch.randn(1, 1, 32, 32))
+    assert_one_line_error(invoke("import", str(grey), "-o", str(tmp_path / "g.onnx")), "takes 1-channel images")
+    one_mean = invoke("import", str(grey), "--preprocess", "0.5,0.25,32,stretch", "-o", str(tmp_path / "g.onnx"))
+    assert one_mean.exit_code == 0 and read_onnx_metadata(tmp_path / "g.onnx").config.in_chans == 1
+    assert_one_line_error(
+        invoke("import", str(sources["pth"]), "--preprocess", "0.5,0.5,16,stretch", "-o", str(tmp_path / "s.onnx")),
+        "input size 16 is too small for resnet18",
+    )
+    assert not (tmp_path / "h.onnx").exists() and not (tmp_path / "s.onnx").exists()

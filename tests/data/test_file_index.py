@@ -309,3 +309,66 @@ def test_the_same_errors(tmp_path: Path) -> None:
     assert "holds no images" in same_error(root)  # from the cache
     with pytest.raises(FileNotFoundError):
         scan_folder(tmp_path / "absent")
+
+
+def _stamp(path: Path) -> int:
+    return os.stat(path).st_mtime_ns
+
+
+# Each edits the cache the tool wrote for make_tree(tmp_path); tmp_path/outside.png is the file no
+# entry may reach. A hostile directory carries the true mtime of where it points, so only the name
+# check stands between it and the read.
+HOSTILE = {
+    "file-dotdot": lambda d, t: d["dirs"]["dog"][1].append("../../outside.png"),
+    "file-dotdot-inside-a-path": lambda d, t: d["dirs"]["dog"][1].append("a/../../../outside.png"),
+    "file-absolute": lambda d, t: d["dirs"]["dog"][1].append(str(t / "outside.png")),
+    "file-with-separator": lambda d, t: d["dirs"]["dog"][1].append("sub/d.jpeg"),
+    "file-dotdot-alone": lambda d, t: d["dirs"]["dog"][1].append(".."),
+    "file-empty": lambda d, t: d["dirs"]["dog"][1].append(""),
+    "file-nul": lambda d, t: d["dirs"]["dog"][1].append("a\x00.png"),
+    "file-not-a-string": lambda d, t: d["dirs"]["dog"][1].append(["outside.png"]),
+    "file-not-an-image-name": lambda d, t: d["dirs"]["dog"][1].append("notes.txt"),
+    "file-twice": lambda d, t: d["dirs"]["dog"][1].append(d["dirs"]["dog"][1][0]),
+    "link-dotdot": lambda d, t: d["dirs"]["cat"][2].append("../../outside.png"),
+    "link-nul": lambda d, t: d["dirs"]["cat"][2].append("a\x00.png"),
+    "dir-dotdot": lambda d, t: d["dirs"].update({"dog/../..": [_stamp(t), ["outside.png"], []]}),
+    "dir-absolute": lambda d, t: d["dirs"].update({str(t): [_stamp(t), ["outside.png"], []]}),
+    "dir-empty-part": lambda d, t: d["dirs"].update({"dog//x": [_stamp(t / "data/dog"), [], []]}),
+    "dir-symlinked": lambda d, t: d["dirs"].update({"cat/linkdir": [_stamp(t / "outside/more"), ["m.jpg"], []]}),
+    "dir-without-its-parent": lambda d, t: d["dirs"].pop("cat/sub"),
+    "dirs-not-an-object": lambda d, t: d.update({"dirs": [["dog", 1, [], []]]}),
+    "dirs-missing": lambda d, t: d.pop("dirs"),
+    "classes-missing": lambda d, t: d.pop("classes"),
+    "entry-too-short": lambda d, t: d["dirs"].update({"dog": d["dirs"]["dog"][:2]}),
+    "mtime-a-string": lambda d, t: d["dirs"]["dog"].__setitem__(0, str(d["dirs"]["dog"][0])),
+    "mtime-negative": lambda d, t: d["dirs"]["dog"].__setitem__(0, -1),
+}
+
+
+@pytest.mark.parametrize("hostile", [*HOSTILE, "truncated"])
+def test_a_hostile_cache_entry_is_discarded_and_the_folder_rescanned(
+    tmp_path: Path, walks: list[Path], hostile: str
+) -> None:
+    from resnet_deploy.data.folder_layout import read_layout
+
+    root = make_tree(tmp_path)
+    touch(tmp_path / "outside.png")
+    age(tmp_path)
+    expected = read_layout(root)  # the walk, cached
+    where = cache_file(root)
+    good = where.read_bytes()
+    if hostile == "truncated":
+        where.write_bytes(good[: len(good) // 2])
+    else:
+        data = json.loads(good)
+        HOSTILE[hostile](data, tmp_path)
+        where.write_text(json.dumps(data))
+
+    layout = read_layout(root)
+
+    assert layout == expected and len(walks) == 2  # the cache was not believed: a fresh scan
+    outside = os.path.realpath(tmp_path / "outside.png")
+    for path, _ in layout.train + layout.test:
+        assert os.path.normpath(path).startswith(str(layout.root) + os.sep)
+        assert "\x00" not in path and os.path.realpath(path) != outside
+    assert where.read_bytes() == good  # and replaced by the scan's

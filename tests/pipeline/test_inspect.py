@@ -50,6 +50,9 @@ def test_an_engine_whose_builder_reported_no_layers_says_so(trained_resnet20, tm
     assert found.layers == [] and found.build["backend"] == "tensorrt 10.16.0"
     text = invoke("inspect", str(engine))
     assert text.exit_code == 0 and "built by     tensorrt 10.16.0, fp16" in text.stdout
+    for damaged in ([1], [{"name": "conv", "macs": "lots"}], [{"name": "conv", "modules": "layer1"}]):
+        sidecar_path(engine).write_text(json.dumps({**record, "layers": damaged}))
+        assert_one_line_error(invoke("inspect", str(engine)), "field 'layers[0]' must be an object")
 
 
 def test_what_inspect_cannot_read_is_one_line(tmp_path) -> None:

@@ -404,3 +404,21 @@ def test_inspect_names_the_layer_the_budget_kept_out_in_its_summary(culprit_with
     kept = [layer for layer in found.layers if layer["module"] == CULPRIT_MODULE]
     assert [layer["precision"] for layer in kept] == ["fp16"] and kept[0]["activation_scale"] is None
     assert found.lineage["budget"]["kept_out"][0]["module"] == CULPRIT_MODULE
+
+
+def test_a_budget_is_never_scored_on_labels_the_model_never_saw(trained_resnet20, tmp_path) -> None:
+    """A 7-class model on the 10-class digits, and a model that records no dataset, get no verdict."""
+    import dataclasses
+
+    from resnet_deploy.artifacts.model_spec import model_config
+    from resnet_deploy.artifacts.onnx_metadata import ArtifactMetadata
+    from resnet_deploy.errors import DatasetError
+    from resnet_deploy.quantize.calib_data import load_held_out_set
+
+    seven = ArtifactMetadata(config=model_config(20, num_classes=7), mean=(0.5,), std=(0.25,), dataset="digits")
+    with pytest.raises(DatasetError, match=r"^digits has 10 classes but the model has 7; its accuracy cannot"):
+        load_held_out_set(seven, None, 64)
+    unknown = dataclasses.replace(seven, config=model_config(20), dataset=None)
+    with pytest.raises(DatasetError, match=r"^resnet20 records no dataset \(random or outside weights\)"):
+        load_held_out_set(unknown, None, 64)
+    assert load_held_out_set(unknown, "digits", 64).labels.shape == (64,)  # named by the user: scored

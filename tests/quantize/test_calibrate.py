@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import struct
 from collections import Counter
@@ -160,8 +161,10 @@ def test_calibration_data_must_match_the_model() -> None:
     from resnet_deploy.quantize.calib_data import load_calibration_set
 
     assert load_calibration_set(_metadata(), None, 5000).count == 1437  # more than exist: all of them
+    trained_elsewhere = dataclasses.replace(_metadata(input_size=64), dataset="cifar10:/nowhere")
     with pytest.raises(DatasetError, match="digits images are 32x32 but the model takes 64x64"):
-        load_calibration_set(_metadata(input_size=64), None, 8)
+        load_calibration_set(trained_elsewhere, "digits", 8)  # other images than its own, resized: refused
+    assert load_calibration_set(_metadata(input_size=64), None, 8).batches[0].shape[1:] == (3, 64, 64)  # its own
     with pytest.raises(DatasetError, match="3-channel images but the model takes 1"):
         load_calibration_set(_metadata(in_chans=1), None, 8)
     calib = load_calibration_set(_metadata(), None, 40, batch_size=16)

@@ -351,7 +351,7 @@ def write_engine(tmp_path: Path, tiny_onnx: Path, **fields: Any) -> Path:
         ({"version_compatible": "yes"}, "field 'version_compatible' is a string (\"yes\") but must be true or false"),
         ({"model": None}, "field 'model' is missing"),
         ({"targets": {"compute_capabilities": "8.9"}}, "field 'targets.compute_capabilities' is a string"),
-        ({"targets": {"compute_capabilities": [8.9]}}, "'targets.compute_capabilities' must be a list of strings"),
+        ({"targets": {"compute_capabilities": [8.9]}}, "'targets.compute_capabilities' must be a list of compute"),
         ({"targets": {"dla_core": True}}, "field 'targets.dla_core' is true/false (true) but must be a whole number"),
         ({"io": {"inputs": "input"}}, "field 'io.inputs' must be a list of objects with a 'name'"),
     ],

@@ -379,6 +379,20 @@ def test_cpu_tests_and_the_processes_they_start_see_no_gpu(tmp_path: Path) -> No
     assert done.stdout.split() == ["''", "0"], done.stderr
 
 
+@pytest.mark.parametrize(("rank", "size", "local"), [(2, 2, 0), (-1, 2, 0), (0, 0, 0), (0, 2, -1)])
+def test_a_rank_outside_its_world_is_refused_before_any_rendezvous(monkeypatch, rank, size, local) -> None:
+    monkeypatch.setattr(torch.distributed, "init_process_group", lambda *a, **k: pytest.fail("rendezvous started"))
+    environ = {
+        "RANK": str(rank),
+        "WORLD_SIZE": str(size),
+        "LOCAL_RANK": str(local),
+        "MASTER_ADDR": "x",
+        "MASTER_PORT": "1",
+    }
+    with pytest.raises(TrainingError, match=rf"^RANK {rank} is not a process of a group of WORLD_SIZE {size}"):
+        distributed.join("cpu", environ)
+
+
 @pytest.mark.parametrize(("device", "backend", "bound"), [("cuda", "nccl", "cuda:1"), ("cpu", "gloo", None)])
 def test_nccl_starts_bound_to_the_processs_gpu(monkeypatch, device: str, backend: str, bound: str | None) -> None:
     started: list[tuple[str, object]] = []
@@ -413,3 +427,16 @@ def test_sync_bn_trains_on_gpus(cifar: Path, tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["processes"] == gpus
     assert "SyncBatchNorm" in done.stderr or gpus == 1
+
+
+def test_nproc_on_gpus_this_machine_lacks_is_one_line_before_any_process_starts(tmp_path, monkeypatch) -> None:
+    """Not the same error once per process and then the launcher's line."""
+    from tests.cli_helpers import assert_one_line_error
+
+    monkeypatch.setattr(launch, "launch", lambda *a, **k: pytest.fail("processes started"))
+    done = invoke("train", "--depth", "20", "--nproc", "2", "--device", "cuda", "-o", str(tmp_path / "r"))
+    assert_one_line_error(done, "--device cuda asked for, but PyTorch sees no CUDA GPU; use --device cpu (Gloo)")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    done = invoke("train", "--depth", "20", "--nproc", "2", "--device", "cuda", "-o", str(tmp_path / "r"))
+    assert_one_line_error(done, "2 processes on --device cuda need 2 GPUs, and this node has 1; use --nproc 1")

@@ -5,7 +5,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
+import pickle
 import shutil
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -24,6 +28,7 @@ from resnet_deploy.models.checkpoint import load_checkpoint
 from resnet_deploy.training.recipes import RECIPES, Plan, make_plan
 from resnet_deploy.training.run_state import TrainState, load_state
 from resnet_deploy.training.trainer import Trainer, TrainOptions
+from tests.cli_helpers import assert_one_line_error, invoke
 from tests.factories import write_tiny_cifar
 
 ROW = {
@@ -235,3 +240,110 @@ def test_data_given_on_resume_is_checked_even_when_it_is_digits(cifar_dir, one_e
         Trainer(TrainOptions.of(data="digits"), one_epoch_run, resume=one_epoch_run)
     moved = Trainer(TrainOptions.of(data=f"cifar10:{cifar_dir}"), one_epoch_run, resume=one_epoch_run)
     assert moved.data == f"cifar10:{cifar_dir}"  # the same kind of data, from where it is now
+
+
+# ---- an optimizer state that does not fit, a state that pickles objects -----------------------------------
+
+
+def _extra_group(optimizer: dict) -> None:
+    optimizer["param_groups"].append({**optimizer["param_groups"][0], "params": []})
+
+
+def _one_parameter_fewer(optimizer: dict) -> None:
+    optimizer["param_groups"][0]["params"].pop()
+
+
+def _wrong_momentum_shape(optimizer: dict) -> None:
+    first = optimizer["param_groups"][0]["params"][0]
+    optimizer["state"][first]["momentum_buffer"] = torch.zeros(3, 3)
+
+
+@pytest.mark.parametrize(
+    ("damage", "needle"),
+    [
+        (_extra_group, "it has 2 parameter groups, where training uses 1"),
+        (_one_parameter_fewer, "parameters, the model has"),
+        (_wrong_momentum_shape, "its momentum_buffer for conv1.weight is 3x3, the parameter 16x3x3x3"),
+    ],
+)
+def test_an_optimizer_state_that_does_not_fit_the_model_is_refused_in_one_line(
+    one_epoch_run, tmp_path, damage, needle
+) -> None:
+    run_dir = copy_of(one_epoch_run, tmp_path)
+    payload = torch.load(run_dir / STATE_FILE, weights_only=True)
+    damage(payload["optimizer"])
+    torch.save(payload, run_dir / STATE_FILE)
+    log = (run_dir / "log.json").read_text()
+    result = invoke("train", "--resume", str(run_dir), "--no-progress")
+    assert_one_line_error(result, needle)
+    assert "does not fit its model (resnet20)" in result.stderr
+    assert "start a new run" in result.stderr and "resume the run this state came from" in result.stderr
+    assert (run_dir / "log.json").read_text() == log  # nothing trained
+
+
+def test_an_optimizer_state_that_does_not_fit_is_one_line_from_rank_0_under_nproc(one_epoch_run, tmp_path) -> None:
+    run_dir = copy_of(one_epoch_run, tmp_path)
+    payload = torch.load(run_dir / STATE_FILE, weights_only=True)
+    _extra_group(payload["optimizer"])
+    torch.save(payload, run_dir / STATE_FILE)
+    done = subprocess.run(
+        [sys.executable, "-m", "resnet_deploy", "train", "--resume", str(run_dir), "--nproc", "2", "--no-progress"],
+        cwd=tmp_path,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert done.returncode == 2, done.stderr[-3000:]
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:"), done.stderr[-3000:]
+    assert "it has 2 parameter groups" in lines[0] and "continue with" not in lines[0]
+
+
+class RunsCode:
+    """A pickle payload: unpickling it would create ``marker``."""
+
+    def __init__(self, marker) -> None:
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+@pytest.mark.parametrize("where", ["whole file", "inside the setup"])
+def test_a_state_that_pickles_objects_is_refused_unrun_in_resnet_deploys_words(one_epoch_run, tmp_path, where) -> None:
+    run_dir = copy_of(one_epoch_run, tmp_path)
+    marker = tmp_path / "payload-ran"
+    if where == "whole file":
+        torch.save(RunsCode(marker), run_dir / STATE_FILE)
+    else:
+        payload = torch.load(run_dir / STATE_FILE, weights_only=True)
+        payload["setup"] = RunsCode(marker)
+        torch.save(payload, run_dir / STATE_FILE)
+    result = invoke("train", "--resume", str(run_dir), "--no-progress")
+    assert_one_line_error(result, "holds objects other than tensors (it pickles ")
+    assert "never does" in result.stderr and "torch.save(model.state_dict(), path)" in result.stderr
+    assert "weights_only" not in result.output and "will likely succeed" not in result.output
+    assert not marker.exists()
+
+
+def test_a_state_that_is_no_pickle_of_tensors_never_relays_torchs_advice(one_epoch_run, tmp_path) -> None:
+    run_dir = copy_of(one_epoch_run, tmp_path)
+    with open(run_dir / STATE_FILE, "wb") as fh:
+        pickle.dump({"format": FORMAT}, fh, protocol=4)  # a plain pickle, not torch.save's
+    result = invoke("train", "--resume", str(run_dir), "--no-progress")
+    assert_one_line_error(result, "is not a readable training state (it does not unpickle)")
+    assert "weights_only" not in result.output and "will likely succeed" not in result.output
+    assert "warning" not in result.output.lower()
+
+
+def test_an_optimizer_state_torch_refuses_is_one_line_not_torchs_error(tmp_path) -> None:
+    from resnet_deploy.models import build_model
+    from resnet_deploy.training.trainer import _restore_optimizer
+
+    model = build_model(20)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    saved = {"state": {}, "param_groups": [{**optimizer.state_dict()["param_groups"][0], "params": [0]}]}
+    with pytest.raises(TrainingError, match=r"does not fit the model .*start a new run") as caught:
+        _restore_optimizer(optimizer, saved, tmp_path)
+    assert "\n" not in str(caught.value) and "ValueError" in str(caught.value)
