@@ -13,6 +13,7 @@ every file named by ``artifacts.naming`` inside one directory the demo owns, and
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from collections.abc import Sequence
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from resnet_deploy._io import sha256_file, write_bytes_atomic
 from resnet_deploy.artifacts import naming
 from resnet_deploy.artifacts.engine_sidecar import sidecar_path
 from resnet_deploy.artifacts.model_spec import ARCHITECTURES, ModelSpec, model_config
@@ -160,6 +162,7 @@ class DemoJob(Job[DemoResult]):
         stage(
             f"== 7. benchmark, batch 1 and 32, {threads} CPU threads",
             Time(bench, tuple(map(Path, bench.artifacts)), json_path=files["bench"]),
+            Seal(directory),
         )
         return steps, headings
 
@@ -194,6 +197,14 @@ def check_directory(directory: Path, overwrite: bool) -> None:
             "choose another `directory`, or `overwrite=True`",
             field="directory",
         )
+    changed = [] if overwrite else not_the_demos(directory)
+    if changed:
+        shown = ", ".join(changed[:3]) + (f" (+{len(changed) - 3} more)" if len(changed) > 3 else "")
+        raise OutputPathError(
+            f"{directory} holds {shown}, which the last demo there did not write (or that changed since); the demo "
+            "would replace it: move it, choose another `directory`, or `overwrite=True`",
+            field="directory",
+        )
     if (run / naming.STATE_FILE).exists() and not (directory / naming.DEMO_MARKER).exists():
         # overwriting replaces files, never deletes a training run
         raise OutputPathError(
@@ -209,6 +220,47 @@ def demo_owns(directory: Path) -> bool:
         return not directory.exists()
     names = {p.name for p in directory.iterdir()}
     return not names or naming.DEMO_MARKER in names
+
+
+def _files(directory: Path) -> dict[str, Path]:
+    """Every file below ``directory`` but the marker, by its path relative to it."""
+    return {
+        path.relative_to(directory).as_posix(): path
+        for path in sorted(directory.rglob("*"))
+        if path.is_file() and not path.is_symlink() and path.name != naming.DEMO_MARKER
+    }
+
+
+def not_the_demos(directory: Path) -> list[str]:
+    """The files a finished demo's marker does not record as it wrote them (by sha256): the user's, or
+    changed by the user since. A demo that did not finish (or an older version's marker) records none:
+    what is there is taken as its own."""
+    marker = directory / naming.DEMO_MARKER
+    try:
+        record = json.loads(marker.read_text())
+    except (OSError, ValueError):
+        return []
+    if not isinstance(record, dict) or record.get("complete") is not True or not isinstance(record.get("files"), dict):
+        return []
+    written = record["files"]
+    return [name for name, path in _files(directory).items() if written.get(name) != sha256_file(path)]
+
+
+@dataclass(frozen=True)
+class Seal(Step):
+    """Record in the marker every file the finished demo wrote, by sha256: a later demo replaces those,
+    and refuses a file that is not among them or that changed."""
+
+    directory: Path
+
+    @property
+    def title(self) -> str:
+        return f"record the files the demo wrote in {self.directory / naming.DEMO_MARKER}"
+
+    def run(self, out: Messages, earlier: Sequence[Any]) -> None:
+        files = {name: sha256_file(path) for name, path in _files(self.directory).items()}
+        record = {"written_by": "resnet-deploy demo", "complete": True, "files": files}
+        write_bytes_atomic(self.directory / naming.DEMO_MARKER, (json.dumps(record, indent=1) + "\n").encode())
 
 
 @dataclass(frozen=True)
@@ -230,8 +282,8 @@ class Claim(Step):
         if (self.run_dir / naming.STATE_FILE).exists():
             shutil.rmtree(self.run_dir)  # the demo always starts fresh; use `train` for runs you keep
         self.directory.mkdir(parents=True, exist_ok=True)
-        marker = "written by `resnet-deploy demo`: a later demo replaces this directory\n"
-        (self.directory / naming.DEMO_MARKER).write_text(marker)
+        marker = {"written_by": "resnet-deploy demo", "complete": False, "files": {}}  # sealed when it finishes
+        write_bytes_atomic(self.directory / naming.DEMO_MARKER, (json.dumps(marker) + "\n").encode())
 
 
 @dataclass(frozen=True)

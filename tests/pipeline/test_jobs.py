@@ -153,7 +153,7 @@ def test_the_demo_is_the_other_jobs_steps_in_one_checked_plan(tmp_path) -> None:
     planned = plan(DemoJob(directory=tmp_path / "demo", epochs=1, calib_images=16))
     kinds = [type(step).__name__ for step in planned.steps]
     assert kinds[:6] == ["Claim", "Train", "Export", "Calibrate", "Calibrate", "ConvertFp16"]
-    assert kinds[-2:] == ["Score", "Time"]
+    assert kinds[-3:] == ["Score", "Time", "Seal"]  # sealed last: the marker records what the demo wrote
     files = naming.demo_files(tmp_path / "demo", "resnet20")
     assert {files[k] for k in ("onnx", "int8", "cpu_int8", "fp16", "validation", "bench")} <= set(planned.outputs())
     assert not (tmp_path / "demo").exists()  # planned, not started
@@ -200,3 +200,27 @@ def test_what_the_nproc_processes_cannot_be_told_is_refused(tmp_path) -> None:
     with pytest.raises(TrainingError) as info:
         plan(job)
     assert info.value.field == "eval_batch_size" and not (tmp_path / "r").exists()
+
+
+def test_a_later_demo_replaces_only_what_the_last_demo_wrote(tmp_path) -> None:
+    """The finished demo records each file it wrote by sha256: a file the user saved there since under a
+    name the demo uses, or beside them, is refused in one line, never replaced."""
+    from resnet_deploy.artifacts import naming
+    from resnet_deploy.errors import OutputPathError
+    from resnet_deploy.messages import SILENT
+    from resnet_deploy.pipeline.demo import Claim, Seal, check_directory
+
+    demo = tmp_path / "demo"
+    Claim(demo, demo / "train").run(SILENT, [])
+    (demo / "resnet20.onnx").write_bytes(b"the demo's export")
+    (demo / "train").mkdir()
+    (demo / "train" / "model.pt").write_bytes(b"weights")
+    check_directory(demo, overwrite=False)  # an unfinished demo's files are its own
+    Seal(demo).run(SILENT, [])
+    assert json.loads((demo / naming.DEMO_MARKER).read_text())["complete"] is True
+    check_directory(demo, overwrite=False)  # as the demo left it: replaced by the next
+    (demo / "resnet20.onnx").write_bytes(b"the user's own model")
+    (demo / "notes.md").write_text("mine")
+    with pytest.raises(OutputPathError, match=r"holds notes\.md, resnet20\.onnx, which the last demo there did not"):
+        check_directory(demo, overwrite=False)
+    check_directory(demo, overwrite=True)  # asked for
