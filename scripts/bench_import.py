@@ -17,8 +17,6 @@ Reported: each one's median wall time over the rounds and the ratio import / exp
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -34,20 +32,12 @@ DEPTHS = (18, 34, 50, 101, 152)
 
 
 def machine() -> dict[str, Any]:
-    import onnxruntime
-    import torch
+    """The machine, as every benchmark of the project records it (torch is imported by then)."""
+    import torch  # noqa: F401  (recorded by describe_machine once imported)
 
-    from resnet_deploy.runtime.machine import cpu_flags, cpu_name, describe_isa
+    from resnet_deploy.evaluate.bench import describe_machine
 
-    return {
-        "cpu": cpu_name(),
-        "instruction_sets": describe_isa(cpu_flags()),
-        "cores": os.cpu_count(),
-        "torch": torch.__version__,
-        "onnxruntime": onnxruntime.__version__,
-        "python": platform.python_version(),
-        "os": f"{platform.system()} {platform.release()}",
-    }
+    return describe_machine(None)
 
 
 def outside_onnx(depth: int, size: int, path: Path) -> Path:
@@ -97,14 +87,15 @@ def measure(depth: int, size: int, rounds: int) -> dict[str, Any]:
 
 
 def render(result: dict[str, Any]) -> str:
+    from resnet_deploy.evaluate.bench import machine_line
+
     m = result["machine"]
     medians = result["median_seconds"]
     return "\n".join(
         [
             f"import of a torch.onnx {result['model']} ({result['input_size']}x{result['input_size']}) against "
             f"`export --depth {result['model'][6:]}`, {result['rounds']} alternating rounds in one process",
-            f"Machine: {m['cpu']} ({m['instruction_sets']}), {m['cores']} cores, {m['os']}; torch {m['torch']}, "
-            f"onnxruntime {m['onnxruntime']}, Python {m['python']}",
+            f"Machine: {machine_line(m)}; torch {m.get('torch')}, Python {m['python']}",
             f"export (torch.onnx + verify vs PyTorch + write): median {medians['export']:.2f} s",
             f"import (load + recognise + normalise + verify vs the original + write): median {medians['import']:.2f} s",
             f"import / export: {result['ratio_import_over_export']:.2f}x",

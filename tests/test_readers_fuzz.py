@@ -11,6 +11,7 @@ exception, never a message of several lines. The number of examples per reader i
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -225,9 +226,11 @@ def test_preprocessing_records_load_or_are_refused_in_one_line(text: str) -> Non
 @given(st.data())
 def test_calibration_cache_entries_are_hits_only_whole(tmp_path: Path, data: Any) -> None:
     """A real entry, then one of its two files cut, flipped or replaced by any JSON: a hit only when whole."""
+    import tempfile
+
     from resnet_deploy.quantize.cache import read_cached, write_cache
 
-    folder = tmp_path / f"cache{data.draw(st.integers(0, 10**9))}"
+    folder = Path(tempfile.mkdtemp(dir=tmp_path)) / "cache"
     ranges = {"input": (-1.0, 1.0), "relu": (0.0, 6.0)}
     write_cache(folder, "0123456789abcdef01234567", ranges, {"method": "entropy"}, symmetric=True, method="entropy")
     assert read_cached(folder, "0123456789abcdef01234567") is not None
@@ -250,3 +253,49 @@ def test_calibration_cache_entries_are_hits_only_whole(tmp_path: Path, data: Any
         return
     if path.read_bytes() != original:
         assert found is None or found == ranges  # a damaged entry is a miss, never other ranges
+
+
+@settings(
+    max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+)
+@given(st.data())
+def test_a_folder_index_cut_flipped_or_rewritten_never_leads_outside_the_folder(tmp_path: Path, data: Any) -> None:
+    """The cached index of an image folder, damaged any way: the scan equals a fresh one, inside the folder."""
+    import tempfile
+
+    from PIL import Image
+
+    from resnet_deploy.data.file_index import cache_file, scan_folder
+
+    example = Path(tempfile.mkdtemp(dir=tmp_path))  # a folder of its own for every example
+    root = example / "data"
+    for label in ("cat", "dog"):
+        (root / label).mkdir(parents=True)
+        for i in range(2):
+            Image.new("RGB", (4, 4)).save(root / label / f"{i}.png")
+    (example / "outside.png").write_bytes((root / "cat" / "0.png").read_bytes())
+    for path in [*root.rglob("*"), root]:  # settled: the index keeps only folders older than the scan
+        os.utime(path, (1_600_000_000, 1_600_000_000))
+    fresh = scan_folder(root, cache=False)
+    scan_folder(root)  # writes the index
+    index = cache_file(root)
+    original = index.read_bytes()
+    how = data.draw(st.sampled_from(["cut", "flip", "json", "entries"]))
+    if how == "cut":
+        index.write_bytes(original[: data.draw(st.integers(0, len(original) - 1))])
+    elif how == "flip":
+        body = bytearray(original)
+        body[data.draw(st.integers(0, len(body) - 1))] ^= 1 << data.draw(st.integers(0, 7))
+        index.write_bytes(bytes(body))
+    elif how == "json":
+        index.write_text(json.dumps(data.draw(JSON_VALUES)))
+    else:
+        record = json.loads(original)
+        index.write_text(json.dumps(data.draw(mutated(record)) if isinstance(record, dict) else record))
+    try:
+        again = scan_folder(root)
+    except ResnetDeployError as exc:
+        one_line(exc)
+        return
+    assert again == fresh
+    assert all(Path(path).resolve().is_relative_to(root.resolve()) for path, _ in again[1])

@@ -125,12 +125,7 @@ def import_onnx(
             field="model",
         )
     config = _architecture(model, source, channels, classes, height, preprocess)
-    if class_names is not None and len(class_names) != config.num_classes:
-        raise ArtifactError(
-            f"the labels name {len(class_names)} classes but {source} has {config.num_classes} outputs; "
-            "give one label per line, in output order",
-            field="labels",
-        )
+    check_labels(class_names, config.num_classes, source)
     source_opset = _opset(model)
     notes = []
     if config.family == EXTERNAL:
@@ -271,7 +266,7 @@ def _architecture(
     weights = _weights(model)
     convs = []
     for node in model.graph.node:
-        if node.op_type == "Conv" and len(node.input) > 1 and len(weights.get(node.input[1], _NO_DIMS).dims) == 4:
+        if node.op_type == "Conv" and len(node.input) > 1 and _rank(weights, node.input[1]) == 4:
             out, inp, kh, kw = weights[node.input[1]].dims
             strides = next((list(a.ints) for a in node.attribute if a.name == "strides"), [1, 1])
             convs.append((out, inp, kh, kw, strides[0]))
@@ -298,11 +293,9 @@ def _architecture(
     return at_input_size(config, size)
 
 
-class _NoDims:
-    dims: tuple[int, ...] = ()
-
-
-_NO_DIMS = _NoDims()
+def _rank(weights: dict[str, Any], name: str) -> int:
+    """The number of dimensions of constant ``name``; 0 where it is no constant."""
+    return len(weights[name].dims) if name in weights else 0
 
 
 def _weights(model: Any) -> dict[str, Any]:
@@ -325,7 +318,7 @@ def _classifier(model: Any, weights: dict[str, Any], classes: int | None) -> tup
     for node in reversed(model.graph.node):
         if node.op_type not in ("Gemm", "MatMul"):
             continue
-        name = next((n for n in node.input[:2] if n in weights and len(weights[n].dims) == 2), None)
+        name = next((n for n in node.input[:2] if _rank(weights, n) == 2), None)
         if name is None:
             continue
         rows, cols = weights[name].dims
@@ -516,6 +509,16 @@ def parse_preprocess(text: str) -> ImportPreprocess:
     except (ValueError, ArtifactError):
         raise ArtifactError(f"`preprocess` {text!r} is not {PREPROCESS_HELP}", field="preprocess") from None
     return ImportPreprocess(mean, std, policy, size=size)
+
+
+def check_labels(class_names: tuple[str, ...] | None, num_classes: int, source: Path) -> None:
+    """One label per output, in output order."""
+    if class_names is not None and len(class_names) != num_classes:
+        raise ArtifactError(
+            f"the labels name {len(class_names)} classes but {source} has {num_classes} outputs; "
+            "give one label per line, in output order",
+            field="labels",
+        )
 
 
 def check_channels(preprocess: ImportPreprocess, channels: int) -> None:

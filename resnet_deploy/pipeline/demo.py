@@ -200,9 +200,10 @@ def check_directory(directory: Path, overwrite: bool) -> None:
     changed = [] if overwrite else not_the_demos(directory)
     if changed:
         shown = ", ".join(changed[:3]) + (f" (+{len(changed) - 3} more)" if len(changed) > 3 else "")
+        it = "it" if len(changed) == 1 else "them"
         raise OutputPathError(
             f"{directory} holds {shown}, which the last demo there did not write (or that changed since); the demo "
-            "would replace it: move it, choose another `directory`, or `overwrite=True`",
+            f"would replace {it}: move {it}, choose another `directory`, or `overwrite=True`",
             field="directory",
         )
     if (run / naming.STATE_FILE).exists() and not (directory / naming.DEMO_MARKER).exists():

@@ -139,12 +139,7 @@ class ImportWeights(_Import):
     def run(self, out: Messages, earlier: Sequence[Any]) -> Any:
         opened = model_source.open_model(self.source)
         config = opened.metadata.config
-        if self.class_names is not None and len(self.class_names) != config.num_classes:
-            raise ArtifactError(
-                f"the labels name {len(self.class_names)} classes but {self.source} has {config.num_classes} "
-                "outputs; give one label per line, in output order",
-                field="labels",
-            )
+        import_onnx.check_labels(self.class_names, config.num_classes, self.source)
         chosen = self.preprocess
         if chosen is not None and chosen.size is not None and chosen.size != config.input_size:
             config = at_input_size(config, chosen.size)  # a size the network cannot take is refused here

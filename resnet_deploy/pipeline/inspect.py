@@ -33,14 +33,21 @@ from resnet_deploy.pipeline.job import Job, existing_file
 from resnet_deploy.pipeline.plan import Input, Plan, Step, checked, last
 from resnet_deploy.runtime.load import ENGINE_SUFFIXES, ONNX_SUFFIXES, TORCH_SUFFIXES
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # onnx, and torch for checkpoints: loaded when an artifact of their kind is inspected
     from resnet_deploy.artifacts import onnx_io
     from resnet_deploy.engine import layer_info
+    from resnet_deploy.models import source, stats
     from resnet_deploy.quantize import layer_report
 else:
-    onnx_io, layer_info, layer_report = map(
+    onnx_io, layer_info, layer_report, source, stats = map(
         lazy_module,
-        ("resnet_deploy.artifacts.onnx_io", "resnet_deploy.engine.layer_info", "resnet_deploy.quantize.layer_report"),
+        (
+            "resnet_deploy.artifacts.onnx_io",
+            "resnet_deploy.engine.layer_info",
+            "resnet_deploy.quantize.layer_report",
+            "resnet_deploy.models.source",
+            "resnet_deploy.models.stats",
+        ),
     )
 
 LAYER_WORD = "Conv/Gemm layers"
@@ -228,8 +235,6 @@ def inspect_engine(path: Path) -> Inspection:
 
 
 def inspect_checkpoint(path: Path) -> Inspection:
-    from resnet_deploy.models import source, stats  # torch: only for checkpoints (not cyclic; kept local)
-
     opened = source.open_model(path)
     summary_stats = stats.summarize(opened.metadata.config)
     recorded = opened.checkpoint.meta if opened.checkpoint else None

@@ -208,7 +208,7 @@ class Launch(Step):
     def run(self, out: Messages, earlier: Sequence[Any]) -> None:
         nproc = self.job.nproc
         assert nproc is not None
-        _check_gpus(self.job.options.device, nproc)  # here, once: not once per process and then the launcher
+        distributed.check_node(self.job.options.device, nproc)  # here, once: not once per process and the launcher
         try:
             launch.launch(nproc, [*self.job.arguments(self.run_dir), *self.job.forward])
         except KeyboardInterrupt as exc:
@@ -219,25 +219,6 @@ class Launch(Step):
             exc.resumable = exc.exit_code != 2 and (self.run_dir / naming.STATE_FILE).is_file()
             exc.run_dir, exc.nproc = self.run_dir, nproc
             raise
-
-
-def _check_gpus(device: str, nproc: int) -> None:
-    """``nproc`` processes on ``device="cuda"`` need as many GPUs here (``auto`` takes them when present)."""
-    if not device.startswith("cuda"):
-        return
-    import torch  # the launcher imports it anyway
-
-    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    if count == 0:
-        raise TrainingError(
-            f"`device={device}` asked for, but PyTorch sees no CUDA GPU; use `device=cpu` (Gloo)", field="device"
-        )
-    if nproc > count:
-        raise TrainingError(
-            f"{nproc} processes on `device={device}` need {nproc} GPUs, and this node has {count}; "
-            f"use `nproc={count}`, or `device=cpu`",
-            field="nproc",
-        )
 
 
 def _say_why_before_stopping() -> None:

@@ -169,6 +169,24 @@ def join(device: str, environ: Mapping[str, str] = os.environ) -> tuple[World, s
     return World(rank, size, local_rank, backend), device
 
 
+def check_node(device: str, nproc: int) -> None:
+    """``nproc`` processes on ``device="cuda"`` need as many GPUs on this node (``auto`` takes them when
+    present): checked before any is started."""
+    if not device.startswith("cuda"):
+        return
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if count == 0:
+        raise TrainingError(
+            f"`device={device}` asked for, but PyTorch sees no CUDA GPU; use `device=cpu` (Gloo)", field="device"
+        )
+    if nproc > count:
+        raise TrainingError(
+            f"{nproc} processes on `device={device}` need {nproc} GPUs, and this node has {count}; "
+            f"use `nproc={count}`, or `device=cpu`",
+            field="nproc",
+        )
+
+
 def _gpu_for(local_rank: int, asked: str) -> str:
     if not torch.cuda.is_available():
         raise TrainingError(
