@@ -63,6 +63,23 @@ def mutated(draw: Any, record: dict[str, Any], string_values: bool = False) -> d
     return out
 
 
+def corrupt(path: Path, data: Any, *, entries: bool = False) -> None:
+    """``path`` cut anywhere, one bit flipped, replaced by any JSON, or (``entries``) its JSON record mutated."""
+    original = path.read_bytes()
+    how = data.draw(st.sampled_from(["cut", "flip", "json", *(["entries"] if entries else [])]))
+    if how == "cut":
+        path.write_bytes(original[: data.draw(st.integers(0, len(original) - 1))])
+    elif how == "flip":
+        body = bytearray(original)
+        body[data.draw(st.integers(0, len(body) - 1))] ^= 1 << data.draw(st.integers(0, 7))
+        path.write_bytes(bytes(body))
+    elif how == "json":
+        path.write_text(json.dumps(data.draw(JSON_VALUES)))
+    else:
+        record = json.loads(original)
+        path.write_text(json.dumps(data.draw(mutated(record)) if isinstance(record, dict) else record))
+
+
 def one_line(exc: ResnetDeployError) -> None:
     assert "\n" not in str(exc) and str(exc).strip(), repr(exc)
 
@@ -237,15 +254,7 @@ def test_calibration_cache_entries_are_hits_only_whole(tmp_path: Path, data: Any
     name = data.draw(st.sampled_from(["0123456789abcdef01234567.json", "0123456789abcdef01234567.calib.cache"]))
     path = folder / name
     original = path.read_bytes()
-    how = data.draw(st.sampled_from(["cut", "flip", "json"]))
-    if how == "cut":
-        path.write_bytes(original[: data.draw(st.integers(0, len(original) - 1))])
-    elif how == "flip":
-        body = bytearray(original)
-        body[data.draw(st.integers(0, len(body) - 1))] ^= 1 << data.draw(st.integers(0, 7))
-        path.write_bytes(bytes(body))
-    else:
-        path.write_text(json.dumps(data.draw(JSON_VALUES)))
+    corrupt(path, data)
     try:
         found = read_cached(folder, "0123456789abcdef01234567")
     except ResnetDeployError as exc:
@@ -279,19 +288,7 @@ def test_a_folder_index_cut_flipped_or_rewritten_never_leads_outside_the_folder(
     fresh = scan_folder(root, cache=False)
     scan_folder(root)  # writes the index
     index = cache_file(root)
-    original = index.read_bytes()
-    how = data.draw(st.sampled_from(["cut", "flip", "json", "entries"]))
-    if how == "cut":
-        index.write_bytes(original[: data.draw(st.integers(0, len(original) - 1))])
-    elif how == "flip":
-        body = bytearray(original)
-        body[data.draw(st.integers(0, len(body) - 1))] ^= 1 << data.draw(st.integers(0, 7))
-        index.write_bytes(bytes(body))
-    elif how == "json":
-        index.write_text(json.dumps(data.draw(JSON_VALUES)))
-    else:
-        record = json.loads(original)
-        index.write_text(json.dumps(data.draw(mutated(record)) if isinstance(record, dict) else record))
+    corrupt(index, data, entries=True)
     try:
         again = scan_folder(root)
     except ResnetDeployError as exc:
