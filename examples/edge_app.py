@@ -1,60 +1,61 @@
-"""Classify a folder of images with any resnet-deploy artifact: the runner as an application embeds it.
+"""An edge application: classify what a camera, a video, a stream or a folder of images shows, as it comes.
 
-    python examples/edge_app.py MODEL IMAGE_DIR [--topk 3] [--batch 8]
+    python examples/edge_app.py MODEL SOURCE [--topk 3] [--batch 8]
 
 MODEL is a TensorRT engine (.engine, with its .engine.json), an ONNX (.onnx) or a checkpoint (.pt).
-Only numpy, Pillow and the artifact's own runtime are imported: no torch for an engine or an ONNX.
+SOURCE is a folder or an image, a video file, a camera (0, /dev/video0), an rtsp:// or http:// URL,
+or a GStreamer pipeline (a Jetson's CSI camera). Decoding and preparing the next batch run on their
+own threads while the current batch infers; a camera's frames that come while inference is busy are
+dropped, so each result is of a frame as new as can be. Ctrl-C stops it; the summary goes to stderr.
+Images need Pillow only; videos, cameras and streams need OpenCV (resnet-deploy[video]).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
+from resnet_deploy.edge.stream import FrameStream, stream
 from resnet_deploy.errors import ResnetDeployError
+from resnet_deploy.messages import Printed
 from resnet_deploy.runtime import Runner
 
-EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+
+class Stderr(Printed):
+    """Where the loop's words go (an image that does not decode, a camera that dropped): stderr."""
+
+    def say(self, message: str = "") -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    def warn(self, message: str) -> None:
+        print(f"warning: {message}", file=sys.stderr, flush=True)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model")
-    parser.add_argument("images", type=Path)
+    parser.add_argument("source")
     parser.add_argument("--topk", type=int, default=3)
     parser.add_argument("--batch", type=int, default=8)
     args = parser.parse_args()
-
-    from PIL import Image, UnidentifiedImageError
-
-    if not args.images.is_dir():
-        print(f"error: {args.images} is not a folder of images", file=sys.stderr)
-        return 2
-    files = sorted(p for p in args.images.rglob("*") if p.suffix.lower() in EXTENSIONS)
-    if not files:
-        print(f"error: no images ({', '.join(sorted(EXTENSIONS))}) under {args.images}", file=sys.stderr)
-        return 2
+    frames: FrameStream | None = None
+    code = 0
     try:
-        with Runner.load(args.model) as runner:
-            for start in range(0, len(files), args.batch):
-                chunk, images = [], []
-                for path in files[start : start + args.batch]:
-                    try:
-                        with Image.open(path) as image:
-                            images.append(image.convert("RGB"))
-                        chunk.append(path)
-                    except (OSError, UnidentifiedImageError):
-                        print(f"{path}: skipped, not a readable image", file=sys.stderr)
-                if not images:
-                    continue
-                for path, top in zip(chunk, runner.classify(images, topk=args.topk), strict=True):
-                    ranked = ", ".join(f"{p.label} {p.score:.1%}" for p in top)
-                    print(f"{path}: {ranked}")
+        with (
+            Runner.load(args.model) as runner,
+            stream(runner, args.source, topk=args.topk, batch=args.batch, out=Stderr()) as frames,
+        ):
+            for result in frames:  # in order; act on each here: raise an alarm, count, log
+                ranked = ", ".join(f"{p.label} {p.score:.1%}" for p in result.top)
+                print(f"{result.name or result.index}: {ranked}", flush=True)
+    except KeyboardInterrupt:  # Ctrl-C: leaving the blocks stopped the threads and released the camera
+        code = 130
     except ResnetDeployError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    return 0
+    if frames is not None:
+        print(frames.summary().text(), file=sys.stderr)
+    return code
 
 
 if __name__ == "__main__":

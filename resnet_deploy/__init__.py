@@ -31,6 +31,7 @@ _EXPORTS = {
             "ExportJob",
             "ImportJob",
             "InspectJob",
+            "ClassifyJob",
             "ConvertJob",
             "CalibrateJob",
             "SensitivityJob",

@@ -54,6 +54,7 @@ EXTRAS = {
     "tensorrt_rtx": "rtx",
     "matplotlib": "plot",
     "onnxslim": "simplify",
+    "cv2": "video",
     "cuda": "cuda",
 }
 

@@ -22,7 +22,7 @@ have_hash="" have_extras=""
 if [ -f "$stamp" ]; then read -r have_hash have_extras <"$stamp" || true; fi
 [ "$have_hash" = "$want_hash" ] || have_extras=""  # pyproject.toml or this file changed: start over
 missing=""
-dev_holds=" train torch onnxruntime openvino rtx plot simplify docs "  # pyproject.toml's [dev] includes them
+dev_holds=" train torch onnxruntime openvino rtx plot simplify docs video "  # pyproject.toml's [dev] includes them
 for extra in ${EXTRAS//,/ }; do
   case " $have_extras " in *" $extra "*) continue ;; esac
   case " $have_extras " in *" dev "*) case "$dev_holds" in *" $extra "*) continue ;; esac ;; esac

@@ -63,21 +63,30 @@ def mutated(draw: Any, record: dict[str, Any], string_values: bool = False) -> d
     return out
 
 
-def corrupt(path: Path, data: Any, *, entries: bool = False) -> None:
-    """``path`` cut anywhere, one bit flipped, replaced by any JSON, or (``entries``) its JSON record mutated."""
+def corrupt(path: Path, data: Any, *, entries: bool = False, near_ends: int = 0) -> None:
+    """``path`` cut anywhere, one bit flipped, replaced by any JSON, or (``entries``) its JSON record mutated.
+    ``near_ends``: cuts and flips fall as often within that many bytes of either end as anywhere (where a
+    binary file keeps its structure: an ONNX's graph and metadata, a pickle's opcodes, not its weights)."""
     original = path.read_bytes()
     how = data.draw(st.sampled_from(["cut", "flip", "json", *(["entries"] if entries else [])]))
     if how == "cut":
-        path.write_bytes(original[: data.draw(st.integers(0, len(original) - 1))])
+        path.write_bytes(original[: _offset(data, len(original), near_ends)])
     elif how == "flip":
         body = bytearray(original)
-        body[data.draw(st.integers(0, len(body) - 1))] ^= 1 << data.draw(st.integers(0, 7))
+        body[_offset(data, len(body), near_ends)] ^= 1 << data.draw(st.integers(0, 7))
         path.write_bytes(bytes(body))
     elif how == "json":
         path.write_text(json.dumps(data.draw(JSON_VALUES)))
     else:
         record = json.loads(original)
         path.write_text(json.dumps(data.draw(mutated(record)) if isinstance(record, dict) else record))
+
+
+def _offset(data: Any, size: int, near_ends: int) -> int:
+    anywhere = st.integers(0, size - 1)
+    if 0 < near_ends < size // 2:
+        return data.draw(anywhere | st.integers(0, near_ends - 1) | st.integers(size - near_ends, size - 1))
+    return data.draw(anywhere)
 
 
 def one_line(exc: ResnetDeployError) -> None:
@@ -296,3 +305,158 @@ def test_a_folder_index_cut_flipped_or_rewritten_never_leads_outside_the_folder(
         return
     assert again == fresh
     assert all(Path(path).resolve().is_relative_to(root.resolve()) for path, _ in again[1])
+
+
+# ---- binary files: ONNX models, CIFAR batches --------------------------------------------------------------
+
+
+def _onnx_copy(tiny_onnx: Path, tmp_path_factory: Any, data: Any) -> Path:
+    """A resnet-deploy ONNX (a ResNet-20 at 8x8 with our metadata: 1.1 MB), cut or flipped (one path, rewritten)."""
+    import shutil
+
+    path = tmp_path_factory.getbasetemp() / "onnx-fuzz" / "m.onnx"
+    path.parent.mkdir(exist_ok=True)
+    shutil.copy(tiny_onnx, path)
+    corrupt(path, data, near_ends=8192)  # the graph's nodes lead the file, its inputs, outputs and props end it
+    return path
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_onnx_files_cut_or_flipped_load_or_are_refused_in_one_line(tiny_onnx, tmp_path_factory, data) -> None:
+    from resnet_deploy.artifacts.onnx_io import (
+        check_graph_matches_metadata,
+        load_onnx,
+        read_lineage,
+        read_onnx_metadata,
+    )
+
+    path = _onnx_copy(tiny_onnx, tmp_path_factory, data)
+    for read in (load_onnx, read_onnx_metadata, read_lineage):
+        try:
+            read(path)
+        except ResnetDeployError as exc:
+            one_line(exc)
+    try:
+        metadata = check_graph_matches_metadata(path)
+    except ResnetDeployError as exc:
+        one_line(exc)
+        return
+    assert metadata.config.num_classes >= 1 and metadata.config.input_size >= 1
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_onnx_files_cut_or_flipped_open_in_a_runner_or_are_refused_in_one_line(
+    tiny_onnx, tmp_path_factory, data
+) -> None:
+    pytest.importorskip("onnxruntime")
+    from resnet_deploy.runtime.runner import Runner
+
+    path = _onnx_copy(tiny_onnx, tmp_path_factory, data)
+    try:
+        runner = Runner.load(path, backend="onnxruntime", threads=1)
+    except ResnetDeployError as exc:
+        one_line(exc)
+        return
+    assert len(runner.class_names) == runner.metadata.config.num_classes
+
+
+class _Planted:
+    """A pickled call that, were it ever made, would create ``path``: what a tampered dataset file runs."""
+
+    def __init__(self, function: Any, path: Path) -> None:
+        self.function, self.path = function, path
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        return (self.function, (str(self.path), "w"))
+
+
+@pytest.fixture(scope="module")
+def cifar_files(tmp_path_factory) -> Path:
+    """A tiny CIFAR-10 release (``cifar-10-batches-py``: five train batches, the test batch, the meta file)."""
+    from tests.factories import write_tiny_cifar
+
+    return write_tiny_cifar(tmp_path_factory.mktemp("cifar"), train=10, test=5)
+
+
+@st.composite
+def hostile_pickle(draw: Any, planted: Path) -> bytes:
+    """A pickle that runs code when loaded unsafely (open, exec, os.system), alone or inside a real-looking batch."""
+    import builtins
+    import pickle
+
+    function = draw(st.sampled_from([builtins.open, builtins.exec, builtins.eval, os.system, Path.touch]))
+    payload = _Planted(function, planted)
+    where = draw(st.sampled_from(["alone", "data", "labels", "names"]))
+    record: Any = payload if where == "alone" else {b"batch_label": b"x", where.encode(): payload}
+    return pickle.dumps(record, protocol=draw(st.integers(2, pickle.HIGHEST_PROTOCOL)))
+
+
+def _cifar_outcome(root: Path) -> Any:
+    """The dataset at ``root``, or the refusal (checked to be one line)."""
+    from resnet_deploy.data.cifar import load_cifar
+
+    try:
+        return load_cifar("cifar10", root)
+    except ResnetDeployError as exc:
+        one_line(exc)
+        return exc
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+)
+@given(st.data())
+def test_cifar_files_cut_flipped_or_hostile_load_or_are_refused_in_one_line(cifar_files, tmp_path, data) -> None:
+    """One file of the release cut, flipped, replaced by JSON or by a pickle that runs code: loaded (then
+    usable), or refused in one line; the code never runs."""
+    import shutil
+    import tempfile
+
+    from resnet_deploy.data.base import Dataset
+
+    example = Path(tempfile.mkdtemp(dir=tmp_path))
+    root = Path(shutil.copytree(cifar_files, example / cifar_files.name))
+    planted = example / "planted"
+    path = root / data.draw(st.sampled_from(sorted(p.name for p in root.iterdir())))
+    if data.draw(st.booleans()):
+        path.write_bytes(data.draw(hostile_pickle(planted)))
+    else:
+        corrupt(path, data, near_ends=256)  # a pickle's opcodes and keys lead it and end it, around the pixels
+    dataset = _cifar_outcome(root)
+    assert not planted.exists()
+    if isinstance(dataset, Dataset):
+        assert len(dataset.class_names) == 10 and len(dataset.train) + len(dataset.test) == 15
+        labels = [*dataset.train.labels.tolist(), *dataset.test.labels.tolist()]
+        assert all(0 <= label < 10 for label in labels) and dataset.train.images.shape[1:] == (3, 32, 32)
+
+
+class _Encoded:
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        import _codecs
+
+        return (_codecs.encode, ("x", "no-such-codec"))  # what a flipped bit in 'latin1' makes of numpy's pickle
+
+
+@pytest.mark.parametrize(
+    "blob",
+    [
+        b"\x80\x04\x8e" + (2**62).to_bytes(8, "little") + b"x.",  # BINBYTES8 claiming 4 EiB: MemoryError
+        b"\x80\x02P0\n.",  # a persistent id: the unpickler's message is two lines
+        "encoding",
+    ],
+    ids=["huge-length", "persistent-id", "unknown-encoding"],
+)
+def test_cifar_files_the_unpickler_chokes_on_are_refused_in_one_line(cifar_files, tmp_path, blob) -> None:
+    import pickle
+    import shutil
+
+    from resnet_deploy.data.cifar import load_cifar
+
+    root = Path(shutil.copytree(cifar_files, tmp_path / cifar_files.name))
+    meta = {b"label_names": _Encoded()} if blob == "encoding" else None
+    (root / "batches.meta").write_bytes(pickle.dumps(meta, 2) if meta else blob)
+    with pytest.raises(ResnetDeployError) as refused:
+        load_cifar("cifar10", root)
+    one_line(refused.value)

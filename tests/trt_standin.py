@@ -521,7 +521,7 @@ def _parse_from_file(sim: Simulation, self: Any, model: str) -> bool:
 
     def tensor(value: Any) -> Any:
         dims = [d.dim_value if d.HasField("dim_value") else -1 for d in value.type.tensor_type.shape.dim]
-        dtype = {1: "FLOAT", 10: "HALF"}[value.type.tensor_type.elem_type]
+        dtype = {1: "FLOAT", 2: "UINT8", 10: "HALF"}[value.type.tensor_type.elem_type]  # uint8: frames
         return sim.new("ITensor", name=value.name, shape=_new_dims(sim, dims), dtype=getattr(sim.trt.DataType, dtype))
 
     network._sd_state.update(
@@ -765,7 +765,7 @@ def _build(sim: Simulation, self: Any, network: Any, config: Any, kernel_text: A
     plan = {
         "release": sim.label,
         "version": sim.version,
-        "inputs": [{"name": t.name, "shape": _dims(t.shape)} for t in net["inputs"]],
+        "inputs": [{"name": t.name, "shape": _dims(t.shape), "dtype": t.dtype.name} for t in net["inputs"]],
         "outputs": [{"name": t.name, "shape": _dims(t.shape)} for t in net["outputs"]],
         "profile": profile,
         "flags": sorted(flags),
@@ -852,8 +852,7 @@ def _tensor_mode(sim: Simulation, self: Any, name: str) -> Any:
 
 @impl("ICudaEngine.get_tensor_dtype")
 def _tensor_dtype(sim: Simulation, self: Any, name: str) -> Any:
-    _tensor(self, name)
-    return sim.trt.DataType.FLOAT
+    return getattr(sim.trt.DataType, _tensor(self, name).get("dtype", "FLOAT"))  # outputs: float32
 
 
 @impl("ICudaEngine.get_tensor_shape")
@@ -1035,9 +1034,11 @@ def _execute(sim: Simulation, self: Any, stream_handle: int) -> bool:
                 f"a CUDA graph captured for {captured_rows} rows was replayed after its execution context "
                 f"was set to {now} rows: the kernels run with state prepared for another shape"
             )
-        cuda.check_device_range(source, rows * features * 4)
+        frames = plan["inputs"][0].get("dtype") == "UINT8"  # raw frames: one byte each
+        cuda.check_device_range(source, rows * features * (1 if frames else 4))
         cuda.check_device_range(target, rows * classes * 4)
-        x = np.ctypeslib.as_array((ctypes.c_float * (rows * features)).from_address(source)).reshape(rows, features)
+        element = ctypes.c_uint8 if frames else ctypes.c_float
+        x = np.ctypeslib.as_array((element * (rows * features)).from_address(source)).reshape(rows, features)
         out = np.ctypeslib.as_array((ctypes.c_float * (rows * classes)).from_address(target))
         out[:] = (x @ weights).reshape(-1)
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from resnet_deploy._io import finish_interrupted_writes
 from resnet_deploy.artifacts.lineage import KEYS, GraphLineage
 from resnet_deploy.artifacts.naming import json_beside
 from resnet_deploy.artifacts.onnx_metadata import ArtifactMetadata
@@ -112,6 +113,7 @@ class EngineSidecar:
     @classmethod
     def read(cls, engine_path: str | Path) -> EngineSidecar:
         path = sidecar_path(engine_path)
+        finish_interrupted_writes(path.parent)  # a build killed between its renames: its files land whole first
         try:
             data = json.loads(path.read_text())
         except FileNotFoundError:

@@ -12,7 +12,7 @@ from typing import Any
 from resnet_deploy._lazy import lazy_import
 from resnet_deploy.artifacts.lineage import KEYS as LINEAGE_KEYS
 from resnet_deploy.artifacts.lineage import GraphLineage
-from resnet_deploy.artifacts.onnx_metadata import ArtifactMetadata, Dims, check_io
+from resnet_deploy.artifacts.onnx_metadata import OPTIONAL_KEYS, ArtifactMetadata, Dims, check_io
 from resnet_deploy.errors import ArtifactError
 
 onnx = lazy_import("onnx")
@@ -31,7 +31,8 @@ def write_onnx_metadata(model_proto: Any, metadata: ArtifactMetadata) -> None:
     checks it: nothing is written that a later command would refuse."""
     props = metadata.to_props()
     ArtifactMetadata.from_props(props, "the model's metadata to be written")
-    write_props(model_proto, {**{p.key: p.value for p in model_proto.metadata_props if p.key not in props}, **props})
+    others = {p.key: p.value for p in model_proto.metadata_props if p.key not in props and p.key not in OPTIONAL_KEYS}
+    write_props(model_proto, {**others, **props})
     model_proto.producer_name = "resnet-deploy"
     model_proto.producer_version = metadata.producer_version
 
@@ -75,8 +76,13 @@ def read_onnx_metadata(path: str | Path) -> ArtifactMetadata:
 
 
 # ONNX TensorProto element types (and ONNX Runtime's "tensor(...)" names) the checks below tell apart
-_ELEMENT_TYPES = {1: "float32", 10: "float16", 11: "float64", 16: "bfloat16"}
-_ORT_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64"}
+_ELEMENT_TYPES = {1: "float32", 2: "uint8", 10: "float16", 11: "float64", 16: "bfloat16"}
+_ORT_TYPES = {
+    "tensor(float)": "float32",
+    "tensor(uint8)": "uint8",
+    "tensor(float16)": "float16",
+    "tensor(double)": "float64",
+}
 
 
 def check_graph_matches_metadata(model: Any, *, source: str | None = None) -> ArtifactMetadata:

@@ -14,6 +14,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from resnet_deploy.artifacts.frame_input import FrameInput
 from resnet_deploy.artifacts.model_spec import EXTERNAL, ResNetConfig, external_config
 from resnet_deploy.artifacts.preprocess import Preprocess, for_family
 from resnet_deploy.artifacts.versions import read_version
@@ -21,6 +22,8 @@ from resnet_deploy.errors import ArtifactError
 
 SCHEMA_KIND, SCHEMA_VERSION = "resnet-deploy", 1
 SCHEMA = f"{SCHEMA_KIND}/{SCHEMA_VERSION}"
+# the props ArtifactMetadata writes only when it has them: a rewrite without one removes the old value
+OPTIONAL_KEYS = ("checkpoint_sha256", "class_names", "dataset", "frame_input")
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
 
@@ -41,6 +44,7 @@ class ArtifactMetadata:
     dataset: str | None = None  # the dataset spec the weights were trained on, when known
     producer_version: str = ""
     preprocess: Preprocess | None = None  # None: the family's (what files without the prop mean)
+    frame_input: FrameInput | None = None  # set: the graph takes raw frames and preprocesses them itself
 
     @property
     def eval_preprocess(self) -> Preprocess:
@@ -62,7 +66,7 @@ class ArtifactMetadata:
             "input_size": str(cfg.input_size),
             "in_chans": str(cfg.in_chans),
             "pixel_mean": str(cfg.pixel_mean).lower(),
-            "layout": "NCHW",
+            "layout": "NHWC" if self.frame_input else "NCHW",
             "input_name": INPUT_NAME,
             "output_name": OUTPUT_NAME,
             "mean": json.dumps(list(self.mean)),
@@ -77,6 +81,8 @@ class ArtifactMetadata:
             props["class_names"] = json.dumps(list(self.class_names))
         if self.dataset:
             props["dataset"] = self.dataset
+        if self.frame_input:
+            props["frame_input"] = self.frame_input.to_json()
         return props
 
     @classmethod
@@ -107,14 +113,21 @@ class ArtifactMetadata:
                 dataset=props.get("dataset"),
                 producer_version=props.get("producer_version", ""),
                 preprocess=_recorded_policy(props.get("preprocess"), config.family),
+                frame_input=FrameInput.from_json(props["frame_input"], source) if "frame_input" in props else None,
             )
         except (KeyError, ValueError, TypeError) as exc:
             raise ArtifactError(f"{source} has malformed resnet-deploy metadata ({exc!r}); re-export it") from exc
         metadata._check_values(source)
-        if props.get("layout", "NCHW") != "NCHW":
+        layout = "NHWC" if metadata.frame_input else "NCHW"
+        if props.get("layout", "NCHW") != layout:
             raise ArtifactError(
-                f"{source} metadata says layout {props['layout']!r}, but resnet-deploy models take NCHW input; "
-                "re-export it with `resnet-deploy export`"
+                f"{source} metadata says layout {props['layout']!r}, but "
+                + (
+                    "a model with its preprocessing inside takes NHWC frames"
+                    if metadata.frame_input
+                    else "resnet-deploy models take NCHW input (NHWC only with a frame_input record)"
+                )
+                + "; re-export it with `resnet-deploy export`"
             )
         return metadata
 
@@ -216,8 +229,9 @@ def check_io(
             f"{source} has {len(inputs)} inputs and {len(outputs)} outputs; an image classifier has one of each: {fix}"
         )
     cfg = metadata.config
+    frame = metadata.frame_input
     expected: dict[str, tuple[int | str, ...]] = {
-        "input": ("N", cfg.in_chans, cfg.input_size, cfg.input_size),
+        "input": ("N", *frame.shape) if frame else ("N", cfg.in_chans, cfg.input_size, cfg.input_size),
         "output": ("N", cfg.num_classes),
     }
     for kind, (name, got, dtype) in (("input", inputs[0]), ("output", outputs[0])):
@@ -233,7 +247,8 @@ def check_io(
             raise ArtifactError(
                 f"{source} {kind} is named {name!r} but its metadata says {kind}_name {promised!r}; {fix}"
             )
-        floating = dtype == "float32" if kind == "input" else dtype in ("float32", "float16", "float64", "bfloat16")
+        input_type = "uint8" if frame else "float32"
+        floating = dtype == input_type if kind == "input" else dtype in ("float32", "float16", "float64", "bfloat16")
         if not floating:
-            what = "float32 input" if kind == "input" else "floating-point logits"
+            what = f"{input_type} input" if kind == "input" else "floating-point logits"
             raise ArtifactError(f"{source} {kind} {name!r} is {dtype}, but the runner needs {what}; {fix}")

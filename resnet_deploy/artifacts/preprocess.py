@@ -84,3 +84,17 @@ def fit(image: Any, size: int, policy: Preprocess) -> np.ndarray:
     w, h = image.size
     left, top = (w - size) // 2, (h - size) // 2
     return np.array(image.crop((left, top, left + size, top + size)), dtype=np.uint8)
+
+
+def normalised(images: np.ndarray, mean: Any, std: Any) -> np.ndarray:
+    """[0, 1] NCHW float32 images -> minus the per-channel ``mean``, over the ``std``, float32 contiguous:
+    the one normalisation (the runner's, and what in-graph preprocessing is checked against)."""
+    mean = np.asarray(mean, dtype=np.float32).reshape(1, -1, 1, 1)
+    std = np.asarray(std, dtype=np.float32).reshape(1, -1, 1, 1)
+    return np.ascontiguousarray((images - mean) / std, dtype=np.float32)
+
+
+def model_input(images: np.ndarray, size: int, policy: Preprocess, mean: Any, std: Any) -> np.ndarray:
+    """uint8 RGB HWC images (one size) -> the normalised (N, 3, size, size) float32 batch, fitted by ``policy``."""
+    fitted = np.stack([fit(Image.fromarray(image), size, policy) for image in images])
+    return normalised(fitted.transpose(0, 3, 1, 2).astype(np.float32) / 255.0, mean, std)

@@ -18,6 +18,7 @@ from resnet_deploy._lazy import missing_extra
 from resnet_deploy.cli.bench import bench
 from resnet_deploy.cli.build_engine import build_engine_command
 from resnet_deploy.cli.calibrate import calibrate
+from resnet_deploy.cli.classify import classify_command
 from resnet_deploy.cli.convert import convert
 from resnet_deploy.cli.demo import demo
 from resnet_deploy.cli.export import export
@@ -108,6 +109,7 @@ def _register() -> None:
         build_engine_command,
         validate_command,
         bench,
+        classify_command,
         demo,
     ):
         main.add_command(command)

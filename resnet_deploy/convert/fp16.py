@@ -23,6 +23,15 @@ from resnet_deploy.artifacts.lineage import GraphLineage
 from resnet_deploy.artifacts.onnx_io import check_graph_matches_metadata, load_onnx, onnx_props, write_lineage
 from resnet_deploy.errors import QuantizationError, VerificationError
 
+
+def preprocessing_nodes(model: Any) -> list[str]:
+    """The nodes of in-graph preprocessing (``convert --preprocess-in-graph``): kept in float32, where they
+    compute Pillow's integers exactly."""
+    from resnet_deploy.convert.preprocess_graph import PREFIX
+
+    return [node.name for node in model.graph.node if node.name.startswith(PREFIX)]
+
+
 if TYPE_CHECKING:
     import onnx
     import onnxruntime as ort
@@ -78,7 +87,9 @@ def convert_to_fp16(
     block = list(float16.DEFAULT_OP_BLOCK_LIST) + list(keep_fp32)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # "will be truncated to 1e-07": tiny weights clamp
-        half = float16.convert_float_to_float16(model, keep_io_types=True, op_block_list=block)
+        half = float16.convert_float_to_float16(
+            model, keep_io_types=True, op_block_list=block, node_block_list=preprocessing_nodes(model)
+        )
     write_lineage(half, GraphLineage(precision="fp16", source_onnx_sha256=sha256_file(onnx_path)), props)
     onnx.checker.check_model(half, full_check=True)
 
@@ -94,7 +105,11 @@ def convert_to_fp16(
             agree = total = 0
             for batch in (1, 5):
                 if not isinstance(ref.get_inputs()[0].shape[0], int) or batch == shape[0]:
-                    x = rng.standard_normal([batch, *shape[1:]]).astype(np.float32)
+                    x = (
+                        rng.integers(0, 256, [batch, *shape[1:]], dtype=np.uint8)  # frames: preprocessing inside
+                        if ref.get_inputs()[0].type == "tensor(uint8)"
+                        else rng.standard_normal([batch, *shape[1:]]).astype(np.float32)
+                    )
                     (a,) = ref.run(None, {ref.get_inputs()[0].name: x})
                     (b,) = new.run(None, {new.get_inputs()[0].name: x})
                     max_err = max(max_err, float(np.abs(a - b).max()))

@@ -84,8 +84,13 @@ def _read_pickle(path: Path) -> dict[str, Any]:
         IndexError,
         KeyError,
         AttributeError,
+        LookupError,  # a codec name that is no codec
+        MemoryError,  # a length prefix claiming exabytes
+        OverflowError,
+        RecursionError,
     ) as exc:
-        raise DatasetError(f"{path} is truncated or not a CIFAR batch file ({exc}); re-extract it") from None
+        why = " ".join(str(exc).split()) or type(exc).__name__  # the unpickler's messages span lines
+        raise DatasetError(f"{path} is truncated or not a CIFAR batch file ({why[:200]}); re-extract it") from None
     if not isinstance(obj, dict):
         raise DatasetError(f"{path} is not a CIFAR batch file (holds a {type(obj).__name__}); re-extract it")
     return {k.decode() if isinstance(k, bytes) else str(k): v for k, v in obj.items()}

@@ -33,7 +33,7 @@ import numpy as np
 from resnet_deploy._io import atomic_output
 from resnet_deploy._lazy import is_available, lazy_import
 from resnet_deploy.errors import BenchmarkError
-from resnet_deploy.runtime.base import Backend
+from resnet_deploy.runtime.base import Backend, random_batch
 from resnet_deploy.runtime.machine import cpu_flags, cpu_name, describe_isa
 
 if TYPE_CHECKING:
@@ -222,15 +222,14 @@ def run_bench(
         raise BenchmarkError(f"batch sizes (`batches`) must be >= 1, got {batches}", field="batches")
     if iters < 1 or warmup < 0:
         raise BenchmarkError("`iters` must be >= 1 and `warmup` >= 0", field="iters")
-    shapes = {b.input_shape for b in backends}
+    shapes = {(b.input_shape, b.input_dtype) for b in backends}
     if len(shapes) != 1:
-        raise BenchmarkError(f"artifacts take different inputs {sorted(shapes)}; bench models of one input size")
-    (shape,) = shapes
+        raise BenchmarkError(f"artifacts take different inputs {_inputs(shapes)}; bench models of one input size")
     rng = np.random.default_rng(seed)
     report = BenchReport(describe_machine(threads))
     labels = row_labels(backends)
     for batch in batches:
-        x = rng.standard_normal((batch, *shape)).astype(np.float32)
+        x = random_batch(backends[0], batch, rng)
         timings: list[list[float]] = [[] for _ in backends]
         blocks = min(BLOCKS, iters)
         for block in range(blocks):
@@ -405,17 +404,16 @@ def run_throughput(
         try:
             if not backends:
                 raise BenchmarkError("nothing to benchmark: give at least one artifact")
-            shapes = {b.input_shape for b in backends}
+            shapes = {(b.input_shape, b.input_dtype) for b in backends}
             if len(shapes) != 1:
                 raise BenchmarkError(
-                    f"artifacts take different inputs {sorted(shapes)}; bench models of one input size"
+                    f"artifacts take different inputs {_inputs(shapes)}; bench models of one input size"
                 )
-            (shape,) = shapes
             if report is None:
                 report = ThroughputReport(describe_machine(threads))
             labels = row_labels(backends)
             for batch in batches:
-                x = rng.standard_normal((batch, *shape)).astype(np.float32)
+                x = random_batch(backends[0], batch, rng)
                 requests = [x] * (count * REQUESTS_PER_STREAM)
                 rates: list[list[float]] = [[] for _ in backends]
                 for backend in backends:
@@ -449,3 +447,8 @@ def run_throughput(
     report.rows.sort(key=lambda r: (order[r.label], r.batch, r.streams))
     report.mark_best()
     return report
+
+
+def _inputs(shapes: set[tuple[tuple[int, int, int], Any]]) -> str:
+    """``(3, 32, 32) float32 and (480, 640, 3) uint8``: what each artifact takes, for a refusal."""
+    return " and ".join(sorted(f"{shape} {dtype}" for shape, dtype in shapes))

@@ -32,6 +32,8 @@ import numpy as np
 
 from resnet_deploy import runtime
 from resnet_deploy._io import write_bytes_atomic
+from resnet_deploy.artifacts.frame_input import FrameInput
+from resnet_deploy.artifacts.preprocess import Preprocess, model_input
 from resnet_deploy.data import Dataset, open_dataset
 from resnet_deploy.data.base import name_files
 from resnet_deploy.errors import AccuracyGateError, ResnetDeployError, ValidationError
@@ -567,8 +569,16 @@ class _Tally:
     abs_sum: float = 0.0  # of the mean |logit error| of each batch, times its images
 
     def infer(self, images: np.ndarray) -> np.ndarray:
-        """Logits of ``images`` (in [0, 1]), normalised as this backend's metadata says; only inference is timed."""
-        x = normalise(images, self.backend.metadata)
+        """Logits of ``images`` (in [0, 1]), normalised as this backend's metadata says, or of uint8 RGB frames
+        (when a model takes frames): as they are, or preprocessed as the runner does; only inference is timed."""
+        metadata = self.backend.metadata
+        if images.dtype != np.uint8:
+            x = normalise(images, metadata)
+        elif metadata.frame_input is not None:
+            x = np.ascontiguousarray(images[..., ::-1] if metadata.frame_input.channel_order == "BGR" else images)
+        else:
+            cfg = metadata.config
+            x = model_input(images, cfg.input_size, metadata.eval_preprocess, metadata.mean, metadata.std)
         t = time.perf_counter()
         logits = self.backend.infer(x)
         self.seconds += time.perf_counter() - t
@@ -611,21 +621,49 @@ def _score_test_split(
     """Run every backend on each test batch, fitted as the first tally's metadata records (the
     reference's when ``paired``)."""
     lead = tallies[0].backend
+    frame = _frame_input(tallies)
+    size, policy = lead.metadata.config.input_size, lead.metadata.eval_preprocess
+    if frame is not None:  # every model sees the same frames; those that take none preprocess them as the runner
+        size, policy = dataset.native_size or max(frame.width, frame.height), Preprocess("crop", crop_pct=1.0)
     seen = _TestImages()
-    for batch in dataset.test.batches(
-        batch_size,
-        size=lead.metadata.config.input_size,
-        limit=limit,
-        preprocess=lead.metadata.eval_preprocess,
-    ):
+    for batch in dataset.test.batches(batch_size, size=size, limit=limit, preprocess=policy):
         seen.skipped += batch.skipped
         seen.undecodable.extend(batch.skipped_paths)
         if not len(batch.labels):  # no image of this batch decoded
             continue
         labels = np.asarray(batch.labels)
-        _score_batch(tallies, np.asarray(batch.images), labels, paired=paired)
+        images = np.asarray(batch.images)
+        _score_batch(tallies, images if frame is None else frames_from(images, frame), labels, paired=paired)
         seen.count += len(labels)
     return seen
+
+
+def _frame_input(tallies: list[_Tally]) -> FrameInput | None:
+    """The frame size of the models that take frames (one for all), or None when none does."""
+    frames = {t.backend.metadata.frame_input for t in tallies} - {None}
+    if len(frames) > 1:
+        shown = " and ".join(sorted(f.describe() for f in frames if f is not None))
+        raise ValidationError(f"the models take frames of different sizes ({shown}); validate them in separate runs")
+    return next(iter(frames), None)
+
+
+def frames_from(images: np.ndarray, frame: FrameInput) -> np.ndarray:
+    """Test images ((N, 3, s, s) in [0, 1]) as RGB uint8 frames of ``frame``'s size: as they are when they are
+    that size, else scaled to cover it and centre-cropped (Pillow, bilinear)."""
+    from PIL import Image
+
+    pixels = np.rint(images.transpose(0, 2, 3, 1) * 255).astype(np.uint8)
+    if pixels.shape[1:3] == (frame.height, frame.width):
+        return pixels
+    out = np.empty((len(pixels), *frame.shape), np.uint8)
+    for i, image in enumerate(pixels):
+        h, w = image.shape[:2]
+        scale = max(frame.width / w, frame.height / h)
+        cover = (max(frame.width, round(w * scale)), max(frame.height, round(h * scale)))
+        resized = Image.fromarray(image).resize(cover, Image.Resampling.BILINEAR)
+        left, top = (cover[0] - frame.width) // 2, (cover[1] - frame.height) // 2
+        out[i] = np.asarray(resized.crop((left, top, left + frame.width, top + frame.height)))
+    return out
 
 
 def _score_batch(tallies: list[_Tally], images: np.ndarray, labels: np.ndarray, *, paired: bool) -> None:

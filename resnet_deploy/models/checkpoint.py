@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from resnet_deploy._io import atomic_outputs, check_writable, sha256_file
+from resnet_deploy._io import atomic_outputs, check_writable, finish_interrupted_writes, sha256_file
 from resnet_deploy.artifacts.checkpoint_meta import CheckpointMeta
 from resnet_deploy.artifacts.model_spec import ARCHITECTURES, ModelSpec, ResNetConfig, model_config
 from resnet_deploy.artifacts.naming import json_beside
@@ -61,8 +61,9 @@ def save_checkpoint(model: ResNet, path: str | Path, metadata: Mapping[str, Any]
     """Write ``model``'s state dict, then its metadata (:class:`CheckpointMeta`'s fields, plus any
     keys of your own) naming the state dict's sha256.
 
-    The .pt lands first: a crash between the two renames leaves metadata that names other bytes,
-    which :func:`load_checkpoint` refuses with the way back, never metadata of weights that did not land.
+    The .pt lands first, under a journal: a process killed between the two renames is finished by the
+    next :func:`load_checkpoint`; a rename that fails with an error leaves metadata that names other
+    bytes, which it refuses with the way back, never metadata of weights that did not land.
     """
     path = check_writable(path)
     with atomic_outputs(path, metadata_path(path)) as (tmp, meta_tmp):
@@ -112,8 +113,10 @@ def _unwrap(obj: Any, path: Path) -> dict[str, torch.Tensor]:
 
 
 def load_checkpoint(path: str | Path) -> Checkpoint:
-    """Read a checkpoint with ``weights_only=True`` (never unpickles code) and its metadata if present."""
+    """Read a checkpoint with ``weights_only=True`` (never unpickles code) and its metadata if present
+    (a save killed between its two renames is finished first: the pair read is the old one or the new one)."""
     path = Path(path)
+    finish_interrupted_writes(path.parent)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} not found")
     try:

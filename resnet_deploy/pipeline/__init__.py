@@ -24,6 +24,7 @@ those steps and returns the job's typed result. Progress goes to ``out`` (:class
 | build-engine | :class:`EngineJob` | ``BuildResult`` |
 | validate | :class:`ValidateJob` | ``ValidationReport`` |
 | bench | :class:`BenchJob` | ``BenchReport`` or ``ThroughputReport`` |
+| classify | :class:`ClassifyJob` | ``ClassifyReport`` |
 | demo | :class:`DemoJob` | :class:`DemoResult` |
 | inspect | :class:`InspectJob` | :class:`Inspection` |
 """
@@ -35,6 +36,7 @@ from typing import TypeVar
 from resnet_deploy.messages import Messages, Printed, Recorded, Silent
 from resnet_deploy.pipeline.bench import BenchJob
 from resnet_deploy.pipeline.calibrate import CalibrateJob
+from resnet_deploy.pipeline.classify import ClassifyJob
 from resnet_deploy.pipeline.convert import ConvertJob
 from resnet_deploy.pipeline.demo import DemoJob, DemoResult
 from resnet_deploy.pipeline.engine import EngineJob, build_engine
@@ -58,6 +60,7 @@ def plan(job: Job[R]) -> Plan[R]:
 __all__ = [
     "BenchJob",
     "CalibrateJob",
+    "ClassifyJob",
     "ConvertJob",
     "DemoJob",
     "DemoResult",

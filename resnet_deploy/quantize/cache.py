@@ -8,10 +8,11 @@ implicit-INT8 engine (e.g. for DLA on Jetson) from the FP32 ONNX and this file, 
 
 The ``.json`` is the entry's index: it records the ``.calib.cache`` it belongs to (``calib_cache``:
 its ``sha256`` and ``bytes``, or null for an asymmetric, CPU-target entry that has none) and is
-renamed into place after it. An entry is a hit only when the ``.json`` is whole, of this id, and its
-``.calib.cache`` is there with exactly the recorded bytes; anything less (half an entry left by a
-full disk or a crash, a truncated or foreign file, an entry that records no ``calib_cache``) is a
-miss, and the next calibration writes the entry again, whole.
+renamed into place after it (a writer killed between the two renames is finished by the next read:
+``_io.finish_interrupted_writes``). An entry is a hit only when the ``.json`` is whole, of this id, and
+its ``.calib.cache`` is there with exactly the recorded bytes; anything less (half an entry left by a
+full disk, a truncated or foreign file, an entry that records no ``calib_cache``) is a miss, and the
+next calibration writes the entry again, whole.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from resnet_deploy._io import atomic_outputs, check_writable
+from resnet_deploy._io import atomic_outputs, check_writable, finish_interrupted_writes
 from resnet_deploy.errors import OutputPathError
 
 FORMAT = "resnet-deploy-calibration/1"
@@ -58,6 +59,7 @@ def tensorrt_cache_text(ranges: dict[str, tuple[float, float]], method: str, trt
 
 def read_cached(directory: Path, cal_id: str) -> dict[str, tuple[float, float]] | None:
     """The ranges of entry ``cal_id`` when it is whole; None (a miss: recomputed and rewritten) otherwise."""
+    finish_interrupted_writes(directory)  # an entry whose writer was killed between its renames: landed whole
     try:
         data = json.loads((directory / f"{cal_id}.json").read_bytes())
     except (OSError, ValueError, RecursionError):

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from resnet_deploy._io import atomic_output, check_writable
+from resnet_deploy._io import atomic_output, check_writable, temporary_prefix
 from resnet_deploy._lazy import lazy_import
 from resnet_deploy.artifacts.lineage import QUANTIZATIONS, BudgetRecord, CalibrationRecord, GraphLineage, KeptOut
-from resnet_deploy.artifacts.onnx_io import load_onnx, onnx_props, write_lineage
+from resnet_deploy.artifacts.onnx_io import load_onnx, onnx_props, read_onnx_metadata, write_lineage
 from resnet_deploy.artifacts.onnx_metadata import ArtifactMetadata
+from resnet_deploy.convert.preprocess_graph import fuse_preprocessing, strip_preprocessing
 from resnet_deploy.errors import QuantizationError
 from resnet_deploy.messages import SILENT, Messages
 from resnet_deploy.quantize.budget import BudgetOptions, BudgetOutcome, best, search
@@ -90,6 +92,8 @@ def calibrate_onnx(
             field="target",
         )
     output = check_writable(output)
+    if preprocessing_inside(onnx_path):
+        return _calibrate_network(onnx_path, output, options, target=target, budget=budget, out=out)
     writable_cache = cache_dir_usable(options.cache_dir, out)
     model = load_onnx(onnx_path)  # loaded once: metadata, checks, ranges and the Q/DQ graph all use it
     metadata = check_fp32_export(model, onnx_path)
@@ -123,6 +127,35 @@ def calibrate_onnx(
         skipped_images=len(calib.skipped),
         skipped_image_paths=list(calib.skipped),
     )
+
+
+def preprocessing_inside(onnx_path: str | Path) -> bool:
+    """Whether the graph takes raw frames (``convert --preprocess-in-graph``)."""
+    return read_onnx_metadata(onnx_path).frame_input is not None
+
+
+def _calibrate_network(
+    onnx_path: str | Path,
+    output: Path,
+    options: CalibrationOptions,
+    *,
+    target: str,
+    budget: BudgetOptions | None,
+    out: Messages,
+) -> CalibrateResult:
+    """Calibrate the network of a graph with its preprocessing inside: the preprocessing is taken out,
+    the network calibrated as any export, and the same preprocessing put back in front of the INT8
+    graph (float32, no Q/DQ: it computes Pillow's integers exactly)."""
+    model = load_onnx(onnx_path)
+    frame = strip_preprocessing(model, str(onnx_path))
+    out.say(f"calibrating the network alone; its {frame.describe()} preprocessing goes back in front, in float32")
+    with tempfile.TemporaryDirectory(prefix=temporary_prefix("network"), dir=output.parent) as work:
+        network, quantized = Path(work) / "network.onnx", Path(work) / "network.int8.onnx"
+        onnx.save(model, str(network))
+        result = calibrate_onnx(network, quantized, options, target=target, budget=budget, out=out)
+        fuse_preprocessing(quantized, output, frame)
+    result.path = output
+    return result
 
 
 def _within_budget(

@@ -32,8 +32,16 @@ class Backend(ABC):
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
+        """One sample's shape: (C, S, S), or a frame's (H, W, 3) when the preprocessing is inside the graph."""
         cfg = self.metadata.config
+        if self.metadata.frame_input is not None:
+            return self.metadata.frame_input.shape
         return (cfg.in_chans, cfg.input_size, cfg.input_size)
+
+    @property
+    def input_dtype(self) -> Any:
+        """float32 (normalised NCHW), or uint8 frames when the preprocessing is inside the graph."""
+        return np.dtype(np.uint8) if self.metadata.frame_input is not None else np.dtype(np.float32)
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         """Logits (N, num_classes) float32 for a normalised (N, C, H, W) float32 batch."""
@@ -63,13 +71,19 @@ class Backend(ABC):
 
     def _checked_input(self, batch: np.ndarray) -> np.ndarray:
         batch = np.asarray(batch)
+        dtype = self.input_dtype
         if batch.ndim != 4 or tuple(batch.shape[1:]) != self.input_shape:
             raise RunnerError(
-                f"{self.path.name} expects input (N, {', '.join(map(str, self.input_shape))}) float32, "
+                f"{self.path.name} expects input (N, {', '.join(map(str, self.input_shape))}) {dtype}, "
                 f"got {tuple(batch.shape)} {batch.dtype}"
             )
-        if batch.dtype != np.float32:
-            raise RunnerError(f"{self.path.name} expects float32 input, got {batch.dtype}")
+        if batch.dtype != dtype:
+            hint = (
+                " (raw frames: its preprocessing is inside the graph; use runner.preprocess)"
+                if dtype == np.uint8
+                else ""
+            )
+            raise RunnerError(f"{self.path.name} expects {dtype} input{hint}, got {batch.dtype}")
         return np.ascontiguousarray(batch)
 
     def _checked_logits(self, logits: np.ndarray, rows: int) -> np.ndarray:
@@ -185,3 +199,12 @@ def one_line(exc: BaseException) -> str:
     """An exception's message on one line (ONNX Runtime's span several), at most 300 characters."""
     text = " ".join(str(exc).split()) or type(exc).__name__
     return text if len(text) <= 300 else text[:297] + "..."
+
+
+def random_batch(backend: Any, rows: int, rng: np.random.Generator) -> np.ndarray:
+    """A batch of ``rows`` random inputs of the shape and type ``backend`` takes (timing, warm-up): normal
+    noise, or random uint8 frames for a model with its preprocessing inside."""
+    shape = (rows, *backend.input_shape)
+    if np.dtype(backend.input_dtype) == np.uint8:
+        return rng.integers(0, 256, shape, dtype=np.uint8)
+    return rng.standard_normal(shape).astype(np.float32)

@@ -20,7 +20,7 @@ import numpy as np
 
 from resnet_deploy._lazy import lazy_module
 from resnet_deploy.errors import RunnerError
-from resnet_deploy.runtime.base import Backend
+from resnet_deploy.runtime.base import Backend, random_batch
 
 if TYPE_CHECKING:
     from resnet_deploy.runtime import onnx_backend, openvino_backend
@@ -131,7 +131,7 @@ def probe(backends: list[Backend]) -> list[float]:
     """Median seconds of a call of each backend on one seeded batch (``infer_many`` of one batch per stream
     for backends opened with streams), timed in alternating blocks so drift hits them alike."""
     first = backends[0]
-    x = np.random.default_rng(0).standard_normal((_probe_rows(first), *first.input_shape)).astype(np.float32)
+    x = random_batch(first, _probe_rows(first), np.random.default_rng(0))
 
     def call(backend: Backend) -> None:
         if backend.streams > 1:

@@ -123,7 +123,7 @@ def check_engine_io(
     check_io(
         metadata,
         props,
-        [(engine.input_name, ("N", *engine.sample_shape), "float32")],  # float32 I/O checked by the caller
+        [(engine.input_name, ("N", *engine.sample_shape), engine.input_type)],  # I/O types checked by the caller
         [(engine.output_name, ("N", engine.num_classes), "float32")],
         f"{path} (against its sidecar's model metadata)",
         fix=f"re-export the model and {sidecar.rebuild_hint()}",
@@ -191,11 +191,14 @@ class TensorRTBackend(Backend):
         if len(inputs) != 1 or len(outputs) != 1:
             raise EngineMismatchError(f"{path} has inputs {inputs} and outputs {outputs}; expected one of each")
         self.input_name, self.output_name = inputs[0], outputs[0]
-        for name in (self.input_name, self.output_name):
-            if engine.get_tensor_dtype(name) != trt.float32:
+        frames = metadata.frame_input is not None  # preprocessing inside: uint8 frames in
+        self.input_type = "uint8" if frames else "float32"
+        for name, want in ((self.input_name, trt.uint8 if frames else trt.float32), (self.output_name, trt.float32)):
+            if engine.get_tensor_dtype(name) != want:
                 raise EngineMismatchError(
-                    f"{path}: tensor {name!r} is {engine.get_tensor_dtype(name)}, but the runner feeds and reads "
-                    "float32 (engines from build-engine keep float32 I/O); rebuild it with resnet-deploy build-engine"
+                    f"{path}: tensor {name!r} is {engine.get_tensor_dtype(name)}, but the runner "
+                    f"{'reads' if name == self.output_name else 'feeds'} {str(want).rsplit('.', 1)[-1].lower()} "
+                    "(as build-engine makes them); rebuild it with resnet-deploy build-engine"
                 )
         low, _, high = engine.get_tensor_profile_shape(self.input_name, 0)
         self.min_batch, self.max_batch = int(low[0]), int(high[0])
@@ -220,7 +223,7 @@ class TensorRTBackend(Backend):
         self._resources.callback(self._deactivate)
         self.stream = cuda.create_stream()
         self.stream_handle = cuda.handle(self.stream)
-        self.host_in = cuda.alloc_pinned((self.max_batch, *self.sample_shape), np.float32)
+        self.host_in = cuda.alloc_pinned((self.max_batch, *self.sample_shape), np.dtype(self.input_type))
         self.host_out = cuda.alloc_pinned((self.max_batch, self.num_classes), np.float32)
         self.device_in = cuda.alloc_device(self.host_in.nbytes)
         self.device_out = cuda.alloc_device(self.host_out.nbytes)
@@ -309,7 +312,7 @@ class TensorRTBackend(Backend):
     def _run_chunk(self, chunk: np.ndarray) -> np.ndarray:
         n = len(chunk)
         rows = max(n, self.min_batch)  # a short last chunk is padded up to the profile's minimum
-        in_bytes = rows * int(np.prod(self.sample_shape)) * 4
+        in_bytes = rows * int(np.prod(self.sample_shape)) * self.host_in.itemsize
         out_bytes = rows * self.num_classes * 4
         self.host_in[:n] = chunk
         self.host_in[n:rows] = 0
@@ -382,9 +385,9 @@ class TensorRTBackend(Backend):
 
     def _infer_torch_checked(self, batch: Any) -> Any:
 
-        if tuple(batch.shape[1:]) != self.sample_shape or batch.dtype != torch.float32:
+        if tuple(batch.shape[1:]) != self.sample_shape or batch.dtype != getattr(torch, self.input_type):
             raise RunnerError(
-                f"{self.path.name} expects (N, {', '.join(map(str, self.sample_shape))}) float32, "
+                f"{self.path.name} expects (N, {', '.join(map(str, self.sample_shape))}) {self.input_type}, "
                 f"got {tuple(batch.shape)} {batch.dtype}"
             )
         if batch.device.index != self.cuda.device:

@@ -89,6 +89,7 @@ class ScriptedBackend:
     """A backend whose ``timed_infer`` returns the given timings in turn (the clock is never read)."""
 
     kind, precision, timer, input_shape = "onnxruntime", "fp32", "perf_counter", (1, 4, 4)
+    input_dtype = np.dtype(np.float32)
     chosen_because, notes = "", ()  # how a runtime was chosen (auto), and what could not be used
 
     def __init__(self, name: str, ms: Iterable[float]) -> None:

@@ -35,7 +35,7 @@ def clock(monkeypatch) -> FakeClock:
 class Scripted:
     """A backend opened with ``streams`` whose timed rounds run at the scripted images/s, in turn."""
 
-    precision = "fp32"
+    precision, input_dtype = "fp32", np.dtype(np.float32)
 
     def __init__(self, name, kind, streams, rates, clock, input_shape=(1, 4, 4), chosen_because=""):
         self.path, self.kind, self.streams, self.clock = Path(name), kind, streams, clock

@@ -112,7 +112,7 @@ def test_choose_faster_names_the_batch_and_streams_it_timed(monkeypatch) -> None
 class Timed:
     """A backend each call of which takes the next of ``ms`` on the fake clock."""
 
-    input_shape = (3, 8, 8)
+    input_shape, input_dtype = (3, 8, 8), np.dtype(np.float32)
 
     def __init__(self, name: str, ms: list[float], clock: FakeClock, log: list, streams: int = 1, static_batch=None):
         self.name, self.ms, self.clock, self.log = name, iter(ms), clock, log

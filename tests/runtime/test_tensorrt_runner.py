@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from resnet_deploy.artifacts import EngineSidecar
-from resnet_deploy.errors import EngineMismatchError, ResnetDeployError
+from resnet_deploy.errors import EngineMismatchError, ResnetDeployError, RunnerError
 from resnet_deploy.runtime import Runner
 from resnet_deploy.runtime.tensorrt_backend import check_version
 from tests.fake_cuda import FakeCudart, FakePyCuda
@@ -420,4 +420,27 @@ def test_the_runner_works_on_its_own_device_and_gives_the_callers_back(tiny_onnx
             assert cuda.current_device == 1
             assert [args[0] for name, args in cuda.calls if name == "cudaSetDevice"] == [0, 1]
             assert runner.infer(np.zeros((0, *SHAPE), np.float32)).shape == (0, CLASSES)
+        assert_all_freed(cuda, machine)
+
+
+@pytest.mark.parametrize("release", ["10.16", "rtx"])
+def test_an_engine_with_its_preprocessing_inside_takes_uint8_frames(tiny_onnx, tmp_path, monkeypatch, release):
+    """A frames model (``convert --frame-size``) builds to an engine whose input is uint8 NHWC: the runner
+    binds and copies one byte per value (the fake CUDA checks every copy's range), refuses float batches, and
+    ``preprocess`` passes frames of the engine's size as they are."""
+    from resnet_deploy.artifacts.frame_input import FrameInput
+    from resnet_deploy.convert.preprocess_graph import fuse_preprocessing
+
+    frames_onnx = fuse_preprocessing(tiny_onnx, tmp_path / "tiny.frames.onnx", FrameInput(12, 10, "BGR")).path
+    with device(monkeypatch, release) as (_, cuda, machine):
+        engine = build(frames_onnx, tmp_path / "f.engine", release)
+        with Runner.load(engine) as runner:
+            assert (runner.backend.input_shape, runner.backend.input_dtype) == ((10, 12, 3), np.uint8)
+            frames = np.random.default_rng(0).integers(0, 256, (5, 10, 12, 3), dtype=np.uint8)
+            batch = runner.preprocess(list(frames), channel_order="BGR")
+            assert batch.dtype == np.uint8 and np.array_equal(batch, frames)
+            weights = reference_weights(10 * 12 * 3, CLASSES)
+            assert np.allclose(runner.infer(batch), frames.reshape(5, -1).astype(np.float32) @ weights, rtol=1e-5)
+            with pytest.raises(RunnerError, match="expects uint8 input"):
+                runner.infer(frames.astype(np.float32))
         assert_all_freed(cuda, machine)
