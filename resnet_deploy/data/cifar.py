@@ -88,6 +88,7 @@ def _read_pickle(path: Path) -> dict[str, Any]:
         MemoryError,  # a length prefix claiming exabytes
         OverflowError,
         RecursionError,
+        SystemError,  # numpy's own unpickling, handed a flipped dtype description
     ) as exc:
         why = " ".join(str(exc).split()) or type(exc).__name__  # the unpickler's messages span lines
         raise DatasetError(f"{path} is truncated or not a CIFAR batch file ({why[:200]}); re-extract it") from None
