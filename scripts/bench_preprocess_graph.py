@@ -61,11 +61,11 @@ def make_models(depth: int, width: int, height: int, work: Path) -> tuple[Path, 
 def measure(plain: Path, fused: Path, frames: np.ndarray, rounds: int) -> dict[str, Any]:
     import onnxruntime as ort
 
-    from resnet_deploy.convert.preprocess_graph import _preprocessing_only
+    from resnet_deploy.convert.preprocess_graph import preprocessing_only
     from resnet_deploy.runtime import Runner
 
     count = len(frames)
-    prefix = ort.InferenceSession(_preprocessing_only(fused), providers=["CPUExecutionProvider"])
+    prefix = ort.InferenceSession(preprocessing_only(fused), providers=["CPUExecutionProvider"])
     samples: dict[str, list[float]] = {
         k: [] for k in ("host_plain", "host_fused", "infer_plain", "infer_fused", "graph")
     }

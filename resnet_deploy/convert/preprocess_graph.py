@@ -286,7 +286,7 @@ def verify_fused(source: str | Path, fused: str | Path, metadata: ArtifactMetada
     expected_input = model_input(rgb, size, policy, metadata.mean, metadata.std)
     options = ort.SessionOptions()
     options.log_severity_level = 3
-    prefix = _preprocessing_only(fused)
+    prefix = preprocessing_only(fused)
     (got_input,) = ort.InferenceSession(prefix, options, providers=["CPUExecutionProvider"]).run(
         None, {INPUT_NAME: frames}
     )
@@ -315,7 +315,7 @@ def _test_frames(frame: FrameInput) -> np.ndarray:
     return frames
 
 
-def _preprocessing_only(fused: str | Path) -> bytes:
+def preprocessing_only(fused: str | Path) -> bytes:
     """The fused graph cut after the preprocessing: its output is the network's input."""
     model = onnx.load(str(fused))
     graph = model.graph

@@ -42,7 +42,7 @@ from resnet_deploy.evaluate.binomial import ErrorRate, error_rate
 from resnet_deploy.evaluate.paired_stats import GATES, METHOD, PairedChange, change_from_counts, paired_change
 from resnet_deploy.runtime import machine
 from resnet_deploy.runtime.base import Backend
-from resnet_deploy.runtime.images import normalise
+from resnet_deploy.runtime.images import frames, normalise
 from resnet_deploy.runtime.load import ENGINE_SUFFIXES, ONNX_SUFFIXES
 from resnet_deploy.runtime.machine import cpu_flags, cpu_name, describe_isa
 
@@ -575,7 +575,7 @@ class _Tally:
         if images.dtype != np.uint8:
             x = normalise(images, metadata)
         elif metadata.frame_input is not None:
-            x = np.ascontiguousarray(images[..., ::-1] if metadata.frame_input.channel_order == "BGR" else images)
+            x = frames(list(images), metadata.frame_input)  # RGB frames, in the graph's channel order
         else:
             cfg = metadata.config
             x = model_input(images, cfg.input_size, metadata.eval_preprocess, metadata.mean, metadata.std)
@@ -640,11 +640,11 @@ def _score_test_split(
 
 def _frame_input(tallies: list[_Tally]) -> FrameInput | None:
     """The frame size of the models that take frames (one for all), or None when none does."""
-    frames = {t.backend.metadata.frame_input for t in tallies} - {None}
-    if len(frames) > 1:
-        shown = " and ".join(sorted(f.describe() for f in frames if f is not None))
+    sizes = {t.backend.metadata.frame_input for t in tallies} - {None}
+    if len(sizes) > 1:
+        shown = " and ".join(sorted(f.describe() for f in sizes if f is not None))
         raise ValidationError(f"the models take frames of different sizes ({shown}); validate them in separate runs")
-    return next(iter(frames), None)
+    return next(iter(sizes), None)
 
 
 def frames_from(images: np.ndarray, frame: FrameInput) -> np.ndarray:
