@@ -134,7 +134,7 @@ def finish_interrupted_writes(directory: str | os.PathLike[str]) -> list[Path]:
         if match and _killed_here(match["host"], match["pid"]):
             landed += _roll_forward(Path(entry.path), f"{match['host']}-{match['pid']}")
     if landed:
-        _sync_directory(directory)
+        sync_directory(directory)
     return landed
 
 
@@ -300,7 +300,7 @@ def _commit(targets: list[Path], temporaries: list[Path]) -> None:
         raise
     for directory in dict.fromkeys(target.parent for target in targets):
         _write_boundary()
-        _sync_directory(directory)
+        sync_directory(directory)
     if journal is not None:
         _write_boundary()
         with contextlib.suppress(OSError):
@@ -321,7 +321,7 @@ def _write_journal(first: Path, temporaries: list[Path]) -> Path | None:
         _write_boundary()
         os.fsync(fh.fileno())
     _write_boundary()
-    _sync_directory(directory)
+    sync_directory(directory)
     return Path(name)
 
 
@@ -333,7 +333,7 @@ def _sync_file(path: Path) -> None:
         os.close(fd)
 
 
-def _sync_directory(directory: Path) -> None:
+def sync_directory(directory: Path) -> None:
     """Make renames and new names in ``directory`` durable; best effort (some file systems refuse)."""
     try:
         fd = os.open(directory, os.O_RDONLY)

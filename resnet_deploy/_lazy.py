@@ -55,6 +55,8 @@ EXTRAS = {
     "matplotlib": "plot",
     "onnxslim": "simplify",
     "cv2": "video",
+    "tritonclient": "client",
+    "pytriton": "serve",
     "cuda": "cuda",
 }
 

@@ -2,7 +2,12 @@
 # The test suite. Sets itself up on a fresh machine (.venv with the [dev] extra).
 #   scripts/test.sh [pytest options]   e.g. scripts/test.sh -k export
 set -euo pipefail
-source "$(dirname "${BASH_SOURCE[0]}")/_venv.sh" "dev"
+# The serving environment first (its own: PyTriton requires numpy<2); the serving tests start
+# `resnet-deploy serve` from it and skip where it is missing
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+export RESNET_DEPLOY_SERVE_PYTHON="${RESNET_DEPLOY_SERVE_VENV:-$here/../.venv-serve}/bin/python"
+RESNET_DEPLOY_VENV="${RESNET_DEPLOY_SERVE_VENV:-$here/../.venv-serve}" bash -c 'source "$1/_venv.sh" serve' _ "$here"
+source "$here/_venv.sh" "dev"
 cd "$ROOT"
 ruff check resnet_deploy tests scripts
 ruff format --check --quiet resnet_deploy tests scripts || { echo "run: ruff format resnet_deploy tests scripts"; exit 1; }

@@ -71,7 +71,7 @@ def test_the_generated_reference_lists_every_option() -> None:
 def test_extras_alias_and_cover_each_other() -> None:
     extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
     assert extras["torch"] == extras["train"]
-    runtime_extras = ("train", "onnxruntime", "openvino", "rtx", "plot", "simplify", "video")
+    runtime_extras = ("train", "onnxruntime", "openvino", "rtx", "plot", "simplify", "video", "client")
     every = {dep for name in runtime_extras for dep in extras[name]}
     assert every == set(extras["all"]) and every | set(extras["docs"]) <= set(extras["dev"])
     # scripts/_venv.sh skips installing an extra that [dev] holds: each it names must be inside [dev]

@@ -86,7 +86,7 @@ def test_the_package_root_holds_only_what_every_stage_shares() -> None:
     stages = {p.name for p in PACKAGE.iterdir() if p.is_dir() and (p / "__init__.py").exists()}
     assert stages == {
         "artifacts", "cli", "convert", "data", "engine", "evaluate", "files", "models", "pipeline", "quantize",
-        "runtime", "training", "trt", "edge",
+        "runtime", "training", "trt", "edge", "serve",
     }  # fmt: skip
 
 

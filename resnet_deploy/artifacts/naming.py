@@ -6,7 +6,7 @@ Renaming an artifact is an edit to this module alone.
 
     MODEL.onnx              export of a checkpoint or a --depth model (``exported``)
     MODEL.fp16.onnx         FP16 twin (``fp16_twin``)
-    MODEL.framesWxH.onnx    preprocessing inside, for W x H uint8 frames (``frames_twin``)
+    MODEL.framesWxH.onnx    preprocessing inside, for W x H uint8 frames (``frames_twin``; ``-float32``: float32 frames)
     MODEL.int8.onnx         INT8 Q/DQ for TensorRT; MODEL.cpu.int8.onnx for ONNX Runtime (``int8_twin``)
     MODEL[.prec].engine     engine beside the ONNX it is built from (``engine_beside``), its
       + .engine.json        sidecar (``json_beside``)
@@ -71,9 +71,11 @@ def fp16_twin(onnx: str | os.PathLike[str]) -> Path:
     return Path(str(Path(onnx).with_suffix("")) + ".fp16.onnx")
 
 
-def frames_twin(onnx: str | os.PathLike[str], width: int, height: int) -> Path:
-    """``r50.onnx`` -> ``r50.frames1280x720.onnx``: the model with its preprocessing inside, for WxH frames."""
-    return Path(str(Path(onnx).with_suffix("")) + f".frames{width}x{height}.onnx")
+def frames_twin(onnx: str | os.PathLike[str], width: int, height: int, dtype: str = "uint8") -> Path:
+    """``r50.onnx`` -> ``r50.frames1280x720.onnx``: the model with its preprocessing inside, for WxH frames
+    (``r50.frames1280x720-float32.onnx`` for float32 frames)."""
+    kind = "" if dtype == "uint8" else f"-{dtype}"
+    return Path(str(Path(onnx).with_suffix("")) + f".frames{width}x{height}{kind}.onnx")
 
 
 def int8_twin(model: str | os.PathLike[str], target: str = "tensorrt") -> Path:

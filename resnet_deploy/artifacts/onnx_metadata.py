@@ -247,7 +247,7 @@ def check_io(
             raise ArtifactError(
                 f"{source} {kind} is named {name!r} but its metadata says {kind}_name {promised!r}; {fix}"
             )
-        input_type = "uint8" if frame else "float32"
+        input_type = frame.dtype if frame else "float32"
         floating = dtype == input_type if kind == "input" else dtype in ("float32", "float16", "float64", "bfloat16")
         if not floating:
             what = f"{input_type} input" if kind == "input" else "floating-point logits"

@@ -20,14 +20,18 @@ from resnet_deploy.cli.build_engine import build_engine_command
 from resnet_deploy.cli.calibrate import calibrate
 from resnet_deploy.cli.classify import classify_command
 from resnet_deploy.cli.convert import convert
+from resnet_deploy.cli.deepstream import deepstream_command
 from resnet_deploy.cli.demo import demo
 from resnet_deploy.cli.export import export
 from resnet_deploy.cli.flags import describe_error
 from resnet_deploy.cli.import_model import import_command
 from resnet_deploy.cli.info import info
 from resnet_deploy.cli.inspect import inspect_command
+from resnet_deploy.cli.load_test import load_test_command
 from resnet_deploy.cli.sensitivity import sensitivity
+from resnet_deploy.cli.serve import serve_command
 from resnet_deploy.cli.train import train
+from resnet_deploy.cli.triton import triton_command
 from resnet_deploy.cli.validate import validate_command
 from resnet_deploy.errors import ResnetDeployError, Stopped, Terminated, interrupted_code, raise_terminated
 from resnet_deploy.training.torchrun import record_failure
@@ -110,6 +114,10 @@ def _register() -> None:
         validate_command,
         bench,
         classify_command,
+        triton_command,
+        serve_command,
+        load_test_command,
+        deepstream_command,
         demo,
     ):
         main.add_command(command)

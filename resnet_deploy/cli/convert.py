@@ -48,6 +48,14 @@ def parse_size(text: str) -> tuple[int, int]:
     show_default=True,
     help="With --frame-size: the frames' channel order (bgr: as OpenCV decodes).",
 )
+@click.option(
+    "--frame-dtype",
+    type=click.Choice(["uint8", "float32"], case_sensitive=False),
+    default="uint8",
+    show_default=True,
+    help="With --frame-size: the frames' type. float32 takes the same pixel values (0-255) as floats, for feeders "
+    "that write only float tensors (DeepStream's nvinfer).",
+)
 @click.option("--no-verify", is_flag=True, help="Skip the ONNX Runtime check against the source model.")
 @output_options("Default: MODEL.fp16.onnx, MODEL.framesWxH.onnx.")
 def convert(
@@ -56,6 +64,7 @@ def convert(
     keep_fp32: tuple[str, ...],
     frame_size: str | None,
     channel_order: str,
+    frame_dtype: str,
     no_verify: bool,
     output: str | None,
     overwrite: bool,
@@ -73,7 +82,9 @@ def convert(
     frames = check_conversion(fp16, frame_size, output)
     out = Reporter(as_json)
     precision = "fp16" if fp16 else None
-    job = ConvertJob(onnx, precision, output, keep_fp32, not no_verify, overwrite, frames, channel_order.upper())
+    job = ConvertJob(
+        onnx, precision, output, keep_fp32, not no_verify, overwrite, frames, channel_order.upper(), frame_dtype.lower()
+    )
     result = execute(job, out, dry_run)
     if result is not None:
         out.result({"ok": True, **result.to_dict()})

@@ -25,6 +25,7 @@ ALIASES = {
     "batches": "--batch",
     "backends": "--backend",
     "artifacts": "--artifacts",
+    "url": "URL",
 }
 _TOKEN = re.compile(r"(?<!`)`([a-z][a-z0-9_]*(?:\.[a-z][a-z0-9_]*)*)(?:=([^`\s][^`]*))?`(?!`)")
 

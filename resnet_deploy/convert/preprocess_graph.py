@@ -160,7 +160,9 @@ def prepend_preprocessing(model: Any, metadata: ArtifactMetadata, frame: FrameIn
     builder = _Builder()
     cfg = metadata.config
     plan = resize_plan(frame, cfg.input_size, metadata.eval_preprocess)
-    x = builder.node("Cast", [INPUT_NAME], to=onnx.TensorProto.FLOAT)  # first: TensorRT slices no uint8
+    x = INPUT_NAME  # float32 frames: the pixel values already
+    if frame.dtype == "uint8":
+        x = builder.node("Cast", [INPUT_NAME], to=onnx.TensorProto.FLOAT)  # first: TensorRT slices no uint8
     x = builder.node("Transpose", [x], perm=[0, 3, 1, 2])  # N, 3, H, W: the taps gathered along the last axes
     passes = [(plan.horizontal, 3, frame.width), (plan.vertical, 2, frame.height)]
     (first, first_axis, first_full), (second, second_axis, second_full) = (
@@ -176,7 +178,8 @@ def prepend_preprocessing(model: Any, metadata: ArtifactMetadata, frame: FrameIn
     std = np.asarray(metadata.std, np.float32).reshape(1, -1, 1, 1)
     x = builder.node("Sub", [x, builder.const("mean", mean)])
     builder.node("Div", [x, builder.const("std", std)], output=PREPROCESSED)
-    frames = helper.make_tensor_value_info(INPUT_NAME, onnx.TensorProto.UINT8, [None, *frame.shape])
+    elem = onnx.TensorProto.UINT8 if frame.dtype == "uint8" else onnx.TensorProto.FLOAT
+    frames = helper.make_tensor_value_info(INPUT_NAME, elem, [None, *frame.shape])
     frames.type.tensor_type.shape.dim[0].CopyFrom(batch_dim)
     graph.input.remove(old_input)
     graph.input.insert(0, frames)
@@ -288,7 +291,7 @@ def verify_fused(source: str | Path, fused: str | Path, metadata: ArtifactMetada
     options.log_severity_level = 3
     prefix = preprocessing_only(fused)
     (got_input,) = ort.InferenceSession(prefix, options, providers=["CPUExecutionProvider"]).run(
-        None, {INPUT_NAME: frames}
+        None, {INPUT_NAME: frames.astype(frame.numpy_dtype)}
     )
     if got_input.shape != expected_input.shape or not np.array_equal(got_input, expected_input):
         same_shape = got_input.shape == expected_input.shape
@@ -300,7 +303,7 @@ def verify_fused(source: str | Path, fused: str | Path, metadata: ArtifactMetada
     ref = ort.InferenceSession(str(source), options, providers=["CPUExecutionProvider"])
     new = ort.InferenceSession(str(fused), options, providers=["CPUExecutionProvider"])
     (a,) = ref.run(None, {INPUT_NAME: expected_input})
-    (b,) = new.run(None, {INPUT_NAME: frames})
+    (b,) = new.run(None, {INPUT_NAME: frames.astype(frame.numpy_dtype)})
     return len(frames), float(np.abs(a.astype(np.float64) - b).max())
 
 

@@ -17,12 +17,13 @@ next open scans again. A clock skew between a file server and this host beyond t
 the rule, as do file systems whose directory mtimes never change (some object-store mounts): pass
 ``cache=False`` there.
 
-The cache is read as untrusted input: a directory key must be ``<class>/<name>/...`` below a class
-folder found now, every image entry a plain name of an image file (a string, no separator, not
-``.``/``..``, no NUL), and every directory below a class folder a real one, not a symlink (the walk
-never descends into those). A cache that breaks any rule, or is not the JSON the walk writes, is
-discarded without a message and the folder is scanned again (and the cache rewritten), so no entry
-can point outside the data tree.
+The cache is read as untrusted input: it must carry the sha256 of its directories as written (a byte
+flipped in a name is another file, which the unchanged mtimes would not reveal); a directory key must be
+``<class>/<name>/...`` below a class folder found now, every image entry a plain name of an image file
+(a string, no separator, not ``.``/``..``, no NUL), and every directory below a class folder a real one,
+not a symlink (the walk never descends into those). A cache that breaks any rule, or is not the JSON the
+walk writes, is discarded without a message and the folder is scanned again (and the cache rewritten),
+so no entry can point outside the data tree.
 
 What counts is exactly what ``sorted(Path(root, cls).rglob("*"))`` filtered by suffix and
 ``is_file()`` gives: files at any depth, hidden ones included; a symlink to a file counts (its
@@ -216,11 +217,19 @@ def _load(where: Path, root: Path, resolved: Path, found: list[str]) -> _Index |
     return index
 
 
+def _digest(dirs: Any) -> str:
+    """The sha256 of the index's directories as written: a byte flipped in a name (``1.png`` read back as
+    ``3.png``) would otherwise pass every other check, since the directory's mtime is unchanged."""
+    return hashlib.sha256(json.dumps(dirs, separators=(",", ":"), sort_keys=True).encode()).hexdigest()
+
+
 def _parse(data: Any, resolved: Path, found: list[str]) -> _Index | None:
     if not isinstance(data, dict) or data.get("version") != FORMAT_VERSION or data.get("root") != str(resolved):
         return None
     dirs = data.get("dirs")
     if data.get("classes") != found or not isinstance(dirs, dict) or "" not in dirs:
+        return None
+    if data.get("sha256") != _digest(dirs):
         return None
     index: _Index = {}
     classes = set(found)
@@ -260,6 +269,7 @@ def _save(where: Path, data: dict[str, Any]) -> None:
     """Write the cache; an optimisation, so a cache directory that cannot be written is passed over."""
     try:
         where.parent.mkdir(parents=True, exist_ok=True)
+        data = {**data, "sha256": _digest(data["dirs"])}
         write_bytes_atomic(where, json.dumps(data, separators=(",", ":")).encode())
     except (OSError, OutputPathError):
         pass

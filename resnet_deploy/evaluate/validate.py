@@ -639,12 +639,14 @@ def _score_test_split(
 
 
 def _frame_input(tallies: list[_Tally]) -> FrameInput | None:
-    """The frame size of the models that take frames (one for all), or None when none does."""
-    sizes = {t.backend.metadata.frame_input for t in tallies} - {None}
+    """The frame size of the models that take frames (one for all), or None when none does; their channel orders
+    and data types may differ (each model's runner puts the same RGB uint8 frames in its own)."""
+    frames = [f for t in tallies if (f := t.backend.metadata.frame_input) is not None]
+    sizes = {(f.width, f.height) for f in frames}
     if len(sizes) > 1:
-        shown = " and ".join(sorted(f.describe() for f in sizes if f is not None))
+        shown = " and ".join(sorted(f"{w}x{h}" for w, h in sizes))
         raise ValidationError(f"the models take frames of different sizes ({shown}); validate them in separate runs")
-    return next(iter(sizes), None)
+    return frames[0] if frames else None
 
 
 def frames_from(images: np.ndarray, frame: FrameInput) -> np.ndarray:

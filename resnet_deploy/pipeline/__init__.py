@@ -27,6 +27,10 @@ those steps and returns the job's typed result. Progress goes to ``out`` (:class
 | classify | :class:`ClassifyJob` | ``ClassifyReport`` |
 | demo | :class:`DemoJob` | :class:`DemoResult` |
 | inspect | :class:`InspectJob` | :class:`Inspection` |
+| triton | :class:`TritonJob` | ``TritonReport`` |
+| serve | :class:`ServeJob` | ``ServeReport`` |
+| load-test | :class:`LoadTestJob` | ``LoadReport`` |
+| deepstream | :class:`DeepStreamJob` | ``DeepStreamResult`` |
 """
 
 from __future__ import annotations
@@ -38,15 +42,19 @@ from resnet_deploy.pipeline.bench import BenchJob
 from resnet_deploy.pipeline.calibrate import CalibrateJob
 from resnet_deploy.pipeline.classify import ClassifyJob
 from resnet_deploy.pipeline.convert import ConvertJob
+from resnet_deploy.pipeline.deepstream import DeepStreamJob, DeepStreamResult
 from resnet_deploy.pipeline.demo import DemoJob, DemoResult
 from resnet_deploy.pipeline.engine import EngineJob, build_engine
 from resnet_deploy.pipeline.export import ExportJob
 from resnet_deploy.pipeline.import_model import ImportJob
 from resnet_deploy.pipeline.inspect import Inspection, InspectJob
 from resnet_deploy.pipeline.job import Job
+from resnet_deploy.pipeline.load_test import LoadTestJob
 from resnet_deploy.pipeline.plan import Plan, Step, run
 from resnet_deploy.pipeline.sensitivity import SensitivityJob
+from resnet_deploy.pipeline.serve import ServeJob, ServeReport
 from resnet_deploy.pipeline.train import TrainJob
+from resnet_deploy.pipeline.triton import TritonJob, TritonReport
 from resnet_deploy.pipeline.validate import ValidateJob
 
 R = TypeVar("R")
@@ -62,6 +70,8 @@ __all__ = [
     "CalibrateJob",
     "ClassifyJob",
     "ConvertJob",
+    "DeepStreamJob",
+    "DeepStreamResult",
     "DemoJob",
     "DemoResult",
     "EngineJob",
@@ -70,14 +80,19 @@ __all__ = [
     "InspectJob",
     "Inspection",
     "Job",
+    "LoadTestJob",
     "Messages",
     "Plan",
     "Printed",
     "Recorded",
     "SensitivityJob",
+    "ServeJob",
+    "ServeReport",
     "Silent",
     "Step",
     "TrainJob",
+    "TritonJob",
+    "TritonReport",
     "ValidateJob",
     "build_engine",
     "plan",

@@ -28,12 +28,9 @@ from resnet_deploy.edge.stream import FrameResult, check_whole, stream
 from resnet_deploy.edge.summary import StreamSummary
 from resnet_deploy.errors import RunnerError, Terminated
 from resnet_deploy.messages import Messages
-from resnet_deploy.pipeline.job import Job, existing_file, output_path
+from resnet_deploy.pipeline.job import Job, output_path, runnable_model
 from resnet_deploy.pipeline.plan import Input, Output, Plan, Step, checked, inputs, last
 from resnet_deploy.runtime import Runner
-from resnet_deploy.runtime.load import ENGINE_SUFFIXES, ONNX_BACKENDS, ONNX_SUFFIXES, TORCH_SUFFIXES
-
-MODEL_SUFFIXES = (*ENGINE_SUFFIXES, *ONNX_SUFFIXES, *TORCH_SUFFIXES)
 
 
 @dataclass(frozen=True)
@@ -100,18 +97,7 @@ class ClassifyJob(Job[ClassifyReport]):
         return parse_source(self.source)
 
     def plan(self) -> Plan[ClassifyReport]:
-        if self.model is None:
-            raise RunnerError("no model to classify with: an engine, an ONNX or a checkpoint", field="model")
-        model = existing_file(self.model, "model", "model")
-        assert model is not None
-        if not model.name.lower().endswith(MODEL_SUFFIXES):
-            raise RunnerError(
-                f"cannot tell what {model} is from its suffix; the model is an engine ({', '.join(ENGINE_SUFFIXES)}), "
-                f"an ONNX (.onnx) or a checkpoint ({', '.join(TORCH_SUFFIXES)})",
-                field="model",
-            )
-        if self.backend not in ONNX_BACKENDS:
-            raise RunnerError(f"`backend` runs ONNX files: one of {', '.join(ONNX_BACKENDS)}", field="backend")
+        model = runnable_model(self.model, self.backend, "to classify with")
         check_whole("topk", self.topk, 1)
         check_whole("batch", self.batch, 1)
         check_whole("every", self.every, 1)

@@ -40,7 +40,9 @@ class ConvertJob(Job["Fp16Result | FuseResult"]):
     ``keep_fp32``: op types kept in float32 besides the converter's defaults.
 
     ``frame_size`` (width, height): put the model's preprocessing inside the graph, for uint8 NHWC frames
-    of that size in ``channel_order`` ("RGB" or "BGR"); default output ``MODEL.framesWxH.onnx``. With
+    of that size in ``channel_order`` ("RGB" or "BGR"); default output ``MODEL.framesWxH.onnx``.
+    ``frame_dtype="float32"``: the same pixel values (0 to 255) as float32 frames, for feeders that write only
+    float tensors (DeepStream's nvinfer); default output ``MODEL.framesWxH-float32.onnx``. With
     ``precision="fp16"`` too, the FP16 twin is written first and the frames model made from it;
     ``precision=None`` converts the frames alone (an FP32, FP16 or INT8 model keeps its precision)."""
 
@@ -54,6 +56,7 @@ class ConvertJob(Job["Fp16Result | FuseResult"]):
     overwrite: bool = False
     frame_size: tuple[int, int] | None = None
     channel_order: str = "RGB"
+    frame_dtype: str = "uint8"
 
     def plan(self) -> Plan[Fp16Result | FuseResult]:
         if self.precision not in (*PRECISIONS, None) or (self.precision is None and self.frame_size is None):
@@ -74,7 +77,7 @@ class ConvertJob(Job["Fp16Result | FuseResult"]):
             steps.append(ConvertFp16(source, half, tuple(self.keep_fp32), self.verify))
             fused_from = half
         if frame is not None:
-            default = naming.frames_twin(fused_from, frame.width, frame.height)
+            default = naming.frames_twin(fused_from, frame.width, frame.height, frame.dtype)
             output = output_path(self.output, (".onnx",), "the model with its preprocessing is an ONNX file") or default
             steps.append(FusePreprocessing(fused_from, output, frame, self.verify))
         return checked(self.command, steps, last, overwrite=self.overwrite)
@@ -84,13 +87,15 @@ class ConvertJob(Job["Fp16Result | FuseResult"]):
             return None
         try:
             width, height = self.frame_size
-            return FrameInput(int(width), int(height), str(self.channel_order).upper())
+            return FrameInput(int(width), int(height), str(self.channel_order).upper(), str(self.frame_dtype).lower())
         except (TypeError, ValueError):
             raise ArtifactError(
                 f"`frame_size` {self.frame_size!r} is not (width, height), e.g. (1280, 720)", field="frame_size"
             ) from None
         except ArtifactError as exc:
-            raise ArtifactError(str(exc), field="frame_size" if "order" not in str(exc) else "channel_order") from None
+            text = str(exc)
+            field = "channel_order" if "order" in text else "frame_dtype" if "data type" in text else "frame_size"
+            raise ArtifactError(str(exc), field=field) from None
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from resnet_deploy.artifacts.model_spec import ModelSpec
-from resnet_deploy.errors import ArtifactError, OutputPathError
+from resnet_deploy.errors import ArtifactError, OutputPathError, RunnerError
+from resnet_deploy.runtime.load import ENGINE_SUFFIXES, ONNX_BACKENDS, ONNX_SUFFIXES, TORCH_SUFFIXES
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -57,3 +58,24 @@ def output_path(path: str | Path | None, suffixes: tuple[str, ...], what: str, f
         ends = " or ".join(suffixes)
         raise OutputPathError(f"{what}: give a path ending in {ends} (`{field}`), not {path}", field=field)
     return Path(path)
+
+
+MODEL_SUFFIXES = (*ENGINE_SUFFIXES, *ONNX_SUFFIXES, *TORCH_SUFFIXES)
+
+
+def runnable_model(path: str | Path | None, backend: str, what: str) -> Path:
+    """The model a runner opens (an engine, an ONNX on ``backend``, a checkpoint), refused in one line when it is
+    missing, not a file, of a kind no runner opens, or ``backend`` is not an ONNX runtime; ``what``: "to serve"."""
+    if path is None:
+        raise RunnerError(f"no model {what}: an engine, an ONNX or a checkpoint", field="model")
+    model = existing_file(path, "model", "model")
+    assert model is not None
+    if not model.name.lower().endswith(MODEL_SUFFIXES):
+        raise RunnerError(
+            f"cannot tell what {model} is from its suffix; the model is an engine ({', '.join(ENGINE_SUFFIXES)}), "
+            f"an ONNX (.onnx) or a checkpoint ({', '.join(TORCH_SUFFIXES)})",
+            field="model",
+        )
+    if backend not in ONNX_BACKENDS:
+        raise RunnerError(f"`backend` runs ONNX files: one of {', '.join(ONNX_BACKENDS)}", field="backend")
+    return model

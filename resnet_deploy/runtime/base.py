@@ -40,8 +40,10 @@ class Backend(ABC):
 
     @property
     def input_dtype(self) -> Any:
-        """float32 (normalised NCHW), or uint8 frames when the preprocessing is inside the graph."""
-        return np.dtype(np.uint8) if self.metadata.frame_input is not None else np.dtype(np.float32)
+        """float32 (normalised NCHW), or the frames' type (uint8, or float32 pixel values) when the preprocessing
+        is inside the graph."""
+        frame = self.metadata.frame_input
+        return frame.numpy_dtype if frame is not None else np.dtype(np.float32)
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         """Logits (N, num_classes) float32 for a normalised (N, C, H, W) float32 batch."""
@@ -80,7 +82,7 @@ class Backend(ABC):
         if batch.dtype != dtype:
             hint = (
                 " (raw frames: its preprocessing is inside the graph; use runner.preprocess)"
-                if dtype == np.uint8
+                if self.metadata.frame_input is not None
                 else ""
             )
             raise RunnerError(f"{self.path.name} expects {dtype} input{hint}, got {batch.dtype}")
@@ -203,8 +205,8 @@ def one_line(exc: BaseException) -> str:
 
 def random_batch(backend: Any, rows: int, rng: np.random.Generator) -> np.ndarray:
     """A batch of ``rows`` random inputs of the shape and type ``backend`` takes (timing, warm-up): normal
-    noise, or random uint8 frames for a model with its preprocessing inside."""
+    noise, or random pixel values (0 to 255) for a model with its preprocessing inside."""
     shape = (rows, *backend.input_shape)
-    if np.dtype(backend.input_dtype) == np.uint8:
-        return rng.integers(0, 256, shape, dtype=np.uint8)
+    if getattr(getattr(backend, "metadata", None), "frame_input", None) is not None or backend.input_dtype == np.uint8:
+        return rng.integers(0, 256, shape, dtype=np.uint8).astype(backend.input_dtype)
     return rng.standard_normal(shape).astype(np.float32)

@@ -92,7 +92,7 @@ def frames(images: Sequence[Any], frame: FrameInput, channel_order: str = "RGB")
             pil = _to_pil(image if array is None else array, i)
             array = np.asarray(pil.resize((frame.width, frame.height), Image.Resampling.BILINEAR), dtype=np.uint8)
         out[i] = array[:, :, ::-1] if frame.channel_order == "BGR" else array
-    return out
+    return out if frame.dtype == "uint8" else out.astype(frame.numpy_dtype)  # float32 frames: the same values
 
 
 def _rgb(image: Any, channel_order: str) -> np.ndarray | None:

@@ -191,8 +191,8 @@ class TensorRTBackend(Backend):
         if len(inputs) != 1 or len(outputs) != 1:
             raise EngineMismatchError(f"{path} has inputs {inputs} and outputs {outputs}; expected one of each")
         self.input_name, self.output_name = inputs[0], outputs[0]
-        frames = metadata.frame_input is not None  # preprocessing inside: uint8 frames in
-        self.input_type = "uint8" if frames else "float32"
+        frames = metadata.frame_input is not None and metadata.frame_input.dtype == "uint8"  # uint8 frames in
+        self.input_type = "uint8" if frames else "float32"  # float32 frames carry pixel values
         for name, want in ((self.input_name, trt.uint8 if frames else trt.float32), (self.output_name, trt.float32)):
             if engine.get_tensor_dtype(name) != want:
                 raise EngineMismatchError(

@@ -247,3 +247,43 @@ def test_tensorrt_rtx_builds_the_frames_model_in_every_precision(trained_resnet2
                 layer for layer in meta["layers"] if any(n.startswith(PREFIX) for n in layer["onnx_nodes"])
             ]
             assert preprocessing and preprocessing[0]["inputs"] == ["uint8"]
+
+
+def test_float32_frames_take_the_same_pixel_values_and_give_the_same_logits(exports, tmp_path) -> None:
+    """`frame_dtype=float32` (for feeders that write only float tensors): the input is float32 NHWC holding the
+    pixel values; checked bit for bit like the uint8 model, named apart, and equal to it on the same frames."""
+    from resnet_deploy.artifacts.naming import frames_twin
+    from resnet_deploy.pipeline import ConvertJob, plan, run
+
+    job = ConvertJob(exports["r20"], precision=None, frame_size=(64, 48), channel_order="BGR", frame_dtype="float32")
+    run(plan(job))
+    fused = frames_twin(exports["r20"], 64, 48, "float32")
+    assert fused.name.endswith(".frames64x48-float32.onnx") and fused.is_file()
+    frame = read_onnx_metadata(fused).frame_input
+    assert frame == FrameInput(64, 48, "BGR", "float32") and frame.describe() == "64x48 float32 BGR"
+    (given,) = onnx.load(str(fused)).graph.input[:1]
+    assert given.type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    uint8 = fuse_preprocessing(exports["r20"], tmp_path / "u8.onnx", FrameInput(64, 48, "BGR")).path
+    bgr = np.random.default_rng(2).integers(0, 256, (3, 48, 64, 3), dtype=np.uint8)
+    with Runner.load(fused, backend="onnxruntime") as floats, Runner.load(uint8, backend="onnxruntime") as bytes_:
+        batch = floats.preprocess(list(bgr), channel_order="BGR")
+        assert batch.dtype == np.float32 and np.array_equal(batch, bgr.astype(np.float32))
+        np.testing.assert_array_equal(floats.infer(batch), bytes_.infer(bgr))
+        with pytest.raises(RunnerError, match=r"expects float32 input .*preprocessing is inside the graph"):
+            floats.infer(bgr)
+    result = invoke("convert", str(exports["r20"]), "--frame-size", "64x48", "--frame-dtype", "int16")
+    assert result.exit_code == 2 and "int16" in result.stderr
+
+
+@pytest.mark.rtx
+def test_tensorrt_rtx_builds_the_float32_frames_model(trained_resnet20, tmp_path) -> None:
+    from resnet_deploy.engine.options import BuildOptions
+    from resnet_deploy.pipeline import build_engine
+
+    _, fp32 = trained_resnet20
+    fused = fuse_preprocessing(fp32, tmp_path / "r20.f32.onnx", FrameInput(64, 48, "RGB", "float32")).path
+    result = build_engine(fused, tmp_path / "f32.engine", BuildOptions(precision="fp32", target_cc=("8.6",)))
+    meta = json.loads(result.sidecar_path.read_text())
+    # TensorRT names float32 "float"
+    assert meta["io"]["inputs"] == [{"name": "input", "dtype": "float", "shape": [-1, 48, 64, 3]}]
+    assert json.loads(meta["model"]["frame_input"])["dtype"] == "float32"

@@ -124,3 +124,13 @@ def test_a_failed_install_leaves_no_stamp(tmp_path) -> None:
     assert done.returncode == 1 and "[setup] pip install failed" in done.stderr
     assert not (repo.venv / ".resnet-deploy-install").exists()
     assert repo.pip_calls("") == [TORCH, "-m pip install -q -e ROOT"]  # tried again next time
+
+
+def test_the_serving_environment_gets_no_torch_and_checks_pytriton(tmp_path) -> None:
+    """scripts/serve.sh's venv: [serve] alone (PyTriton pins numpy<2), no pinned torch, its own import check."""
+    repo = Checkout(tmp_path)
+    done, calls = repo.source("serve")
+    assert done.returncode == 0, done.stderr
+    assert [c for c in calls if "pip install" in c] == ["-m pip install -q -e ROOT[serve]"]
+    assert "-c import resnet_deploy, onnxruntime, pytriton" in calls
+    assert repo.pip_calls("serve") == []
