@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import signal
 import subprocess
 import sys
@@ -242,9 +241,8 @@ def load(server: Server, protocol: str, batch: int, concurrency: int, seconds: f
 def machine(threads: int) -> dict[str, Any]:
     from importlib import metadata
 
-    from resnet_deploy.runtime.machine import cpu_flags, cpu_kind, cpu_name, describe_isa
+    from resnet_deploy.runtime.machine import describe_host
 
-    isa = cpu_flags()
     versions = (
         "import importlib.metadata as m; print(*(m.version(n) for n in ('nvidia-pytriton', 'onnxruntime', 'numpy')))"
     )
@@ -255,14 +253,8 @@ def machine(threads: int) -> dict[str, Any]:
         check=True,
     ).stdout.split()
     return {
-        "cpu": cpu_name(),
-        "isa": isa,
-        "kind": cpu_kind(isa),
-        "instruction_sets": describe_isa(isa),
-        "cores": os.cpu_count(),
+        **describe_host(),
         "threads": threads,
-        "os": f"{platform.system()} {platform.release()}",
-        "python": platform.python_version(),
         "onnxruntime": metadata.version("onnxruntime"),
         "tritonclient": metadata.version("tritonclient"),
         "numpy": np.__version__,

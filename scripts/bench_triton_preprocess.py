@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import os
-import platform
 import statistics
 import sys
 import time
@@ -73,9 +71,8 @@ def time_per_image(blobs: list[bytes], meta: Any, batch: int, rounds: int) -> fl
 def measure(images: int, rounds: int) -> dict[str, Any]:
     import PIL
 
-    from resnet_deploy.runtime.machine import cpu_flags, cpu_name, describe_isa
+    from resnet_deploy.runtime.machine import describe_host
 
-    isa = cpu_flags()
     rows = []
     for depth in (50, 20):
         meta = metadata(depth)
@@ -87,11 +84,7 @@ def measure(images: int, rounds: int) -> dict[str, Any]:
                              "batch": batch, "ms_per_image": ms})  # fmt: skip
     return {
         "machine": {
-            "cpu": cpu_name(),
-            "isa": isa,
-            "instruction_sets": describe_isa(isa),
-            "cores": os.cpu_count(),
-            "python": platform.python_version(),
+            **describe_host(),
             "pillow": PIL.__version__,
             "numpy": np.__version__,
         },
@@ -123,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "scripts" / "results")
     parser.add_argument("--no-save", action="store_true")
     args = parser.parse_args(argv)
+    if args.images < max(BATCHES) or args.rounds < 1:
+        parser.error(f"--images must be at least {max(BATCHES)} (the largest batch) and --rounds at least 1")
     result = measure(args.images, args.rounds)
     text = render(result)
     print(text)

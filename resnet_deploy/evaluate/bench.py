@@ -19,8 +19,6 @@ against it are not to be trusted. ``bench`` and ``demo`` warn once per unstable 
 
 from __future__ import annotations
 
-import os
-import platform
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -34,7 +32,7 @@ from resnet_deploy._io import atomic_output
 from resnet_deploy._lazy import is_available, lazy_import
 from resnet_deploy.errors import BenchmarkError
 from resnet_deploy.runtime.base import Backend, random_batch
-from resnet_deploy.runtime.machine import cpu_flags, cpu_name, describe_isa
+from resnet_deploy.runtime.machine import describe_host
 
 if TYPE_CHECKING:
     import matplotlib
@@ -172,16 +170,7 @@ class BenchReport:
 
 
 def describe_machine(threads: int | None) -> dict[str, Any]:
-    isa = cpu_flags()
-    info: dict[str, Any] = {
-        "cpu": cpu_name(),
-        "isa": isa,
-        "instruction_sets": describe_isa(isa),
-        "cores": os.cpu_count(),
-        "threads": threads or "default",
-        "os": f"{platform.system()} {platform.release()}",
-        "python": platform.python_version(),
-    }
+    info: dict[str, Any] = {**describe_host(), "threads": threads or "default"}
     try:  # the version installed, without importing it
         info["onnxruntime"] = metadata.version("onnxruntime")
     except metadata.PackageNotFoundError:

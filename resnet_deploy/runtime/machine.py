@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import os
 import platform
 import sys
 from pathlib import Path
@@ -150,3 +151,26 @@ def cpu_kind(isa: list[str]) -> str:
         if flag in isa:
             return kind
     return "other"
+
+
+def describe_host() -> dict[str, Any]:
+    """The CPU a measurement ran on, for its report: name, instruction sets (flags, their usual names, the
+    kind), cores, OS and Python. Reports add their runtimes' versions."""
+    isa = cpu_flags()
+    return {
+        "cpu": cpu_name(),
+        "isa": isa,
+        "kind": cpu_kind(isa),
+        "instruction_sets": describe_isa(isa),
+        "cores": os.cpu_count(),
+        "os": f"{platform.system()} {platform.release()}",
+        "python": platform.python_version(),
+    }
+
+
+def host_line(m: dict[str, Any]) -> str:
+    """``AMD EPYC (AVX2, FMA, ...), 2 cores, Linux 6.1, Python 3.11.7``: a :func:`describe_host` in one line."""
+    isa = f" ({m['instruction_sets']})" if m.get("instruction_sets") else ""
+    system = f", {m['os']}" if m.get("os") else ""
+    python = f", Python {m['python']}" if m.get("python") else ""
+    return f"{m['cpu']}{isa}, {m['cores']} cores{system}{python}"

@@ -4,13 +4,11 @@ errors, the client's CPU and the server's own counts), the machine, the table an
 
 from __future__ import annotations
 
-import os
-import platform
 from dataclasses import asdict, dataclass
 from importlib import metadata
 from typing import Any
 
-from resnet_deploy.runtime.machine import cpu_flags, cpu_name, describe_isa
+from resnet_deploy.runtime.machine import describe_host, host_line
 from resnet_deploy.serve.triton_target import ModelInput
 
 DEFAULT_DURATION_S = 5.0  # the measured window when neither requests nor a duration is given
@@ -85,16 +83,8 @@ class LoadRow:
 
 
 def machine() -> dict[str, Any]:
-    """The client's machine: CPU, instruction sets, cores, OS, Python and tritonclient."""
-    isa = cpu_flags()
-    info: dict[str, Any] = {
-        "cpu": cpu_name(),
-        "isa": isa,
-        "instruction_sets": describe_isa(isa),
-        "cores": os.cpu_count(),
-        "os": f"{platform.system()} {platform.release()}",
-        "python": platform.python_version(),
-    }
+    """The client's machine (:func:`~resnet_deploy.runtime.machine.describe_host`) and its tritonclient."""
+    info = describe_host()
     try:
         info["tritonclient"] = metadata.version("tritonclient")
     except metadata.PackageNotFoundError:
@@ -103,9 +93,8 @@ def machine() -> dict[str, Any]:
 
 
 def machine_line(m: dict[str, Any]) -> str:
-    isa = f" ({m['instruction_sets']})" if m.get("instruction_sets") else ""
     client = f", tritonclient {m['tritonclient']}" if m.get("tritonclient") else ""
-    return f"{m['cpu']}{isa}, {m['cores']} cores, {m['os']}, Python {m['python']}{client}"
+    return host_line(m) + client
 
 
 @dataclass(frozen=True)
