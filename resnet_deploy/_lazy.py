@@ -39,6 +39,12 @@ INSTALL_HINTS = {
     "pycuda": "pycuda: `pip install pycuda` (needs the CUDA toolkit)",
     "onnxslim": 'onnxslim: `pip install "resnet-deploy[simplify]"`',
     "PIL.Image": "Pillow: `pip install pillow`",
+    # PyTriton pins numpy<2: it gets an environment of its own
+    **dict.fromkeys(
+        ("pytriton.triton", "pytriton.model_config", "pytriton.decorators"),
+        "PyTriton in an environment of its own (it requires numpy<2): `bash scripts/serve.sh MODEL` from a clone, "
+        'or `pip install "resnet-deploy[serve]"` in a fresh venv',
+    ),
 }
 
 

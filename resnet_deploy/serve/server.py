@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from resnet_deploy._lazy import lazy_import
-from resnet_deploy.errors import RunnerError
+from resnet_deploy.errors import ResnetDeployError, RunnerError
 from resnet_deploy.runtime import Runner
 from resnet_deploy.serve.encoded_image import decode_image
 from resnet_deploy.serve.shared_libpython import environment_for_stub
@@ -54,9 +54,9 @@ if TYPE_CHECKING:
     import pytriton.triton as pytriton_triton
     from PIL import Image
 else:
-    pytriton_triton = lazy_import("pytriton.triton")
-    pytriton_model_config = lazy_import("pytriton.model_config")
-    pytriton_decorators = lazy_import("pytriton.decorators")
+    pytriton_triton = lazy_import("pytriton.triton", extra="serve")
+    pytriton_model_config = lazy_import("pytriton.model_config", extra="serve")
+    pytriton_decorators = lazy_import("pytriton.decorators", extra="serve")
     Image = lazy_import("PIL.Image")
 
 IMAGES_SUFFIX = "_images"
@@ -137,6 +137,8 @@ class TritonServer:
                 try:
                     self._start_triton()
                     break
+                except ResnetDeployError:  # ours, in one line already (PyTriton missing, a bad model)
+                    raise
                 except Exception as exc:
                     # PyTriton's instances after the first wait 1 s for the first one's handshake socket;
                     # on a loaded machine that can be too short: start again

@@ -277,3 +277,16 @@ def test_bad_options_are_refused_in_one_line(trained_resnet20, args: list[str], 
     result = CliRunner().invoke(main, ["serve", str(onnx), *args])
     assert result.exit_code == 2, result.output
     assert message in result.output and "Traceback" not in result.output
+
+
+def test_without_pytriton_serve_says_how_to_make_the_serving_environment(trained_resnet20) -> None:
+    from resnet_deploy._lazy import is_available
+
+    if is_available("pytriton"):
+        pytest.skip("PyTriton is installed here")
+    _, onnx = trained_resnet20
+    http, grpc, metrics = free_ports(3)
+    args = ["serve", str(onnx), "--http-port", str(http), "--grpc-port", str(grpc), "--metrics-port", str(metrics)]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "PyTriton in an environment of its own (it requires numpy<2): `bash scripts/serve.sh MODEL`" in result.output
