@@ -460,3 +460,65 @@ def test_cifar_files_the_unpickler_chokes_on_are_refused_in_one_line(cifar_files
     with pytest.raises(ResnetDeployError) as refused:
         load_cifar("cifar10", root)
     one_line(refused.value)
+
+
+# ---- what serving reads: bench results given to `triton`, the images clients send -------------------------
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_bench_results_for_triton_damaged_any_way_give_sizes_in_range_or_are_refused(
+    tiny_onnx, tmp_path_factory, data
+) -> None:
+    """`triton --bench`: a bench JSON cut, flipped, replaced or with its rows mutated is used (the preferred batch
+    sizes then lie within the model's max batch) or refused in one line, before anything is written."""
+    from resnet_deploy.pipeline import TritonJob, plan
+
+    folder = tmp_path_factory.mktemp("bench")
+    rows = [
+        {"artifact": str(tiny_onnx), "backend": "onnxruntime", "batch": batch, "images_per_second": rate}
+        for batch, rate in ((1, 100.0), (8, 700.0), (32, 760.0))
+    ]
+    path = folder / "bench.json"
+    path.write_text(json.dumps({"ok": True, "machine": {"cpu": "x"}, "rows": rows}))
+    corrupt(path, data, entries=True)
+    try:
+        planned = plan(TritonJob((tiny_onnx,), output=folder / "repo", bench=path, ensemble=False))
+    except ResnetDeployError as exc:
+        one_line(exc)
+        return
+    assert not (folder / "repo").exists()
+    (write,) = [step for step in planned.steps if hasattr(step, "models")]
+    for model in write.models:
+        sizes, largest = model.config.preferred_batch_sizes or (), model.config.max_batch_size
+        assert all(isinstance(s, int) and 1 <= s <= largest for s in sizes), (sizes, largest)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_request_images_damaged_any_way_decode_to_rgb_or_are_refused_in_one_line(data) -> None:
+    """The bytes a client sends to `serve`'s images model (or a `triton` repository's preprocessing): PNG, JPEG or
+    GIF cut, flipped, or any bytes at all give an RGB image or one line naming the image, never another error."""
+    import io
+
+    from PIL import Image
+
+    from resnet_deploy.serve.encoded_image import decode_image
+
+    kind = data.draw(st.sampled_from(["PNG", "JPEG", "GIF", "raw"]))
+    if kind == "raw":
+        blob = data.draw(st.binary(max_size=256))
+    else:
+        buffer = io.BytesIO()
+        Image.new("RGB", (17, 9), (10, 200, 30)).save(buffer, kind)
+        body = bytearray(buffer.getvalue())
+        if data.draw(st.booleans()):
+            body[data.draw(st.integers(0, len(body) - 1))] ^= 1 << data.draw(st.integers(0, 7))
+        blob = bytes(body[: data.draw(st.integers(0, len(body)))])
+    try:
+        image = decode_image(blob, 3)
+    except ResnetDeployError as exc:
+        one_line(exc)
+        assert str(exc).startswith("image 3 of the request")
+        return
+    assert image.mode == "RGB" and image.width >= 1 and image.height >= 1

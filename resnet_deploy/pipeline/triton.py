@@ -14,6 +14,7 @@ extra), is parsed with Triton's own ``model_config.proto`` before anything is wr
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -175,16 +176,29 @@ def _bench_rows(path: Path) -> list[dict[str, Any]]:
     except (OSError, ValueError) as exc:
         raise ArtifactError(f"bench results {path} are not readable JSON ({exc})", field="bench") from None
     rows = data.get("rows") if isinstance(data, dict) else None
-    if not isinstance(rows, list) or not all(
-        isinstance(r, dict) and isinstance(r.get("batch"), int) and isinstance(r.get("images_per_second"), (int, float))
-        for r in rows
-    ):
+    if not isinstance(rows, list) or not all(_bench_row(r) for r in rows):
         raise ArtifactError(
             f"{path} is not a `resnet-deploy bench` result (rows with batch and images_per_second); write one "
             "with `resnet-deploy bench` and its JSON output",
             field="bench",
         )
     return rows
+
+
+def _bench_row(row: Any) -> bool:
+    """A row the preferred batch sizes can be read from: a whole batch from 1, a finite rate from 0."""
+    if not isinstance(row, dict):
+        return False
+    batch, rate = row.get("batch"), row.get("images_per_second")
+    return (
+        type(batch) is int
+        and batch >= 1
+        and isinstance(rate, (int, float))
+        and not isinstance(rate, bool)
+        and math.isfinite(rate)
+        and rate >= 0
+        and isinstance(row.get("artifact", ""), str)
+    )
 
 
 @dataclass(frozen=True)
