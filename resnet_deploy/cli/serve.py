@@ -65,6 +65,7 @@ def _sizes(_ctx: click.Context, _param: click.Parameter, value: str | None) -> t
     help="Seconds stopping waits for requests in flight (and idle client connections) before it exits.",
 )
 @click.option("--log-file", type=click.Path(dir_okay=False), default=None, help="Keep Triton's own log there.")
+@click.option("--overwrite", is_flag=True, help="Replace a --log-file that is not an earlier Triton log.")
 @json_option
 def serve_command(model: str, as_json: bool, **options: Any) -> None:
     """Serve MODEL over Triton's HTTP and gRPC protocol (KServe v2) until Ctrl-C or SIGTERM.

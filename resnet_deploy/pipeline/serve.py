@@ -24,7 +24,7 @@ from resnet_deploy.edge.stream import check_whole
 from resnet_deploy.errors import RunnerError, Terminated
 from resnet_deploy.messages import Messages
 from resnet_deploy.pipeline.job import Job, runnable_model
-from resnet_deploy.pipeline.plan import Input, Plan, Step, checked, inputs, last
+from resnet_deploy.pipeline.plan import Input, Output, Plan, Step, checked, inputs, last
 from resnet_deploy.serve import server  # light: PyTriton and the runtimes load when serving starts
 from resnet_deploy.serve.server import ServedModel, ServeSettings
 
@@ -68,6 +68,7 @@ class ServeJob(Job[ServeReport]):
     topk: int = ServeSettings.topk
     exit_timeout_s: int = ServeSettings.exit_timeout_s
     log_file: str | Path | None = None
+    overwrite: bool = False
     on_ready: Callable[[ServedModel], None] | None = field(default=None, compare=False, repr=False)
 
     def plan(self) -> Plan[ServeReport]:
@@ -98,7 +99,12 @@ class ServeJob(Job[ServeReport]):
             preferred_batch=tuple(self.preferred_batch), log_file=Path(self.log_file) if self.log_file else None
         )
         settings = ServeSettings(**given)
-        return checked(self.command, [Serve(model, settings, self.on_ready)], last)
+        return checked(self.command, [Serve(model, settings, self.on_ready)], last, overwrite=self.overwrite)
+
+
+def _anything_ours(path: Path) -> bool:
+    """The processes' log beside a Triton log that is ours: its name says whose it is."""
+    return server.is_triton_log(path.with_name(path.name.removesuffix(server.PROCESSES_SUFFIX)))
 
 
 def _check_host(host: str) -> None:
@@ -144,6 +150,17 @@ class Serve(Step):
 
     def inputs(self) -> tuple[Input, ...]:
         return inputs((self.model, "model"))
+
+    def outputs(self) -> tuple[Output, ...]:
+        """Triton's log and, beside it, what its processes print: an earlier run's are replaced, nothing else."""
+        log = self.settings.log_file
+        if log is None:
+            return ()
+        return (
+            Output(log, "Triton log", ours=server.is_triton_log, with_companion=False, field="log_file"),
+            Output(server.processes_log(log), "Triton processes' log", ours=_anything_ours, with_companion=False,
+                   field="log_file"),
+        )  # fmt: skip
 
     def run(self, out: Messages, earlier: Sequence[Any]) -> ServeReport:
         s = self.settings

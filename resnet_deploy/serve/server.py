@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -155,7 +156,7 @@ class TritonServer:
     def _start_triton(self) -> None:
         self._workspace = Path(tempfile.mkdtemp(prefix="resnet-deploy-triton-"))
         log = self.settings.log_file or self._workspace / "triton.log"
-        with _children_write_to(log.with_name(log.name + ".processes")):
+        with _children_write_to(processes_log(log)):
             self._triton = pytriton_triton.Triton(
                 config=self._config(),
                 workspace=self._workspace / "workspace",
@@ -169,7 +170,7 @@ class TritonServer:
         triton, self._triton = self._triton, None
         if triton is not None and self._workspace is not None:
             log = self.settings.log_file or self._workspace / "triton.log"
-            with _children_write_to(log.with_name(log.name + ".processes")):  # Triton says "Signal (2) received."
+            with _children_write_to(processes_log(log)):  # Triton says "Signal (2) received."
                 triton.stop()
         if self._workspace is not None and self.settings.log_file is None:
             shutil.rmtree(self._workspace, ignore_errors=True)
@@ -302,6 +303,25 @@ class TritonServer:
             return responses
 
         return infer
+
+
+PROCESSES_SUFFIX = ".processes"
+_TRITON_LOG_LINE = re.compile(rb"[IWE]\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ [\w.]+:\d+\] ")  # glog's prefix
+
+
+def processes_log(log: Path) -> Path:
+    """Where what Triton's processes print goes, beside its log."""
+    return log.with_name(log.name + PROCESSES_SUFFIX)
+
+
+def is_triton_log(path: Path) -> bool:
+    """``path`` is a log Triton wrote (its first line has glog's prefix), or empty: a rerun may replace it."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(256)
+    except OSError:
+        return False
+    return not head or _TRITON_LOG_LINE.match(head) is not None
 
 
 @contextlib.contextmanager

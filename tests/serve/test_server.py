@@ -290,3 +290,23 @@ def test_without_pytriton_serve_says_how_to_make_the_serving_environment(trained
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert "PyTriton in an environment of its own (it requires numpy<2): `bash scripts/serve.sh MODEL`" in result.output
+
+
+def test_the_log_file_is_tritons_own_and_replaces_only_an_earlier_one(serve, trained_resnet20, tmp_path) -> None:
+    from resnet_deploy.pipeline import ServeJob, plan
+    from resnet_deploy.serve.server import is_triton_log, processes_log
+
+    _, onnx = trained_resnet20
+    log = tmp_path / "triton.log"
+    code, _, stderr = serve(onnx, "--backend", "onnxruntime", "--log-file", str(log)).stop()
+    assert code == 0, stderr
+    assert is_triton_log(log) and log.stat().st_size > 0 and processes_log(log).exists()
+    plan(ServeJob(onnx, log_file=log))  # a rerun may replace it: planned without a refusal
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes\n")
+    http, grpc, metrics = free_ports(3)
+    ports = ["--http-port", str(http), "--grpc-port", str(grpc), "--metrics-port", str(metrics)]
+    result = CliRunner().invoke(main, ["serve", str(onnx), *ports, "--log-file", str(notes)])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "notes.txt" in result.output and "--overwrite" in result.output
+    assert notes.read_text() == "my notes\n"
