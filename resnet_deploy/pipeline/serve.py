@@ -152,7 +152,7 @@ class Serve(Step):
         return inputs((self.model, "model"))
 
     def outputs(self) -> tuple[Output, ...]:
-        """Triton's log and, beside it, what its processes print: an earlier run's are replaced, nothing else."""
+        """Triton's log and, beside it, what its processes print: Triton's own logs are replaced, nothing else."""
         log = self.settings.log_file
         if log is None:
             return ()
