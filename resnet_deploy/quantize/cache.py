@@ -6,13 +6,14 @@ result changes the id. The TensorRT file is the text format of ``IInt8Calibrator
 (header line, then ``tensor: <float32 scale as big-endian hex>``), so TensorRT <= 10 can build an
 implicit-INT8 engine (e.g. for DLA on Jetson) from the FP32 ONNX and this file, without the images.
 
-The ``.json`` is the entry's index: it records the ``.calib.cache`` it belongs to (``calib_cache``:
-its ``sha256`` and ``bytes``, or null for an asymmetric, CPU-target entry that has none) and is
-renamed into place after it (a writer killed between the two renames is finished by the next read:
-``_io.finish_interrupted_writes``). An entry is a hit only when the ``.json`` is whole, of this id, and
-its ``.calib.cache`` is there with exactly the recorded bytes; anything less (half an entry left by a
-full disk, a truncated or foreign file, an entry that records no ``calib_cache``) is a miss, and the
-next calibration writes the entry again, whole.
+The ``.json`` is the entry's index: it records the ``.calib.cache`` it belongs to (``calib_cache``: its
+``sha256`` and ``bytes``, or null for an asymmetric, CPU-target entry that has none) and is renamed into
+place after it (a writer killed between the two renames is finished by the next read:
+``_io.finish_interrupted_writes``). An entry is a hit only when the ``.json`` is whole (it carries the
+sha256 of its own fields, so a bit flipped in a range is caught), of this id, and its ``.calib.cache`` is
+there with exactly the recorded bytes; anything less (half an entry left by a full disk, a truncated or
+foreign file, an entry that records no ``calib_cache``) is a miss, and the next calibration writes the
+entry again, whole.
 """
 
 from __future__ import annotations
@@ -66,12 +67,20 @@ def read_cached(directory: Path, cal_id: str) -> dict[str, tuple[float, float]] 
         return None
     if not isinstance(data, dict) or data.get("format") != FORMAT or data.get("id") != cal_id:
         return None
+    if data.get("sha256") != _entry_digest(data):  # a bit flipped in a range (6.0 read back as 7.0) is a miss
+        return None
     ranges = data.get("ranges")
     if not isinstance(ranges, dict) or not all(_is_range(v) for v in ranges.values()):
         return None
     if "calib_cache" not in data or not _companion_matches(directory / f"{cal_id}.calib.cache", data):
         return None
     return {k: (float(v[0]), float(v[1])) for k, v in ranges.items()}
+
+
+def _entry_digest(entry: dict[str, Any]) -> str:
+    """The sha256 of the entry as written, its own ``sha256`` aside (floats round-trip exactly through JSON)."""
+    fields = {k: v for k, v in entry.items() if k != "sha256"}
+    return hashlib.sha256(json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 def _is_range(value: Any) -> bool:
@@ -134,6 +143,7 @@ def write_cache(
         "calib_cache": None if trt is None else {"sha256": hashlib.sha256(trt).hexdigest(), "bytes": len(trt)},
         "ranges": {k: [v[0], v[1]] for k, v in sorted(ranges.items())},
     }
+    payload["sha256"] = _entry_digest(payload)
     files = {directory / f"{cal_id}.calib.cache": trt} if trt is not None else {}
     files[directory / f"{cal_id}.json"] = json.dumps(payload, indent=1).encode()
     with atomic_outputs(*files) as temporaries:  # renamed in order: the index last
