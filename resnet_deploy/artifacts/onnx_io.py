@@ -99,7 +99,12 @@ def check_graph_matches_metadata(model: Any, *, source: str | None = None) -> Ar
         model = load_onnx(model, external_data=False)  # shapes and props only: no weights needed
     source = source or "the model"
     if hasattr(model, "get_modelmeta"):  # an onnxruntime.InferenceSession
-        props = dict(model.get_modelmeta().custom_metadata_map)
+        try:
+            props = dict(model.get_modelmeta().custom_metadata_map)
+        except UnicodeDecodeError:  # ONNX Runtime hands the props over as str: a damaged byte fails there
+            raise ArtifactError(
+                f"{source} has metadata that is not UTF-8 text (a damaged file?); export or import it again"
+            ) from None
         inputs = [(v.name, _ort_dims(v.shape), _ORT_TYPES.get(v.type, v.type)) for v in model.get_inputs()]
         outputs = [(v.name, _ort_dims(v.shape), _ORT_TYPES.get(v.type, v.type)) for v in model.get_outputs()]
     else:
