@@ -35,6 +35,7 @@ _EXPORTS = {
             "ConvertJob",
             "CalibrateJob",
             "SensitivityJob",
+            "QatJob",
             "EngineJob",
             "ValidateJob",
             "BenchJob",
@@ -58,6 +59,7 @@ _EXPORTS = {
     "BuildOptions": "resnet_deploy.engine.options",
     "CalibrationOptions": "resnet_deploy.quantize.options",
     "BudgetOptions": "resnet_deploy.quantize.budget",
+    "QatOptions": "resnet_deploy.quantize.qat",
     "TrainOptions": "resnet_deploy.training.options",
     # where a job's progress goes
     **dict.fromkeys(("Messages", "Printed", "Recorded", "Silent"), "resnet_deploy.messages"),

@@ -1,5 +1,6 @@
 """Where a derived graph came from: its precision, its quantization form, the FP32 ONNX it was made from,
-how it was calibrated and, within a top-1 budget, which layers were kept out of INT8 and why.
+how it was calibrated and, within a top-1 budget, which layers were kept out of INT8 and why, and the
+quantization-aware fine-tuning it came through.
 
 Stored beside :class:`~resnet_deploy.artifacts.onnx_metadata.ArtifactMetadata` in an ONNX file's
 ``metadata_props`` (flat keys, JSON for the lists), tagged ``lineage: resnet-deploy-lineage/N``; an FP32
@@ -37,6 +38,7 @@ KEYS = (
     "int8_kept_out_precision",
     "int8_mac_share",
     "accuracy_budget",
+    "int8_qat",
 )
 
 
@@ -74,6 +76,24 @@ class BudgetRecord:
 
 
 @dataclass(frozen=True)
+class QatRecord:
+    """Quantization-aware fine-tuning an INT8 graph came through: how long, on what, and the top-1 change
+    against the FP32 model before (post-training, every layer INT8) and after (this graph)."""
+
+    epochs: int
+    dataset: str
+    images_per_epoch: int
+    lr: float
+    learned_scales: bool
+    top1_change_before_pp: float
+    top1_change_after_pp: float
+    held_out_images: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
 class GraphLineage:
     """A graph's lineage; the default is an FP32 export's (which records none)."""
 
@@ -82,6 +102,7 @@ class GraphLineage:
     source_onnx_sha256: str | None = None  # of the FP32 ONNX this graph was converted or calibrated from
     calibration: CalibrationRecord | None = None
     budget: BudgetRecord | None = None
+    qat: QatRecord | None = None
 
     @property
     def graph_precision(self) -> str:
@@ -117,6 +138,8 @@ class GraphLineage:
                 "int8_mac_share": f"{b.int8_mac_share:.6f}",
                 "accuracy_budget": json.dumps(dict(b.summary)),
             }
+        if self.qat:
+            props["int8_qat"] = json.dumps(self.qat.to_dict())
         return props
 
     @classmethod
@@ -136,6 +159,7 @@ class GraphLineage:
             source_onnx_sha256=props.get("source_onnx_sha256"),
             calibration=_calibration(props, source),
             budget=_budget(props, source),
+            qat=_qat(props, source),
         )
 
 
@@ -176,6 +200,25 @@ def _budget(props: Mapping[str, str], source: str) -> BudgetRecord | None:
         int8_mac_share=share,
         summary=_json(props, "accuracy_budget", source, dict) if "accuracy_budget" in props else {},
     )
+
+
+def _qat(props: Mapping[str, str], source: str) -> QatRecord | None:
+    if "int8_qat" not in props:
+        return None
+    record = _json(props, "int8_qat", source, dict)
+    want = {"epochs": int, "images_per_epoch": int, "held_out_images": int, "dataset": str, "learned_scales": bool}
+    numbers = ("lr", "top1_change_before_pp", "top1_change_after_pp")
+    fits = all(type(record.get(key)) is kind for key, kind in want.items()) and all(
+        isinstance(record.get(key), (int, float))
+        and not isinstance(record.get(key), bool)
+        and math.isfinite(record[key])
+        for key in numbers
+    )
+    if not fits or record["epochs"] < 1:
+        raise _damaged(
+            source, "int8_qat", props["int8_qat"], "a JSON object of the fine-tuning's epochs, data and top-1 change"
+        )
+    return QatRecord(**{key: record[key] for key in (*want, *numbers)})
 
 
 def _json(props: Mapping[str, str], key: str, source: str, kind: type) -> Any:

@@ -8,6 +8,8 @@ Renaming an artifact is an edit to this module alone.
     MODEL.fp16.onnx         FP16 twin (``fp16_twin``)
     MODEL.framesWxH.onnx    preprocessing inside, for W x H uint8 frames (``frames_twin``; ``-float32``: float32 frames)
     MODEL.int8.onnx         INT8 Q/DQ for TensorRT; MODEL.cpu.int8.onnx for ONNX Runtime (``int8_twin``)
+    MODEL.qat.int8.onnx     INT8 Q/DQ for TensorRT after quantization-aware training (``qat_twin``), and
+      + .qat-state.pt       its resumable fine-tuning state while it runs
     MODEL[.prec].engine     engine beside the ONNX it is built from (``engine_beside``), its
       + .engine.json        sidecar (``json_beside``)
     RUN/model.pt(.json), RUN/train_state.pt, RUN/log.csv, RUN/log.json   a training run (``RUN_FILES``)
@@ -82,6 +84,11 @@ def int8_twin(model: str | os.PathLike[str], target: str = "tensorrt") -> Path:
     """``r20.onnx`` (or ``r20.pt``) -> ``r20.int8.onnx``; ``r20.cpu.int8.onnx`` for ONNX Runtime's CPU form."""
     suffix = ".int8.onnx" if target == "tensorrt" else ".cpu.int8.onnx"
     return Path(str(Path(model).with_suffix("")) + suffix)
+
+
+def qat_twin(model: str | os.PathLike[str]) -> Path:
+    """``r20.onnx`` (or ``r20.pt``) -> ``r20.qat.int8.onnx``: fine-tuned INT8 Q/DQ for TensorRT."""
+    return Path(str(Path(model).with_suffix("")) + ".qat.int8.onnx")
 
 
 def engine_suffix(precision: str) -> str:

@@ -28,6 +28,7 @@ from resnet_deploy.cli.import_model import import_command
 from resnet_deploy.cli.info import info
 from resnet_deploy.cli.inspect import inspect_command
 from resnet_deploy.cli.load_test import load_test_command
+from resnet_deploy.cli.qat import qat
 from resnet_deploy.cli.sensitivity import sensitivity
 from resnet_deploy.cli.serve import serve_command
 from resnet_deploy.cli.train import train
@@ -110,6 +111,7 @@ def _register() -> None:
         convert,
         calibrate,
         sensitivity,
+        qat,
         build_engine_command,
         validate_command,
         bench,

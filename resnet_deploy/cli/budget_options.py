@@ -10,16 +10,19 @@ import click
 from click.core import ParameterSource
 
 from resnet_deploy.cli.options import FiniteFloat, apply_options
-from resnet_deploy.quantize.budget import BudgetOptions
+from resnet_deploy.quantize.budget import RECOVERIES, BudgetOptions
+from resnet_deploy.quantize.qat import QatOptions
 
 F = TypeVar("F", bound=Callable[..., Any])
-NAMES = ("max_top1_drop", "gate_on", "held_out_images", "keep_out_precision", "try_methods")
+NAMES = ("max_top1_drop", "gate_on", "held_out_images", "keep_out_precision", "try_methods", "recover", "qat_epochs")
 _RECORD = {f.name: f.default for f in dataclasses.fields(BudgetOptions)}  # the defaults are the record's
 DEFAULTS = {
     "gate_on": _RECORD["gate"],
     "held_out_images": _RECORD["images"],
     "keep_out_precision": _RECORD["precision"],
     "try_methods": _RECORD["try_methods"],
+    "recover": _RECORD["recover"],
+    "qat_epochs": QatOptions().epochs,
 }
 
 
@@ -64,6 +67,22 @@ def budget_options(f: F) -> F:
             help="Search with each calibration method (entropy, percentile, minmax); keep the one that meets "
             "the budget with the most MACs in INT8.",
         ),
+        click.option(
+            "--recover",
+            type=click.Choice(RECOVERIES),
+            default=DEFAULTS["recover"],
+            show_default=True,
+            help="How an over-budget INT8 model gets back within it: keep-out (sensitive layers in FP16), qat "
+            "(quantization-aware training, every layer stays INT8), or qat,keep-out (QAT, then keep layers out "
+            "of the QAT model if still over).",
+        ),
+        click.option(
+            "--qat-epochs",
+            type=click.IntRange(min=1),
+            default=DEFAULTS["qat_epochs"],
+            show_default=True,
+            help="Epochs of quantization-aware training with --recover qat (a re-run with more resumes).",
+        ),
     ]
     return apply_options(f, decorators)
 
@@ -86,4 +105,6 @@ def budget_from(kwargs: dict[str, Any]) -> BudgetOptions | None:
         images=values["held_out_images"],
         precision=values["keep_out_precision"],
         try_methods=values["try_methods"],
+        recover=values["recover"],
+        qat=QatOptions(epochs=values["qat_epochs"]),
     )

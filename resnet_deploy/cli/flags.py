@@ -21,6 +21,10 @@ ALIASES = {
     "budget.gate": "--gate-on",
     "budget.images": "--held-out-images",
     "budget.precision": "--keep-out-precision",
+    "budget.recover": "--recover",
+    "qat.epochs": "--qat-epochs",  # calibrate's; the qat command's own is --epochs
+    "qat.images": "--train-images",
+    "qat.learn_scales": "--learn-scales",
     "workspace_mib": "--workspace",
     "batches": "--batch",
     "backends": "--backend",
@@ -32,8 +36,9 @@ _TOKEN = re.compile(r"(?<!`)`([a-z][a-z0-9_]*(?:\.[a-z][a-z0-9_]*)*)(?:=([^`\s][
 
 def flag_of(name: str, command: click.Command | None = None) -> str:
     """The flag that sets parameter ``name`` (``calib_images`` -> ``--calib-images``)."""
+    own = name.split(".", 1)[1] if command is not None and name.startswith(f"{command.name}.") else name
     for param in command.params if command is not None else ():
-        if param.name == name and param.opts:
+        if param.name in (name, own) and param.opts:
             if isinstance(param, click.Argument):
                 return param.human_readable_name
             return max(param.opts, key=len) if name != "output" else "-o"

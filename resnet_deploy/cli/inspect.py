@@ -65,6 +65,15 @@ def _lineage_lines(lineage: dict[str, Any]) -> list[str]:
         kept = ", ".join(k["module"] or k["node"] for k in b["kept_out"]) or "none"
         share = f"INT8 MAC share {b['int8_mac_share']:.1%}"
         lines.append(f"budget       kept out of INT8 ({b['kept_out_precision']}): {kept}; {share}")
+    if "qat" in lineage:
+        q = lineage["qat"]
+        epochs = f"{q['epochs']} epoch{'s' if q['epochs'] != 1 else ''}"
+        scales = ", learned scales" if q["learned_scales"] else ""
+        lines.append(
+            f"qat          {epochs} on {q['images_per_epoch']} images of {q['dataset']} (lr {q['lr']:g}{scales}): "
+            f"Δtop-1 against FP32 {q['top1_change_before_pp']:+.2f} pp post-training -> "
+            f"{q['top1_change_after_pp']:+.2f} pp on {q['held_out_images']} held-out images"
+        )
     if "training" in lineage:
         lines.append("training     " + ", ".join(f"{k} {v}" for k, v in lineage["training"].items()))
     return lines

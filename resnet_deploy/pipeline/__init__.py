@@ -21,6 +21,7 @@ those steps and returns the job's typed result. Progress goes to ``out`` (:class
 | convert | :class:`ConvertJob` | ``Fp16Result`` |
 | calibrate | :class:`CalibrateJob` | ``CalibrateResult`` |
 | sensitivity | :class:`SensitivityJob` | ``SensitivityReport`` |
+| qat | :class:`QatJob` | ``QatResult`` |
 | build-engine | :class:`EngineJob` | ``BuildResult`` |
 | validate | :class:`ValidateJob` | ``ValidationReport`` |
 | bench | :class:`BenchJob` | ``BenchReport`` or ``ThroughputReport`` |
@@ -51,6 +52,7 @@ from resnet_deploy.pipeline.inspect import Inspection, InspectJob
 from resnet_deploy.pipeline.job import Job
 from resnet_deploy.pipeline.load_test import LoadTestJob
 from resnet_deploy.pipeline.plan import Plan, Step, run
+from resnet_deploy.pipeline.qat import QatJob
 from resnet_deploy.pipeline.sensitivity import SensitivityJob
 from resnet_deploy.pipeline.serve import ServeJob, ServeReport
 from resnet_deploy.pipeline.train import TrainJob
@@ -84,6 +86,7 @@ __all__ = [
     "Messages",
     "Plan",
     "Printed",
+    "QatJob",
     "Recorded",
     "SensitivityJob",
     "ServeJob",

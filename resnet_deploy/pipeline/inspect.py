@@ -166,6 +166,8 @@ def describe_lineage(lineage: GraphLineage) -> dict[str, Any]:
             "kept_out_precision": b.kept_out_precision,
             "int8_mac_share": b.int8_mac_share,
         }
+    if lineage.qat:
+        out["qat"] = lineage.qat.to_dict()
     return out
 
 

@@ -7,6 +7,10 @@ budget keep the most sensitive remaining layer out of INT8 (ranked by
 compared with the point estimate of the paired change or with the upper bound of its 95% interval
 (``gate``). A model INT8 does not hurt is scored once and kept whole; a budget no mix reaches is
 reported with the best drop reached.
+
+Keeping layers out is one way back within the budget (``recover="keep-out"``). The other is
+quantization-aware fine-tuning with every layer in INT8 (``"qat"``, :mod:`resnet_deploy.quantize.recover`);
+``"qat,keep-out"`` fine-tunes first and keeps layers out of the fine-tuned model only if it is still over.
 """
 
 from __future__ import annotations
@@ -16,17 +20,20 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from resnet_deploy.artifacts.lineage import GraphLineage
+from resnet_deploy.artifacts.lineage import GraphLineage, QatRecord
 from resnet_deploy.errors import QuantizationError
 from resnet_deploy.evaluate.paired_stats import GATES, change_from_counts
 from resnet_deploy.messages import SILENT, Messages
 from resnet_deploy.quantize.judge import HeldOutJudge, VariantScore
 from resnet_deploy.quantize.layers import QuantLayer, mac_share
 from resnet_deploy.quantize.options import CalibrationOptions
+from resnet_deploy.quantize.qat import QatOptions
 from resnet_deploy.quantize.qdq_tensorrt import KEEP_OUT_PRECISIONS
 from resnet_deploy.quantize.sensitivity import scan, variant
 
 DEFAULT_HELD_OUT = 256
+RECOVERIES = ("keep-out", "qat", "qat,keep-out")  # what brings an over-budget INT8 model back within it
+STEPS = ("post-training", "keep-out", "qat", "qat+keep-out")  # which step met the budget
 Z95 = 1.959964  # the two-sided 95% normal quantile
 
 
@@ -37,8 +44,20 @@ class BudgetOptions:
     images: int = DEFAULT_HELD_OUT  # held-out images the drop is measured on
     precision: str = "fp16"  # what a layer kept out of INT8 computes in
     try_methods: bool = False  # search with every calibration method and keep the best
+    recover: str = "keep-out"  # one of RECOVERIES
+    qat: QatOptions = field(default_factory=QatOptions)  # how to fine-tune, when ``recover`` includes qat
 
     def __post_init__(self) -> None:
+        if self.recover not in RECOVERIES:
+            raise QuantizationError(
+                f"unknown recovery {self.recover!r}; choose {', '.join(RECOVERIES)}", field="budget.recover"
+            )
+        if self.try_methods and self.fine_tunes:
+            raise QuantizationError(
+                "trying every calibration method searches post-training layers kept out; quantization-aware "
+                "training starts from one method's scales: drop `budget.try_methods` or `budget.recover=qat`",
+                field="budget.try_methods",
+            )
         if not math.isfinite(self.max_top1_drop) or self.max_top1_drop < 0:
             raise QuantizationError(f"the top-1 budget must be a number of pp >= 0, got {self.max_top1_drop!r}")
         if self.gate not in GATES:
@@ -59,6 +78,14 @@ class BudgetOptions:
                 )
             )
 
+    @property
+    def fine_tunes(self) -> bool:
+        return "qat" in self.recover.split(",")
+
+    @property
+    def keeps_out(self) -> bool:
+        return "keep-out" in self.recover.split(",")
+
     def gate_text(self) -> str:
         return "point estimate" if self.gate == "estimate" else "upper bound of the 95% interval"
 
@@ -78,6 +105,9 @@ class BudgetOutcome:
     met: bool
     steps: list[dict[str, Any]] = field(default_factory=list)  # the drop after each layer kept out
     methods_tried: list[dict[str, Any]] = field(default_factory=list)  # with --try-methods: each one's brief()
+    step: str = "post-training"  # which step met the budget (or got nearest): one of STEPS
+    post_training: VariantScore | None = None  # every layer INT8 before fine-tuning, when QAT ran
+    qat: QatRecord | None = None  # the fine-tuning, when it ran
 
     @property
     def int8_mac_share(self) -> float:
@@ -118,6 +148,9 @@ class BudgetOutcome:
             "all_int8_top1_change": self.all_int8.change.to_dict(),
             "steps": self.steps,
             "methods_tried": self.methods_tried,
+            "step": self.step,
+            "post_training_top1_change": (self.post_training or self.all_int8).change.to_dict(),
+            "qat": self.qat.to_dict() if self.qat else None,
         }
 
     def brief(self) -> dict[str, Any]:
@@ -134,11 +167,19 @@ class BudgetOutcome:
     def describe(self) -> str:
         kept = ", ".join(layer.label() for layer in self.kept_out) or "none"
         return (
-            f"{self.method}: Δtop-1 {self.score.change.describe()} on {self.images} held-out images; "
+            f"{self.method}, {self.step}: Δtop-1 {self.score.change.describe()} on {self.images} held-out images; "
             f"kept out of INT8 ({self.options.precision}): {kept}; {100 * self.int8_mac_share:.1f}% of MACs in INT8"
         )
 
     def unmet_message(self) -> str:
+        if self.step == "qat":  # fine-tuned, and keeping layers out was not allowed
+            assert self.qat is not None
+            return (
+                f"the top-1 budget of {self.options.max_top1_drop:g} pp ({self.options.gate_text()}) was not met by "
+                f"quantization-aware training: {self.qat.epochs} epochs brought Δtop-1 from "
+                f"{self.qat.top1_change_before_pp:+.2f} to {self.gated_pp:+.2f} pp; raise `qat.epochs` (it resumes "
+                "where it stopped), or keep layers out too (`budget.recover=qat,keep-out`)"
+            )
         return (
             f"the top-1 budget of {self.options.max_top1_drop:g} pp ({self.options.gate_text()}) cannot be met: "
             f"the best reached was {self.gated_pp:+.2f} pp ({self.score.change.describe()}, method {self.method}, "
@@ -155,10 +196,12 @@ def search(
     options: BudgetOptions,
     *,
     method: str,
+    all_int8: VariantScore | None = None,
     out: Messages = SILENT,
 ) -> BudgetOutcome:
-    """Keep the most sensitive layers out of INT8 until ``options.max_top1_drop`` is met."""
-    all_int8 = judge.score(variant(fp32_model, amax, ()))
+    """Keep the most sensitive layers out of INT8 until ``options.max_top1_drop`` is met (``all_int8``: the
+    all-INT8 score, when already known)."""
+    all_int8 = all_int8 or judge.score(variant(fp32_model, amax, ()))
     outcome = BudgetOutcome(
         method, options, layers, [], all_int8, all_int8, judge.images, judge.held_out.spec, met=False
     )
@@ -182,6 +225,7 @@ def search(
             break
     if outcome.met and len(outcome.kept_out) > 1:
         _prune(outcome, fp32_model, amax, judge, out)
+    outcome.step = "keep-out"
     return outcome
 
 
@@ -216,8 +260,12 @@ def summary_line(budget: dict[str, Any]) -> str:
     """One line from :meth:`BudgetOutcome.to_dict`: the measured drop, the layers kept out, the INT8 share."""
     kept = ", ".join(f"{k['module'] or k['node']} ({k['node']})" for k in budget["kept_out"]) or "none"
     change = budget["top1_change"]
+    step = budget.get("step", "post-training")
+    qat = budget.get("qat")
+    trained = f", after {qat['epochs']} epochs of quantization-aware training" if qat else ""
     return (
-        f"within the budget of {budget['max_top1_drop_pp']:g} pp ({budget['gate']}, method {budget['method']}): "
+        f"within the budget of {budget['max_top1_drop_pp']:g} pp ({budget['gate']}, method {budget['method']}, "
+        f"met by {step}{trained}): "
         f"Δtop-1 {change['delta_pp']:+.2f} pp [{change['low_pp']:+.2f}, {change['high_pp']:+.2f}] "
         f"on {budget['held_out_images']} held-out images; kept out of INT8 ({budget['kept_out_precision']}): {kept}; "
         f"{100 * budget['int8_mac_share']:.1f}% of MACs in INT8"
@@ -235,6 +283,8 @@ def same_calibration(calibration: CalibrationOptions, budget: BudgetOptions | No
         if not (budget and budget.try_methods) and recorded.method != calibration.method:
             return False  # trying them all records the method that served best
         kept_out = lineage.budget.kept_out_precision if lineage.budget else ""
+        if lineage.qat is not None and not (budget and budget.fine_tunes):
+            return False  # fine-tuned weights are not ours to replace with post-training ones
         return kept_out == (budget.precision if budget else "")
 
     return made

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ from resnet_deploy.artifacts.onnx_metadata import ArtifactMetadata
 from resnet_deploy.convert.preprocess_graph import fuse_preprocessing, strip_preprocessing
 from resnet_deploy.errors import QuantizationError
 from resnet_deploy.messages import SILENT, Messages
-from resnet_deploy.quantize.budget import BudgetOptions, BudgetOutcome, best, search
+from resnet_deploy.quantize.budget import BudgetOptions, BudgetOutcome, best
 from resnet_deploy.quantize.calib_data import CalibrationSet, load_held_out_set
 from resnet_deploy.quantize.cpu_qdq import quantize_for_cpu
 from resnet_deploy.quantize.judge import HeldOutJudge
@@ -33,6 +34,7 @@ from resnet_deploy.quantize.measured import (
 )
 from resnet_deploy.quantize.options import METHODS, TARGETS, CalibrationOptions
 from resnet_deploy.quantize.qdq_tensorrt import insert_tensorrt_qdq
+from resnet_deploy.quantize.recover import Recovered, state_path_for, within_budget
 
 if TYPE_CHECKING:
     import onnx
@@ -78,9 +80,10 @@ def calibrate_onnx(
     """Calibrate ``onnx_path`` and write its INT8 form for ``target`` to ``output``.
 
     ``options`` (or its fields as keywords: ``method="minmax", count=64``) say how. With ``budget``
-    (TensorRT placement only) the most sensitive layers are kept out of INT8 until the top-1 drop
-    measured on held-out images is within it (:mod:`resnet_deploy.quantize.budget`); ``out`` hears
-    the search as it goes.
+    (TensorRT placement only) the top-1 drop measured on held-out images is brought within it: by
+    keeping the most sensitive layers out of INT8 (:mod:`resnet_deploy.quantize.budget`), by
+    quantization-aware training, or both (``budget.recover``, :mod:`resnet_deploy.quantize.recover`);
+    ``out`` hears the search as it goes.
     """
     options = CalibrationOptions.of(options, **fields)
     start = time.perf_counter()
@@ -102,14 +105,20 @@ def calibrate_onnx(
     outcome: BudgetOutcome | None = None
     if budget is None:
         measured = measured_ranges(model, onnx_path, calib, options, target, writable_cache, out)
+        fp32_graph, amax = model, tensorrt_amax(measured.ranges)
     else:
-        outcome, measured = _within_budget(model, onnx_path, metadata, calib, options, budget, writable_cache, out)
+        chosen, measured = _within_budget(
+            model, onnx_path, metadata, calib, options, budget, writable_cache, output, out
+        )
+        outcome, fp32_graph, amax = chosen.outcome, chosen.fp32_model, chosen.amax
         options = CalibrationOptions.of(options, method=outcome.method)
     keep_out = [layer.node for layer in outcome.kept_out] if outcome else []
     precision = budget.precision if budget else "fp16"
-    quantized, placement = _quantize(model, onnx_path, measured.ranges, target, keep_out, precision)
+    quantized, placement = _quantize(fp32_graph, onnx_path, measured.ranges, amax, target, keep_out, precision)
     write_lineage(quantized, _lineage(target, options.method, measured.cache, calib, outcome), onnx_props(model))
-    _save_checked(quantized, output)
+    save_checked(quantized, output)
+    if outcome is not None and outcome.qat is not None:
+        state_path_for(output).unlink(missing_ok=True)  # the result is written: nothing left to resume
     return CalibrateResult(
         path=output,
         target=target,
@@ -166,34 +175,55 @@ def _within_budget(
     options: CalibrationOptions,
     budget: BudgetOptions,
     writable_cache: bool,
+    output: Path,
     out: Messages,
-) -> tuple[BudgetOutcome, MeasuredRanges]:
+) -> tuple[Recovered, MeasuredRanges]:
     """The budget search with ``options.method`` (or every method): the best outcome and its ranges."""
     held_out = load_held_out_set(metadata, options.data, budget.images)
     judge = HeldOutJudge(model, held_out, out)
+    if budget.fine_tunes and budget.qat.data is None and options.data:  # fine-tune on the labelled data scored
+        budget = dataclasses.replace(budget, qat=dataclasses.replace(budget.qat, data=options.data))
     layers = quantizable_layers(model)
     results = []
     for method in METHODS if budget.try_methods else (options.method,):
         tried = CalibrationOptions.of(options, method=method)
         measured = measured_ranges(model, onnx_path, calib, tried, "tensorrt", writable_cache, out)
-        outcome = search(model, tensorrt_amax(measured.ranges), layers, judge, budget, method=method, out=out)
-        results.append((outcome, measured))
-    chosen = best([outcome for outcome, _ in results])
+        recovered = within_budget(
+            model,
+            metadata,
+            tensorrt_amax(measured.ranges),
+            layers,
+            judge,
+            budget,
+            method=method,
+            source_sha256=measured.cache.model_sha256,
+            init_batches=calib.batches,
+            state_path=state_path_for(output),
+            out=out,
+        )
+        results.append((recovered, measured))
+    chosen = best([recovered.outcome for recovered, _ in results])
     if not chosen.met:
         raise QuantizationError(chosen.unmet_message())
     if budget.try_methods:
-        for outcome, _ in results:
-            out.say(("chosen: " if outcome is chosen else "tried:  ") + outcome.describe())
-        chosen.methods_tried = [outcome.brief() for outcome, _ in results]
-    return chosen, next(measured for outcome, measured in results if outcome is chosen)
+        for recovered, _ in results:
+            out.say(("chosen: " if recovered.outcome is chosen else "tried:  ") + recovered.outcome.describe())
+        chosen.methods_tried = [recovered.outcome.brief() for recovered, _ in results]
+    return next((recovered, measured) for recovered, measured in results if recovered.outcome is chosen)
 
 
 def _quantize(
-    model: Any, onnx_path: str | Path, ranges: Ranges, target: str, keep_out: list[str], precision: str
+    model: Any,
+    onnx_path: str | Path,
+    ranges: Ranges,
+    amax: dict[str, float],
+    target: str,
+    keep_out: list[str],
+    precision: str,
 ) -> tuple[Any, dict[str, int]]:
-    """The INT8 model (``model`` itself, rewritten, for TensorRT) and the Q/DQ placement counts."""
+    """The INT8 model (``model`` itself, rewritten, for TensorRT, with ``amax``) and the Q/DQ placement counts."""
     if target == "tensorrt":
-        placement = insert_tensorrt_qdq(model, tensorrt_amax(ranges), keep_out=keep_out, keep_out_precision=precision)
+        placement = insert_tensorrt_qdq(model, amax, keep_out=keep_out, keep_out_precision=precision)
         return model, placement.to_dict()
     return quantize_for_cpu(onnx_path, ranges), {}
 
@@ -218,10 +248,11 @@ def _lineage(
         source_onnx_sha256=cache.model_sha256,
         calibration=CalibrationRecord(cache.cal_id, method, calib.count, calib.spec),
         budget=budget,
+        qat=outcome.qat if outcome else None,
     )
 
 
-def _save_checked(model: Any, output: Path) -> None:
+def save_checked(model: Any, output: Path) -> None:
     try:
         onnx.checker.check_model(model, full_check=True)
     except onnx.checker.ValidationError as exc:

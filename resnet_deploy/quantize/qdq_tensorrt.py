@@ -83,7 +83,7 @@ def layer_id(node: Any) -> str:
     return str(node.name or node.output[0])
 
 
-def _plan(model: Any, keep_out: Collection[str] = ()) -> tuple[dict[str, list[tuple[Any, int]]], list[str]]:
+def activation_plan(model: Any, keep_out: Collection[str] = ()) -> tuple[dict[str, list[tuple[Any, int]]], list[str]]:
     """Which activation tensors get a Q/DQ pair, and which (node, input index) read them.
 
     Nodes in ``keep_out`` (layer ids) read their inputs unquantized.
@@ -112,14 +112,14 @@ def _plan(model: Any, keep_out: Collection[str] = ()) -> tuple[dict[str, list[tu
 
 def quantized_layers(model: Any) -> list[Any]:
     """The nodes TensorRT placement quantizes (Conv/Gemm on an activation, residual Add), in graph order."""
-    wanted, _ = _plan(model)
+    wanted, _ = activation_plan(model)
     readers = {id(node) for uses in wanted.values() for node, _ in uses}
     return [node for node in model.graph.node if id(node) in readers]
 
 
 def qdq_tensors(model: Any) -> list[str]:
     """The activation tensors TensorRT placement quantizes: the only ones calibration must measure."""
-    return list(_plan(model)[0])
+    return list(activation_plan(model)[0])
 
 
 def insert_tensorrt_qdq(
@@ -144,7 +144,7 @@ def insert_tensorrt_qdq(
         raise QuantizationError(
             f"no quantized layer is named {', '.join(unknown)}; `resnet-deploy sensitivity MODEL.onnx` lists them"
         )
-    wanted, residuals = _plan(model, keep_out)
+    wanted, residuals = activation_plan(model, keep_out)
     report = PlacementReport(residual_inputs=residuals, kept_out=list(keep_out))
     after, activation_inits = _quantize_activations(graph, wanted, amax, report)
     before, weight_inits = _quantize_weights(graph, report, keep_out)
@@ -224,7 +224,7 @@ def _quantize_weights(
         if layer_id(node) in keep_out:
             continue
         name = node.input[1]
-        dq, weight_inits = _weight_dq(name, inits[name], _channel_axis(node))
+        dq, weight_inits = _weight_dq(name, inits[name], channel_axis(node))
         new_inits += weight_inits
         before.setdefault(i, []).append(dq)
         node.input[1] = f"{name}_dq"
@@ -232,7 +232,7 @@ def _quantize_weights(
     return before, new_inits
 
 
-def _channel_axis(node: Any) -> int:
+def channel_axis(node: Any) -> int:
     """The output-channel axis of a Conv or Gemm weight: Conv 0; Gemm 0 with transB=1, else 1."""
     if node.op_type != "Gemm":
         return 0

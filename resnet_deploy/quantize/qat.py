@@ -1,0 +1,279 @@
+"""Quantization-aware fine-tuning of an FP32 ONNX ResNet at TensorRT's Q/DQ placement.
+
+The graph runs in PyTorch with fake quantization exactly where the exported Q/DQ pairs go
+(:mod:`resnet_deploy.quantize.onnx_torch`), its activation scales starting from calibration, and is
+fine-tuned with the straight-through estimator on labelled training images: He et al.'s recipe
+(SGD, momentum 0.9, weight decay 1e-4, the training augmentation) at a low learning rate, cosine to
+zero over a few epochs. Activation scales are learned too by default (LSQ's gradient, in log space,
+with Adam): that is what lets one channel scaled 10,000x stop flattening the rest of its tensor.
+
+The state is saved after every epoch (``state_path``) and a run resumes from it. One process, on one
+GPU or the CPU.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Collection
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from resnet_deploy._io import atomic_output
+from resnet_deploy._lazy import lazy_import, lazy_module
+from resnet_deploy.artifacts.onnx_metadata import ArtifactMetadata
+from resnet_deploy.errors import QuantizationError
+from resnet_deploy.messages import SILENT, Messages
+from resnet_deploy.quantize import scale_init
+from resnet_deploy.quantize.onnx_torch import build_network
+
+if TYPE_CHECKING:
+    import torch
+
+    from resnet_deploy.data import spec as data_spec
+else:
+    torch = lazy_import("torch", extra="train")
+    data_spec = lazy_module("resnet_deploy.data.spec")
+
+STATE_FORMAT = "resnet-deploy-qat-state/1"
+DEVICES = ("cpu", "cuda", "auto")
+
+
+@dataclass(frozen=True)
+class QatOptions:
+    epochs: int = 2
+    lr: float = 0.001  # the recipe's 0.1 at 1%: fine-tuning, not training
+    batch_size: int = 128
+    learn_scales: bool = True  # train the activation amax too (False: keep where they start)
+    narrow_scales: bool = True  # start each amax where its readers' error is least (scale_init.py), else calibration's
+    scale_lr: float = 0.05  # Adam's step on log(amax)
+    data: str | None = None  # labelled dataset spec; None: the one the model records
+    images: int | None = None  # training images per epoch (None: the whole split)
+    seed: int = 0
+    device: str = "auto"
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+
+    def __post_init__(self) -> None:
+        if isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 1:
+            raise QuantizationError(f"`qat.epochs` must be at least 1, got {self.epochs!r}", field="qat.epochs")
+        for name in ("lr", "scale_lr"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                raise QuantizationError(f"`qat.{name}` must be a number above 0, got {value!r}", field=f"qat.{name}")
+        if self.batch_size < 1:
+            raise QuantizationError(
+                f"`qat.batch_size` must be at least 1, got {self.batch_size}", field="qat.batch_size"
+            )
+        if self.images is not None and self.images < 1:
+            raise QuantizationError(f"`qat.images` must be at least 1, got {self.images}", field="qat.images")
+        if self.device not in DEVICES and not self.device.startswith("cuda:"):
+            raise QuantizationError(
+                f"`qat.device` is cpu, cuda, cuda:N or auto, not {self.device!r}", field="qat.device"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class QatRun:
+    """What fine-tuning did: the trained network, and what the result records of it."""
+
+    network: Any  # the OnnxNetwork, on the CPU
+    options: QatOptions
+    dataset: str
+    images_per_epoch: int
+    epochs: int  # run in total (resumed ones included)
+    resumed_from: int  # epochs found done in the state
+    seconds: float  # this process's fine-tuning wall time
+    losses: list[float]  # mean training loss of each epoch
+
+    def amax(self) -> dict[str, float]:
+        return dict(self.network.amax())
+
+    def weights(self) -> dict[str, np.ndarray]:
+        return dict(self.network.weights())
+
+
+def fine_tune(
+    model: Any,
+    metadata: ArtifactMetadata,
+    amax: dict[str, float],
+    options: QatOptions,
+    *,
+    source_sha256: str,
+    keep_out: Collection[str] = (),
+    init_batches: list[np.ndarray] | None = None,
+    state_path: Path | None = None,
+    resume: bool = False,
+    out: Messages = SILENT,
+) -> QatRun:
+    """Fine-tune ``model`` (FP32 onnx.ModelProto) with fake quantization starting at ``amax``."""
+    device = _device(options.device)
+    torch.manual_seed(options.seed)
+    dataset = labelled_training_set(metadata, options.data)
+    network: Any = build_network(model, amax, learn_scales=options.learn_scales, keep_out=keep_out).to(device)
+    weights = [p for name, p in network.named_parameters() if name.startswith("params.")]
+    scales = [p for name, p in network.named_parameters() if name.startswith("quantizers.")]
+    sgd = torch.optim.SGD(weights, lr=options.lr, momentum=options.momentum, weight_decay=options.weight_decay)
+    adam = torch.optim.Adam(scales, lr=options.scale_lr) if scales else None
+    start = _resume(state_path, network, sgd, adam, options, source_sha256, keep_out) if resume else 0
+    if not start and options.narrow_scales and init_batches:
+        narrowed = scale_init.narrowed_amax(network.cpu(), init_batches)
+        moved = sum(narrowed[t] < amax[t] for t in narrowed)
+        out.say(
+            f"QAT starts {moved} of {len(narrowed)} activation scales below calibration's "
+            "(their readers' error is less)"
+        )
+        network.set_amax(narrowed)
+        network = network.to(device)
+    trained = network
+    available = len(dataset.train)
+    per_epoch = min(options.images or available, available)
+    steps = options.epochs * math.ceil(per_epoch / options.batch_size)
+    mean = torch.tensor(metadata.mean, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+    std = torch.tensor(metadata.std, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+    began = time.perf_counter()
+    losses: list[float] = []
+    step = start * math.ceil(per_epoch / options.batch_size)
+    if start:
+        out.say(f"resuming quantization-aware training after epoch {start} of {options.epochs}")
+    for epoch in range(start, options.epochs):
+        trained.train()
+        total, count = 0.0, 0
+        batches = dataset.train.batches(
+            options.batch_size,
+            size=metadata.config.input_size,
+            train=True,
+            seed=options.seed * 1000 + epoch,
+            device=torch.device(device),
+            limit=per_epoch,
+        )
+        for batch in batches:
+            lr = 0.5 * options.lr * (1 + math.cos(math.pi * step / steps))
+            for group in sgd.param_groups:
+                group["lr"] = lr
+            logits = trained((batch.images.to(device) - mean) / std)
+            loss = torch.nn.functional.cross_entropy(logits, batch.labels.to(device))
+            if not torch.isfinite(loss):
+                raise QuantizationError(
+                    f"quantization-aware training diverged at epoch {epoch + 1} (loss {float(loss)}); "
+                    "lower `qat.lr` or `qat.scale_lr`",
+                    field="qat.lr",
+                )
+            sgd.zero_grad(set_to_none=True)
+            if adam is not None:
+                adam.zero_grad(set_to_none=True)
+            loss.backward()
+            sgd.step()
+            if adam is not None:
+                adam.step()
+            total, count, step = total + float(loss.detach()) * len(batch.labels), count + len(batch.labels), step + 1
+        losses.append(total / max(count, 1))
+        out.say(f"QAT epoch {epoch + 1}/{options.epochs}: training loss {losses[-1]:.4f}")
+        if state_path is not None:
+            _save_state(state_path, network, sgd, adam, options, source_sha256, keep_out, epoch + 1)
+    network.eval()
+    return QatRun(
+        network.cpu(),
+        options,
+        dataset.spec,
+        per_epoch,
+        options.epochs,
+        start,
+        time.perf_counter() - began,
+        losses,
+    )
+
+
+def _device(device: str) -> str:
+    """The device asked for, checked: "auto" is the GPU where PyTorch sees one."""
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise QuantizationError(
+            f"`qat.device={device}` asked for, but PyTorch sees no CUDA GPU; use cpu", field="qat.device"
+        )
+    return device
+
+
+def labelled_training_set(metadata: ArtifactMetadata, spec: str | None) -> Any:
+    """The labelled dataset to fine-tune on: ``spec``, or the one the model records."""
+    spec = spec or metadata.dataset
+    if not spec:
+        raise QuantizationError(
+            f"{metadata.config.name} records no training dataset: quantization-aware training needs labelled "
+            "images of its classes; pass them as `qat.data`",
+            field="qat.data",
+        )
+    data_spec.check_spec(spec, labels_for="fine-tune on")
+    dataset = data_spec.open_dataset(spec)
+    if dataset.num_classes != metadata.config.num_classes:
+        raise QuantizationError(
+            f"{spec} has {dataset.num_classes} classes but the model has {metadata.config.num_classes}; "
+            "fine-tune on labelled images of its own classes (`qat.data`)",
+            field="qat.data",
+        )
+    if len(dataset.train) == 0:
+        raise QuantizationError(f"{spec} has no training images to fine-tune on", field="qat.data")
+    return dataset
+
+
+def _fingerprint(options: QatOptions, source_sha256: str, keep_out: Collection[str]) -> dict[str, Any]:
+    """What a saved state must match to be resumed: the same model, options (bar epochs and device), layers."""
+    fields = {k: v for k, v in options.to_dict().items() if k not in ("epochs", "device")}
+    return {"source_sha256": source_sha256, "options": fields, "keep_out": sorted(keep_out)}
+
+
+def _save_state(
+    path: Path, network: Any, sgd: Any, adam: Any, options: QatOptions, sha: str, keep_out: Collection[str], epoch: int
+) -> None:
+    payload = {
+        "format": STATE_FORMAT,
+        "fingerprint": _fingerprint(options, sha, keep_out),
+        "epoch": epoch,
+        "network": network.state_dict(),
+        "sgd": sgd.state_dict(),
+        "adam": adam.state_dict() if adam is not None else None,
+    }
+    with atomic_output(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def _resume(
+    path: Path | None, network: Any, sgd: Any, adam: Any, options: QatOptions, sha: str, keep_out: Collection[str]
+) -> int:
+    """Load the saved state into the network and optimizers; the epochs it had done (0 with none saved)."""
+    if path is None or not path.exists():
+        return 0
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for a damaged file; the user needs one line
+        raise QuantizationError(
+            f"{path} is not a readable QAT state ({type(exc).__name__}); delete it to start over"
+        ) from None
+    if not isinstance(payload, dict) or payload.get("format") != STATE_FORMAT:
+        raise QuantizationError(f"{path} is not a resnet-deploy QAT state; delete it to start over")
+    if payload.get("fingerprint") != _fingerprint(options, sha, keep_out):
+        raise QuantizationError(
+            f"{path} was saved by QAT of another model or with other options; "
+            "run with those, or delete it to start over"
+        )
+    epoch = int(payload.get("epoch", 0))
+    if epoch > options.epochs:
+        raise QuantizationError(f"{path} has {epoch} epochs done, more than the {options.epochs} asked for")
+    try:
+        network.load_state_dict(payload["network"])
+        sgd.load_state_dict(payload["sgd"])
+        if adam is not None and payload.get("adam") is not None:
+            adam.load_state_dict(payload["adam"])
+    except (KeyError, RuntimeError, ValueError) as exc:
+        raise QuantizationError(
+            f"{path} does not fit this model ({str(exc).splitlines()[0]}); delete it to start over"
+        ) from None
+    return epoch
