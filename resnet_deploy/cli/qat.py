@@ -24,6 +24,13 @@ DEFAULTS, QAT = QatJob(""), QatOptions()
     "--epochs", type=click.IntRange(min=1), default=QAT.epochs, show_default=True, help="Epochs to fine-tune."
 )
 @click.option("--lr", type=FiniteFloat(min=0, min_open=True), default=QAT.lr, show_default=True, help="Peak SGD rate.")
+@click.option(
+    "--scale-lr",
+    type=FiniteFloat(min=0, min_open=True),
+    default=QAT.scale_lr,
+    show_default=True,
+    help="Adam's step on the log of each learned activation scale.",
+)
 @click.option("--batch-size", type=click.IntRange(min=1), default=QAT.batch_size, show_default=True)
 @click.option("--train-images", type=click.IntRange(min=1), default=None, help="Training images per epoch (all).")
 @click.option(
@@ -56,7 +63,7 @@ def qat(model: str, output: str | None, overwrite: bool, dry_run: bool, as_json:
       resnet-deploy qat r50.onnx --data imagefolder:/data/imagenet --epochs 1 --train-images 50000 --device cuda
     """
     out = Reporter(as_json)
-    qat_fields = {name: options.pop(name) for name in ("epochs", "lr", "batch_size", "device")}
+    qat_fields = {name: options.pop(name) for name in ("epochs", "lr", "scale_lr", "batch_size", "device")}
     fine_tuning = QatOptions(**qat_fields, images=options.pop("train_images"), learn_scales=options.pop("learn_scales"))
     job = QatJob(model, fine_tuning, calibration_from(options), options.pop("held_out_images"), output, overwrite)
     result = execute(job, out, dry_run)

@@ -1,12 +1,13 @@
 """Mixed precision chosen by measured accuracy: keep layers out of INT8 until a top-1 budget is met.
 
-Calibrate, score the all-INT8 model on held-out images (a seeded sample of the test split; the
-calibration images come from the training split), and while the rise in top-1 error exceeds the
-budget keep the most sensitive remaining layer out of INT8 (ranked by
-:func:`resnet_deploy.quantize.sensitivity.rank`), re-score, and stop at the budget. The budget is
-compared with the point estimate of the paired change or with the upper bound of its 95% interval
-(``gate``). A model INT8 does not hurt is scored once and kept whole; a budget no mix reaches is
-reported with the best drop reached.
+Calibrate and score the all-INT8 model on held-out images (a seeded sample of the test split; the
+calibration images come from the training split). Over the budget, every layer is scored left out of
+INT8 on the held-out images INT8 changes most (a cheap proxy, 1 in 8 of them, at least 32) and ranked
+(:func:`resnet_deploy.quantize.sensitivity.rank`); the shortest prefix of the ranking that meets the
+budget, scored on every held-out image, is found by doubling and halving; then the layers the budget
+holds without go back into INT8, in groups. The budget is compared with the point estimate of the
+paired change or with the upper bound of its 95% interval (``gate``). A model INT8 does not hurt is
+scored once and kept whole; a budget no mix reaches is reported with the best drop reached.
 
 Keeping layers out is one way back within the budget (``recover="keep-out"``). The other is
 quantization-aware fine-tuning with every layer in INT8 (``"qat"``, :mod:`resnet_deploy.quantize.recover`);
@@ -19,6 +20,8 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
 
 from resnet_deploy.artifacts.lineage import GraphLineage, QatRecord
 from resnet_deploy.errors import QuantizationError
@@ -106,6 +109,7 @@ class BudgetOutcome:
     steps: list[dict[str, Any]] = field(default_factory=list)  # the drop after each layer kept out
     methods_tried: list[dict[str, Any]] = field(default_factory=list)  # with --try-methods: each one's brief()
     step: str = "post-training"  # which step met the budget (or got nearest): one of STEPS
+    ranks: dict[str, int] = field(default_factory=dict)  # node -> its place in the search's ranking
     post_training: VariantScore | None = None  # every layer INT8 before fine-tuning, when QAT ran
     qat: QatRecord | None = None  # the fine-tuning, when it ran
 
@@ -118,17 +122,18 @@ class BudgetOutcome:
         return self.score.change.gated_pp(self.options.gate)
 
     def reasons(self) -> dict[str, str]:
-        """Why each kept-out layer is out: the drop over the budget before, and the drop once it was out."""
+        """Why each kept-out layer is out: its rank, the all-INT8 drop over the budget, the drop with it kept out."""
         before = self.all_int8.change.gated_pp(self.options.gate)
-        why = {}
-        for step in self.steps:
-            node, after = step["kept_out"], step["gated_pp"]
-            why[node] = (
-                f"Δtop-1 ({self.options.gate}) {before:+.2f} pp over the {self.options.max_top1_drop:g} pp budget; "
-                f"{after:+.2f} pp with it kept out"
+        others = len(self.kept_out) - 1
+        return {
+            layer.node: (
+                f"Δtop-1 ({self.options.gate}) {before:+.2f} pp over the {self.options.max_top1_drop:g} pp budget "
+                f"with every layer INT8; ranked #{self.ranks.get(layer.node, 0)} of {len(self.layers)} by what "
+                f"leaving it out restores; {self.gated_pp:+.2f} pp with it"
+                + (f" and {others} more kept out" if others else " kept out")
             )
-            before = after
-        return {layer.node: why.get(layer.node, "") for layer in self.kept_out}
+            for layer in self.kept_out
+        }
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -200,7 +205,13 @@ def search(
     out: Messages = SILENT,
 ) -> BudgetOutcome:
     """Keep the most sensitive layers out of INT8 until ``options.max_top1_drop`` is met (``all_int8``: the
-    all-INT8 score, when already known)."""
+    all-INT8 score, when already known).
+
+    Each layer is ranked by what leaving it out restores on the held-out images the all-INT8 model changes
+    most (:func:`telling_images`: a cheap proxy); the shortest prefix of that ranking that meets the
+    budget on every held-out image is found by doubling, then halving; then the layers the budget holds
+    without go back into INT8, in groups.
+    """
     all_int8 = all_int8 or judge.score(variant(fp32_model, amax, ()))
     outcome = BudgetOutcome(
         method, options, layers, [], all_int8, all_int8, judge.images, judge.held_out.spec, met=False
@@ -209,37 +220,95 @@ def search(
     outcome.met = outcome.gated_pp <= options.max_top1_drop
     if outcome.met:
         return outcome
-    out.say(f"{method}: over the budget of {options.max_top1_drop:g} pp; scoring each of {len(layers)} layers left out")
-    _, ranked = scan(fp32_model, amax, layers, judge, precision=options.precision, alone=False, all_int8=all_int8)
-    kept: list[QuantLayer] = []
-    for item in ranked:
-        kept.append(item.layer)
-        score = judge.score(variant(fp32_model, amax, {layer.node for layer in kept}, options.precision))
-        gated = score.change.gated_pp(options.gate)
-        outcome.steps.append({"kept_out": item.layer.node, "gated_pp": gated, "top1_change": score.change.to_dict()})
-        out.say(f"{method}: + {item.layer.label()} kept out: Δtop-1 {score.change.describe()}")
-        if gated < outcome.gated_pp:
-            outcome.kept_out, outcome.score = list(kept), score
-        if gated <= options.max_top1_drop:
-            outcome.met = True
-            break
+    telling = telling_images(judge, all_int8)
+    on = f"the {len(telling)} held-out images INT8 changes most" if telling is not None else "the held-out images"
+    out.say(f"{method}: over the budget of {options.max_top1_drop:g} pp; ranking each of {len(layers)} layers left out on {on}")
+    proxy = judge.restrict(all_int8, telling) if telling is not None else all_int8
+    _, ranked = scan(
+        fp32_model, amax, layers, judge, precision=options.precision, alone=False, all_int8=proxy, subset=telling
+    )
+    outcome.ranks = {item.layer.node: rank for rank, item in enumerate(ranked, 1)}
+    _shortest_prefix(outcome, [item.layer for item in ranked], fp32_model, amax, judge, out)
     if outcome.met and len(outcome.kept_out) > 1:
         _prune(outcome, fp32_model, amax, judge, out)
     outcome.step = "keep-out"
     return outcome
 
 
+TELLING_MIN = 32  # the ranking scores every layer left out on at least this many held-out images...
+TELLING_SHARE = 8  # ...or on this share of them (1 in 8), whichever is more
+
+
+def telling_images(judge: HeldOutJudge, all_int8: VariantScore) -> np.ndarray | None:
+    """The held-out images that tell layers apart: those whose top-1 verdict INT8 flips, then those whose
+    softmax it moves most (KL); None when that would be every image anyway."""
+    count = max(TELLING_MIN, math.ceil(judge.images / TELLING_SHARE))
+    if all_int8.image_kl is None or all_int8.image_classes is None or count >= judge.images:
+        return None
+    flipped = (all_int8.image_classes == judge.held_out.labels) != judge.reference_hits
+    order = np.lexsort((-all_int8.image_kl, ~flipped))  # flipped first, then by KL, largest first
+    return np.sort(order[:count])
+
+
+def _shortest_prefix(
+    outcome: BudgetOutcome,
+    ranked: list[QuantLayer],
+    fp32_model: Any,
+    amax: dict[str, float],
+    judge: HeldOutJudge,
+    out: Messages,
+) -> None:
+    """Keep out the shortest prefix of ``ranked`` that meets the budget, scored on every held-out image:
+    1, 2, 4, ... layers until one meets it, then halving the gap to the last that did not. Unmet with
+    every layer out: the best reached."""
+    options, method = outcome.options, outcome.method
+    scores: dict[int, VariantScore] = {}
+
+    def meets(count: int) -> bool:
+        kept = ranked[:count]
+        score = judge.score(variant(fp32_model, amax, {layer.node for layer in kept}, options.precision))
+        scores[count] = score
+        gated = score.change.gated_pp(options.gate)
+        outcome.steps.append(
+            {"kept_out": [layer.node for layer in kept], "gated_pp": gated, "top1_change": score.change.to_dict()}
+        )
+        shown = kept[0].label() if count == 1 else f"the {count} most sensitive (to {kept[-1].label()})"
+        out.say(f"{method}: {shown} kept out: Δtop-1 {score.change.describe()}")
+        if gated < outcome.gated_pp:
+            outcome.kept_out, outcome.score = list(kept), score
+        return gated <= options.max_top1_drop
+
+    below, count = 0, 1  # below: the longest prefix known to miss the budget
+    while not meets(count):
+        below = count
+        if count == len(ranked):
+            return
+        count = min(2 * count, len(ranked))
+    above = count
+    while above - below > 1:
+        middle = (above + below) // 2
+        if meets(middle):
+            above = middle
+        else:
+            below = middle
+    outcome.kept_out, outcome.score, outcome.met = ranked[:above], scores[above], True
+
+
 def _prune(outcome: BudgetOutcome, fp32_model: Any, amax: dict[str, float], judge: HeldOutJudge, out: Messages) -> None:
-    """Put back into INT8 each kept-out layer (latest first, the last one kept out excepted) the budget
-    holds without: a greedy step that did not help should not cost INT8 MACs."""
+    """Put back into INT8 the kept-out layers the budget holds without (the last one kept out excepted), least
+    sensitive first and in groups: the whole group when the budget holds, else each half of it in turn."""
     options = outcome.options
-    for layer in list(reversed(outcome.kept_out[:-1])):
-        trial = [kept for kept in outcome.kept_out if kept is not layer]
+    groups = [list(reversed(outcome.kept_out[:-1]))]
+    while groups:
+        group = groups.pop(0)
+        trial = [kept for kept in outcome.kept_out if kept not in group]
         score = judge.score(variant(fp32_model, amax, {kept.node for kept in trial}, options.precision))
         if score.change.gated_pp(options.gate) <= options.max_top1_drop:
             outcome.kept_out, outcome.score = trial, score
-            outcome.steps = [step for step in outcome.steps if step["kept_out"] != layer.node]
-            out.say(f"{outcome.method}: {layer.label()} back in INT8: Δtop-1 {score.change.describe()}")
+            labels = ", ".join(layer.label() for layer in group)
+            out.say(f"{outcome.method}: {labels} back in INT8: Δtop-1 {score.change.describe()}")
+        elif len(group) > 1:
+            groups[:0] = [group[: len(group) // 2], group[len(group) // 2 :]]
 
 
 def _images_to_bound(budget_pp: float) -> int:

@@ -8,7 +8,7 @@ labels (:mod:`resnet_deploy.evaluate.paired_stats`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -37,6 +37,9 @@ class VariantScore:
     max_logit_error: float
     mean_logit_error: float
     change: PairedChange  # top-1 error against the labels, paired with the FP32 model's
+    # per scored image: KL from the FP32 softmax, and the top-1 class (what the budget search's proxy reads)
+    image_kl: np.ndarray | None = field(default=None, repr=False, compare=False)
+    image_classes: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -68,18 +71,39 @@ class HeldOutJudge:
     def fp32_top1_error(self) -> float:
         return 100 * (1 - float(self.reference_hits.mean()))
 
-    def score(self, model: Any) -> VariantScore:
-        logits = run_model(model, self.held_out.images)
+    def score(self, model: Any, subset: np.ndarray | None = None) -> VariantScore:
+        """``model`` against FP32 on the held-out images (or on the images at the indices ``subset``)."""
+        chosen = np.arange(self.images) if subset is None else np.asarray(subset)
+        logits = run_model(model, self.held_out.images[chosen])
         self.runs += 1
-        log_p = _log_softmax(logits)
-        kl = float((np.exp(self._reference_log_p) * (self._reference_log_p - log_p)).sum(1).mean())
-        error = np.abs(logits - self.reference_logits)
+        reference_log_p, reference_logits = self._reference_log_p[chosen], self.reference_logits[chosen]
+        image_kl = np.maximum((np.exp(reference_log_p) * (reference_log_p - _log_softmax(logits))).sum(1), 0.0)
+        error = np.abs(logits - reference_logits)
+        return self._of(chosen, logits.argmax(1), image_kl, float(error.max()), float(error.mean()))
+
+    def restrict(self, score: VariantScore, subset: np.ndarray) -> VariantScore:
+        """A full score as if only the images at ``subset`` had been scored (its logit errors stay the full ones)."""
+        assert score.image_kl is not None and score.image_classes is not None
+        chosen = np.asarray(subset)
+        return self._of(
+            chosen,
+            score.image_classes[chosen],
+            score.image_kl[chosen],
+            score.max_logit_error,
+            score.mean_logit_error,
+        )
+
+    def _of(
+        self, chosen: np.ndarray, classes: np.ndarray, image_kl: np.ndarray, max_error: float, mean_error: float
+    ) -> VariantScore:
         return VariantScore(
-            top1_agreement=float((logits.argmax(1) == self.reference_logits.argmax(1)).mean()),
-            kl=max(kl, 0.0),  # rounding can leave -1e-9
-            max_logit_error=float(error.max()),
-            mean_logit_error=float(error.mean()),
-            change=paired_change(self.reference_hits, logits.argmax(1) == self.held_out.labels),
+            top1_agreement=float((classes == self.reference_logits[chosen].argmax(1)).mean()),
+            kl=float(image_kl.mean()),
+            max_logit_error=max_error,
+            mean_logit_error=mean_error,
+            change=paired_change(self.reference_hits[chosen], classes == self.held_out.labels[chosen]),
+            image_kl=image_kl,
+            image_classes=classes,
         )
 
 

@@ -11,10 +11,12 @@ outputs, a chunk of images at a time. Each chunk's values go to one collector, b
 - percentile (CPU target): ONNX Runtime's ``HistogramCollector``, both tails.
 - minmax: running extrema (ORT's MinMaxCalibrater without moving averages).
 
-Nothing is kept between chunks but the histograms, so memory is one or two chunks' activations
-(ResNet-50: ~1 GB at 8 images, where ORT's calibrator classes keep all of them: 8 GB), and only the
-tensors that get a Q/DQ pair are measured when the caller names them. Symmetric mode (TensorRT)
-returns +-amax.
+Nothing is kept between chunks but the histograms, so memory is one or two chunks' activations, where
+ORT's calibrator classes keep all of them (ResNet-50: 8 GB). A chunk is 8 images, or fewer where their
+requested activations would pass ``CHUNK_BYTES`` (ResNet-50 at 224: 40 MiB an image, so 4), and ONNX
+Runtime's memory arena is off for the run (it keeps the largest chunk's buffers reserved): ResNet-50
+calibrates on 128 images in under 1.6 GB. Only the tensors that get a Q/DQ pair are measured when the
+caller names them. Symmetric mode (TensorRT) returns +-amax.
 """
 
 from __future__ import annotations
@@ -45,7 +47,8 @@ else:
     ort = lazy_import("onnxruntime", extra="onnxruntime")
 
 TENSORRT_HISTOGRAM_BINS = 2048  # what TensorRT's EntropyCalibration2 uses
-CHUNK = 8  # images per ORT run: bounds memory (all requested activations of a chunk are alive at once)
+CHUNK = 8  # images per ORT run at most: bounds memory (all requested activations of a chunk are alive at once)
+CHUNK_BYTES = 160 * 2**20  # ...and fewer where a chunk's requested activations would pass this
 
 Extrema = tuple[dict[str, float], dict[str, float]]  # tensor -> lowest, tensor -> highest
 
@@ -65,27 +68,40 @@ def float_activations(model) -> list[str]:  # type: ignore[no-untyped-def]
 
 
 def _augmented_session(model, tensors: Iterable[str]):  # type: ignore[no-untyped-def]
-    """An ORT session over a copy of ``model`` with ``tensors`` (the float ones) added as outputs."""
+    """An ORT session over a copy of ``model`` with ``tensors`` (the float ones) added as outputs, and the
+    images to run at a time (``CHUNK``, fewer where their activations would pass ``CHUNK_BYTES``)."""
     model = copy.deepcopy(model)
     inferred = onnx.shape_inference.infer_shapes(model)
-    types = {vi.name: vi.type.tensor_type.elem_type for vi in [*inferred.graph.value_info, *inferred.graph.input]}
+    infos = {vi.name: vi.type.tensor_type for vi in [*inferred.graph.value_info, *inferred.graph.input]}
     existing = {o.name for o in model.graph.output}
-    wanted = [t for t in tensors if types.get(t, onnx.TensorProto.FLOAT) == onnx.TensorProto.FLOAT]
+    wanted = [t for t in tensors if t not in infos or infos[t].elem_type == onnx.TensorProto.FLOAT]
     for name in wanted:
         if name not in existing:
             model.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
+    per_image = sum(_image_bytes(infos[t]) for t in wanted if t in infos)
     options = ort.SessionOptions()
+    options.enable_cpu_mem_arena = False  # the arena keeps a chunk's worth of freed buffers reserved
     session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    return session, wanted
+    return session, wanted, max(1, min(CHUNK, CHUNK_BYTES // max(per_image, 1)))
 
 
-def _chunks(session: Any, names: list[str], batches: list[np.ndarray], input_name: str) -> Iterator[dict[str, Any]]:
-    """``names``' values, CHUNK images at a time (a fixed-batch model's batch, padded): tensor name -> array
+def _image_bytes(tensor_type: Any) -> int:
+    """Bytes of one image's float32 tensor of this type (a dimension not known counts as 1)."""
+    count = 4
+    for dim in list(tensor_type.shape.dim)[1:]:
+        count *= dim.dim_value if dim.dim_value > 0 else 1
+    return count
+
+
+def _chunks(
+    session: Any, names: list[str], batches: list[np.ndarray], input_name: str, chunk: int
+) -> Iterator[dict[str, Any]]:
+    """``names``' values, ``chunk`` images at a time (a fixed-batch model's batch, padded): tensor name -> array
     of the real images only, so padding never reaches a range."""
     outputs = [o.name for o in session.get_outputs()]
     index = {name: outputs.index(name) for name in names}
     for batch in batches:
-        for feed, count in padded_feeds(session, batch, CHUNK):
+        for feed, count in padded_feeds(session, batch, chunk):
             values = session.run(None, {input_name: feed})
             yield {n: values[i][:count] for n, i in index.items()}
 
@@ -238,12 +254,12 @@ def compute_ranges(
             f"`calibration.percentile` must be in (0, 100], got {percentile}", field="calibration.percentile"
         )
     model = load_onnx(onnx_model) if isinstance(onnx_model, (str, Path)) else onnx_model
-    session, names = _augmented_session(model, float_activations(model) if tensors is None else tensors)
+    session, names, chunk = _augmented_session(model, float_activations(model) if tensors is None else tensors)
     collector = make_collector(method, names, model, symmetric=symmetric, percentile=percentile)
     # ORT's collectors print a line per call
     with collector, contextlib.redirect_stdout(io.StringIO()):
-        for chunk in _chunks(session, names, batches, input_name):
-            collector.collect(chunk)
+        for values in _chunks(session, names, batches, input_name, chunk):
+            collector.collect(values)
         low, high = collector.extrema()
     if not names or not batches:
         raise QuantizationError("nothing to calibrate: no images or no float activations")

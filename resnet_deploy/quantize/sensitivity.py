@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from resnet_deploy.artifacts.onnx_io import load_onnx
 from resnet_deploy.messages import SILENT, Messages
 from resnet_deploy.quantize import calib_data, measured  # modules: a benchmark wraps their functions
@@ -162,23 +164,29 @@ def scan(
     precision: str = "fp16",
     alone: bool = True,
     all_int8: VariantScore | None = None,
+    subset: np.ndarray | None = None,
     out: Messages = SILENT,
 ) -> tuple[VariantScore, list[LayerSensitivity]]:
     """Score every layer left out (and, with ``alone``, quantized alone); returns the all-INT8 score and
-    the layers ranked most sensitive first."""
+    the layers ranked most sensitive first. ``subset``: score on those held-out images only (``all_int8``
+    then scored on them too)."""
+
+    def score(model: Any) -> VariantScore:
+        return judge.score(model) if subset is None else judge.score(model, subset)
+
     if all_int8 is None:
-        all_int8 = judge.score(variant(fp32_model, amax, ()))
+        all_int8 = score(variant(fp32_model, amax, ()))
     every = {layer.node for layer in layers}
     scored = []
     for i, layer in enumerate(layers, 1):
-        left_out = judge.score(variant(fp32_model, amax, {layer.node}, precision))
-        only = judge.score(variant(fp32_model, amax, every - {layer.node}, "fp32")) if alone else None
+        left_out = score(variant(fp32_model, amax, {layer.node}, precision))
+        only = score(variant(fp32_model, amax, every - {layer.node}, "fp32")) if alone else None
         share = 1 - mac_share(layers, {layer.node})
         scored.append(LayerSensitivity(layer, share, left_out, only))
         out.say(
             f"  [{i}/{len(layers)}] {layer.label()}: left out, top-1 agreement {100 * left_out.top1_agreement:.1f}%"
         )
-    return all_int8, rank(scored, all_int8, judge.images)
+    return all_int8, rank(scored, all_int8, judge.images if subset is None else len(subset))
 
 
 def sensitivity_report(

@@ -125,7 +125,8 @@ def test_an_unmet_budget_is_one_line_naming_the_best_drop_reached(trained_resnet
     outcome = search(
         model, dict.fromkeys(qdq_tensors(model), 4.0), layers, AlwaysWorse(), BudgetOptions(1.0), method="minmax"
     )
-    assert not outcome.met and len(outcome.steps) == len(layers)  # every layer tried, in rank order
+    assert not outcome.met  # prefixes of the ranking, doubling up to every layer kept out
+    assert [len(step["kept_out"]) for step in outcome.steps] == [1, 2, 4, 8, 16, len(layers)] and len(layers) == 29
     message = outcome.unmet_message()
     assert "\n" not in message and "cannot be met: the best reached was +10.00 pp" in message
     assert "method minmax" in message and "`budget.try_methods`" in message
