@@ -1,7 +1,8 @@
 """Seconds and peak memory of the INT8 accuracy budget (sensitivity scan, budget search) against calibrating once.
 
     .venv/bin/python scripts/bench_int8_budget.py [--depth 50] [--images 256] [--calib-images 256]
-        [--max-top1-drop 0] [--gate estimate] [--out scripts/results] [--no-save]
+        [--max-top1-drop 0] [--gate estimate] [--phases calibrate,sensitivity,budget] [--out scripts/results]
+        [--no-save]
 
 Exports one seeded random-weight ResNet with a 10-class head fit to its features (see below) to a
 temporary directory, then runs three phases, each in a fresh Python process so that its peak RSS
@@ -11,9 +12,12 @@ temporary directory, then runs three phases, each in a fresh Python process so t
 - sensitivity: ``model_sensitivity`` on ``--images`` held-out images: every layer scored alone in
   INT8 and left out of it (1 + 2 x layers variants);
 - budget: ``calibrate_onnx`` with ``BudgetOptions(max_top1_drop, gate)``: the all-INT8 model is
-  scored, and when it is over the budget every layer is scored left out (1 + layers variants) and
-  the most sensitive are kept out one by one until the budget is met (one variant a step); then
-  each layer kept out is tried back in INT8 (one variant a trial) and left there when the budget holds.
+  scored, and when it is over the budget every layer is scored left out on the held-out images INT8
+  changes most (the scan: one variant a layer, on 1 in 8 of the images), the shortest prefix of that
+  ranking that meets the budget is found by doubling and halving (the steps), and the layers kept out
+  are tried back in INT8 in groups (the trials).
+
+``--phases calibrate,budget`` leaves out the sensitivity phase (the full scan: the longest).
 
 Every phase calibrates from scratch (no cache) on the same ``--calib-images`` images, so "vs
 calibrate" includes the calibration the scan and the search need anyway. Each phase's time is
@@ -28,9 +32,9 @@ gives every image the same class, FP32 and INT8 alike, so no budget would ever s
 the fc layer is refit as a linear probe of the random features on ``--head-images`` digits
 training images (``--head-images 0`` keeps it random). That head makes the fc layer the one INT8
 cannot take (the digits differ by a small share of each feature's range), so the budget search runs
-its full course: the scan, many greedy steps, then the trials of putting layers back. Writes
-OUT/int8-budget-resnet<depth>.{json,txt} unless --no-save. ResNet-50 with 256 + 256 images takes
-over an hour on 2 cores, nearly all of it ONNX Runtime scoring variants;
+its course: the scan, the prefixes, then the trials of putting layers back. Writes
+OUT/int8-budget-resnet<depth>.{json,txt} unless --no-save. On ResNet-50 with 256 + 256 images the
+sensitivity phase takes most of an hour on 2 cores, nearly all of it ONNX Runtime scoring variants;
 ``--depth 18 --images 32 --calib-images 32 --head-images 64`` is a quick run.
 ``--render OUT/int8-budget-resnet50.json`` rewrites the text report of a saved result.
 """
@@ -70,6 +74,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--method", default="entropy", help="calibration method")
     parser.add_argument("--max-top1-drop", type=float, default=0.0, help="the budget phase's budget, pp")
     parser.add_argument("--gate", default="estimate", help="estimate or upper-bound")
+    parser.add_argument(
+        "--phases", default=",".join(PHASES), help="comma-separated: calibrate (always), sensitivity, budget"
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "scripts" / "results")
     parser.add_argument("--no-save", action="store_true", help="print the table only")
     parser.add_argument("--render", type=Path, help="only rewrite the text report of a saved JSON result")
@@ -147,7 +154,7 @@ class Timers:
 
 
 def instrument() -> Timers:
-    from resnet_deploy.quantize import budget, calib_data, calibrate, judge, measured, sensitivity
+    from resnet_deploy.quantize import budget, calib_data, calibrate, judge, measured, recover, sensitivity
 
     timers = Timers()
     for module in (measured, calibrate):  # calibrate imported the names; sensitivity imports them at call time
@@ -159,7 +166,8 @@ def instrument() -> Timers:
     timers.wrap(judge.HeldOutJudge, "score", "score_variants")
     for module in (sensitivity, budget):
         timers.wrap(module, "variant", "build_variants")
-    timers.within(calibrate if hasattr(calibrate, "search") else budget, "search", "search")  # where it is called
+    caller = next(module for module in (recover, calibrate, budget) if hasattr(module, "search"))
+    timers.within(caller, "search", "search")  # where it is called from
     timers.within(budget, "scan", "scan")
     if hasattr(budget, "_prune"):  # putting back into INT8 the layers the budget holds without
         timers.within(budget, "_prune", "prune")
@@ -168,7 +176,7 @@ def instrument() -> Timers:
 
 def search_parts(parts: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """The budget search's variants and seconds by part: the all-INT8 model (one per method searched),
-    every layer left out (the scan), the greedy steps, and the trials of putting layers back."""
+    every layer left out (the scan), the prefixes of the ranking, and the trials of putting layers back."""
     search = parts["search"]
     scan = parts["scan"]
     prune = parts.get("prune", {"variants": 0, "seconds": 0.0})
@@ -402,9 +410,9 @@ def budget_line(p: dict[str, Any]) -> str:
     if parts and parts["scan"]["variants"]:
         searched = (
             f"; the search scored the all-INT8 model ({parts['all_int8']['variants']}), every layer left out "
-            f"({parts['scan']['variants']} variants, {parts['scan']['seconds']:.0f} s), {parts['steps']['variants']} "
-            f"greedy steps and {parts['prune']['variants']} trials of putting a layer back "
-            f"({parts['prune']['seconds']:.0f} s)"
+            f"on the telling images ({parts['scan']['variants']} variants, {parts['scan']['seconds']:.0f} s), "
+            f"{parts['steps']['variants']} prefixes of the ranking and {parts['prune']['variants']} trials of "
+            f"putting layers back ({parts['prune']['seconds']:.0f} s)"
         )
     elif parts:
         searched = "; the all-INT8 model was within the budget: no scan"
@@ -423,8 +431,7 @@ def budget_line(p: dict[str, Any]) -> str:
 def report(result: dict[str, Any]) -> str:
     s, m = result["settings"], result["model"]
     phases = result["phases"]
-    sens = phases["sensitivity"]
-    all_int8 = sens["all_int8"]
+    sens = phases.get("sensitivity")
     head = f"random weights (seed 0), {m['classes']} classes"
     if m["head"] != "random":
         head += (
@@ -450,18 +457,23 @@ def report(result: dict[str, Any]) -> str:
         "",
         breakdown(phases),
         "",
-        f"sensitivity: FP32 top-1 error {sens['fp32_top1_error']:.2f}%; all INT8: top-1 agreement "
-        f"{100 * all_int8['top1_agreement']:.2f}%, KL {all_int8['kl']:.2e}, Δtop-1 "
-        f"{all_int8['top1_change']['delta_pp']:+.2f} pp ({all_int8['top1_change']['worse']} worse, "
-        f"{all_int8['top1_change']['better']} better)",
-        budget_line(phases["budget"]),
-        "1-minute load average before/after each phase (other work on the machine): "
-        + ", ".join(f"{n} {p['load_average_before']}/{p['load_average_after']}" for n, p in phases.items()),
-        "",
-        "most sensitive layers (sensitivity phase):",
-        "",
-        sens["table"],
     ]
+    if sens:
+        all_int8 = sens["all_int8"]
+        lines.append(
+            f"sensitivity: FP32 top-1 error {sens['fp32_top1_error']:.2f}%; all INT8: top-1 agreement "
+            f"{100 * all_int8['top1_agreement']:.2f}%, KL {all_int8['kl']:.2e}, Δtop-1 "
+            f"{all_int8['top1_change']['delta_pp']:+.2f} pp ({all_int8['top1_change']['worse']} worse, "
+            f"{all_int8['top1_change']['better']} better)"
+        )
+    if "budget" in phases:
+        lines.append(budget_line(phases["budget"]))
+    lines.append(
+        "1-minute load average before/after each phase (other work on the machine): "
+        + ", ".join(f"{n} {p['load_average_before']}/{p['load_average_after']}" for n, p in phases.items())
+    )
+    if sens:
+        lines += ["", "most sensitive layers (sensitivity phase):", "", sens["table"]]
     return "\n".join(lines) + "\n"
 
 
@@ -482,7 +494,8 @@ def main(argv: list[str] | None = None) -> int:
         directory = Path(tmp)
         onnx_path, model = export(args, directory)
         phases = {}
-        for phase in PHASES:
+        wanted = {"calibrate", *args.phases.split(",")}
+        for phase in [phase for phase in PHASES if phase in wanted]:
             print(f"== {phase}", file=sys.stderr, flush=True)
             phases[phase] = child(args, phase, onnx_path, directory)
     result = {
@@ -497,6 +510,7 @@ def main(argv: list[str] | None = None) -> int:
             "max_top1_drop": args.max_top1_drop,
             "gate": args.gate,
             "cache": False,
+            "phases": list(phases),
         },
         "phases": phases,
     }

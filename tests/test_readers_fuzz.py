@@ -23,7 +23,13 @@ from hypothesis import strategies as st  # noqa: E402
 
 from resnet_deploy.artifacts.checkpoint_meta import CheckpointMeta  # noqa: E402
 from resnet_deploy.artifacts.engine_sidecar import EngineSidecar, EngineTargets  # noqa: E402
-from resnet_deploy.artifacts.lineage import BudgetRecord, CalibrationRecord, GraphLineage, KeptOut  # noqa: E402
+from resnet_deploy.artifacts.lineage import (  # noqa: E402
+    BudgetRecord,
+    CalibrationRecord,
+    GraphLineage,
+    KeptOut,
+    QatRecord,
+)
 from resnet_deploy.artifacts.model_spec import model_config  # noqa: E402
 from resnet_deploy.artifacts.onnx_metadata import ArtifactMetadata  # noqa: E402
 from resnet_deploy.artifacts.preprocess import Preprocess  # noqa: E402
@@ -105,6 +111,7 @@ LINEAGE = GraphLineage(
     source_onnx_sha256="ab" * 32,
     calibration=CalibrationRecord("0123456789abcdef01234567", "entropy", 512, "digits"),
     budget=BudgetRecord((KeptOut("node_Conv_1", "layer2.1.conv2", "over budget"),), "fp16", 0.942, {"met": True}),
+    qat=QatRecord(2, "digits", 1437, 0.001, True, 27.78, -7.5, 360),
 )
 
 

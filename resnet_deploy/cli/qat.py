@@ -55,7 +55,7 @@ def qat(model: str, output: str | None, overwrite: bool, dry_run: bool, as_json:
     then exported to MODEL.onnx beside the output first. Fake quantization sits where the TensorRT
     Q/DQ placement puts it, starting from calibration's scales; the result is the same form as
     `calibrate` writes, for `build-engine`, `validate` and the runners. The state is saved after each
-    epoch beside the output: a run cut off, or run again with more --epochs, resumes.
+    epoch beside the output: a run cut off resumes from it.
 
     \b
     Examples:

@@ -222,7 +222,8 @@ def search(
         return outcome
     telling = telling_images(judge, all_int8)
     on = f"the {len(telling)} held-out images INT8 changes most" if telling is not None else "the held-out images"
-    out.say(f"{method}: over the budget of {options.max_top1_drop:g} pp; ranking each of {len(layers)} layers left out on {on}")
+    over = f"over the budget of {options.max_top1_drop:g} pp"
+    out.say(f"{method}: {over}; ranking each of {len(layers)} layers left out on {on}")
     proxy = judge.restrict(all_int8, telling) if telling is not None else all_int8
     _, ranked = scan(
         fp32_model, amax, layers, judge, precision=options.precision, alone=False, all_int8=proxy, subset=telling

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 else:
     ort = lazy_import("onnxruntime", extra="onnxruntime")
 
-BATCH = 64
+BATCH = 16  # images per run: ResNet-50 at 224 scores as fast as at 64, in half the memory
 
 
 @dataclass(frozen=True)
@@ -112,6 +112,7 @@ def run_model(model: Any, images: np.ndarray) -> np.ndarray:
 
     options = ort.SessionOptions()
     options.log_severity_level = 3  # the Q/DQ fusion notes are not the user's business
+    options.enable_cpu_mem_arena = False  # the arena would keep a batch's freed buffers reserved
     try:
         session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # ORT raises its own types; a graph we wrote that it refuses is our failure to name

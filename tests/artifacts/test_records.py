@@ -106,7 +106,7 @@ def test_one_model_spec_reaches_every_builder() -> None:
 
 
 def test_lineage_round_trips_and_an_export_records_none() -> None:
-    from resnet_deploy.artifacts.lineage import BudgetRecord, CalibrationRecord, GraphLineage, KeptOut
+    from resnet_deploy.artifacts.lineage import BudgetRecord, CalibrationRecord, GraphLineage, KeptOut, QatRecord
 
     assert GraphLineage().to_props() == {} and GraphLineage.from_props({}) == GraphLineage()
     lineage = GraphLineage(
@@ -115,6 +115,7 @@ def test_lineage_round_trips_and_an_export_records_none() -> None:
         source_onnx_sha256="ab" * 32,
         calibration=CalibrationRecord("id1", "entropy", 512, "digits"),
         budget=BudgetRecord((KeptOut("node_Conv_3", "layer1.0.conv1", "why"),), "fp16", 0.941819, {"met": True}),
+        qat=QatRecord(3, "digits", 1437, 0.001, True, 27.78, -0.25, 360),
     )
     props = lineage.to_props()
     assert props["lineage"] == "resnet-deploy-lineage/1" and props["calibration_images"] == "512"
@@ -134,6 +135,8 @@ def test_lineage_round_trips_and_an_export_records_none() -> None:
         ("int8_kept_out", "[1, 2]", "'int8_kept_out'"),
         ("int8_mac_share", "2.5", "'int8_mac_share' is '2.5', not a share between 0 and 1"),
         ("accuracy_budget", "[]", "'accuracy_budget' is '[]', not a JSON object"),
+        ("int8_qat", '{"epochs": 0}', "'int8_qat'"),
+        ("int8_qat", "[]", "'int8_qat' is '[]', not a JSON object"),
         ("lineage", "resnet-deploy-lineage/9", "newer than this resnet-deploy"),
     ],
 )
