@@ -57,6 +57,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def _peak_rss_mib() -> float:
+    """This process's peak resident memory: Linux's VmHWM, which starts afresh at exec (ru_maxrss carries the
+    parent's peak over into a child), else ru_maxrss."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (2**20 if sys.platform == "darwin" else 2**10)
 
 

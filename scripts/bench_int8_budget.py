@@ -6,7 +6,7 @@
 
 Exports one seeded random-weight ResNet with a 10-class head fit to its features (see below) to a
 temporary directory, then runs three phases, each in a fresh Python process so that its peak RSS
-(``ru_maxrss``) is its own:
+(``VmHWM``, the high-water mark of its own memory) is its own:
 
 - calibrate: ``calibrate_onnx`` once, no budget, no cache: the baseline;
 - sensitivity: ``model_sensitivity`` on ``--images`` held-out images: every layer scored alone in
@@ -112,6 +112,14 @@ def _load_average() -> float | None:
 
 
 def _peak_rss_mib(usage: resource.struct_rusage) -> float:
+    """This process's peak resident memory: Linux's VmHWM, which starts afresh at exec (ru_maxrss carries the
+    parent's peak over into a child), else ru_maxrss."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        pass
     return usage.ru_maxrss / (2**20 if sys.platform == "darwin" else 2**10)  # bytes on macOS, KiB on Linux
 
 
@@ -411,8 +419,9 @@ def budget_line(p: dict[str, Any]) -> str:
         searched = (
             f"; the search scored the all-INT8 model ({parts['all_int8']['variants']}), every layer left out "
             f"on the telling images ({parts['scan']['variants']} variants, {parts['scan']['seconds']:.0f} s), "
-            f"{parts['steps']['variants']} prefixes of the ranking and {parts['prune']['variants']} trials of "
-            f"putting layers back ({parts['prune']['seconds']:.0f} s)"
+            f"{parts['steps']['variants']} prefix{'es' if parts['steps']['variants'] != 1 else ''} of the ranking "
+            f"and {parts['prune']['variants']} trial{'s' if parts['prune']['variants'] != 1 else ''} of putting "
+            f"layers back ({parts['prune']['seconds']:.0f} s)"
         )
     elif parts:
         searched = "; the all-INT8 model was within the budget: no scan"
@@ -447,8 +456,8 @@ def report(result: dict[str, Any]) -> str:
         f"command: {result['command']}",
         "",
         "seconds: wall time of the library call in its own process (without interpreter start and imports); "
-        "CPU s: its user + system time, all threads; peak MiB: the process's ru_maxrss (MiB at start: its RSS "
-        "after the imports, torch included)",
+        "CPU s: its user + system time, all threads; peak MiB: the process's own peak RSS, VmHWM (MiB at start: "
+        "its RSS after the imports, torch included)",
         "",
         table(phases),
         "",

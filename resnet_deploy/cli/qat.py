@@ -67,5 +67,5 @@ def qat(model: str, output: str | None, overwrite: bool, dry_run: bool, as_json:
     fine_tuning = QatOptions(**qat_fields, images=options.pop("train_images"), learn_scales=options.pop("learn_scales"))
     job = QatJob(model, fine_tuning, calibration_from(options), options.pop("held_out_images"), output, overwrite)
     result = execute(job, out, dry_run)
-    if result is not None:
+    if result is not None and result.rank == 0:  # under torchrun, the first process reports
         out.result({"ok": True, **result.to_dict()})

@@ -5,11 +5,13 @@ INT8 Q/DQ ONNX with every layer in INT8 (the form ``calibrate`` writes for Tenso
     result = run(plan(QatJob("r20.onnx", qat=QatOptions(epochs=3))))   # -> r20.qat.int8.onnx
 
 The scales start from calibration (``calibration``: its data is also what is fine-tuned on and scored);
-the top-1 change against FP32 is measured on ``held_out_images`` test images before and after.
+the top-1 change against FP32 is measured on ``held_out_images`` test images before and after. Started by
+torchrun (``torchrun --nproc-per-node N -m resnet_deploy qat ...``), the processes fine-tune data-parallel.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,20 +24,23 @@ from resnet_deploy.artifacts.lineage import GraphLineage
 from resnet_deploy.artifacts.model_spec import ModelSpec
 from resnet_deploy.errors import QuantizationError
 from resnet_deploy.files.provenance import onnx_twin_of
-from resnet_deploy.messages import Messages
+from resnet_deploy.messages import SILENT, Messages
 from resnet_deploy.pipeline.export import source_steps
 from resnet_deploy.pipeline.job import Job, existing_file, output_path
 from resnet_deploy.pipeline.plan import Input, Output, Plan, Step, checked, inputs, last
 from resnet_deploy.quantize.budget import DEFAULT_HELD_OUT
 from resnet_deploy.quantize.options import CalibrationOptions
 from resnet_deploy.quantize.qat import QatOptions
+from resnet_deploy.training.torchrun import launched
 
 if TYPE_CHECKING:  # onnx, torch and the datasets load when the work starts
     from resnet_deploy.data import spec as data_spec
     from resnet_deploy.quantize import qat_onnx
     from resnet_deploy.quantize.qat_onnx import QatResult
+    from resnet_deploy.training import distributed
 else:
     data_spec, qat_onnx = lazy_module("resnet_deploy.data.spec"), lazy_module("resnet_deploy.quantize.qat_onnx")
+    distributed = lazy_module("resnet_deploy.training.distributed")
 
 
 @dataclass(frozen=True)
@@ -101,9 +106,27 @@ class FineTune(Step):
         return (Output(self.output, "INT8 ONNX (quantization-aware trained)", ours=ours),)
 
     def run(self, out: Messages, earlier: Sequence[Any]) -> QatResult:
-        result = qat_onnx.qat_onnx(
-            self.source, self.output, self.calibration, self.qat, held_out_images=self.held_out_images, out=out
-        )
+        """Under torchrun, each process fine-tunes on its part of every batch and the first one speaks and writes."""
+        world, options = None, self.qat
+        if launched():
+            world, device = distributed.join(self.qat.device)
+            options = dataclasses.replace(self.qat, device=device)
+            out = out if world.is_main else SILENT
+        finished = False
+        try:
+            result = qat_onnx.qat_onnx(
+                self.source,
+                self.output,
+                self.calibration,
+                options,
+                held_out_images=self.held_out_images,
+                world=world,
+                out=out,
+            )
+            finished = True
+        finally:
+            if world is not None:
+                distributed.leave(world, finished)
         before, after = result.top1_change_before, result.top1_change_after
         epochs = f"{result.epochs} epoch{'s' if result.epochs > 1 else ''}"
         out.say(

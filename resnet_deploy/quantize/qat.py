@@ -7,8 +7,10 @@ fine-tuned with the straight-through estimator on labelled training images: He e
 zero over a few epochs. Activation scales are learned too by default (LSQ's gradient, in log space,
 with Adam): that is what lets one channel scaled 10,000x stop flattening the rest of its tensor.
 
-The state is saved after every epoch (``state_path``) and a run resumes from it. One process, on one
-GPU or the CPU.
+The state is saved after every epoch (``state_path``) and a run resumes from it. Under torchrun
+(``world``: this process's place in the group, as ``resnet_deploy.training.distributed.join`` gives it)
+each process takes its part of every batch, DDP averages the gradients of weights and scales alike,
+and the first process alone saves.
 """
 
 from __future__ import annotations
@@ -111,10 +113,14 @@ def fine_tune(
     init_batches: list[np.ndarray] | None = None,
     state_path: Path | None = None,
     resume: bool = False,
+    world: Any = None,
     out: Messages = SILENT,
 ) -> QatRun:
-    """Fine-tune ``model`` (FP32 onnx.ModelProto) with fake quantization starting at ``amax``."""
+    """Fine-tune ``model`` (FP32 onnx.ModelProto) with fake quantization starting at ``amax``; ``world``: the
+    torchrun group this process is one of (None: a plain run)."""
     device = _device(options.device)
+    grouped = world is not None and world.distributed
+    main = world is None or world.is_main
     torch.manual_seed(options.seed)
     dataset = labelled_training_set(metadata, options.data)
     network: Any = build_network(model, amax, learn_scales=options.learn_scales, keep_out=keep_out).to(device)
@@ -133,6 +139,10 @@ def fine_tune(
         network.set_amax(narrowed)
         network = network.to(device)
     trained = network
+    if grouped:  # the same start everywhere (DDP broadcasts rank 0's), gradients averaged over the group
+        trained = torch.nn.parallel.DistributedDataParallel(
+            network, device_ids=[torch.device(device).index] if device.startswith("cuda") else None
+        )
     available = len(dataset.train)
     per_epoch = min(options.images or available, available)
     steps = options.epochs * math.ceil(per_epoch / options.batch_size)
@@ -153,6 +163,7 @@ def fine_tune(
             seed=options.seed * 1000 + epoch,
             device=torch.device(device),
             limit=per_epoch,
+            shard=world.shard if grouped else None,
         )
         for batch in batches:
             lr = 0.5 * options.lr * (1 + math.cos(math.pi * step / steps))
@@ -176,7 +187,7 @@ def fine_tune(
             total, count, step = total + float(loss.detach()) * len(batch.labels), count + len(batch.labels), step + 1
         losses.append(total / max(count, 1))
         out.say(f"QAT epoch {epoch + 1}/{options.epochs}: training loss {losses[-1]:.4f}")
-        if state_path is not None:
+        if state_path is not None and main:
             _save_state(state_path, network, sgd, adam, options, source_sha256, keep_out, epoch + 1)
     network.eval()
     return QatRun(

@@ -58,6 +58,7 @@ class QatResult:
     losses: list[float] = field(default_factory=list)
     placement: dict[str, int] = field(default_factory=dict)
     int8_mac_share: float = 1.0
+    rank: int = 0  # this process's, under torchrun: the first (0) wrote the output and reports
 
     def to_dict(self) -> dict[str, Any]:
         out = dict(self.__dict__)
@@ -72,13 +73,15 @@ def qat_onnx(
     qat: QatOptions | None = None,
     *,
     held_out_images: int = DEFAULT_HELD_OUT,
+    world: Any = None,
     out: Messages = SILENT,
 ) -> QatResult:
     """Fine-tune ``onnx_path`` with every layer in INT8 and write its TensorRT Q/DQ form to ``output``.
 
     ``calibration`` says where the scales start (and its ``data``, a labelled dataset, is also what is
     fine-tuned on and scored, unless ``qat.data`` names another); the state is saved beside ``output``
-    after every epoch, and a run cut off resumes from it.
+    after every epoch, and a run cut off resumes from it. ``world``: the torchrun group this process is one of
+    (:func:`resnet_deploy.quantize.qat.fine_tune`); its first process alone writes.
     """
     start = time.perf_counter()
     options = calibration or CalibrationOptions()
@@ -116,6 +119,7 @@ def qat_onnx(
         init_batches=calib.batches,
         state_path=state,
         resume=True,
+        world=world,
         out=out,
     )
     quantized, placement = _all_int8(trained_fp32(model, run), run.amax())
@@ -129,8 +133,9 @@ def qat_onnx(
         qat=qat_record(run, before.change, after.change),
     )
     write_lineage(quantized, lineage, onnx_props(model))
-    save_checked(quantized, output)
-    state.unlink(missing_ok=True)  # the result is written: nothing left to resume
+    if world is None or world.is_main:
+        save_checked(quantized, output)
+        state.unlink(missing_ok=True)  # the result is written: nothing left to resume
     return QatResult(
         path=output,
         epochs=run.epochs,
@@ -147,6 +152,7 @@ def qat_onnx(
         top1_change_after=after.change.to_dict(),
         losses=run.losses,
         placement=placement,
+        rank=world.rank if world is not None else 0,
     )
 
 

@@ -5,6 +5,7 @@ images stands in for the ResNet-50 benchmark."""
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 
@@ -46,7 +47,8 @@ def test_quick_run_reports_every_phase(script, tmp_path, capsys) -> None:
         assert budget["met"] and budget["variants"] == 1 and not budget["budget"]["kept_out"]
     else:
         assert parts["scan"]["variants"] == layers and parts["steps"]["variants"] >= 1
-        assert not budget["met"] or len(budget["budget"]["kept_out"]) <= parts["steps"]["variants"]
+        # prefixes of the ranking, doubling then halving: a handful, not one per layer
+        assert parts["steps"]["variants"] <= 2 * math.ceil(math.log2(layers)) + 1
     assert budget["met"] or budget["error"]
 
     model = result["model"]
@@ -58,6 +60,7 @@ def test_quick_run_reports_every_phase(script, tmp_path, capsys) -> None:
         "max_top1_drop": 0.0,
         "gate": "estimate",
         "cache": False,
+        "phases": ["calibrate", "sensitivity", "budget"],
     }
     machine = result["machine"]
     assert machine["cpu"] and machine["cores"] >= 1 and machine["onnxruntime"]
@@ -94,3 +97,6 @@ def test_no_save_writes_nothing(script, tmp_path, monkeypatch, capsys) -> None:
     assert not list(tmp_path.iterdir())
     out = capsys.readouterr().out
     assert "| budget | 1.0 | 1.0x |" in out and "budget: not met: the top-1 budget of 0 pp cannot be met" in out
+    assert script.main(["--depth", "20", "--no-save", "--phases", "calibrate,budget", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "| budget | 1.0 | 1.0x |" in out and "| sensitivity |" not in out and "most sensitive" not in out
