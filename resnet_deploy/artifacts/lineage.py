@@ -214,7 +214,8 @@ def _qat(props: Mapping[str, str], source: str) -> QatRecord | None:
         and math.isfinite(record[key])
         for key in numbers
     )
-    if not fits or record["epochs"] < 1:
+    counts = ("epochs", "images_per_epoch", "held_out_images")
+    if not fits or min(record[key] for key in counts) < 1 or record["lr"] <= 0 or not record["dataset"]:
         raise _damaged(
             source, "int8_qat", props["int8_qat"], "a JSON object of the fine-tuning's epochs, data and top-1 change"
         )

@@ -14,7 +14,16 @@ from resnet_deploy.quantize.budget import RECOVERIES, BudgetOptions
 from resnet_deploy.quantize.qat import QatOptions
 
 F = TypeVar("F", bound=Callable[..., Any])
-NAMES = ("max_top1_drop", "gate_on", "held_out_images", "keep_out_precision", "try_methods", "recover", "qat_epochs")
+NAMES = (
+    "max_top1_drop",
+    "gate_on",
+    "held_out_images",
+    "keep_out_precision",
+    "try_methods",
+    "recover",
+    "qat_epochs",
+    "qat_lr",
+)
 _RECORD = {f.name: f.default for f in dataclasses.fields(BudgetOptions)}  # the defaults are the record's
 DEFAULTS = {
     "gate_on": _RECORD["gate"],
@@ -23,6 +32,7 @@ DEFAULTS = {
     "try_methods": _RECORD["try_methods"],
     "recover": _RECORD["recover"],
     "qat_epochs": QatOptions().epochs,
+    "qat_lr": QatOptions().lr,
 }
 
 
@@ -83,6 +93,13 @@ def budget_options(f: F) -> F:
             show_default=True,
             help="Epochs of quantization-aware training with --recover qat (a re-run with more resumes).",
         ),
+        click.option(
+            "--qat-lr",
+            type=FiniteFloat(min=0, min_open=True),
+            default=DEFAULTS["qat_lr"],
+            show_default=True,
+            help="Peak learning rate of quantization-aware training with --recover qat.",
+        ),
     ]
     return apply_options(f, decorators)
 
@@ -106,5 +123,5 @@ def budget_from(kwargs: dict[str, Any]) -> BudgetOptions | None:
         precision=values["keep_out_precision"],
         try_methods=values["try_methods"],
         recover=values["recover"],
-        qat=QatOptions(epochs=values["qat_epochs"]),
+        qat=QatOptions(epochs=values["qat_epochs"], lr=values["qat_lr"]),
     )

@@ -22,7 +22,8 @@ ALIASES = {
     "budget.images": "--held-out-images",
     "budget.precision": "--keep-out-precision",
     "budget.recover": "--recover",
-    "qat.epochs": "--qat-epochs",  # calibrate's; the qat command's own is --epochs
+    "qat.epochs": "--qat-epochs",  # calibrate's; the qat command's own is --epochs (and so on)
+    "qat.lr": "--qat-lr",
     "qat.images": "--train-images",
     "qat.learn_scales": "--learn-scales",
     "workspace_mib": "--workspace",

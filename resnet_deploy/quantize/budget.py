@@ -179,17 +179,23 @@ class BudgetOutcome:
     def unmet_message(self) -> str:
         if self.step == "qat":  # fine-tuned, and keeping layers out was not allowed
             assert self.qat is not None
+            before = (self.post_training or self.all_int8).change.gated_pp(self.options.gate)
             return (
                 f"the top-1 budget of {self.options.max_top1_drop:g} pp ({self.options.gate_text()}) was not met by "
                 f"quantization-aware training: {self.qat.epochs} epochs brought Δtop-1 from "
-                f"{self.qat.top1_change_before_pp:+.2f} to {self.gated_pp:+.2f} pp; raise `qat.epochs` (it resumes "
+                f"{before:+.2f} to {self.gated_pp:+.2f} pp; raise `qat.epochs` (it resumes "
                 "where it stopped), or keep layers out too (`budget.recover=qat,keep-out`)"
             )
         return (
             f"the top-1 budget of {self.options.max_top1_drop:g} pp ({self.options.gate_text()}) cannot be met: "
             f"the best reached was {self.gated_pp:+.2f} pp ({self.score.change.describe()}, method {self.method}, "
             f"{len(self.kept_out)} of {len(self.layers)} layers kept out of INT8); raise `budget.max_top1_drop`"
-            + (", or try every method (`budget.try_methods`)" if not self.options.try_methods else "")
+            + (", or fine-tune longer first (`qat.epochs`)" if self.options.fine_tunes else "")
+            + (
+                ", or try every method (`budget.try_methods`)"
+                if not (self.options.try_methods or self.options.fine_tunes)
+                else ""
+            )
         )
 
 

@@ -32,7 +32,9 @@ from resnet_deploy.quantize.measured import (
     measured_ranges,
     tensorrt_amax,
 )
+from resnet_deploy.quantize.onnx_torch import check_supported
 from resnet_deploy.quantize.options import METHODS, TARGETS, CalibrationOptions
+from resnet_deploy.quantize.qat import labelled_training_set
 from resnet_deploy.quantize.qdq_tensorrt import insert_tensorrt_qdq
 from resnet_deploy.quantize.recover import Recovered, state_path_for, within_budget
 
@@ -74,6 +76,7 @@ def calibrate_onnx(
     *,
     target: str = "tensorrt",
     budget: BudgetOptions | None = None,
+    qat_state: Path | None = None,
     out: Messages = SILENT,
     **fields: Any,
 ) -> CalibrateResult:
@@ -83,7 +86,8 @@ def calibrate_onnx(
     (TensorRT placement only) the top-1 drop measured on held-out images is brought within it: by
     keeping the most sensitive layers out of INT8 (:mod:`resnet_deploy.quantize.budget`), by
     quantization-aware training, or both (``budget.recover``, :mod:`resnet_deploy.quantize.recover`);
-    ``out`` hears the search as it goes.
+    ``out`` hears the search as it goes. Quantization-aware training keeps its resumable state in
+    ``qat_state`` (default: beside ``output``).
     """
     options = CalibrationOptions.of(options, **fields)
     start = time.perf_counter()
@@ -95,6 +99,7 @@ def calibrate_onnx(
             field="target",
         )
     output = check_writable(output)
+    qat_state = qat_state or state_path_for(output)
     if preprocessing_inside(onnx_path):
         return _calibrate_network(onnx_path, output, options, target=target, budget=budget, out=out)
     writable_cache = cache_dir_usable(options.cache_dir, out)
@@ -108,7 +113,7 @@ def calibrate_onnx(
         fp32_graph, amax = model, tensorrt_amax(measured.ranges)
     else:
         chosen, measured = _within_budget(
-            model, onnx_path, metadata, calib, options, budget, writable_cache, output, out
+            model, onnx_path, metadata, calib, options, budget, writable_cache, qat_state, out
         )
         outcome, fp32_graph, amax = chosen.outcome, chosen.fp32_model, chosen.amax
         options = CalibrationOptions.of(options, method=outcome.method)
@@ -118,7 +123,7 @@ def calibrate_onnx(
     write_lineage(quantized, _lineage(target, options.method, measured.cache, calib, outcome), onnx_props(model))
     save_checked(quantized, output)
     if outcome is not None and outcome.qat is not None:
-        state_path_for(output).unlink(missing_ok=True)  # the result is written: nothing left to resume
+        qat_state.unlink(missing_ok=True)  # the result is written: nothing left to resume
     return CalibrateResult(
         path=output,
         target=target,
@@ -161,7 +166,9 @@ def _calibrate_network(
     with tempfile.TemporaryDirectory(prefix=temporary_prefix("network"), dir=output.parent) as work:
         network, quantized = Path(work) / "network.onnx", Path(work) / "network.int8.onnx"
         onnx.save(model, str(network))
-        result = calibrate_onnx(network, quantized, options, target=target, budget=budget, out=out)
+        result = calibrate_onnx(
+            network, quantized, options, target=target, budget=budget, qat_state=state_path_for(output), out=out
+        )
         fuse_preprocessing(quantized, output, frame)
     result.path = output
     return result
@@ -175,10 +182,13 @@ def _within_budget(
     options: CalibrationOptions,
     budget: BudgetOptions,
     writable_cache: bool,
-    output: Path,
+    qat_state: Path,
     out: Messages,
 ) -> tuple[Recovered, MeasuredRanges]:
     """The budget search with ``options.method`` (or every method): the best outcome and its ranges."""
+    if budget.fine_tunes:  # what fine-tuning would refuse, refused before calibration and scoring
+        check_supported(model, str(onnx_path))
+        labelled_training_set(metadata, budget.qat.data or options.data)
     held_out = load_held_out_set(metadata, options.data, budget.images)
     judge = HeldOutJudge(model, held_out, out)
     if budget.fine_tunes and budget.qat.data is None and options.data:  # fine-tune on the labelled data scored
@@ -198,7 +208,7 @@ def _within_budget(
             method=method,
             source_sha256=measured.cache.model_sha256,
             init_batches=calib.batches,
-            state_path=state_path_for(output),
+            state_path=qat_state,
             out=out,
         )
         results.append((recovered, measured))

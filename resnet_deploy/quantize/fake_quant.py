@@ -4,7 +4,8 @@
   weights each step, as ``qdq_tensorrt._weight_dq`` computes it from the trained weights at export);
 - activations: per tensor, symmetric, scale = amax / 127, ``amax`` initialised from calibration and,
   when learned, trained in log space (a 10,000x range shrinks in tens of steps, and amax stays > 0);
-- rounding half to even and clipping to [-127, 127], as ``QuantizeLinear`` does; gradients by the
+- rounding half to even, weights clipped to [-127, 127] (their scale makes that their range) and
+  activations to [-128, 127], as int8 ``QuantizeLinear`` saturates them; gradients by the
   straight-through estimator: through the rounding unchanged, zero for clipped values; the scale's
   gradient is LSQ's (Esser et al. 2020), which the STE gives when the scale multiplies back.
 """
@@ -58,6 +59,6 @@ class ActivationQuantizer:
 
             def forward(self, x: torch.Tensor) -> torch.Tensor:
                 scale = self.log_amax.exp().clamp(min=AMAX_FLOOR) / QMAX
-                return torch.clamp(_round_ste(x / scale), -QMAX, QMAX) * scale
+                return torch.clamp(_round_ste(x / scale), -QMAX - 1, QMAX) * scale
 
         return _Quantizer()

@@ -31,7 +31,9 @@ else:
 
 Ranges = dict[str, tuple[float, float]]
 
-RANGES_ALGORITHM = 2  # 1: ORT's collectors and signed entropy; 2: TensorRT-style |x| histograms (ranges.py)
+# 1: ORT's collectors and signed entropy; 2: TensorRT-style |x| histograms (ranges.py); 3: their chunks sized by
+# activation bytes (a histogram's bins start from its first chunk's largest value)
+RANGES_ALGORITHM = 3
 
 
 @dataclass

@@ -131,6 +131,8 @@ def build_network(
             for op, ins, outs, attrs, lid in self.nodes:
                 args = [self._read(name, lid, i, env, quantized) for i, name in enumerate(ins)]
                 result = _run(op, args, attrs, len(outs))
+                if op == "Constant":  # made on the CPU; everything else follows its inputs' device
+                    result = result.to(x.device)
                 for name, value in zip(outs, result if isinstance(result, tuple) else (result,), strict=False):
                     env[name] = value
             return env[self.output_name]

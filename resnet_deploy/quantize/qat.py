@@ -16,6 +16,8 @@ and the first process alone saves.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import math
 import time
 from collections.abc import Collection
@@ -71,6 +73,10 @@ class QatOptions:
             raise QuantizationError(
                 f"`qat.batch_size` must be at least 1, got {self.batch_size}", field="qat.batch_size"
             )
+        for name in ("learn_scales", "narrow_scales"):
+            if not isinstance(getattr(self, name), bool):
+                value = getattr(self, name)
+                raise QuantizationError(f"`qat.{name}` is true or false, not {value!r}", field=f"qat.{name}")
         if self.images is not None and self.images < 1:
             raise QuantizationError(f"`qat.images` must be at least 1, got {self.images}", field="qat.images")
         if self.device not in DEVICES and not self.device.startswith("cuda:"):
@@ -128,7 +134,8 @@ def fine_tune(
     scales = [p for name, p in network.named_parameters() if name.startswith("quantizers.")]
     sgd = torch.optim.SGD(weights, lr=options.lr, momentum=options.momentum, weight_decay=options.weight_decay)
     adam = torch.optim.Adam(scales, lr=options.scale_lr) if scales else None
-    start = _resume(state_path, network, sgd, adam, options, source_sha256, keep_out) if resume else 0
+    source = f"{source_sha256}:{_amax_digest(amax)}"  # the model, and the calibration the scales start from
+    start = _resume(state_path, network, sgd, adam, options, source, keep_out) if resume else 0
     if not start and options.narrow_scales and init_batches:
         narrowed = scale_init.narrowed_amax(network.cpu(), init_batches)
         moved = sum(narrowed[t] < amax[t] for t in narrowed)
@@ -171,10 +178,9 @@ def fine_tune(
                 group["lr"] = lr
             logits = trained((batch.images.to(device) - mean) / std)
             loss = torch.nn.functional.cross_entropy(logits, batch.labels.to(device))
-            if not torch.isfinite(loss):
+            if not _finite_everywhere(loss, grouped):
                 raise QuantizationError(
-                    f"quantization-aware training diverged at epoch {epoch + 1} (loss {float(loss)}); "
-                    "lower `qat.lr` or `qat.scale_lr`",
+                    f"quantization-aware training diverged at epoch {epoch + 1} (loss {float(loss)}); lower `qat.lr`",
                     field="qat.lr",
                 )
             sgd.zero_grad(set_to_none=True)
@@ -188,7 +194,7 @@ def fine_tune(
         losses.append(total / max(count, 1))
         out.say(f"QAT epoch {epoch + 1}/{options.epochs}: training loss {losses[-1]:.4f}")
         if state_path is not None and main:
-            _save_state(state_path, network, sgd, adam, options, source_sha256, keep_out, epoch + 1)
+            _save_state(state_path, network, sgd, adam, options, source, keep_out, epoch + 1)
     network.eval()
     return QatRun(
         network.cpu(),
@@ -200,6 +206,14 @@ def fine_tune(
         time.perf_counter() - began,
         losses,
     )
+
+
+def _finite_everywhere(loss: Any, grouped: bool) -> bool:
+    """Whether the loss is finite in every process (each must stop together, or the others wait forever)."""
+    bad = (~torch.isfinite(loss.detach())).float().reshape(1)
+    if grouped:
+        torch.distributed.all_reduce(bad)
+    return not bool(bad.item())
 
 
 def _device(device: str) -> str:
@@ -233,6 +247,10 @@ def labelled_training_set(metadata: ArtifactMetadata, spec: str | None) -> Any:
     if len(dataset.train) == 0:
         raise QuantizationError(f"{spec} has no training images to fine-tune on", field="qat.data")
     return dataset
+
+
+def _amax_digest(amax: dict[str, float]) -> str:
+    return hashlib.sha256(json.dumps(sorted(amax.items())).encode()).hexdigest()[:16]
 
 
 def _fingerprint(options: QatOptions, source_sha256: str, keep_out: Collection[str]) -> dict[str, Any]:

@@ -99,7 +99,7 @@ def qat_onnx(
     check_supported(model, str(onnx_path))
     labelled_training_set(metadata, qat.data)  # a dataset without labels fails now, not after calibration
     held_out = load_held_out_set(metadata, qat.data, held_out_images, field="held_out_images")
-    writable_cache = cache_dir_usable(options.cache_dir, out)
+    writable_cache = (world is None or world.is_main) and cache_dir_usable(options.cache_dir, out)
     calib = calibration_images(metadata, onnx_path, options, out)
     calib.report(out)
     measured = measured_ranges(model, onnx_path, calib, options, "tensorrt", writable_cache, out)

@@ -136,6 +136,12 @@ def test_lineage_round_trips_and_an_export_records_none() -> None:
         ("int8_mac_share", "2.5", "'int8_mac_share' is '2.5', not a share between 0 and 1"),
         ("accuracy_budget", "[]", "'accuracy_budget' is '[]', not a JSON object"),
         ("int8_qat", '{"epochs": 0}', "'int8_qat'"),
+        (
+            "int8_qat",
+            '{"epochs": 1, "images_per_epoch": 0, "held_out_images": 9, "dataset": "digits", "learned_scales": true, '
+            '"lr": 0.001, "top1_change_before_pp": 1.0, "top1_change_after_pp": 0.0}',
+            "'int8_qat'",
+        ),
         ("int8_qat", "[]", "'int8_qat' is '[]', not a JSON object"),
         ("lineage", "resnet-deploy-lineage/9", "newer than this resnet-deploy"),
     ],

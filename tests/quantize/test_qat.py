@@ -191,6 +191,8 @@ def test_bad_recovery_settings_are_one_line(trained_resnet20, tmp_path) -> None:
         BudgetOptions(0.5, recover="qat", try_methods=True)
     with pytest.raises(QuantizationError, match=r"`qat\.epochs` must be at least 1"):
         QatOptions(epochs=0)
+    with pytest.raises(QuantizationError, match=r"`qat\.learn_scales` is true or false, not 1"):
+        QatOptions(learn_scales=1)  # type: ignore[arg-type]
     _, onnx_path = trained_resnet20
     result = invoke("calibrate", str(onnx_path), "--recover", "qat", "-o", str(tmp_path / "x.onnx"))
     assert_one_line_error(result, "--recover tunes the accuracy budget: add --max-top1-drop PP")
