@@ -18,6 +18,7 @@ from tests.cli_helpers import assert_one_line_error, invoke
 from tests.conftest import CULPRIT_MODULE
 
 FAST = {"count": 128, "cache_dir": None}
+SHORT = QatOptions(epochs=1, images=256, batch_size=64)  # 4 steps: the narrowed scales do most of the work
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +45,7 @@ def scaled_resnet20(trained_resnet20, tmp_path_factory):
 @pytest.fixture(scope="module")
 def culprit_through_qat(culprit_resnet20, tmp_path_factory):
     out = tmp_path_factory.mktemp("qat") / "culprit.int8.onnx"
-    budget = BudgetOptions(0.5, recover="qat", qat=QatOptions(epochs=1))
+    budget = BudgetOptions(0.5, recover="qat", qat=SHORT)
     return calibrate_onnx(culprit_resnet20, out, budget=budget, **FAST)
 
 
@@ -99,7 +100,7 @@ def test_the_qat_graph_records_the_fine_tuning_and_validates_as_it_says(culprit_
     from resnet_deploy.quantize.judge import HeldOutJudge
 
     lineage = read_lineage(culprit_through_qat.path)
-    assert lineage.qat is not None and lineage.qat.epochs == 1 and lineage.qat.learned_scales
+    assert lineage.qat is not None and lineage.qat.epochs == 1 and lineage.qat.images_per_epoch == 256
     assert lineage.qat.top1_change_before_pp > 5 >= 0.5 >= lineage.qat.top1_change_after_pp
     assert lineage.budget is not None and lineage.budget.int8_mac_share == 1.0
     reference = onnx.load(str(culprit_resnet20))
@@ -115,7 +116,20 @@ def test_the_qat_graph_records_the_fine_tuning_and_validates_as_it_says(culprit_
 def test_the_qat_command_brings_a_cross_layer_scaled_model_within_the_budget(scaled_resnet20, tmp_path) -> None:
     out = tmp_path / "scaled.qat.int8.onnx"
     result = invoke(
-        "qat", str(scaled_resnet20), "--epochs", "1", "--calib-images", "128", "--no-cache", "-o", str(out), "--json"
+        "qat",
+        str(scaled_resnet20),
+        "--epochs",
+        "1",
+        "--train-images",
+        "256",
+        "--batch-size",
+        "64",
+        "--calib-images",
+        "128",
+        "--no-cache",
+        "-o",
+        str(out),
+        "--json",
     )
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
@@ -208,7 +222,8 @@ def test_qat_on_a_gpu_brings_the_culprit_within_the_budget_as_on_the_cpu(culprit
     from resnet_deploy.quantize.qat_onnx import qat_onnx
 
     calibration = CalibrationOptions(count=128, cache_dir=None)
-    result = qat_onnx(culprit_resnet20, tmp_path / "gpu.onnx", calibration, QatOptions(epochs=1, device="cuda"))
+    options = QatOptions(epochs=1, images=256, batch_size=64, device="cuda")
+    result = qat_onnx(culprit_resnet20, tmp_path / "gpu.onnx", calibration, options)
     assert result.top1_change_before["delta_pp"] > 5 and result.top1_change_after["delta_pp"] <= 0.5
     assert all(int8_weights(onnx.load(str(result.path))).values())
 
@@ -225,7 +240,7 @@ def test_torchrun_fine_tunes_in_two_processes_and_the_first_writes_once(culprit_
     out = tmp_path / "ddp.qat.int8.onnx"
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
     command += ["-m", "resnet_deploy", "qat", str(culprit_resnet20), "--epochs", "1", "--train-images", "128"]
-    command += ["--batch-size", "32", "--calib-images", "64", "--held-out-images", "64", "--no-cache", "--device"]
+    command += ["--batch-size", "32", "--calib-images", "32", "--held-out-images", "32", "--no-cache", "--device"]
     command += ["cpu", "-o", str(out), "--json"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(command, capture_output=True, text=True, timeout=240, env=env, cwd=tmp_path)
