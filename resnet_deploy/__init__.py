@@ -59,7 +59,7 @@ _EXPORTS = {
     "BuildOptions": "resnet_deploy.engine.options",
     "CalibrationOptions": "resnet_deploy.quantize.options",
     "BudgetOptions": "resnet_deploy.quantize.budget",
-    "QatOptions": "resnet_deploy.quantize.qat",
+    "QatOptions": "resnet_deploy.quantize.qat_options",
     "TrainOptions": "resnet_deploy.training.options",
     # where a job's progress goes
     **dict.fromkeys(("Messages", "Printed", "Recorded", "Silent"), "resnet_deploy.messages"),

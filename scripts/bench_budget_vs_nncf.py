@@ -26,8 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import resource
 import subprocess
 import sys
 import tempfile
@@ -37,6 +35,9 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+import bench_int8_budget  # noqa: E402  (its peak memory and machine description; stdlib-only at import)
+
 MODELS = {"culprit": ("layer2", 1, 3, 10_000.0), "cross-layer-scaled": ("layer3", 0, 5, 1_000.0)}
 
 
@@ -56,18 +57,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _peak_rss_mib() -> float:
-    """This process's peak resident memory: Linux's VmHWM, which starts afresh at exec (ru_maxrss carries the
-    parent's peak over into a child), else ru_maxrss."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (2**20 if sys.platform == "darwin" else 2**10)
-
-
 # --- the two sides, each in its own process -----------------------------------------------------------
 
 
@@ -79,7 +68,8 @@ def run_ours(args: argparse.Namespace) -> dict[str, Any]:
     start = time.perf_counter()
     budget = BudgetOptions(args.max_top1_drop, images=args.images)
     result = calibrate_onnx(args.onnx, args.output, budget=budget, count=args.calib_images, cache_dir=None)
-    return {"seconds": time.perf_counter() - start, "peak_rss_mib": _peak_rss_mib(), "steps": result.budget}
+    seconds = time.perf_counter() - start
+    return {"seconds": seconds, "peak_rss_mib": bench_int8_budget.peak_rss_mib(), "steps": result.budget}
 
 
 def run_nncf(args: argparse.Namespace) -> dict[str, Any]:
@@ -113,7 +103,7 @@ def run_nncf(args: argparse.Namespace) -> dict[str, Any]:
     )
     seconds = time.perf_counter() - start
     onnx.save(quantized, str(args.output))
-    return {"seconds": seconds, "peak_rss_mib": _peak_rss_mib(), "nncf": nncf.__version__}
+    return {"seconds": seconds, "peak_rss_mib": bench_int8_budget.peak_rss_mib(), "nncf": nncf.__version__}
 
 
 # --- the parent: models, images, the two children, the scoring ---------------------------------------
@@ -196,18 +186,6 @@ def score(fp32: Path, quantized: Path, args: argparse.Namespace) -> dict[str, An
     }
 
 
-def describe_machine() -> str:
-    import onnxruntime
-
-    from resnet_deploy.runtime.machine import ISA_NAMES, cpu_flags, cpu_name
-
-    isa = ", ".join(ISA_NAMES.get(flag, flag) for flag in cpu_flags())
-    return (
-        f"{cpu_name()} ({isa}), {len(os.sched_getaffinity(0))} cores; onnxruntime {onnxruntime.__version__}; "
-        f"Python {platform.python_version()}"
-    )
-
-
 def report(result: dict[str, Any]) -> str:
     s = result["settings"]
     lines = [
@@ -259,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "what": "the INT8 budget search against NNCF's quantize_with_accuracy_control on the same models and images",
         "command": "python scripts/bench_budget_vs_nncf.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "machine": describe_machine(),
+        "machine": bench_int8_budget.machine_line(bench_int8_budget.describe_machine()),
         "nncf_version": nncf_version,
         "settings": {"images": args.images, "calib_images": args.calib_images, "max_top1_drop": args.max_top1_drop},
         "models": models,

@@ -111,7 +111,7 @@ def _load_average() -> float | None:
         return None
 
 
-def _peak_rss_mib(usage: resource.struct_rusage) -> float:
+def peak_rss_mib() -> float:
     """This process's peak resident memory: Linux's VmHWM, which starts afresh at exec (ru_maxrss carries the
     parent's peak over into a child), else ru_maxrss."""
     try:
@@ -120,7 +120,8 @@ def _peak_rss_mib(usage: resource.struct_rusage) -> float:
                 return int(line.split()[1]) / 1024
     except (OSError, ValueError, IndexError):
         pass
-    return usage.ru_maxrss / (2**20 if sys.platform == "darwin" else 2**10)  # bytes on macOS, KiB on Linux
+    maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return maxrss / (2**20 if sys.platform == "darwin" else 2**10)  # bytes on macOS, KiB on Linux
 
 
 class Timers:
@@ -259,7 +260,7 @@ def run_phase(args: argparse.Namespace) -> dict[str, Any]:
     out["load_average_after"] = _load_average()
     out["variants"] = timers.calls["score_variants"]
     out["breakdown_seconds"] = dict(timers.seconds)
-    out["peak_rss_mib"] = _peak_rss_mib(resource.getrusage(resource.RUSAGE_SELF))
+    out["peak_rss_mib"] = peak_rss_mib()
     return out
 
 

@@ -24,9 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import resource
 import sys
 import tempfile
 from pathlib import Path
@@ -35,6 +32,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
+import bench_budget_vs_nncf  # noqa: E402  (the hostile ResNet-20s its comparison with NNCF runs on)
+import bench_int8_budget  # noqa: E402  (the ResNet-50 its budget benchmark runs on; memory, machine)
+
 WAYS = {
     "fixed": {"learn_scales": False, "narrow_scales": False},
     "narrowed": {"learn_scales": False, "narrow_scales": True},
@@ -57,14 +57,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def resnet20s(directory: Path) -> dict[str, Path]:
-    import bench_budget_vs_nncf  # the same models its comparison with NNCF runs on
-
     return bench_budget_vs_nncf.make_models(directory, trained=True)
 
 
 def resnet50(directory: Path) -> Path:
-    import bench_int8_budget  # the same model its benchmark measures the budget search on
-
     path, _ = bench_int8_budget.export(bench_int8_budget.parse_args(["--depth", "50"]), directory)
     return path
 
@@ -73,8 +69,8 @@ def fine_tune_ways(
     path: Path, args: argparse.Namespace, epochs: int, images: int | None, cache: Path, batch_size: int = 128
 ) -> dict[str, dict[str, Any]]:
     from resnet_deploy.quantize.options import CalibrationOptions
-    from resnet_deploy.quantize.qat import QatOptions
     from resnet_deploy.quantize.qat_onnx import qat_onnx
+    from resnet_deploy.quantize.qat_options import QatOptions
 
     calibration = CalibrationOptions(count=args.calib_images, cache_dir=cache)
     out = {}
@@ -95,16 +91,10 @@ def fine_tune_ways(
 
 
 def describe_machine() -> str:
-    import onnxruntime
     import torch
 
-    from resnet_deploy.runtime.machine import ISA_NAMES, cpu_flags, cpu_name
-
-    isa = ", ".join(ISA_NAMES.get(flag, flag) for flag in cpu_flags())
-    return (
-        f"{cpu_name()} ({isa}), {len(os.sched_getaffinity(0))} cores, no GPU used; torch {torch.__version__}, "
-        f"onnxruntime {onnxruntime.__version__}; Python {platform.python_version()}"
-    )
+    machine = bench_int8_budget.machine_line(bench_int8_budget.describe_machine())
+    return f"{machine}; torch {torch.__version__}, on the CPU (no GPU used)"
 
 
 def _change(c: dict[str, Any]) -> str:
@@ -150,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": describe_machine(),
         "settings": {"images": args.images, "calib_images": args.calib_images, "epochs": args.epochs},
         "models": models,
-        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_mib": bench_int8_budget.peak_rss_mib(),
     }
     text = report(result)
     print(text, end="")

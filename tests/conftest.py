@@ -115,20 +115,26 @@ def culprit_resnet20(trained_resnet20, tmp_path_factory: pytest.TempPathFactory)
     the input of layer2.1.conv2 now has one channel 10,000x larger than the rest, and its one per-tensor
     INT8 scale rounds every other channel to zero. Returns the ONNX path.
     """
+    checkpoint, _ = trained_resnet20
+    return scaled_twin(checkpoint, "layer2", 1, 3, 10_000.0, tmp_path_factory.mktemp("culprit") / "culprit.onnx")
+
+
+def scaled_twin(checkpoint: Path, stage: str, block: int, channel: int, factor: float, path: Path) -> Path:
+    """``checkpoint`` exported to ``path`` with one channel of ``stage[block]``'s Conv->BN->ReLU->Conv chain scaled
+    up ``factor`` times into the ReLU (its first BatchNorm's weight and bias) and down in the next conv's weights
+    that read it: ReLU commutes with the scale, so the FP32 function is the same (the export verifies it)."""
     import torch
 
     from resnet_deploy.convert.export import export_onnx
     from resnet_deploy.models.source import open_model
 
-    checkpoint, _ = trained_resnet20
     source = open_model(checkpoint)
-    block = source.model.layer2[1]
+    chain = getattr(source.model, stage)[block]
     with torch.no_grad():
-        block.bn1.weight[3] *= 10000
-        block.bn1.bias[3] *= 10000
-        block.conv2.weight[:, 3] /= 10000
-    path = tmp_path_factory.mktemp("culprit") / "culprit.onnx"
-    export_onnx(source.model, path, source.metadata)  # verified against PyTorch: the same function
+        chain.bn1.weight[channel] *= factor
+        chain.bn1.bias[channel] *= factor
+        chain.conv2.weight[:, channel] /= factor
+    export_onnx(source.model, path, source.metadata)
     return path
 
 

@@ -529,3 +529,76 @@ def test_request_images_damaged_any_way_decode_to_rgb_or_are_refused_in_one_line
         assert str(exc).startswith("image 3 of the request")
         return
     assert image.mode == "RGB" and image.width >= 1 and image.height >= 1
+
+
+@pytest.fixture(scope="module")
+def saved_qat_state(tiny_onnx: Path, tmp_path_factory: Any) -> tuple[Path, Any]:
+    """A QAT state saved after epoch 1 of 2 for the tiny model, and a maker of the fresh network and
+    optimizers a resumed run loads it into."""
+    import onnx
+    import torch
+
+    from resnet_deploy.quantize import qat_state
+    from resnet_deploy.quantize.onnx_torch import build_network
+    from resnet_deploy.quantize.qat_options import QatOptions
+    from resnet_deploy.quantize.qdq_tensorrt import qdq_tensors
+
+    model = onnx.load(str(tiny_onnx))
+    amax = dict.fromkeys(qdq_tensors(model), 4.0)
+    options = QatOptions(epochs=2, device="cpu")
+
+    def fresh() -> tuple[Any, Any, Any]:
+        network = build_network(model, amax, learn_scales=True)
+        weights = [p for name, p in network.named_parameters() if name.startswith("params.")]
+        scales = [p for name, p in network.named_parameters() if name.startswith("quantizers.")]
+        return network, torch.optim.SGD(weights, lr=0.1, momentum=0.9), torch.optim.Adam(scales, lr=0.05)
+
+    network, sgd, adam = fresh()
+    loss = network(torch.zeros(2, 3, 8, 8)).sum()  # a step, so the optimizers hold state to save
+    loss.backward()
+    sgd.step()
+    adam.step()
+    path = tmp_path_factory.mktemp("qat-state") / "m.qat.int8.onnx.qat-state.pt"
+    qat_state.save(path, network, sgd, adam, options, "source", (), 1)
+    return path, (fresh, options)
+
+
+@settings(
+    max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+)
+@given(st.data())
+def test_a_qat_state_cut_flipped_mutated_or_hostile_resumes_or_is_refused_in_one_line(saved_qat_state, tmp_path, data):
+    """The state a QAT run resumes from, cut, flipped, replaced by JSON or a pickle that runs code, or its
+    record's keys dropped or replaced: resumed (epochs done within those asked for), or refused in one line;
+    the code never runs."""
+    import shutil
+    import tempfile
+
+    import torch
+
+    from resnet_deploy.quantize import qat_state
+
+    saved, (fresh, options) = saved_qat_state
+    example = Path(tempfile.mkdtemp(dir=tmp_path))
+    path, planted = example / saved.name, example / "planted"
+    shutil.copy(saved, path)
+    how = data.draw(st.sampled_from(["bytes", "pickle", "record"]))
+    if how == "bytes":
+        corrupt(path, data, near_ends=512)
+    elif how == "pickle":
+        path.write_bytes(data.draw(hostile_pickle(planted)))
+    else:
+        record = torch.load(path, weights_only=True)
+        torch.save(
+            data.draw(mutated({key: record[key] for key in ("format", "fingerprint", "epoch")}))
+            | {key: record[key] for key in ("network", "sgd", "adam") if data.draw(st.booleans())},
+            path,
+        )
+    network, sgd, adam = fresh()
+    try:
+        done = qat_state.resume(path, network, sgd, adam, options, "source", ())
+    except ResnetDeployError as exc:
+        one_line(exc)
+    else:
+        assert 0 <= done <= options.epochs
+    assert not planted.exists()

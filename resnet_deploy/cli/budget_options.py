@@ -11,7 +11,7 @@ from click.core import ParameterSource
 
 from resnet_deploy.cli.options import FiniteFloat, apply_options
 from resnet_deploy.quantize.budget import RECOVERIES, BudgetOptions
-from resnet_deploy.quantize.qat import QatOptions
+from resnet_deploy.quantize.qat_options import QatOptions
 
 F = TypeVar("F", bound=Callable[..., Any])
 NAMES = (

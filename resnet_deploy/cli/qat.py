@@ -9,7 +9,7 @@ import click
 from resnet_deploy.cli.options import FiniteFloat, calibration_from, calibration_options, execute, output_options
 from resnet_deploy.cli.output import Reporter
 from resnet_deploy.pipeline import QatJob
-from resnet_deploy.quantize.qat import QatOptions
+from resnet_deploy.quantize.qat_options import QatOptions
 
 DEFAULTS, QAT = QatJob(""), QatOptions()
 

@@ -20,13 +20,13 @@ from typing import TYPE_CHECKING, Any
 from resnet_deploy._io import human_bytes
 from resnet_deploy._lazy import lazy_module
 from resnet_deploy.artifacts import naming
-from resnet_deploy.artifacts.model_spec import ModelSpec
 from resnet_deploy.errors import QuantizationError
 from resnet_deploy.files.provenance import onnx_twin_of
 from resnet_deploy.messages import Messages
-from resnet_deploy.pipeline.export import source_steps
+from resnet_deploy.pipeline.export import onnx_source
 from resnet_deploy.pipeline.job import Job, existing_file, output_path
 from resnet_deploy.pipeline.plan import Input, Output, Plan, Step, checked, inputs, last
+from resnet_deploy.quantize import qat_state
 from resnet_deploy.quantize.budget import BudgetOptions, same_calibration, summary_line
 from resnet_deploy.quantize.options import TARGETS, CalibrationOptions
 
@@ -70,17 +70,28 @@ class CalibrateJob(Job["CalibrateResult"]):
         output = output_path(self.output, (".onnx",), "the INT8 model is an ONNX file") or naming.int8_twin(
             model, self.target
         )
-        steps: list[Step] = []
-        source = model
-        if model.suffix.lower() != ".onnx":  # a checkpoint: its export first (or an earlier one reused)
-            source = naming.export_beside(model, output)
-            steps += source_steps(model, ModelSpec(), source)
+        source, steps = onnx_source(model, output)  # a checkpoint: its export first (or an earlier one reused)
         steps.append(Calibrate(source, output, self.target, self.calibration, self.budget))
         planned = checked(self.command, steps, last, overwrite=self.overwrite)
         if self.calibration.data:  # a wrong dataset fails now, not after an export
             labels_for = "measure INT8 accuracy on" if self.budget else None
             data_spec.check_spec(self.calibration.data, labels_for=labels_for)
         return planned
+
+
+def qat_state_output(output: Path) -> Output:
+    """The state quantization-aware training keeps beside ``output`` while it runs: one there already is ours
+    to resume (and then delete); any other file there is the user's."""
+    path = qat_state.path_for(output)
+    return Output(path, "QAT state", ours=qat_state.looks_like_state, with_companion=False)
+
+
+def drop_replaced_state(output: Path) -> None:
+    """Remove a file at the QAT state's place that is not a state: the plan let it be replaced (`overwrite`),
+    so fine-tuning starts afresh rather than refusing to resume from it."""
+    path = qat_state.path_for(output)
+    if path.is_file() and not qat_state.looks_like_state(path):
+        path.unlink(missing_ok=True)  # under torchrun every process may get here
 
 
 @dataclass(frozen=True)
@@ -106,9 +117,12 @@ class Calibrate(Step):
     def outputs(self) -> tuple[Output, ...]:
         made = same_calibration(self.calibration, self.budget)
         ours = onnx_twin_of(self.source, "int8", QUANTIZATION[self.target], made)
-        return (Output(self.output, "INT8 ONNX", ours=ours),)
+        fine_tunes = self.budget is not None and self.budget.fine_tunes
+        return (Output(self.output, "INT8 ONNX", ours=ours), *([qat_state_output(self.output)] if fine_tunes else []))
 
     def run(self, out: Messages, earlier: Sequence[Any]) -> CalibrateResult:
+        if self.budget is not None and self.budget.fine_tunes:
+            drop_replaced_state(self.output)
         result = calibrate.calibrate_onnx(
             self.source, self.output, self.calibration, target=self.target, budget=self.budget, out=out
         )

@@ -187,6 +187,15 @@ def export_ours(checkpoint: str | Path | None, spec: ModelSpec) -> Ours:
     return onnx_export_of(None, random_architecture(spec))
 
 
+def onnx_source(model: Path, output: Path) -> tuple[Path, list[Step]]:
+    """The FP32 ONNX a command works from: ``model`` itself, or, for a checkpoint, its export beside
+    ``output`` and the steps that make it (an earlier export of it found there is reused)."""
+    if model.suffix.lower() == ".onnx":
+        return model, []
+    source = naming.export_beside(model, output)
+    return source, source_steps(model, ModelSpec(), source)
+
+
 def source_steps(checkpoint: Path | None, spec: ModelSpec, onnx_path: Path, *, reuse: bool = True) -> list[Step]:
     """The steps that make the FP32 ONNX at ``onnx_path`` from ``checkpoint`` (or a ``depth`` model): its
     verified export, or (``reuse``) an earlier export of the same model found there."""

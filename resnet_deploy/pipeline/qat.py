@@ -21,16 +21,16 @@ from resnet_deploy._io import human_bytes
 from resnet_deploy._lazy import lazy_module
 from resnet_deploy.artifacts import naming
 from resnet_deploy.artifacts.lineage import GraphLineage
-from resnet_deploy.artifacts.model_spec import ModelSpec
 from resnet_deploy.errors import QuantizationError
 from resnet_deploy.files.provenance import onnx_twin_of
 from resnet_deploy.messages import SILENT, Messages
-from resnet_deploy.pipeline.export import source_steps
+from resnet_deploy.pipeline.calibrate import drop_replaced_state, qat_state_output
+from resnet_deploy.pipeline.export import onnx_source
 from resnet_deploy.pipeline.job import Job, existing_file, output_path
 from resnet_deploy.pipeline.plan import Input, Output, Plan, Step, checked, inputs, last
 from resnet_deploy.quantize.budget import DEFAULT_HELD_OUT
 from resnet_deploy.quantize.options import CalibrationOptions
-from resnet_deploy.quantize.qat import QatOptions
+from resnet_deploy.quantize.qat_options import QatOptions
 from resnet_deploy.training.torchrun import launched
 
 if TYPE_CHECKING:  # onnx, torch and the datasets load when the work starts
@@ -65,11 +65,7 @@ class QatJob(Job["QatResult"]):
         model = existing_file(self.model, "model", "model")
         assert model is not None
         output = output_path(self.output, (".onnx",), "the INT8 model is an ONNX file") or naming.qat_twin(model)
-        steps: list[Step] = []
-        source = model
-        if model.suffix.lower() != ".onnx":  # a checkpoint: its export first (or an earlier one reused)
-            source = naming.export_beside(model, output)
-            steps += source_steps(model, ModelSpec(), source)
+        source, steps = onnx_source(model, output)  # a checkpoint: its export first (or an earlier one reused)
         steps.append(FineTune(source, output, self.qat, self.calibration, self.held_out_images))
         planned = checked(self.command, steps, last, overwrite=self.overwrite)
         spec = self.qat.data or self.calibration.data
@@ -103,11 +99,12 @@ class FineTune(Step):
             return lineage.qat is not None and lineage.budget is None and lineage.qat.epochs == self.qat.epochs
 
         ours = onnx_twin_of(self.source, "int8", "qdq-tensorrt", made)
-        return (Output(self.output, "INT8 ONNX (quantization-aware trained)", ours=ours),)
+        return (Output(self.output, "INT8 ONNX (quantization-aware trained)", ours=ours), qat_state_output(self.output))
 
     def run(self, out: Messages, earlier: Sequence[Any]) -> QatResult:
         """Under torchrun, each process fine-tunes on its part of every batch and the first one speaks and writes."""
         world, options = None, self.qat
+        drop_replaced_state(self.output)
         if launched():
             world, device = distributed.join(self.qat.device)
             options = dataclasses.replace(self.qat, device=device)

@@ -30,7 +30,7 @@ from resnet_deploy.messages import SILENT, Messages
 from resnet_deploy.quantize.judge import HeldOutJudge, VariantScore
 from resnet_deploy.quantize.layers import QuantLayer, mac_share
 from resnet_deploy.quantize.options import CalibrationOptions
-from resnet_deploy.quantize.qat import QatOptions
+from resnet_deploy.quantize.qat_options import QatOptions
 from resnet_deploy.quantize.qdq_tensorrt import KEEP_OUT_PRECISIONS
 from resnet_deploy.quantize.sensitivity import scan, variant
 

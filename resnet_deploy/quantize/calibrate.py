@@ -11,12 +11,20 @@ from typing import TYPE_CHECKING, Any
 
 from resnet_deploy._io import atomic_output, check_writable, temporary_prefix
 from resnet_deploy._lazy import lazy_import
-from resnet_deploy.artifacts.lineage import QUANTIZATIONS, BudgetRecord, CalibrationRecord, GraphLineage, KeptOut
+from resnet_deploy.artifacts.lineage import (
+    QUANTIZATIONS,
+    BudgetRecord,
+    CalibrationRecord,
+    GraphLineage,
+    KeptOut,
+    QatRecord,
+)
 from resnet_deploy.artifacts.onnx_io import load_onnx, onnx_props, read_onnx_metadata, write_lineage
 from resnet_deploy.artifacts.onnx_metadata import ArtifactMetadata
 from resnet_deploy.convert.preprocess_graph import fuse_preprocessing, strip_preprocessing
 from resnet_deploy.errors import QuantizationError
 from resnet_deploy.messages import SILENT, Messages
+from resnet_deploy.quantize import qat_state
 from resnet_deploy.quantize.budget import BudgetOptions, BudgetOutcome, best
 from resnet_deploy.quantize.calib_data import CalibrationSet, load_held_out_set
 from resnet_deploy.quantize.cpu_qdq import quantize_for_cpu
@@ -32,11 +40,10 @@ from resnet_deploy.quantize.measured import (
     measured_ranges,
     tensorrt_amax,
 )
-from resnet_deploy.quantize.onnx_torch import check_supported
 from resnet_deploy.quantize.options import METHODS, TARGETS, CalibrationOptions
-from resnet_deploy.quantize.qat import labelled_training_set
+from resnet_deploy.quantize.qat import check_can_fine_tune
 from resnet_deploy.quantize.qdq_tensorrt import insert_tensorrt_qdq
-from resnet_deploy.quantize.recover import Recovered, state_path_for, within_budget
+from resnet_deploy.quantize.recover import Recovered, within_budget
 
 if TYPE_CHECKING:
     import onnx
@@ -76,7 +83,7 @@ def calibrate_onnx(
     *,
     target: str = "tensorrt",
     budget: BudgetOptions | None = None,
-    qat_state: Path | None = None,
+    qat_state_path: Path | None = None,
     out: Messages = SILENT,
     **fields: Any,
 ) -> CalibrateResult:
@@ -87,7 +94,7 @@ def calibrate_onnx(
     keeping the most sensitive layers out of INT8 (:mod:`resnet_deploy.quantize.budget`), by
     quantization-aware training, or both (``budget.recover``, :mod:`resnet_deploy.quantize.recover`);
     ``out`` hears the search as it goes. Quantization-aware training keeps its resumable state in
-    ``qat_state`` (default: beside ``output``).
+    ``qat_state_path`` (default: beside ``output``).
     """
     options = CalibrationOptions.of(options, **fields)
     start = time.perf_counter()
@@ -99,7 +106,7 @@ def calibrate_onnx(
             field="target",
         )
     output = check_writable(output)
-    qat_state = qat_state or state_path_for(output)
+    qat_state_path = qat_state_path or qat_state.path_for(output)
     if preprocessing_inside(onnx_path):
         return _calibrate_network(onnx_path, output, options, target=target, budget=budget, out=out)
     writable_cache = cache_dir_usable(options.cache_dir, out)
@@ -113,17 +120,17 @@ def calibrate_onnx(
         fp32_graph, amax = model, tensorrt_amax(measured.ranges)
     else:
         chosen, measured = _within_budget(
-            model, onnx_path, metadata, calib, options, budget, writable_cache, qat_state, out
+            model, onnx_path, metadata, calib, options, budget, writable_cache, qat_state_path, out
         )
         outcome, fp32_graph, amax = chosen.outcome, chosen.fp32_model, chosen.amax
         options = CalibrationOptions.of(options, method=outcome.method)
     keep_out = [layer.node for layer in outcome.kept_out] if outcome else []
     precision = budget.precision if budget else "fp16"
     quantized, placement = _quantize(fp32_graph, onnx_path, measured.ranges, amax, target, keep_out, precision)
-    write_lineage(quantized, _lineage(target, options.method, measured.cache, calib, outcome), onnx_props(model))
+    write_lineage(quantized, int8_lineage(target, options.method, measured.cache, calib, outcome), onnx_props(model))
     save_checked(quantized, output)
     if outcome is not None and outcome.qat is not None:
-        qat_state.unlink(missing_ok=True)  # the result is written: nothing left to resume
+        qat_state_path.unlink(missing_ok=True)  # the result is written: nothing left to resume
     return CalibrateResult(
         path=output,
         target=target,
@@ -166,8 +173,9 @@ def _calibrate_network(
     with tempfile.TemporaryDirectory(prefix=temporary_prefix("network"), dir=output.parent) as work:
         network, quantized = Path(work) / "network.onnx", Path(work) / "network.int8.onnx"
         onnx.save(model, str(network))
+        state = qat_state.path_for(output)  # beside the real output: a run cut off resumes
         result = calibrate_onnx(
-            network, quantized, options, target=target, budget=budget, qat_state=state_path_for(output), out=out
+            network, quantized, options, target=target, budget=budget, qat_state_path=state, out=out
         )
         fuse_preprocessing(quantized, output, frame)
     result.path = output
@@ -182,13 +190,12 @@ def _within_budget(
     options: CalibrationOptions,
     budget: BudgetOptions,
     writable_cache: bool,
-    qat_state: Path,
+    qat_state_path: Path,
     out: Messages,
 ) -> tuple[Recovered, MeasuredRanges]:
     """The budget search with ``options.method`` (or every method): the best outcome and its ranges."""
-    if budget.fine_tunes:  # what fine-tuning would refuse, refused before calibration and scoring
-        check_supported(model, str(onnx_path))
-        labelled_training_set(metadata, budget.qat.data or options.data)
+    if budget.fine_tunes:
+        check_can_fine_tune(model, metadata, budget.qat.data or options.data, str(onnx_path))
     held_out = load_held_out_set(metadata, options.data, budget.images)
     judge = HeldOutJudge(model, held_out, out)
     if budget.fine_tunes and budget.qat.data is None and options.data:  # fine-tune on the labelled data scored
@@ -208,7 +215,7 @@ def _within_budget(
             method=method,
             source_sha256=measured.cache.model_sha256,
             init_batches=calib.batches,
-            state_path=qat_state,
+            state_path=qat_state_path,
             out=out,
         )
         results.append((recovered, measured))
@@ -238,10 +245,16 @@ def _quantize(
     return quantize_for_cpu(onnx_path, ranges), {}
 
 
-def _lineage(
-    target: str, method: str, cache: CacheEntry, calib: CalibrationSet, outcome: BudgetOutcome | None
+def int8_lineage(
+    target: str,
+    method: str,
+    cache: CacheEntry,
+    calib: CalibrationSet,
+    outcome: BudgetOutcome | None = None,
+    qat: QatRecord | None = None,
 ) -> GraphLineage:
-    """What the INT8 model records of where it came from; within a budget, the layers kept out and why."""
+    """What the INT8 model records of where it came from; within a budget, the layers kept out and why; after
+    quantization-aware training (``qat``, or the budget's), the fine-tuning."""
     budget = None
     if outcome is not None:
         why = outcome.reasons()
@@ -258,7 +271,7 @@ def _lineage(
         source_onnx_sha256=cache.model_sha256,
         calibration=CalibrationRecord(cache.cal_id, method, calib.count, calib.spec),
         budget=budget,
-        qat=outcome.qat if outcome else None,
+        qat=qat or (outcome.qat if outcome else None),
     )
 
 

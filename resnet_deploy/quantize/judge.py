@@ -73,7 +73,7 @@ class HeldOutJudge:
 
     def score(self, model: Any, subset: np.ndarray | None = None) -> VariantScore:
         """``model`` against FP32 on the held-out images (or on the images at the indices ``subset``)."""
-        chosen = np.arange(self.images) if subset is None else np.asarray(subset)
+        chosen = slice(None) if subset is None else np.asarray(subset)  # a slice: the images are not copied
         logits = run_model(model, self.held_out.images[chosen])
         self.runs += 1
         reference_log_p, reference_logits = self._reference_log_p[chosen], self.reference_logits[chosen]
@@ -94,7 +94,7 @@ class HeldOutJudge:
         )
 
     def _of(
-        self, chosen: np.ndarray, classes: np.ndarray, image_kl: np.ndarray, max_error: float, mean_error: float
+        self, chosen: np.ndarray | slice, classes: np.ndarray, image_kl: np.ndarray, max_error: float, mean_error: float
     ) -> VariantScore:
         return VariantScore(
             top1_agreement=float((classes == self.reference_logits[chosen].argmax(1)).mean()),

@@ -15,9 +15,6 @@ and the first process alone saves.
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
-import json
 import math
 import time
 from collections.abc import Collection
@@ -27,13 +24,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from resnet_deploy._io import atomic_output
 from resnet_deploy._lazy import lazy_import, lazy_module
 from resnet_deploy.artifacts.onnx_metadata import ArtifactMetadata
 from resnet_deploy.errors import QuantizationError
 from resnet_deploy.messages import SILENT, Messages
-from resnet_deploy.quantize import scale_init
-from resnet_deploy.quantize.onnx_torch import build_network
+from resnet_deploy.quantize import qat_state, scale_init
+from resnet_deploy.quantize.onnx_torch import build_network, check_supported
+from resnet_deploy.quantize.qat_options import QatOptions
 
 if TYPE_CHECKING:
     import torch
@@ -42,50 +39,6 @@ if TYPE_CHECKING:
 else:
     torch = lazy_import("torch", extra="train")
     data_spec = lazy_module("resnet_deploy.data.spec")
-
-STATE_FORMAT = "resnet-deploy-qat-state/1"
-DEVICES = ("cpu", "cuda", "auto")
-
-
-@dataclass(frozen=True)
-class QatOptions:
-    epochs: int = 2
-    lr: float = 0.001  # the recipe's 0.1 at 1%: fine-tuning, not training
-    batch_size: int = 128
-    learn_scales: bool = True  # train the activation amax too (False: keep where they start)
-    narrow_scales: bool = True  # start each amax where its readers' error is least (scale_init.py), else calibration's
-    scale_lr: float = 0.05  # Adam's step on log(amax)
-    data: str | None = None  # labelled dataset spec; None: the one the model records
-    images: int | None = None  # training images per epoch (None: the whole split)
-    seed: int = 0
-    device: str = "auto"
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-
-    def __post_init__(self) -> None:
-        if isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 1:
-            raise QuantizationError(f"`qat.epochs` must be at least 1, got {self.epochs!r}", field="qat.epochs")
-        for name in ("lr", "scale_lr"):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-                raise QuantizationError(f"`qat.{name}` must be a number above 0, got {value!r}", field=f"qat.{name}")
-        if self.batch_size < 1:
-            raise QuantizationError(
-                f"`qat.batch_size` must be at least 1, got {self.batch_size}", field="qat.batch_size"
-            )
-        for name in ("learn_scales", "narrow_scales"):
-            if not isinstance(getattr(self, name), bool):
-                value = getattr(self, name)
-                raise QuantizationError(f"`qat.{name}` is true or false, not {value!r}", field=f"qat.{name}")
-        if self.images is not None and self.images < 1:
-            raise QuantizationError(f"`qat.images` must be at least 1, got {self.images}", field="qat.images")
-        if self.device not in DEVICES and not self.device.startswith("cuda:"):
-            raise QuantizationError(
-                f"`qat.device` is cpu, cuda, cuda:N or auto, not {self.device!r}", field="qat.device"
-            )
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 @dataclass
@@ -134,8 +87,8 @@ def fine_tune(
     scales = [p for name, p in network.named_parameters() if name.startswith("quantizers.")]
     sgd = torch.optim.SGD(weights, lr=options.lr, momentum=options.momentum, weight_decay=options.weight_decay)
     adam = torch.optim.Adam(scales, lr=options.scale_lr) if scales else None
-    source = f"{source_sha256}:{_amax_digest(amax)}"  # the model, and the calibration the scales start from
-    start = _resume(state_path, network, sgd, adam, options, source, keep_out) if resume else 0
+    source = f"{source_sha256}:{qat_state.amax_digest(amax)}"  # the model, and the scales it starts from
+    start = qat_state.resume(state_path, network, sgd, adam, options, source, keep_out) if resume else 0
     if not start and options.narrow_scales and init_batches:
         narrowed = scale_init.narrowed_amax(network.cpu(), init_batches)
         moved = sum(narrowed[t] < amax[t] for t in narrowed)
@@ -194,7 +147,7 @@ def fine_tune(
         losses.append(total / max(count, 1))
         out.say(f"QAT epoch {epoch + 1}/{options.epochs}: training loss {losses[-1]:.4f}")
         if state_path is not None and main:
-            _save_state(state_path, network, sgd, adam, options, source, keep_out, epoch + 1)
+            qat_state.save(state_path, network, sgd, adam, options, source, keep_out, epoch + 1)
     network.eval()
     return QatRun(
         network.cpu(),
@@ -227,6 +180,12 @@ def _device(device: str) -> str:
     return device
 
 
+def check_can_fine_tune(model: Any, metadata: ArtifactMetadata, spec: str | None, source: str) -> None:
+    """Refuse, before any calibration or scoring, what fine-tuning would refuse: ops it cannot run, no labels."""
+    check_supported(model, source)
+    labelled_training_set(metadata, spec)
+
+
 def labelled_training_set(metadata: ArtifactMetadata, spec: str | None) -> Any:
     """The labelled dataset to fine-tune on: ``spec``, or the one the model records."""
     spec = spec or metadata.dataset
@@ -247,62 +206,3 @@ def labelled_training_set(metadata: ArtifactMetadata, spec: str | None) -> Any:
     if len(dataset.train) == 0:
         raise QuantizationError(f"{spec} has no training images to fine-tune on", field="qat.data")
     return dataset
-
-
-def _amax_digest(amax: dict[str, float]) -> str:
-    return hashlib.sha256(json.dumps(sorted(amax.items())).encode()).hexdigest()[:16]
-
-
-def _fingerprint(options: QatOptions, source_sha256: str, keep_out: Collection[str]) -> dict[str, Any]:
-    """What a saved state must match to be resumed: the same model, options (bar epochs and device), layers."""
-    fields = {k: v for k, v in options.to_dict().items() if k not in ("epochs", "device")}
-    return {"source_sha256": source_sha256, "options": fields, "keep_out": sorted(keep_out)}
-
-
-def _save_state(
-    path: Path, network: Any, sgd: Any, adam: Any, options: QatOptions, sha: str, keep_out: Collection[str], epoch: int
-) -> None:
-    payload = {
-        "format": STATE_FORMAT,
-        "fingerprint": _fingerprint(options, sha, keep_out),
-        "epoch": epoch,
-        "network": network.state_dict(),
-        "sgd": sgd.state_dict(),
-        "adam": adam.state_dict() if adam is not None else None,
-    }
-    with atomic_output(path) as tmp:
-        torch.save(payload, tmp)
-
-
-def _resume(
-    path: Path | None, network: Any, sgd: Any, adam: Any, options: QatOptions, sha: str, keep_out: Collection[str]
-) -> int:
-    """Load the saved state into the network and optimizers; the epochs it had done (0 with none saved)."""
-    if path is None or not path.exists():
-        return 0
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for a damaged file; the user needs one line
-        raise QuantizationError(
-            f"{path} is not a readable QAT state ({type(exc).__name__}); delete it to start over"
-        ) from None
-    if not isinstance(payload, dict) or payload.get("format") != STATE_FORMAT:
-        raise QuantizationError(f"{path} is not a resnet-deploy QAT state; delete it to start over")
-    if payload.get("fingerprint") != _fingerprint(options, sha, keep_out):
-        raise QuantizationError(
-            f"{path} was saved by QAT of another model or with other options; "
-            "run with those, or delete it to start over"
-        )
-    epoch = int(payload.get("epoch", 0))
-    if epoch > options.epochs:
-        raise QuantizationError(f"{path} has {epoch} epochs done, more than the {options.epochs} asked for")
-    try:
-        network.load_state_dict(payload["network"])
-        sgd.load_state_dict(payload["sgd"])
-        if adam is not None and payload.get("adam") is not None:
-            adam.load_state_dict(payload["adam"])
-    except (KeyError, RuntimeError, ValueError) as exc:
-        raise QuantizationError(
-            f"{path} does not fit this model ({str(exc).splitlines()[0]}); delete it to start over"
-        ) from None
-    return epoch

@@ -1,10 +1,10 @@
-"""A fine-tuned network back into ONNX: the trained weights in the FP32 graph, and its Q/DQ form with the
-trained scales, written by the same ``insert_tensorrt_qdq`` as post-training calibration."""
+"""A fine-tuned network back into ONNX: the trained weights in the FP32 graph (its Q/DQ form with the trained
+scales is written by the same ``insert_tensorrt_qdq`` as post-training calibration), and what the INT8
+graph records of the fine-tuning."""
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -13,7 +13,6 @@ from resnet_deploy._lazy import lazy_import
 from resnet_deploy.artifacts.lineage import QatRecord
 from resnet_deploy.evaluate.paired_stats import PairedChange
 from resnet_deploy.quantize.qat import QatRun
-from resnet_deploy.quantize.qdq_tensorrt import insert_tensorrt_qdq
 
 if TYPE_CHECKING:
     import onnx
@@ -33,11 +32,6 @@ def trained_fp32(model: Any, run: QatRun) -> Any:
     return trained
 
 
-def amax_ranges(amax: dict[str, float]) -> dict[str, tuple[float, float]]:
-    """Trained amax as the symmetric ranges the writers take."""
-    return {name: (-value, value) for name, value in amax.items()}
-
-
 def qat_record(run: QatRun, before: PairedChange, after: PairedChange) -> QatRecord:
     """What the INT8 graph records of the fine-tuning: ``before`` post-training (every layer INT8), ``after`` QAT."""
     return QatRecord(
@@ -50,10 +44,3 @@ def qat_record(run: QatRun, before: PairedChange, after: PairedChange) -> QatRec
         top1_change_after_pp=after.delta_pp,
         held_out_images=after.images,
     )
-
-
-def qat_qdq(model: Any, run: QatRun, keep_out: Collection[str] = (), precision: str = "fp16") -> Any:
-    """The fine-tuned model in TensorRT's Q/DQ form (the layers in ``keep_out`` in ``precision``)."""
-    quantized = trained_fp32(model, run)
-    insert_tensorrt_qdq(quantized, run.amax(), keep_out=keep_out, keep_out_precision=precision)
-    return quantized

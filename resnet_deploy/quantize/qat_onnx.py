@@ -16,13 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from resnet_deploy._io import check_writable
-from resnet_deploy.artifacts.lineage import QUANTIZATIONS, CalibrationRecord, GraphLineage
 from resnet_deploy.artifacts.onnx_io import load_onnx, onnx_props, write_lineage
 from resnet_deploy.errors import QuantizationError
 from resnet_deploy.messages import SILENT, Messages
+from resnet_deploy.quantize import qat_state
 from resnet_deploy.quantize.budget import DEFAULT_HELD_OUT
 from resnet_deploy.quantize.calib_data import load_held_out_set
-from resnet_deploy.quantize.calibrate import preprocessing_inside, save_checked
+from resnet_deploy.quantize.calibrate import int8_lineage, preprocessing_inside, save_checked
 from resnet_deploy.quantize.judge import HeldOutJudge
 from resnet_deploy.quantize.measured import (
     cache_dir_usable,
@@ -31,12 +31,12 @@ from resnet_deploy.quantize.measured import (
     measured_ranges,
     tensorrt_amax,
 )
-from resnet_deploy.quantize.onnx_torch import check_supported
 from resnet_deploy.quantize.options import CalibrationOptions
-from resnet_deploy.quantize.qat import QatOptions, fine_tune, labelled_training_set
-from resnet_deploy.quantize.qat_graph import qat_record, trained_fp32
+from resnet_deploy.quantize.qat import check_can_fine_tune
+from resnet_deploy.quantize.qat_graph import qat_record
+from resnet_deploy.quantize.qat_options import QatOptions
 from resnet_deploy.quantize.qdq_tensorrt import insert_tensorrt_qdq
-from resnet_deploy.quantize.recover import state_path_for
+from resnet_deploy.quantize.recover import fine_tune_scored
 from resnet_deploy.quantize.sensitivity import variant
 
 
@@ -96,8 +96,7 @@ def qat_onnx(
         )
     model = load_onnx(onnx_path)
     metadata = check_fp32_export(model, onnx_path, "fine-tune")
-    check_supported(model, str(onnx_path))
-    labelled_training_set(metadata, qat.data)  # a dataset without labels fails now, not after calibration
+    check_can_fine_tune(model, metadata, qat.data, str(onnx_path))  # before calibration, not after
     held_out = load_held_out_set(metadata, qat.data, held_out_images, field="held_out_images")
     writable_cache = (world is None or world.is_main) and cache_dir_usable(options.cache_dir, out)
     calib = calibration_images(metadata, onnx_path, options, out)
@@ -109,29 +108,25 @@ def qat_onnx(
     out.say(
         f"post-training INT8 ({options.method}): Δtop-1 {before.change.describe()} on {judge.images} held-out images"
     )
-    state = state_path_for(output)
-    run = fine_tune(
+    state = qat_state.path_for(output)
+    fine_tuned = fine_tune_scored(
         model,
         metadata,
         amax,
+        judge,
         qat,
         source_sha256=measured.cache.model_sha256,
         init_batches=calib.batches,
         state_path=state,
-        resume=True,
         world=world,
         out=out,
     )
-    quantized, placement = _all_int8(trained_fp32(model, run), run.amax())
-    after = judge.score(quantized)
+    run, after = fine_tuned.run, fine_tuned.score
     out.say(f"after quantization-aware training: Δtop-1 {after.change.describe()}")
-    lineage = GraphLineage(
-        precision="int8",
-        quantization=QUANTIZATIONS[0],
-        source_onnx_sha256=measured.cache.model_sha256,
-        calibration=CalibrationRecord(measured.cache.cal_id, options.method, calib.count, calib.spec),
-        qat=qat_record(run, before.change, after.change),
-    )
+    quantized = fine_tuned.fp32_model  # rewritten in place: the INT8 graph scored, written
+    placement = insert_tensorrt_qdq(quantized, fine_tuned.amax).to_dict()
+    record = qat_record(run, before.change, after.change)
+    lineage = int8_lineage("tensorrt", options.method, measured.cache, calib, qat=record)
     write_lineage(quantized, lineage, onnx_props(model))
     if world is None or world.is_main:
         save_checked(quantized, output)
@@ -154,9 +149,3 @@ def qat_onnx(
         placement=placement,
         rank=world.rank if world is not None else 0,
     )
-
-
-def _all_int8(fp32_model: Any, amax: dict[str, float]) -> tuple[Any, dict[str, int]]:
-    """``fp32_model`` rewritten with every layer in INT8, and the placement counts."""
-    placement = insert_tensorrt_qdq(fp32_model, amax)
-    return fp32_model, placement.to_dict()

@@ -24,10 +24,11 @@ import numpy as np
 from resnet_deploy.artifacts.onnx_metadata import ArtifactMetadata
 from resnet_deploy.messages import SILENT, Messages
 from resnet_deploy.quantize.budget import BudgetOptions, BudgetOutcome, search
-from resnet_deploy.quantize.judge import HeldOutJudge
+from resnet_deploy.quantize.judge import HeldOutJudge, VariantScore
 from resnet_deploy.quantize.layers import QuantLayer
-from resnet_deploy.quantize.qat import fine_tune
+from resnet_deploy.quantize.qat import QatRun, fine_tune
 from resnet_deploy.quantize.qat_graph import qat_record, trained_fp32
+from resnet_deploy.quantize.qat_options import QatOptions
 from resnet_deploy.quantize.sensitivity import variant
 
 
@@ -40,9 +41,45 @@ class Recovered:
     amax: dict[str, float]
 
 
-def state_path_for(output: Path) -> Path:
-    """Where fine-tuning toward ``output`` keeps its resumable state."""
-    return output.with_name(output.name + ".qat-state.pt")
+@dataclass
+class FineTuned:
+    """A fine-tuning's run, the source with its trained weights, its trained amax, and its all-INT8 score."""
+
+    run: QatRun
+    fp32_model: Any
+    amax: dict[str, float]
+    score: VariantScore
+
+
+def fine_tune_scored(
+    model: Any,
+    metadata: ArtifactMetadata,
+    amax: dict[str, float],
+    judge: HeldOutJudge,
+    options: QatOptions,
+    *,
+    source_sha256: str,
+    init_batches: list[np.ndarray],
+    state_path: Path | None,
+    world: Any = None,
+    out: Messages = SILENT,
+) -> FineTuned:
+    """Fine-tune ``model`` from ``amax`` (resuming from ``state_path`` when its state is there) and score the
+    result, every layer INT8, against the FP32 source on ``judge``'s held-out images."""
+    run = fine_tune(
+        model,
+        metadata,
+        amax,
+        options,
+        source_sha256=source_sha256,
+        init_batches=init_batches,
+        state_path=state_path,
+        resume=True,
+        world=world,
+        out=out,
+    )
+    trained, learned = trained_fp32(model, run), run.amax()
+    return FineTuned(run, trained, learned, judge.score(variant(trained, learned, ())))
 
 
 def within_budget(
@@ -72,27 +109,26 @@ def within_budget(
         f"{method}: over the budget of {options.max_top1_drop:g} pp; quantization-aware training with every layer "
         f"in INT8 ({options.qat.epochs} epochs)"
     )
-    run = fine_tune(
+    tuned = fine_tune_scored(
         model,
         metadata,
         amax,
+        judge,
         options.qat,
         source_sha256=source_sha256,
         init_batches=init_batches,
         state_path=state_path,
-        resume=True,
         out=out,
     )
-    trained, learned = trained_fp32(model, run), run.amax()
-    after = judge.score(variant(trained, learned, ()))
+    after = tuned.score
     out.say(f"{method}: after QAT, all layers INT8: Δtop-1 {after.change.describe()}")
-    fine_tuned = BudgetOutcome(
+    outcome = BudgetOutcome(
         method, options, layers, [], after, after, judge.images, judge.held_out.spec, met=False, step="qat"
     )
-    fine_tuned.met = fine_tuned.gated_pp <= options.max_top1_drop
-    if not fine_tuned.met and options.keeps_out:
-        fine_tuned = search(trained, learned, layers, judge, options, method=method, all_int8=after, out=out)
-        fine_tuned.step = "qat+keep-out"
-    fine_tuned.post_training = post
-    fine_tuned.qat = qat_record(run, post.change, after.change)
-    return Recovered(fine_tuned, trained, learned)
+    outcome.met = outcome.gated_pp <= options.max_top1_drop
+    if not outcome.met and options.keeps_out:
+        outcome = search(tuned.fp32_model, tuned.amax, layers, judge, options, method=method, all_int8=after, out=out)
+        outcome.step = "qat+keep-out"
+    outcome.post_training = post
+    outcome.qat = qat_record(tuned.run, post.change, after.change)
+    return Recovered(outcome, tuned.fp32_model, tuned.amax)

@@ -13,9 +13,9 @@ from resnet_deploy.errors import QuantizationError
 from resnet_deploy.quantize.budget import BudgetOptions
 from resnet_deploy.quantize.calibrate import calibrate_onnx
 from resnet_deploy.quantize.layers import quantizable_layers
-from resnet_deploy.quantize.qat import QatOptions
+from resnet_deploy.quantize.qat_options import QatOptions
 from tests.cli_helpers import assert_one_line_error, invoke
-from tests.conftest import CULPRIT_MODULE
+from tests.conftest import CULPRIT_MODULE, scaled_twin
 
 FAST = {"count": 128, "cache_dir": None}
 SHORT = QatOptions(epochs=1, images=256, batch_size=64)  # 4 steps: the narrowed scales do most of the work
@@ -25,21 +25,8 @@ SHORT = QatOptions(epochs=1, images=256, batch_size=64)  # 4 steps: the narrowed
 def scaled_resnet20(trained_resnet20, tmp_path_factory):
     """The trained ResNet-20 with channel 5 of layer3.0's Conv->ReLU->Conv chain scaled up 1000x into the ReLU
     and down 1000x in the next conv: the same FP32 function, hostile to per-tensor INT8."""
-    import torch
-
-    from resnet_deploy.convert.export import export_onnx
-    from resnet_deploy.models.source import open_model
-
     checkpoint, _ = trained_resnet20
-    source = open_model(checkpoint)
-    block = source.model.layer3[0]
-    with torch.no_grad():
-        block.bn1.weight[5] *= 1000
-        block.bn1.bias[5] *= 1000
-        block.conv2.weight[:, 5] /= 1000
-    path = tmp_path_factory.mktemp("scaled") / "scaled.onnx"
-    export_onnx(source.model, path, source.metadata)
-    return path
+    return scaled_twin(checkpoint, "layer3", 0, 5, 1_000.0, tmp_path_factory.mktemp("scaled") / "scaled.onnx")
 
 
 @pytest.fixture(scope="module")
@@ -250,3 +237,18 @@ def test_torchrun_fine_tunes_in_two_processes_and_the_first_writes_once(culprit_
     lineage = read_lineage(out)
     assert lineage.qat is not None and lineage.qat.epochs == 1 and lineage.qat.images_per_epoch == 128
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ddp.qat.int8.onnx"]
+
+
+def test_a_file_at_the_states_place_is_the_users_unless_overwrite_is_given(culprit_resnet20, tmp_path) -> None:
+    """The state is a planned output: a file there that is not a QAT state is refused before any work, and
+    replaced (then removed with the finished state) only with --overwrite."""
+    out = tmp_path / "r.qat.int8.onnx"
+    theirs = tmp_path / "r.qat.int8.onnx.qat-state.pt"
+    theirs.write_text("notes")
+    quick = ["--epochs", "1", "--train-images", "64", "--calib-images", "32", "--held-out-images", "32", "--no-cache"]
+    refused = invoke("qat", str(culprit_resnet20), *quick, "-o", str(out))
+    assert_one_line_error(refused, "qat-state.pt exists and is not `resnet-deploy qat`'s QAT state")
+    assert theirs.read_text() == "notes" and not out.exists()
+    done = invoke("qat", str(culprit_resnet20), *quick, "-o", str(out), "--overwrite")
+    assert done.exit_code == 0, done.output
+    assert out.exists() and not theirs.exists()
