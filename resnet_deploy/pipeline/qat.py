@@ -96,7 +96,9 @@ class FineTune(Step):
 
     def outputs(self) -> tuple[Output, ...]:
         def made(lineage: GraphLineage) -> bool:  # fine-tuned as asked: ours to redo; anything else is the user's
-            return lineage.qat is not None and lineage.budget is None and lineage.qat.epochs == self.qat.epochs
+            q = lineage.qat
+            asked = (self.qat.epochs, self.qat.lr, self.qat.learn_scales)
+            return q is not None and lineage.budget is None and (q.epochs, q.lr, q.learned_scales) == asked
 
         ours = onnx_twin_of(self.source, "int8", "qdq-tensorrt", made)
         return (Output(self.output, "INT8 ONNX (quantization-aware trained)", ours=ours), qat_state_output(self.output))
