@@ -564,7 +564,7 @@ def saved_qat_state(tiny_onnx: Path, tmp_path_factory: Any) -> tuple[Path, Any]:
 
 
 @settings(
-    max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
 )
 @given(st.data())
 def test_a_qat_state_cut_flipped_mutated_or_hostile_resumes_or_is_refused_in_one_line(saved_qat_state, tmp_path, data):

@@ -101,24 +101,18 @@ def test_the_qat_graph_records_the_fine_tuning_and_validates_as_it_says(culprit_
 
 
 def test_the_qat_command_brings_a_cross_layer_scaled_model_within_the_budget(scaled_resnet20, tmp_path) -> None:
+    """Also: the state is a planned output, so a file of the user's at its place is refused before any work,
+    and replaced (then removed with the finished state) only with --overwrite."""
     out = tmp_path / "scaled.qat.int8.onnx"
-    result = invoke(
-        "qat",
-        str(scaled_resnet20),
-        "--epochs",
-        "1",
-        "--train-images",
-        "256",
-        "--batch-size",
-        "64",
-        "--calib-images",
-        "128",
-        "--no-cache",
-        "-o",
-        str(out),
-        "--json",
-    )
+    theirs = tmp_path / "scaled.qat.int8.onnx.qat-state.pt"
+    theirs.write_text("notes")
+    args = ["qat", str(scaled_resnet20), "--epochs", "1", "--train-images", "256", "--batch-size", "64"]
+    args += ["--calib-images", "128", "--no-cache", "-o", str(out), "--json"]
+    assert_one_line_error(invoke(*args), "qat-state.pt exists and is not `resnet-deploy qat`'s QAT state")
+    assert theirs.read_text() == "notes" and not out.exists()
+    result = invoke(*args, "--overwrite")
     assert result.exit_code == 0, result.output
+    assert not theirs.exists()
     report = json.loads(result.stdout)
     assert report["top1_change_before"]["delta_pp"] > 0.5  # post-training INT8 misses a 0.5 pp budget
     assert report["top1_change_after"]["delta_pp"] <= 0.5 and report["int8_mac_share"] == 1.0
@@ -227,7 +221,7 @@ def test_torchrun_fine_tunes_in_two_processes_and_the_first_writes_once(culprit_
     out = tmp_path / "ddp.qat.int8.onnx"
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
     command += ["-m", "resnet_deploy", "qat", str(culprit_resnet20), "--epochs", "1", "--train-images", "128"]
-    command += ["--batch-size", "32", "--calib-images", "32", "--held-out-images", "32", "--no-cache", "--device"]
+    command += ["--batch-size", "32", "--calib-images", "16", "--held-out-images", "16", "--no-cache", "--device"]
     command += ["cpu", "-o", str(out), "--json"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(command, capture_output=True, text=True, timeout=240, env=env, cwd=tmp_path)
@@ -237,18 +231,3 @@ def test_torchrun_fine_tunes_in_two_processes_and_the_first_writes_once(culprit_
     lineage = read_lineage(out)
     assert lineage.qat is not None and lineage.qat.epochs == 1 and lineage.qat.images_per_epoch == 128
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ddp.qat.int8.onnx"]
-
-
-def test_a_file_at_the_states_place_is_the_users_unless_overwrite_is_given(culprit_resnet20, tmp_path) -> None:
-    """The state is a planned output: a file there that is not a QAT state is refused before any work, and
-    replaced (then removed with the finished state) only with --overwrite."""
-    out = tmp_path / "r.qat.int8.onnx"
-    theirs = tmp_path / "r.qat.int8.onnx.qat-state.pt"
-    theirs.write_text("notes")
-    quick = ["--epochs", "1", "--train-images", "64", "--calib-images", "32", "--held-out-images", "32", "--no-cache"]
-    refused = invoke("qat", str(culprit_resnet20), *quick, "-o", str(out))
-    assert_one_line_error(refused, "qat-state.pt exists and is not `resnet-deploy qat`'s QAT state")
-    assert theirs.read_text() == "notes" and not out.exists()
-    done = invoke("qat", str(culprit_resnet20), *quick, "-o", str(out), "--overwrite")
-    assert done.exit_code == 0, done.output
-    assert out.exists() and not theirs.exists()
